@@ -1,0 +1,142 @@
+//! The pod address allocator of one host block.
+//!
+//! A bitmap with a cursor: each allocation takes the next free address after the
+//! last one handed out, wrapping at the end, so a released address is reused as
+//! late as possible (a stale ARP entry or conntrack flow for it has time to die).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::bitmap::Bitmap;
+use crate::error::{CoreError, Result};
+use crate::layout::{from_u128, to_u128};
+use crate::spec::overlaps;
+
+/// Blocks larger than this (IPv6 /64s) allocate from their first 65,536 addresses:
+/// no host runs more pods than that, and the bitmap stays at 8 KiB.
+pub const MAX_TRACKED: u32 = 1 << 16;
+
+#[derive(Debug, Clone)]
+pub struct BlockAllocator {
+    block: IpNet,
+    base: u128,
+    used: Bitmap,
+    /// Network, gateway, broadcast and excluded addresses: set in `used` too, and
+    /// remembered here so release() refuses them.
+    reserved: Bitmap,
+    cursor: u32,
+    allocated: u32,
+}
+
+impl BlockAllocator {
+    /// `excludes` may be any CIDRs; only the parts inside `block` matter.
+    pub fn new(block: IpNet, excludes: &[IpNet]) -> Self {
+        let bits = u32::from(block.max_prefix_len() - block.prefix_len());
+        let size = if bits >= 16 { MAX_TRACKED } else { 1 << bits };
+        let mut reserved = Bitmap::new(size);
+        let base = to_u128(block.network());
+        reserved.set(0); // network address
+        reserved.set(1); // gateway: the host side of the pod's default route
+        if block.addr().is_ipv4() && bits < 16 {
+            reserved.set(size - 1); // broadcast
+        }
+        for e in excludes.iter().filter(|e| overlaps(e, &block)) {
+            let start = to_u128(e.network()).max(base);
+            let end = to_u128(e.broadcast()).min(to_u128(block.broadcast()));
+            let last = (end - base).min(u128::from(size - 1)) as u32;
+            for i in (start - base) as u32..=last {
+                reserved.set(i);
+            }
+        }
+        BlockAllocator {
+            block,
+            base,
+            used: reserved.clone(),
+            reserved,
+            cursor: 0,
+            allocated: 0,
+        }
+    }
+
+    pub fn block(&self) -> IpNet {
+        self.block
+    }
+
+    /// The address pods use as next hop; never handed to a pod.
+    pub fn gateway(&self) -> IpAddr {
+        from_u128(self.base + 1, self.block.addr().is_ipv4())
+    }
+
+    pub fn allocated(&self) -> u32 {
+        self.allocated
+    }
+
+    pub fn free(&self) -> u32 {
+        self.used.len() - self.used.count_ones()
+    }
+
+    /// The next free address after the last one handed out, or None when full.
+    pub fn allocate(&mut self) -> Option<IpAddr> {
+        let i = self.used.first_clear_wrapping(self.cursor)?;
+        self.used.set(i);
+        self.cursor = i + 1;
+        self.allocated += 1;
+        Some(self.addr_at(i))
+    }
+
+    /// Marks a specific address as allocated (restoring state, or a static request).
+    pub fn allocate_specific(&mut self, addr: IpAddr) -> Result<()> {
+        let i = self.offset_of(addr)?;
+        if self.reserved.get(i) {
+            return Err(CoreError::Reserved {
+                addr: addr.to_string(),
+                block: self.block.to_string(),
+            });
+        }
+        if self.used.get(i) {
+            return Err(CoreError::InUse {
+                addr: addr.to_string(),
+                block: self.block.to_string(),
+            });
+        }
+        self.used.set(i);
+        self.allocated += 1;
+        Ok(())
+    }
+
+    /// Releases `addr`. Returns false when it was not allocated (a repeated DEL).
+    pub fn release(&mut self, addr: IpAddr) -> bool {
+        match self.offset_of(addr) {
+            Ok(i) if self.used.get(i) && !self.reserved.get(i) => {
+                self.used.clear(i);
+                self.allocated -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn is_allocated(&self, addr: IpAddr) -> bool {
+        self.offset_of(addr)
+            .is_ok_and(|i| self.used.get(i) && !self.reserved.get(i))
+    }
+
+    fn offset_of(&self, addr: IpAddr) -> Result<u32> {
+        let outside = || CoreError::OutsideBlock {
+            addr: addr.to_string(),
+            block: self.block.to_string(),
+        };
+        if !self.block.contains(&addr) {
+            return Err(outside());
+        }
+        u32::try_from(to_u128(addr) - self.base)
+            .ok()
+            .filter(|i| *i < self.used.len())
+            .ok_or_else(outside)
+    }
+
+    fn addr_at(&self, i: u32) -> IpAddr {
+        from_u128(self.base + u128::from(i), self.block.addr().is_ipv4())
+    }
+}

@@ -1,0 +1,104 @@
+//! What a host has: its NICs as the route-daemon discovers them (or as an operator
+//! writes them for an unmanaged host).
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::names::validate_host_name;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Nic {
+    pub name: String,
+    /// Addresses with their prefix length (`10.0.1.5/24`): the prefix tells which
+    /// rail subnet the NIC sits on.
+    #[serde(default)]
+    pub addresses: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Link speed in Mbit/s as sysfs reports it; unknown for virtual NICs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_mbps: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_node: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Operational state; a NIC that is down still keeps its rail and blocks.
+    #[serde(default = "yes")]
+    pub up: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInventory {
+    pub name: String,
+    #[serde(default, alias = "interfaces")]
+    pub nics: Vec<Nic>,
+}
+
+impl HostInventory {
+    /// Rejects what would corrupt a key or make rail membership ambiguous.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        validate_host_name(&format!("{field}.name"), &self.name)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, nic) in self.nics.iter().enumerate() {
+            if nic.name.is_empty() || nic.name.len() > 15 || nic.name.contains('/') {
+                return Err(CoreError::invalid(
+                    format!("{field}.nics[{i}].name"),
+                    &nic.name,
+                    "must be an interface name of 1 to 15 characters without '/'",
+                ));
+            }
+            if !seen.insert(nic.name.as_str()) {
+                return Err(CoreError::invalid(
+                    format!("{field}.nics[{i}].name"),
+                    &nic.name,
+                    "appears twice on this host",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An inventory file: a bare list of hosts or `{hosts: [...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InventoryFile {
+    List(Vec<HostInventory>),
+    Wrapped { hosts: Vec<HostInventory> },
+}
+
+impl InventoryFile {
+    /// The hosts, checked, with duplicate host names refused (two registrations
+    /// under one name would silently share one host index).
+    pub fn into_hosts(self) -> Result<Vec<HostInventory>> {
+        let hosts = match self {
+            InventoryFile::List(h) | InventoryFile::Wrapped { hosts: h } => h,
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, h) in hosts.iter().enumerate() {
+            h.validate(&format!("hosts[{i}]"))?;
+            if !seen.insert(h.name.as_str()) {
+                return Err(CoreError::invalid(
+                    format!("hosts[{i}].name"),
+                    &h.name,
+                    "appears twice in the inventory",
+                ));
+            }
+        }
+        Ok(hosts)
+    }
+}

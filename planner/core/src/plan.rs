@@ -1,0 +1,557 @@
+//! The CIDR plan: which rail index each NIC subnet gets, which host index each host
+//! gets, and the blocks that follow from them.
+//!
+//! [`Planner`] is incremental so the planner service can apply one join in
+//! microseconds; [`plan`] is the whole computation from a snapshot, built on it so
+//! both paths give the same answer.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::bitmap::Bitmap;
+use crate::inventory::{HostInventory, Nic};
+use crate::layout::Layout;
+use crate::spec::Network;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub network: String,
+    pub interfaces: Vec<Interface>,
+    pub hosts: BTreeMap<String, HostPlan>,
+    /// Host indexes freed after their grace period, oldest first. They are reused
+    /// only when no never-used index is left, so a returning pod address is
+    /// unlikely to meet stale state elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unplanned: Vec<Unplanned>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unplanned_interfaces: Vec<UnplannedInterface>,
+}
+
+/// A rail: one NIC subnet shared by the same-numbered NIC of every host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interface {
+    pub index: u32,
+    pub net_address: IpNet,
+    /// The rail's share of the pod subnet, one per family.
+    pub cidrs: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPlan {
+    pub index: u32,
+    /// Unix seconds at which the host's registration disappeared. The index and
+    /// blocks stay reserved until the grace period after it runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub departed_at: Option<u64>,
+    pub blocks: Vec<Block>,
+}
+
+/// One host's pod block on one rail in one family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Block {
+    pub interface: u32,
+    pub nic: String,
+    /// The NIC's own address: the next hop other hosts use to reach this block.
+    pub nic_address: IpAddr,
+    pub cidr: IpNet,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unplanned {
+    pub host: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnplannedInterface {
+    pub net_address: IpNet,
+    pub reason: String,
+}
+
+/// An assignment of the previous plan that the current spec cannot keep (an index
+/// now excluded or beyond a shrunk block). The service refuses such a spec change
+/// unless forced, because it renumbers hosts that may hold pod addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renumber {
+    pub subject: String,
+    pub old_index: u32,
+    pub reason: String,
+}
+
+/// What an operation did to one host, so the service writes only what changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Unchanged,
+    Changed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Planner {
+    network: String,
+    layout: Layout,
+    master_nets: Vec<IpNet>,
+    excluded_rails: Bitmap,
+    rails: BTreeMap<u32, Interface>,
+    rail_by_net: HashMap<IpNet, u32>,
+    rail_taken: Bitmap,
+    hosts: BTreeMap<String, HostPlan>,
+    /// Assigned, departed, retired or excluded: every index that is not "never used".
+    host_taken: Bitmap,
+    excluded_hosts: Bitmap,
+    retired: VecDeque<u32>,
+    unplanned: BTreeMap<String, String>,
+    unplanned_rails: BTreeMap<IpNet, String>,
+    renumbered: Vec<Renumber>,
+}
+
+impl Planner {
+    /// Starts from `previous`, keeping every assignment the network still allows.
+    pub fn new(network: &Network, previous: Option<&Plan>) -> Self {
+        let layout = Layout::new(network);
+        let ex = layout.exclusions(&network.excludes);
+        let mut p = Planner {
+            network: network.name.clone(),
+            master_nets: network.master_nets.clone(),
+            rail_taken: ex.rails.clone(),
+            excluded_rails: ex.rails,
+            host_taken: ex.hosts.clone(),
+            excluded_hosts: ex.hosts,
+            layout,
+            rails: BTreeMap::new(),
+            rail_by_net: HashMap::new(),
+            hosts: BTreeMap::new(),
+            retired: VecDeque::new(),
+            unplanned: BTreeMap::new(),
+            unplanned_rails: BTreeMap::new(),
+            renumbered: Vec::new(),
+        };
+        for (i, net) in network.master_nets.clone().into_iter().enumerate() {
+            p.place_rail(net, Some(i as u32));
+        }
+        if let Some(prev) = previous {
+            p.adopt(prev);
+        }
+        p
+    }
+
+    fn adopt(&mut self, prev: &Plan) {
+        for rail in &prev.interfaces {
+            match self.rail_by_net.get(&rail.net_address) {
+                Some(&i) if i == rail.index => {}
+                Some(&i) => self.renumbered.push(Renumber {
+                    subject: format!("interface {}", rail.net_address),
+                    old_index: rail.index,
+                    reason: format!("masterNets now puts it at index {i}"),
+                }),
+                None if !self.master_nets.is_empty() => self.renumbered.push(Renumber {
+                    subject: format!("interface {}", rail.net_address),
+                    old_index: rail.index,
+                    reason: "no longer listed in masterNets".into(),
+                }),
+                None => {
+                    if let Err(reason) = self.check_rail_index(rail.index) {
+                        self.renumbered.push(Renumber {
+                            subject: format!("interface {}", rail.net_address),
+                            old_index: rail.index,
+                            reason,
+                        });
+                    } else {
+                        self.place_rail(rail.net_address, Some(rail.index));
+                    }
+                }
+            }
+        }
+        for (name, host) in &prev.hosts {
+            if let Err(reason) = self.check_host_index(host.index) {
+                self.renumbered.push(Renumber {
+                    subject: format!("host {name}"),
+                    old_index: host.index,
+                    reason,
+                });
+                continue;
+            }
+            self.host_taken.set(host.index);
+            let mut plan = host.clone();
+            // Recompute CIDRs from indexes: the subnet or bits may have changed.
+            plan.blocks = self.blocks_for(host.index, host.blocks.iter().filter_map(|b| {
+                self.rails
+                    .contains_key(&b.interface)
+                    .then_some((b.interface, b.nic.as_str(), b.nic_address))
+            }));
+            self.hosts.insert(name.clone(), plan);
+        }
+        for &i in &prev.retired {
+            if self.check_host_index(i).is_ok() {
+                self.host_taken.set(i);
+                self.retired.push_back(i);
+            }
+        }
+    }
+
+    fn check_host_index(&self, i: u32) -> Result<(), String> {
+        if i >= self.layout.host_capacity() {
+            Err(format!(
+                "index {i} is beyond hostBlock's {} hosts",
+                self.layout.host_capacity()
+            ))
+        } else if self.excluded_hosts.get(i) {
+            Err(format!("index {i} is now inside an excludeCIDRs entry"))
+        } else if self.host_taken.get(i) {
+            Err(format!("index {i} is held twice in the previous plan"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_rail_index(&self, i: u32) -> Result<(), String> {
+        if i >= self.layout.rail_capacity() {
+            Err(format!(
+                "index {i} is beyond interfaceBlock's {} interfaces",
+                self.layout.rail_capacity()
+            ))
+        } else if self.excluded_rails.get(i) {
+            Err(format!("index {i} is now inside an excludeCIDRs entry"))
+        } else if self.rail_taken.get(i) {
+            Err(format!("index {i} is held twice in the previous plan"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Gives `net` a rail index: `fixed` when masterNets or the previous plan says
+    /// so, otherwise the lowest free one.
+    fn place_rail(&mut self, net: IpNet, fixed: Option<u32>) -> Option<u32> {
+        if let Some(&i) = self.rail_by_net.get(&net) {
+            return Some(i);
+        }
+        let index = match fixed {
+            Some(i) => self.check_rail_index(i).map(|()| i),
+            None => self.rail_taken.first_clear_from(0).ok_or_else(|| {
+                format!(
+                    "no free interface index: interfaceBlock {} allows {} interfaces",
+                    self.interface_bits(),
+                    self.layout.rail_capacity()
+                )
+            }),
+        };
+        match index {
+            Ok(i) => {
+                self.rail_taken.set(i);
+                self.rail_by_net.insert(net, i);
+                let cidrs = (0..self.layout.subnets().len())
+                    .map(|f| self.layout.rail_cidr(f, i))
+                    .collect();
+                self.rails.insert(
+                    i,
+                    Interface {
+                        index: i,
+                        net_address: net,
+                        cidrs,
+                    },
+                );
+                self.unplanned_rails.remove(&net);
+                Some(i)
+            }
+            Err(reason) => {
+                self.unplanned_rails.insert(net, reason);
+                None
+            }
+        }
+    }
+
+    fn interface_bits(&self) -> u32 {
+        self.layout.rail_capacity().trailing_zeros()
+    }
+
+    /// The rail a NIC subnet belongs to, creating it if the network allows.
+    fn rail_for(&mut self, net: IpNet) -> Option<u32> {
+        if let Some(&i) = self.rail_by_net.get(&net) {
+            return Some(i);
+        }
+        if !self.master_nets.is_empty() {
+            return None;
+        }
+        self.place_rail(net, None)
+    }
+
+    /// Registers the rails of many hosts at once in address order, so a fresh plan
+    /// numbers rails by sorted NIC subnet rather than by which host came first.
+    pub fn register_rails<'a>(&mut self, hosts: impl IntoIterator<Item = &'a HostInventory>) {
+        if !self.master_nets.is_empty() {
+            return;
+        }
+        let mut nets = BTreeSet::new();
+        for h in hosts {
+            for nic in &h.nics {
+                if let Some(a) = self.primary_address(nic) {
+                    nets.insert(a.trunc());
+                }
+            }
+        }
+        for net in nets {
+            self.rail_for(net);
+        }
+    }
+
+    /// The address that puts a NIC on a rail: the first of the primary family that
+    /// is neither link-local nor inside the pod subnet itself.
+    fn primary_address(&self, nic: &Nic) -> Option<IpNet> {
+        self.usable_address(nic, 0)
+    }
+
+    fn usable_address(&self, nic: &Nic, family: usize) -> Option<IpNet> {
+        let subnets = self.layout.subnets();
+        let want_v4 = subnets.get(family)?.addr().is_ipv4();
+        nic.addresses.iter().copied().find(|a| {
+            a.addr().is_ipv4() == want_v4
+                && !is_link_local(&a.addr())
+                && !subnets.iter().any(|s| s.contains(&a.addr()))
+        })
+    }
+
+    fn blocks_for<'a>(
+        &self,
+        index: u32,
+        rails: impl Iterator<Item = (u32, &'a str, IpAddr)>,
+    ) -> Vec<Block> {
+        let mut blocks: Vec<Block> = rails
+            .filter_map(|(rail, nic, addr)| {
+                let family = self.layout.family_of(&addr)?;
+                Some(Block {
+                    interface: rail,
+                    nic: nic.to_string(),
+                    nic_address: addr,
+                    cidr: self.layout.host_cidr(family, rail, index),
+                })
+            })
+            .collect();
+        blocks.sort_by(|a, b| (a.interface, a.cidr).cmp(&(b.interface, b.cidr)));
+        blocks
+    }
+
+    /// A host registered or changed its NICs. Keeps its index if it has one.
+    pub fn upsert_host(&mut self, host: &HostInventory) -> Change {
+        let mut rails: Vec<(u32, &str, IpAddr)> = Vec::with_capacity(host.nics.len() * 2);
+        let mut nics: Vec<&Nic> = host.nics.iter().collect();
+        nics.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        for nic in nics {
+            let Some(primary) = self.primary_address(nic) else {
+                continue;
+            };
+            let Some(rail) = self.rail_for(primary.trunc()) else {
+                continue;
+            };
+            // Two NICs on one subnet: the first by name carries the rail.
+            if rails.iter().any(|(r, _, _)| *r == rail) {
+                continue;
+            }
+            rails.push((rail, &nic.name, primary.addr()));
+            if let Some(secondary) = self.usable_address(nic, 1) {
+                rails.push((rail, &nic.name, secondary.addr()));
+            }
+        }
+        let existing = self.hosts.get(&host.name).map(|h| h.index);
+        let index = match existing {
+            Some(i) => i,
+            None if rails.is_empty() => {
+                return self.mark_unplanned(&host.name, self.no_rail_reason(host));
+            }
+            None => match self.take_host_index() {
+                Some(i) => i,
+                None => {
+                    let reason = format!(
+                        "no free host index: hostBlock allows {} hosts and all are planned, reserved or excluded",
+                        self.layout.host_capacity()
+                    );
+                    return self.mark_unplanned(&host.name, reason);
+                }
+            },
+        };
+        let plan = HostPlan {
+            index,
+            departed_at: None,
+            blocks: self.blocks_for(index, rails.into_iter()),
+        };
+        self.unplanned.remove(&host.name);
+        match self.hosts.get_mut(&host.name) {
+            Some(old) if *old == plan => Change::Unchanged,
+            Some(old) => {
+                *old = plan;
+                Change::Changed
+            }
+            None => {
+                self.hosts.insert(host.name.clone(), plan);
+                Change::Changed
+            }
+        }
+    }
+
+    fn mark_unplanned(&mut self, host: &str, reason: String) -> Change {
+        match self.unplanned.insert(host.to_string(), reason.clone()) {
+            Some(old) if old == reason => Change::Unchanged,
+            _ => Change::Changed,
+        }
+    }
+
+    fn no_rail_reason(&self, host: &HostInventory) -> String {
+        let nets: Vec<String> = host
+            .nics
+            .iter()
+            .filter_map(|n| self.primary_address(n).map(|a| format!("{} {}", n.name, a.trunc())))
+            .collect();
+        let why = if nets.is_empty() {
+            "it has no NIC with a usable address of the subnet's family".to_string()
+        } else if !self.master_nets.is_empty() {
+            format!("none of its NICs ({}) is in masterNets", nets.join(", "))
+        } else {
+            format!("its NIC subnets ({}) have no interface index", nets.join(", "))
+        };
+        format!("no NIC on a planned interface: {why}")
+    }
+
+    /// Never-used indexes first, then the longest-retired one.
+    fn take_host_index(&mut self) -> Option<u32> {
+        if let Some(i) = self.host_taken.first_clear_from(0) {
+            self.host_taken.set(i);
+            return Some(i);
+        }
+        self.retired.pop_front()
+    }
+
+    /// A host's registration vanished: keep its index reserved from `now`.
+    pub fn remove_host(&mut self, name: &str, now: u64) -> Change {
+        let was_unplanned = self.unplanned.remove(name).is_some();
+        match self.hosts.get_mut(name) {
+            Some(h) if h.departed_at.is_none() => {
+                h.departed_at = Some(now);
+                Change::Changed
+            }
+            _ if was_unplanned => Change::Changed,
+            _ => Change::Unchanged,
+        }
+    }
+
+    /// Frees the indexes of hosts departed at least `grace_secs` ago; returns them.
+    pub fn expire(&mut self, now: u64, grace_secs: u64) -> Vec<String> {
+        let gone: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.departed_at.is_some_and(|t| now >= t.saturating_add(grace_secs)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in &gone {
+            if let Some(h) = self.hosts.remove(name) {
+                self.retired.push_back(h.index);
+            }
+        }
+        gone
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostPlan> {
+        self.hosts.get(name)
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Assignments of the previous plan the current spec could not keep.
+    pub fn renumbered(&self) -> &[Renumber] {
+        &self.renumbered
+    }
+
+    /// Host indexes still never used and not excluded.
+    pub fn free_host_indexes(&self) -> u32 {
+        self.layout.host_capacity() - self.host_taken.count_ones() + self.retired.len() as u32
+    }
+
+    pub fn to_plan(&self) -> Plan {
+        Plan {
+            network: self.network.clone(),
+            interfaces: self.rails.values().cloned().collect(),
+            hosts: self.hosts.clone(),
+            retired: self.retired.iter().copied().collect(),
+            unplanned: self
+                .unplanned
+                .iter()
+                .map(|(h, r)| Unplanned {
+                    host: h.clone(),
+                    reason: r.clone(),
+                })
+                .collect(),
+            unplanned_interfaces: self
+                .unplanned_rails
+                .iter()
+                .map(|(n, r)| UnplannedInterface {
+                    net_address: *n,
+                    reason: r.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn into_plan(self) -> Plan {
+        Plan {
+            network: self.network,
+            interfaces: self.rails.into_values().collect(),
+            hosts: self.hosts,
+            retired: self.retired.into(),
+            unplanned: self
+                .unplanned
+                .into_iter()
+                .map(|(host, reason)| Unplanned { host, reason })
+                .collect(),
+            unplanned_interfaces: self
+                .unplanned_rails
+                .into_iter()
+                .map(|(net_address, reason)| UnplannedInterface {
+                    net_address,
+                    reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn is_link_local(a: &IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => v.is_link_local(),
+        IpAddr::V6(v) => v.is_unicast_link_local(),
+    }
+}
+
+/// The whole plan from a snapshot: `hosts` are the registered hosts now, `previous`
+/// the plan last written. Deterministic: the same inputs give the same plan.
+pub fn plan(
+    network: &Network,
+    hosts: &[HostInventory],
+    previous: Option<&Plan>,
+    now: u64,
+    grace_secs: u64,
+) -> Plan {
+    let mut p = Planner::new(network, previous);
+    if let Some(prev) = previous {
+        let live: BTreeSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        for name in prev.hosts.keys().filter(|n| !live.contains(n.as_str())) {
+            p.remove_host(name, now);
+        }
+        p.expire(now, grace_secs);
+    }
+    p.register_rails(hosts);
+    let mut sorted: Vec<&HostInventory> = hosts.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    for h in sorted {
+        p.upsert_host(h);
+    }
+    p.into_plan()
+}
