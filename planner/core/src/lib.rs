@@ -13,6 +13,7 @@ pub mod keys;
 pub mod plan;
 pub mod routes;
 pub mod spec;
+pub mod stored;
 
 pub use alloc::BlockAllocator;
 pub use error::{CoreError, Result};
@@ -21,4 +22,5 @@ pub use layout::Layout;
 pub use names::{validate_dns_label, validate_host_name, validate_key_segment};
 pub use plan::{plan, Block, Change, HostPlan, Interface, Plan, Planner, Renumber, Unplanned};
 pub use routes::{desired_routes, diff, ActualRoute, Route, RouteDiff};
+pub use stored::{route_table_for, PlanMeta};
 pub use spec::{Network, NetworkManifest, NetworkSpec, Strategy, VlanMode};

@@ -1,0 +1,1 @@
+//! railyard-ipam-plugin (being built).

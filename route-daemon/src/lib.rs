@@ -1,0 +1,1 @@
+//! railyard-route-daemon (being built).
