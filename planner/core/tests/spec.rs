@@ -1,0 +1,114 @@
+use railyard_core::{NetworkManifest, Strategy, VlanMode};
+
+fn validate(spec: &str) -> Result<railyard_core::Network, String> {
+    let yaml = format!("metadata: {{name: net-a}}\nspec:\n{spec}");
+    let m: NetworkManifest = serde_yaml::from_str(&yaml).map_err(|e| e.to_string())?;
+    m.validate().map_err(|e| e.to_string())
+}
+
+#[track_caller]
+fn rejects(spec: &str, needles: &[&str]) {
+    let err = validate(spec).expect_err("spec must be rejected");
+    for n in needles {
+        assert!(err.contains(n), "error {err:?} lacks {n:?}");
+    }
+}
+
+#[test]
+fn accepts_a_multi_nic_cni_manifest_unchanged() {
+    let m: NetworkManifest = serde_yaml::from_str(
+        r#"
+apiVersion: multinic.fms.io/v1
+kind: MultiNicNetwork
+metadata:
+  name: multinic-sriov
+spec:
+  subnet: "172.34.0.0/16"
+  ipam: |
+    {
+      "type": "multi-nic-ipam",
+      "hostBlock": 8,
+      "interfaceBlock": 2,
+      "vlanMode": "l2",
+      "excludeCIDRs": ["172.34.0.0/28"]
+    }
+  multiNICIPAM: true
+  plugin:
+    cniVersion: "0.3.0"
+    type: sriov
+    args: {numVfs: "2", isRdma: "true"}
+  attachPolicy: {strategy: costOpt}
+  namespaces: [default, team-a]
+  masterNets: ["10.10.1.0/24", "10.10.2.0/24"]
+"#,
+    )
+    .unwrap();
+    let n = m.validate().unwrap();
+    assert_eq!(n.host_block, 8);
+    assert_eq!(n.interface_block, 2);
+    assert_eq!(n.vlan_mode, VlanMode::L2);
+    assert_eq!(n.strategy, Strategy::Balance);
+    assert_eq!(n.master_nets.len(), 2);
+    assert_eq!(n.excludes[0].to_string(), "172.34.0.0/28");
+    assert_eq!(n.spec.plugin.unwrap().args["numVfs"], "2");
+}
+
+#[test]
+fn default_subnet_and_object_ipam() {
+    let n = validate("  ipam: {hostBlock: 6, interfaceBlock: 2}\n").unwrap();
+    assert_eq!(n.subnets[0].to_string(), "172.30.0.0/16");
+}
+
+#[test]
+fn errors_name_the_field_and_value() {
+    rejects(
+        "  subnet: 192.168.0.0/24\n  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n",
+        &["spec.ipam.hostBlock", "\"6\"", "0 pod bits"],
+    );
+    rejects(
+        "  subnet: 192.168.0/16\n  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n",
+        &["spec.subnet", "192.168.0/16"],
+    );
+    rejects(
+        "  subnet: 192.168.1.0/16\n  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n",
+        &["spec.subnet", "192.168.0.0/16"],
+    );
+    rejects("  ipam: '{\"hostBlock\": 6}'\n", &["spec.ipam.interfaceBlock", "required"]);
+    rejects(
+        "  ipam: '{\"hostBlock\": -1, \"interfaceBlock\": 2}'\n",
+        &["spec.ipam.hostBlock", "\"-1\""],
+    );
+    rejects("  ipam: '{\"hostBlock\": 6,'\n", &["spec.ipam", "not valid IPAM JSON"]);
+    rejects(
+        "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2, \"vlanMode\": \"l4\"}'\n",
+        &["spec.ipam.vlanMode", "l4"],
+    );
+    rejects(
+        "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2, \"excludeCIDRs\": [\"10.0.0.0/8\"]}'\n",
+        &["spec.ipam.excludeCIDRs[0]", "10.0.0.0/8", "does not overlap"],
+    );
+    rejects(
+        "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n  masterNets: [10.0.0.0/24, nope]\n",
+        &["spec.masterNets[1]", "nope"],
+    );
+    rejects(
+        "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n  attachPolicy: {strategy: fastest}\n",
+        &["spec.attachPolicy.strategy", "fastest"],
+    );
+    rejects(
+        "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n  attachPolicy: {strategy: devClass}\n",
+        &["spec.attachPolicy.target"],
+    );
+    rejects(
+        "  subnet: 10.0.0.0/16,10.1.0.0/16\n  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n",
+        &["spec.subnet", "dual stack"],
+    );
+    rejects(
+        "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n  namespaces: [Bad_NS]\n",
+        &["spec.namespaces[0]", "Bad_NS"],
+    );
+    let bad_name: NetworkManifest =
+        serde_yaml::from_str("metadata: {name: My/Net}\nspec: {}\n").unwrap();
+    let e = bad_name.validate().unwrap_err().to_string();
+    assert!(e.contains("metadata.name") && e.contains("My/Net"), "{e}");
+}
