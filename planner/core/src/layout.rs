@@ -64,16 +64,26 @@ impl Layout {
     /// Usable pod addresses in one host block: all but network, gateway and (IPv4)
     /// broadcast, which the block allocator reserves.
     pub fn pods_per_block(&self, family: usize) -> u128 {
-        let reserved = if self.subnets[family].addr().is_ipv4() { 3 } else { 2 };
-        (1u128.checked_shl(u32::from(self.pod_bits(family))).unwrap_or(u128::MAX))
-            .saturating_sub(reserved)
+        let reserved = if self.subnets[family].addr().is_ipv4() {
+            3
+        } else {
+            2
+        };
+        (1u128
+            .checked_shl(u32::from(self.pod_bits(family)))
+            .unwrap_or(u128::MAX))
+        .saturating_sub(reserved)
     }
 
     pub fn rail_cidr(&self, family: usize, rail: u32) -> IpNet {
         let s = &self.subnets[family];
         let shift = u32::from(self.host_block) + u32::from(self.pod_bits(family));
         let base = to_u128(s.network()) + shl(u128::from(rail), shift);
-        make_net(base, s.prefix_len() + self.interface_block, s.addr().is_ipv4())
+        make_net(
+            base,
+            s.prefix_len() + self.interface_block,
+            s.addr().is_ipv4(),
+        )
     }
 
     pub fn host_cidr(&self, family: usize, rail: u32, host: u32) -> IpNet {
@@ -98,9 +108,10 @@ impl Layout {
             let rail_prefix = s.prefix_len() + self.interface_block;
             let host_prefix = rail_prefix + self.host_block;
             let pod = u32::from(self.pod_bits(family));
-            for e in excludes.iter().filter(|e| {
-                e.addr().is_ipv4() == s.addr().is_ipv4() && overlaps(e, s)
-            }) {
+            for e in excludes
+                .iter()
+                .filter(|e| e.addr().is_ipv4() == s.addr().is_ipv4() && overlaps(e, s))
+            {
                 if e.prefix_len() <= s.prefix_len() {
                     mark(&mut ex.rails, 0, self.rail_capacity());
                     continue;

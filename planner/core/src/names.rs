@@ -53,7 +53,10 @@ pub fn validate_host_name(field: &str, value: &str) -> Result<()> {
 /// Key segments that are not DNS names (container IDs, interface names): anything
 /// printable except the key separator.
 pub fn validate_key_segment(field: &str, value: &str) -> Result<()> {
-    if value.is_empty() || value.len() > 255 || value.contains('/') || value.chars().any(char::is_control)
+    if value.is_empty()
+        || value.len() > 255
+        || value.contains('/')
+        || value.chars().any(char::is_control)
     {
         return Err(CoreError::InvalidName {
             field: field.to_string(),

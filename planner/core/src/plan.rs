@@ -183,11 +183,16 @@ impl Planner {
             self.host_taken.set(host.index);
             let mut plan = host.clone();
             // Recompute CIDRs from indexes: the subnet or bits may have changed.
-            plan.blocks = self.blocks_for(host.index, host.blocks.iter().filter_map(|b| {
-                self.rails
-                    .contains_key(&b.interface)
-                    .then_some((b.interface, b.nic.as_str(), b.nic_address))
-            }));
+            plan.blocks = self.blocks_for(
+                host.index,
+                host.blocks.iter().filter_map(|b| {
+                    self.rails.contains_key(&b.interface).then_some((
+                        b.interface,
+                        b.nic.as_str(),
+                        b.nic_address,
+                    ))
+                }),
+            );
             self.hosts.insert(name.clone(), plan);
         }
         for &i in &prev.retired {
@@ -407,14 +412,20 @@ impl Planner {
         let nets: Vec<String> = host
             .nics
             .iter()
-            .filter_map(|n| self.primary_address(n).map(|a| format!("{} {}", n.name, a.trunc())))
+            .filter_map(|n| {
+                self.primary_address(n)
+                    .map(|a| format!("{} {}", n.name, a.trunc()))
+            })
             .collect();
         let why = if nets.is_empty() {
             "it has no NIC with a usable address of the subnet's family".to_string()
         } else if !self.master_nets.is_empty() {
             format!("none of its NICs ({}) is in masterNets", nets.join(", "))
         } else {
-            format!("its NIC subnets ({}) have no interface index", nets.join(", "))
+            format!(
+                "its NIC subnets ({}) have no interface index",
+                nets.join(", ")
+            )
         };
         format!("no NIC on a planned interface: {why}")
     }
@@ -446,7 +457,10 @@ impl Planner {
         let gone: Vec<String> = self
             .hosts
             .iter()
-            .filter(|(_, h)| h.departed_at.is_some_and(|t| now >= t.saturating_add(grace_secs)))
+            .filter(|(_, h)| {
+                h.departed_at
+                    .is_some_and(|t| now >= t.saturating_add(grace_secs))
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for name in &gone {

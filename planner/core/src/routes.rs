@@ -70,7 +70,12 @@ pub fn desired_routes(plan: &Plan, me: &str, table: u32) -> Vec<Route> {
     let my_dev: HashMap<(u32, bool), Arc<str>> = mine
         .blocks
         .iter()
-        .map(|b| ((b.interface, b.cidr.addr().is_ipv4()), Arc::from(b.nic.as_str())))
+        .map(|b| {
+            (
+                (b.interface, b.cidr.addr().is_ipv4()),
+                Arc::from(b.nic.as_str()),
+            )
+        })
         .collect();
     let mut routes = Vec::with_capacity(plan.hosts.len() * mine.blocks.len());
     for (name, other) in &plan.hosts {

@@ -5,9 +5,9 @@
 //! deserialization, reports problems: a serde error cannot name the field path the
 //! way a user reads it (`spec.ipam.hostBlock`).
 
-use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use crate::error::{CoreError, Result};
 use crate::names::validate_dns_label;
@@ -92,7 +92,11 @@ pub struct IpamSpec {
     pub interface_block: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan_mode: Option<String>,
-    #[serde(default, rename = "excludeCIDRs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "excludeCIDRs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub exclude_cidrs: Vec<String>,
 }
 
@@ -226,7 +230,10 @@ impl NetworkSpec {
         })?;
         let master_nets = parse_list("spec.masterNets", &self.master_nets, |n| {
             if n.addr() != n.network() {
-                Err(format!("has host bits set; the network address is {}", n.trunc()))
+                Err(format!(
+                    "has host bits set; the network address is {}",
+                    n.trunc()
+                ))
             } else if subnets.iter().any(|s| overlaps(s, n)) {
                 Err(format!("overlaps the pod subnet {}", self.subnet))
             } else {
@@ -276,7 +283,11 @@ impl NetworkSpec {
             IpamField::Object(o) => Ok(o.clone()),
             IpamField::Text(t) if t.trim().is_empty() => Ok(IpamSpec::default()),
             IpamField::Text(t) => serde_json::from_str(t).map_err(|e| {
-                CoreError::invalid("spec.ipam", t.trim(), format!("is not valid IPAM JSON: {e}"))
+                CoreError::invalid(
+                    "spec.ipam",
+                    t.trim(),
+                    format!("is not valid IPAM JSON: {e}"),
+                )
             }),
         }
     }
@@ -291,7 +302,11 @@ fn parse_subnets(raw: &str) -> Result<Vec<IpNet>> {
     let mut subnets = Vec::new();
     for part in raw.split(',').map(str::trim) {
         let net: IpNet = part.parse().map_err(|_| {
-            CoreError::invalid("spec.subnet", part, "is not a CIDR (expected e.g. 192.168.0.0/16)")
+            CoreError::invalid(
+                "spec.subnet",
+                part,
+                "is not a CIDR (expected e.g. 192.168.0.0/16)",
+            )
         })?;
         if net.addr() != net.network() {
             return Err(CoreError::invalid(

@@ -35,21 +35,41 @@ fn next_after_last_with_wrap_delays_reuse() {
 
 #[test]
 fn excludes_inside_the_block_are_skipped() {
-    let ex = ["10.1.0.0/30".parse().unwrap(), "10.1.0.8/29".parse().unwrap()];
+    let ex = [
+        "10.1.0.0/30".parse().unwrap(),
+        "10.1.0.8/29".parse().unwrap(),
+    ];
     let mut a = BlockAllocator::new("10.1.0.0/28".parse().unwrap(), &ex);
     let got: Vec<IpAddr> = std::iter::from_fn(|| a.allocate()).collect();
-    assert_eq!(got, (4..=7).map(|i| ip(&format!("10.1.0.{i}"))).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        (4..=7)
+            .map(|i| ip(&format!("10.1.0.{i}")))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn specific_allocation_and_release_are_checked() {
     let mut a = BlockAllocator::new("10.1.0.0/24".parse().unwrap(), &[]);
     a.allocate_specific(ip("10.1.0.50")).unwrap();
-    assert!(matches!(a.allocate_specific(ip("10.1.0.50")), Err(CoreError::InUse { .. })));
-    assert!(matches!(a.allocate_specific(ip("10.1.0.1")), Err(CoreError::Reserved { .. })));
-    assert!(matches!(a.allocate_specific(ip("10.2.0.5")), Err(CoreError::OutsideBlock { .. })));
+    assert!(matches!(
+        a.allocate_specific(ip("10.1.0.50")),
+        Err(CoreError::InUse { .. })
+    ));
+    assert!(matches!(
+        a.allocate_specific(ip("10.1.0.1")),
+        Err(CoreError::Reserved { .. })
+    ));
+    assert!(matches!(
+        a.allocate_specific(ip("10.2.0.5")),
+        Err(CoreError::OutsideBlock { .. })
+    ));
     assert!(a.is_allocated(ip("10.1.0.50")));
-    assert!(!a.release(ip("10.1.0.1")), "reserved addresses are never released");
+    assert!(
+        !a.release(ip("10.1.0.1")),
+        "reserved addresses are never released"
+    );
     assert!(a.release(ip("10.1.0.50")));
     assert!(!a.release(ip("10.1.0.50")), "a second release is a no-op");
     assert_eq!(a.allocated(), 0);

@@ -19,7 +19,10 @@ fn upstream_worked_example() {
         for (j, b) in h.blocks.iter().enumerate() {
             assert_eq!(b.interface, j as u32);
             assert_eq!(b.nic, format!("eth{j}"));
-            assert_eq!(b.cidr.to_string(), format!("192.168.{}.0/24", 64 * j as u32 + i));
+            assert_eq!(
+                b.cidr.to_string(),
+                format!("192.168.{}.0/24", 64 * j as u32 + i)
+            );
         }
     }
     let indexes: Vec<u32> = p.hosts.values().map(|h| h.index).collect();
@@ -45,8 +48,14 @@ spec:
     assert_eq!(p.interfaces[0].net_address.to_string(), "10.0.1.0/24");
     assert_eq!(p.interfaces[1].net_address.to_string(), "10.0.0.0/24");
     let b = &p.hosts["host-00000"].blocks;
-    assert_eq!((b[0].nic.as_str(), b[0].cidr.to_string()), ("eth1", "192.168.0.0/24".into()));
-    assert_eq!((b[1].nic.as_str(), b[1].cidr.to_string()), ("eth0", "192.168.64.0/24".into()));
+    assert_eq!(
+        (b[0].nic.as_str(), b[0].cidr.to_string()),
+        ("eth1", "192.168.0.0/24".into())
+    );
+    assert_eq!(
+        (b[1].nic.as_str(), b[1].cidr.to_string()),
+        ("eth0", "192.168.64.0/24".into())
+    );
 }
 
 #[test]
@@ -101,8 +110,16 @@ fn exhaustion_names_the_hosts_left_out() {
     assert_eq!(p.hosts.len(), 4);
     let left: Vec<&str> = p.unplanned.iter().map(|u| u.host.as_str()).collect();
     assert_eq!(left, vec!["host-00004", "host-00005"]);
-    assert!(p.unplanned[0].reason.contains("no free host index"), "{}", p.unplanned[0].reason);
-    assert!(p.unplanned[0].reason.contains("4 hosts"), "{}", p.unplanned[0].reason);
+    assert!(
+        p.unplanned[0].reason.contains("no free host index"),
+        "{}",
+        p.unplanned[0].reason
+    );
+    assert!(
+        p.unplanned[0].reason.contains("4 hosts"),
+        "{}",
+        p.unplanned[0].reason
+    );
 }
 
 #[test]
@@ -113,7 +130,10 @@ fn too_many_rails_are_reported_not_planned() {
     let p = plan(&net, &hosts(2, 3), None, 0, 600);
     assert_eq!(p.interfaces.len(), 2);
     assert_eq!(p.unplanned_interfaces.len(), 1);
-    assert_eq!(p.unplanned_interfaces[0].net_address.to_string(), "10.0.2.0/24");
+    assert_eq!(
+        p.unplanned_interfaces[0].net_address.to_string(),
+        "10.0.2.0/24"
+    );
     assert_eq!(p.hosts["host-00000"].blocks.len(), 2);
 }
 
@@ -124,8 +144,16 @@ fn host_without_a_rail_nic_is_unplanned_with_reason() {
     );
     let p = plan(&net, &hosts(1, 1), None, 0, 600);
     assert!(p.hosts.is_empty());
-    assert!(p.unplanned[0].reason.contains("masterNets"), "{}", p.unplanned[0].reason);
-    assert!(p.unplanned[0].reason.contains("10.0.0.0/24"), "{}", p.unplanned[0].reason);
+    assert!(
+        p.unplanned[0].reason.contains("masterNets"),
+        "{}",
+        p.unplanned[0].reason
+    );
+    assert!(
+        p.unplanned[0].reason.contains("10.0.0.0/24"),
+        "{}",
+        p.unplanned[0].reason
+    );
 }
 
 #[test]
@@ -145,7 +173,10 @@ spec:
     // Host indexes 1, 2 and 3 are excluded; /28 is left to the allocator.
     let hidx: Vec<u32> = p.hosts.values().map(|h| h.index).collect();
     assert_eq!(hidx, vec![0, 4, 5]);
-    assert_eq!(p.hosts["host-00001"].blocks[1].cidr.to_string(), "192.168.132.0/24");
+    assert_eq!(
+        p.hosts["host-00001"].blocks[1].cidr.to_string(),
+        "192.168.132.0/24"
+    );
 }
 
 #[test]
@@ -156,7 +187,11 @@ fn spec_change_that_excludes_a_live_index_is_reported() {
         "metadata: {name: multi-nic-sample}\nspec:\n  subnet: 192.168.0.0/16\n  ipam: '{\"hostBlock\": 1, \"interfaceBlock\": 2}'\n",
     );
     let planner = Planner::new(&shrunk, Some(&p1));
-    let subjects: Vec<&str> = planner.renumbered().iter().map(|r| r.subject.as_str()).collect();
+    let subjects: Vec<&str> = planner
+        .renumbered()
+        .iter()
+        .map(|r| r.subject.as_str())
+        .collect();
     assert_eq!(subjects, vec!["host host-00002"]);
     assert!(planner.renumbered()[0].reason.contains("beyond hostBlock"));
 }
@@ -170,17 +205,29 @@ fn ipv6_and_dual_stack() {
     let p = plan(&v6, &inv, None, 0, 600);
     assert_eq!(p.interfaces[0].net_address.to_string(), "fd00::/64");
     assert_eq!(p.interfaces[1].cidrs[0].to_string(), "fd10:0:0:4000::/50");
-    assert_eq!(p.hosts["h1"].blocks[1].cidr.to_string(), "fd10:0:0:4040::/58");
+    assert_eq!(
+        p.hosts["h1"].blocks[1].cidr.to_string(),
+        "fd10:0:0:4040::/58"
+    );
     assert_eq!(p.hosts["h1"].blocks[1].nic_address.to_string(), "fd00:1::2");
 
     let dual = network(
         "metadata: {name: nd}\nspec:\n  subnet: '192.168.0.0/16, fd10::/48'\n  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n",
     );
     let p = plan(&dual, &inv, None, 0, 600);
-    let b: Vec<String> = p.hosts["h1"].blocks.iter().map(|b| b.cidr.to_string()).collect();
+    let b: Vec<String> = p.hosts["h1"]
+        .blocks
+        .iter()
+        .map(|b| b.cidr.to_string())
+        .collect();
     assert_eq!(
         b,
-        vec!["192.168.1.0/24", "fd10:0:0:100::/56", "192.168.65.0/24", "fd10:0:0:4100::/56"]
+        vec![
+            "192.168.1.0/24",
+            "fd10:0:0:100::/56",
+            "192.168.65.0/24",
+            "fd10:0:0:4100::/56"
+        ]
     );
 }
 
@@ -188,8 +235,12 @@ fn ipv6_and_dual_stack() {
 fn nic_addresses_inside_the_pod_subnet_or_link_local_are_ignored() {
     let net = upstream();
     let mut h = host("h", 0, 1, false);
-    h.nics[0].addresses.insert(0, "169.254.1.1/16".parse().unwrap());
-    h.nics[0].addresses.insert(0, "192.168.5.1/24".parse().unwrap());
+    h.nics[0]
+        .addresses
+        .insert(0, "169.254.1.1/16".parse().unwrap());
+    h.nics[0]
+        .addresses
+        .insert(0, "192.168.5.1/24".parse().unwrap());
     let p = plan(&net, &[h], None, 0, 600);
     assert_eq!(p.interfaces.len(), 1);
     assert_eq!(p.interfaces[0].net_address.to_string(), "10.0.0.0/24");

@@ -92,7 +92,10 @@ fn diff_adds_replaces_deletes_and_never_touches_foreign_routes() {
     ];
     let d = diff(&desired, &actual);
     assert_eq!(d.add, vec![r("192.168.3.0/24", "10.0.0.4", "eth0", 100)]);
-    assert_eq!(d.replace, vec![r("192.168.2.0/24", "10.0.0.3", "eth0", 100)]);
+    assert_eq!(
+        d.replace,
+        vec![r("192.168.2.0/24", "10.0.0.3", "eth0", 100)]
+    );
     assert_eq!(
         d.delete,
         vec![
@@ -100,7 +103,10 @@ fn diff_adds_replaces_deletes_and_never_touches_foreign_routes() {
             r("192.168.1.0/24", "10.0.0.2", "eth0", 200),
         ]
     );
-    assert_eq!(d.conflicts, vec![r("192.168.4.0/24", "10.0.0.5", "eth0", 100)]);
+    assert_eq!(
+        d.conflicts,
+        vec![r("192.168.4.0/24", "10.0.0.5", "eth0", 100)]
+    );
     assert!(!d.delete.iter().any(|x| x.dst.to_string() == "10.9.0.0/16"));
 }
 
@@ -114,6 +120,9 @@ fn diff_of_converged_state_is_empty_and_duplicates_collapse() {
     let mut twice = actual.clone();
     twice.push(owned(r("192.168.1.0/24", "10.0.0.77", "eth0", 100)));
     let d = diff(&desired, &twice);
-    assert_eq!(d.delete, vec![r("192.168.1.0/24", "10.0.0.77", "eth0", 100)]);
+    assert_eq!(
+        d.delete,
+        vec![r("192.168.1.0/24", "10.0.0.77", "eth0", 100)]
+    );
     assert!(d.add.is_empty() && d.replace.is_empty());
 }

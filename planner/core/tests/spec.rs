@@ -73,19 +73,29 @@ fn errors_name_the_field_and_value() {
         "  subnet: 192.168.1.0/16\n  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n",
         &["spec.subnet", "192.168.0.0/16"],
     );
-    rejects("  ipam: '{\"hostBlock\": 6}'\n", &["spec.ipam.interfaceBlock", "required"]);
+    rejects(
+        "  ipam: '{\"hostBlock\": 6}'\n",
+        &["spec.ipam.interfaceBlock", "required"],
+    );
     rejects(
         "  ipam: '{\"hostBlock\": -1, \"interfaceBlock\": 2}'\n",
         &["spec.ipam.hostBlock", "\"-1\""],
     );
-    rejects("  ipam: '{\"hostBlock\": 6,'\n", &["spec.ipam", "not valid IPAM JSON"]);
+    rejects(
+        "  ipam: '{\"hostBlock\": 6,'\n",
+        &["spec.ipam", "not valid IPAM JSON"],
+    );
     rejects(
         "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2, \"vlanMode\": \"l4\"}'\n",
         &["spec.ipam.vlanMode", "l4"],
     );
     rejects(
         "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2, \"excludeCIDRs\": [\"10.0.0.0/8\"]}'\n",
-        &["spec.ipam.excludeCIDRs[0]", "10.0.0.0/8", "does not overlap"],
+        &[
+            "spec.ipam.excludeCIDRs[0]",
+            "10.0.0.0/8",
+            "does not overlap",
+        ],
     );
     rejects(
         "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n  masterNets: [10.0.0.0/24, nope]\n",

@@ -1,0 +1,218 @@
+//! Property tests of the planner and the allocator: the invariants that must hold
+//! for any network and any sequence of joins and leaves.
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use proptest::prelude::*;
+use railyard_core::{
+    plan, BlockAllocator, HostInventory, Network, NetworkSpec, Nic, Plan, Planner,
+};
+
+/// A valid network with small bit widths so exhaustion and excludes actually occur.
+fn arb_network() -> impl Strategy<Value = Network> {
+    (
+        16u8..=24,
+        0u8..=3,
+        0u8..=5,
+        prop::collection::vec((0u32..64, 0u8..=6), 0..3),
+    )
+        .prop_filter_map("needs pod bits", |(prefix, ib, hb, ex)| {
+            if 32 - prefix - ib - hb < 2 {
+                return None;
+            }
+            let subnet: IpNet = format!("172.16.0.0/{prefix}").parse().ok()?;
+            let excludes: Vec<String> = ex
+                .iter()
+                .map(|(off, extra)| {
+                    let p = (prefix + ib + extra).min(32);
+                    let step = 1u32 << (32 - p).min(31);
+                    let base = u32::from(std::net::Ipv4Addr::new(172, 16, 0, 0));
+                    let size = 1u32 << (32 - prefix);
+                    let addr = base + (off * step) % size;
+                    format!("{}/{p}", std::net::Ipv4Addr::from(addr))
+                })
+                .collect();
+            let spec = NetworkSpec {
+                subnet: subnet.to_string(),
+                ipam: railyard_core::spec::IpamField::Text(format!(
+                    r#"{{"hostBlock": {hb}, "interfaceBlock": {ib}, "excludeCIDRs": {}}}"#,
+                    serde_json::to_string(&excludes).ok()?
+                )),
+                ..NetworkSpec::default()
+            };
+            spec.validate("prop").ok()
+        })
+}
+
+/// Hosts named h0..hN, each on a random subset of 5 candidate NIC subnets.
+fn arb_hosts(max: usize) -> impl Strategy<Value = Vec<HostInventory>> {
+    prop::collection::btree_map(
+        0u32..200,
+        prop::collection::btree_set(0u32..5, 0..5),
+        0..max,
+    )
+    .prop_map(|m| {
+        m.into_iter()
+            .map(|(n, rails)| HostInventory {
+                name: format!("h{n}"),
+                nics: rails
+                    .into_iter()
+                    .map(|k| Nic {
+                        name: format!("eth{k}"),
+                        addresses: vec![format!("10.{k}.{}.{}/16", n / 250, n % 250 + 1)
+                            .parse()
+                            .unwrap()],
+                        up: true,
+                        ..Nic::default()
+                    })
+                    .collect(),
+            })
+            .collect()
+    })
+}
+
+fn assert_blocks_sound(net: &Network, p: &Plan) {
+    let mut all: Vec<IpNet> = Vec::new();
+    let mut indexes = HashSet::new();
+    for (name, h) in &p.hosts {
+        assert!(indexes.insert(h.index), "index {} twice ({name})", h.index);
+        assert!(h.index < 1 << net.host_block);
+        for b in &h.blocks {
+            assert!(
+                net.subnets[0].contains(&b.cidr),
+                "{} outside subnet",
+                b.cidr
+            );
+            let rail = p
+                .interfaces
+                .iter()
+                .find(|i| i.index == b.interface)
+                .unwrap();
+            assert!(
+                rail.cidrs[0].contains(&b.cidr),
+                "{} outside its rail",
+                b.cidr
+            );
+            all.push(b.cidr);
+        }
+    }
+    all.sort();
+    for w in all.windows(2) {
+        assert!(
+            !w[0].contains(&w[1].network()),
+            "{} overlaps {}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn blocks_are_disjoint_and_inside_the_subnet(net in arb_network(), hosts in arb_hosts(40)) {
+        let p = plan(&net, &hosts, None, 0, 600);
+        assert_blocks_sound(&net, &p);
+        // Every host is either planned or named as unplanned, never lost.
+        let named: BTreeSet<&str> = p.hosts.keys().map(String::as_str)
+            .chain(p.unplanned.iter().map(|u| u.host.as_str())).collect();
+        for h in &hosts {
+            prop_assert!(named.contains(h.name.as_str()), "{} lost", h.name);
+        }
+    }
+
+    #[test]
+    fn plan_is_deterministic_whatever_the_input_order(net in arb_network(), hosts in arb_hosts(30)) {
+        let a = plan(&net, &hosts, None, 0, 600);
+        let mut rev = hosts.clone();
+        rev.reverse();
+        prop_assert_eq!(a, plan(&net, &rev, None, 0, 600));
+    }
+
+    #[test]
+    fn assignments_survive_unrelated_joins_and_leaves(
+        net in arb_network(),
+        hosts in arb_hosts(30),
+        leave in prop::collection::vec(any::<bool>(), 30),
+        joiners in arb_hosts(10),
+    ) {
+        let before = plan(&net, &hosts, None, 0, 600);
+        let mut next: Vec<HostInventory> = hosts.iter().zip(leave.iter().chain(std::iter::repeat(&false)))
+            .filter(|(_, l)| !**l).map(|(h, _)| h.clone()).collect();
+        let names: BTreeSet<String> = next.iter().map(|h| h.name.clone()).collect();
+        next.extend(joiners.into_iter().filter(|j| !names.contains(&j.name)).map(|mut j| { j.name = format!("new-{}", j.name); j }));
+        let after = plan(&net, &next, Some(&before), 10, 600);
+        for (name, h) in &before.hosts {
+            let a = &after.hosts[name];
+            prop_assert_eq!(a.index, h.index, "{} renumbered", name);
+        }
+        for r in &before.interfaces {
+            prop_assert!(after.interfaces.contains(r), "rail {} moved", r.net_address);
+        }
+        assert_blocks_sound(&net, &after);
+    }
+
+    #[test]
+    fn incremental_joins_match_a_full_plan(net in arb_network(), hosts in arb_hosts(30)) {
+        // A full plan numbers new hosts by name; joining in that order must agree.
+        let mut sorted = hosts.clone();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut p = Planner::new(&net, None);
+        p.register_rails(&hosts);
+        for h in &sorted { p.upsert_host(h); }
+        prop_assert_eq!(p.into_plan(), plan(&net, &hosts, None, 0, 600));
+    }
+
+    #[test]
+    fn allocator_never_hands_out_an_address_twice(
+        prefix in 22u8..=30,
+        ops in prop::collection::vec((any::<bool>(), any::<prop::sample::Index>()), 1..600),
+    ) {
+        let block: IpNet = format!("10.9.0.0/{prefix}").parse().unwrap();
+        let mut a = BlockAllocator::new(block, &["10.9.0.16/30".parse().unwrap()]);
+        let mut live: Vec<IpAddr> = Vec::new();
+        for (alloc, pick) in ops {
+            if alloc || live.is_empty() {
+                match a.allocate() {
+                    Some(ip) => {
+                        prop_assert!(!live.contains(&ip), "{} handed out twice", ip);
+                        prop_assert!(block.contains(&ip));
+                        prop_assert!(ip != a.gateway());
+                        live.push(ip);
+                    }
+                    None => prop_assert_eq!(a.free(), 0),
+                }
+            } else {
+                let ip = live.swap_remove(pick.index(live.len()));
+                prop_assert!(a.release(ip));
+            }
+            prop_assert_eq!(a.allocated() as usize, live.len());
+        }
+    }
+
+    #[test]
+    fn validation_never_panics(
+        subnet in "[0-9a-f:./,]{0,40}",
+        hb in -5i64..40,
+        ib in -5i64..20,
+        ex in prop::collection::vec("[0-9a-f:./]{0,20}", 0..3),
+    ) {
+        let spec = NetworkSpec {
+            subnet,
+            ipam: railyard_core::spec::IpamField::Object(railyard_core::spec::IpamSpec {
+                host_block: Some(hb), interface_block: Some(ib), exclude_cidrs: ex, ..Default::default()
+            }),
+            ..NetworkSpec::default()
+        };
+        if let Ok(net) = spec.validate("fuzz") {
+            let hosts = common::hosts(5, 2);
+            let p = plan(&net, &hosts, None, 0, 600);
+            assert_blocks_sound(&net, &p);
+        }
+    }
+}
