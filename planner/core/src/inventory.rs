@@ -13,7 +13,7 @@ pub struct Nic {
     pub name: String,
     /// Addresses with their prefix length (`10.0.1.5/24`): the prefix tells which
     /// rail subnet the NIC sits on.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "addresses")]
     pub addresses: Vec<IpNet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
@@ -35,6 +35,20 @@ pub struct Nic {
     /// Operational state; a NIC that is down still keeps its rail and blocks.
     #[serde(default = "yes")]
     pub up: bool,
+}
+
+/// ipnet's own error ("invalid IP address syntax") does not say which value; ours does.
+fn addresses<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<IpNet>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter()
+        .map(|s| {
+            s.trim().parse().map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "addresses: {s:?} is not an address with its prefix length (like 10.0.1.5/24)"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn yes() -> bool {
@@ -73,21 +87,20 @@ impl HostInventory {
     }
 }
 
-/// An inventory file: a bare list of hosts or `{hosts: [...]}`.
+/// An inventory file: a bare list of hosts, or `{hosts: [...]}`.
+///
+/// Deliberately not an untagged enum: serde would then report only "matched no
+/// variant" and hide which host and field was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum InventoryFile {
-    List(Vec<HostInventory>),
-    Wrapped { hosts: Vec<HostInventory> },
+pub struct InventoryFile {
+    pub hosts: Vec<HostInventory>,
 }
 
 impl InventoryFile {
     /// The hosts, checked, with duplicate host names refused (two registrations
     /// under one name would silently share one host index).
     pub fn into_hosts(self) -> Result<Vec<HostInventory>> {
-        let hosts = match self {
-            InventoryFile::List(h) | InventoryFile::Wrapped { hosts: h } => h,
-        };
+        let hosts = self.hosts;
         let mut seen = std::collections::BTreeSet::new();
         for (i, h) in hosts.iter().enumerate() {
             h.validate(&format!("hosts[{i}]"))?;
