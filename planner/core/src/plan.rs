@@ -5,7 +5,7 @@
 //! microseconds; [`plan`] is the whole computation from a snapshot, built on it so
 //! both paths give the same answer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -102,7 +102,8 @@ pub struct Planner {
     master_nets: Vec<IpNet>,
     excluded_rails: Bitmap,
     rails: BTreeMap<u32, Interface>,
-    rail_by_net: HashMap<IpNet, u32>,
+    /// Sorted by subnet: a handful of rails make a binary search cheaper than hashing.
+    rail_by_net: Vec<(IpNet, u32)>,
     rail_taken: Bitmap,
     hosts: BTreeMap<String, HostPlan>,
     /// Assigned, departed, retired or excluded: every index that is not "never used".
@@ -128,7 +129,7 @@ impl Planner {
             excluded_hosts: ex.hosts,
             layout,
             rails: BTreeMap::new(),
-            rail_by_net: HashMap::new(),
+            rail_by_net: Vec::new(),
             hosts: BTreeMap::new(),
             retired: VecDeque::new(),
             unplanned: BTreeMap::new(),
@@ -146,9 +147,9 @@ impl Planner {
 
     fn adopt(&mut self, prev: &Plan) {
         for rail in &prev.interfaces {
-            match self.rail_by_net.get(&rail.net_address) {
-                Some(&i) if i == rail.index => {}
-                Some(&i) => self.renumbered.push(Renumber {
+            match self.rail_index(&rail.net_address) {
+                Some(i) if i == rail.index => {}
+                Some(i) => self.renumbered.push(Renumber {
                     subject: format!("interface {}", rail.net_address),
                     old_index: rail.index,
                     reason: format!("masterNets now puts it at index {i}"),
@@ -236,7 +237,7 @@ impl Planner {
     /// Gives `net` a rail index: `fixed` when masterNets or the previous plan says
     /// so, otherwise the lowest free one.
     fn place_rail(&mut self, net: IpNet, fixed: Option<u32>) -> Option<u32> {
-        if let Some(&i) = self.rail_by_net.get(&net) {
+        if let Some(i) = self.rail_index(&net) {
             return Some(i);
         }
         let index = match fixed {
@@ -252,7 +253,9 @@ impl Planner {
         match index {
             Ok(i) => {
                 self.rail_taken.set(i);
-                self.rail_by_net.insert(net, i);
+                if let Err(pos) = self.rail_by_net.binary_search_by_key(&net, |(n, _)| *n) {
+                    self.rail_by_net.insert(pos, (net, i));
+                }
                 let cidrs = (0..self.layout.subnets().len())
                     .map(|f| self.layout.rail_cidr(f, i))
                     .collect();
@@ -278,9 +281,16 @@ impl Planner {
         self.layout.rail_capacity().trailing_zeros()
     }
 
+    fn rail_index(&self, net: &IpNet) -> Option<u32> {
+        self.rail_by_net
+            .binary_search_by_key(net, |(n, _)| *n)
+            .ok()
+            .map(|pos| self.rail_by_net[pos].1)
+    }
+
     /// The rail a NIC subnet belongs to, creating it if the network allows.
     fn rail_for(&mut self, net: IpNet) -> Option<u32> {
-        if let Some(&i) = self.rail_by_net.get(&net) {
+        if let Some(i) = self.rail_index(&net) {
             return Some(i);
         }
         if !self.master_nets.is_empty() {
@@ -348,7 +358,9 @@ impl Planner {
     pub fn upsert_host(&mut self, host: &HostInventory) -> Change {
         let mut rails: Vec<(u32, &str, IpAddr)> = Vec::with_capacity(host.nics.len() * 2);
         let mut nics: Vec<&Nic> = host.nics.iter().collect();
-        nics.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        if !nics.is_sorted_by(|a, b| a.name <= b.name) {
+            nics.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        }
         for nic in nics {
             let Some(primary) = self.primary_address(nic) else {
                 continue;
