@@ -16,6 +16,12 @@ pub enum PlannerError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Store(#[from] railyard_store::StoreError),
+    /// This replica is no longer the leader (lease lost, or a guarded write failed
+    /// because another replica leads). It steps down and campaigns again.
+    #[error("lost planner leadership: {0}")]
+    LostLeadership(String),
 }
 
 pub type Result<T, E = PlannerError> = std::result::Result<T, E>;

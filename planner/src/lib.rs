@@ -1,8 +1,14 @@
-//! The planning side of railyard: the `railyard` CLI's logic, and (as it grows)
-//! the planner service and the Kubernetes controller. Binaries in `src/bin` stay
-//! thin and call into here.
+//! The planning side of railyard: the `railyard` CLI's logic, the planner service
+//! and (later) the Kubernetes controller. Binaries in `src/bin` stay thin and call
+//! into here.
 
+pub mod election;
 pub mod error;
+pub mod etcd_args;
+pub mod metrics;
 pub mod offline;
+pub mod service;
+pub mod status;
+pub mod world;
 
 pub use error::{PlannerError, Result};

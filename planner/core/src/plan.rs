@@ -15,6 +15,7 @@ use crate::bitmap::Bitmap;
 use crate::inventory::{HostInventory, Nic};
 use crate::layout::Layout;
 use crate::spec::Network;
+use crate::stored::PlanMeta;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -487,6 +488,42 @@ impl Planner {
         self.hosts.get(name)
     }
 
+    pub fn hosts(&self) -> impl Iterator<Item = (&String, &HostPlan)> {
+        self.hosts.iter()
+    }
+
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// The network-wide part of the plan, without cloning every host entry.
+    pub fn meta(&self) -> PlanMeta {
+        PlanMeta {
+            network: self.network.clone(),
+            interfaces: self.rails.values().cloned().collect(),
+            retired: self.retired.iter().copied().collect(),
+            unplanned: self.unplanned_list(),
+            unplanned_interfaces: self
+                .unplanned_rails
+                .iter()
+                .map(|(n, r)| UnplannedInterface {
+                    net_address: *n,
+                    reason: r.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn unplanned_list(&self) -> Vec<Unplanned> {
+        self.unplanned
+            .iter()
+            .map(|(h, r)| Unplanned {
+                host: h.clone(),
+                reason: r.clone(),
+            })
+            .collect()
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
@@ -502,28 +539,7 @@ impl Planner {
     }
 
     pub fn to_plan(&self) -> Plan {
-        Plan {
-            network: self.network.clone(),
-            interfaces: self.rails.values().cloned().collect(),
-            hosts: self.hosts.clone(),
-            retired: self.retired.iter().copied().collect(),
-            unplanned: self
-                .unplanned
-                .iter()
-                .map(|(h, r)| Unplanned {
-                    host: h.clone(),
-                    reason: r.clone(),
-                })
-                .collect(),
-            unplanned_interfaces: self
-                .unplanned_rails
-                .iter()
-                .map(|(n, r)| UnplannedInterface {
-                    net_address: *n,
-                    reason: r.clone(),
-                })
-                .collect(),
-        }
+        Plan::assemble(self.meta(), self.hosts.clone())
     }
 
     pub fn into_plan(self) -> Plan {

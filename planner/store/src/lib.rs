@@ -26,8 +26,8 @@ pub use follow::{watch_or_relist, WatchUpdate};
 pub use keepalive::{spawn_keep_alive, KeepAlive, LeaseStatus};
 pub use memory::MemStore;
 pub use types::{
-    Compare, KeyValue, LeaseId, Op, Range, Txn, TxnOutcome, WatchEvent, WatchStream,
-    MAX_TXN_BYTES, MAX_TXN_OPS,
+    Compare, KeyValue, LeaseId, Op, Range, Txn, TxnOutcome, WatchEvent, WatchStream, MAX_TXN_BYTES,
+    MAX_TXN_OPS,
 };
 
 /// A key-value store with etcd's consistency model: one global revision counter that

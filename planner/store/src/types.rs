@@ -78,12 +78,21 @@ pub struct Range {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Compare {
     /// The key's mod revision equals `rev`; `rev == 0` means "the key must not exist".
-    ModRevision { key: String, rev: i64 },
+    ModRevision {
+        key: String,
+        rev: i64,
+    },
     /// The key's create revision equals `rev`; guards against a delete + re-create
     /// that a mod-revision check on a fresh read would not notice.
-    CreateRevision { key: String, rev: i64 },
+    CreateRevision {
+        key: String,
+        rev: i64,
+    },
     /// The key exists and holds exactly `value` (a missing key never matches, as in etcd).
-    Value { key: String, value: Vec<u8> },
+    Value {
+        key: String,
+        value: Vec<u8>,
+    },
     Exists(String),
     Absent(String),
 }
@@ -283,3 +292,76 @@ impl WatchEvent {
 /// Batches of events in revision order. A batch never splits one revision, so a
 /// transaction's writes are always seen together. The stream ends after an error.
 pub type WatchStream = BoxStream<'static, Result<Vec<WatchEvent>, StoreError>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str) -> Op {
+        Op::put(key, "v")
+    }
+
+    #[test]
+    fn validate_follows_etcd_duplicate_rules() {
+        let ok = |txn: Txn| txn.validate().is_ok();
+        assert!(ok(Txn::new().then(put("/a")).then(put("/b"))));
+        assert!(!ok(Txn::new().then(put("/a")).then(put("/a"))));
+        assert!(!ok(Txn::new().then(put("/a/x")).then(Op::DeletePrefix {
+            prefix: "/a/".into()
+        })));
+        assert!(!ok(Txn::new().then(Op::delete("/a")).then(put("/a"))));
+        // Deletes may overlap, and a put next to (not inside) a deleted prefix is fine.
+        assert!(ok(Txn::new().then(Op::delete("/a/x")).then(
+            Op::DeletePrefix {
+                prefix: "/a/".into()
+            }
+        )));
+        assert!(ok(Txn::new().then(put("/ab")).then(Op::DeletePrefix {
+            prefix: "/a/".into()
+        })));
+        assert!(!ok(Txn::new().then(put(""))));
+        assert!(!ok(Txn::new().when(Compare::Exists(String::new()))));
+    }
+
+    #[test]
+    fn validate_counts_ops_not_compares() {
+        let compares = (0..200)
+            .map(|i| Compare::Exists(format!("/c{i}")))
+            .collect();
+        let ops = (0..MAX_TXN_OPS).map(|i| put(&format!("/k{i}"))).collect();
+        assert!(Txn { compares, ops }.validate().is_ok());
+        let ops: Vec<Op> = (0..=MAX_TXN_OPS).map(|i| put(&format!("/k{i}"))).collect();
+        let err = Txn {
+            compares: vec![],
+            ops,
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(err, StoreError::TooManyOps { ops: 129, max: 128 });
+        assert!(err.to_string().contains("129"));
+    }
+
+    #[test]
+    fn json_round_trip_and_readable_decode_error() {
+        let Op::Put { key, value, .. } = Op::put_json("/j", &vec![1, 2], None).unwrap() else {
+            panic!("put_json makes a put");
+        };
+        let kv = KeyValue {
+            key,
+            value,
+            create_revision: 2,
+            mod_revision: 2,
+            version: 1,
+            lease: None,
+        };
+        assert_eq!(kv.decode_json::<Vec<u32>>().unwrap(), vec![1, 2]);
+        let err = kv.decode_json::<String>().unwrap_err();
+        assert!(err.to_string().contains("\"/j\""), "{err}");
+    }
+
+    #[test]
+    fn lease_ids_print_like_etcdctl() {
+        assert_eq!(LeaseId(0x7a11_0001).to_string(), "7a110001");
+        assert_eq!(LeaseId::from_raw(0), None);
+    }
+}

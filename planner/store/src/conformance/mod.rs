@@ -55,8 +55,14 @@ pub async fn run_all(store: Arc<dyn Store>, prefix: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Runs one case by name; `InvalidRequest` for an unknown name.
+/// Runs one case by name; `InvalidRequest` for an unknown name or a prefix that does
+/// not end with `/` (cases write right next to their prefix to check for leaks).
 pub async fn run_case(name: &str, store: Arc<dyn Store>, prefix: &str) -> Result<(), StoreError> {
+    if !prefix.ends_with('/') || prefix.len() < 2 {
+        return Err(StoreError::InvalidRequest {
+            reason: format!("conformance prefix {prefix:?} must end with '/'"),
+        });
+    }
     tracing::info!(case = name, prefix, "conformance case");
     match name {
         "put_get_delete" => put_get_delete(store, prefix).await,

@@ -3,6 +3,7 @@
 //! plain function of the state and easy to reason about under one lock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -58,7 +59,7 @@ impl State {
     pub(super) fn range(&self, prefix: &str) -> Range {
         let kvs = self
             .kvs
-            .range::<str, _>(prefix..)
+            .range::<str, _>(from(prefix))
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, kv)| kv.clone())
             .collect();
@@ -97,7 +98,7 @@ impl State {
                 Op::DeletePrefix { prefix } => {
                     let keys: Vec<String> = self
                         .kvs
-                        .range::<str, _>(prefix.as_str()..)
+                        .range::<str, _>(from(&prefix))
                         .take_while(|(k, _)| k.starts_with(prefix.as_str()))
                         .map(|(k, _)| k.clone())
                         .collect();
@@ -195,7 +196,11 @@ impl State {
             return;
         }
         self.compact_revision = revision;
-        while self.history.front().is_some_and(|(rev, _)| *rev <= revision) {
+        while self
+            .history
+            .front()
+            .is_some_and(|(rev, _)| *rev <= revision)
+        {
             self.history.pop_front();
         }
     }
@@ -285,6 +290,11 @@ impl State {
         }
         (out, last)
     }
+}
+
+/// Keys from `start` on, as a range over `BTreeMap<String, _>` borrowing a `&str`.
+fn from(start: &str) -> (Bound<&str>, Bound<&str>) {
+    (Bound::Included(start), Bound::Unbounded)
 }
 
 fn secs(ttl: i64) -> Duration {

@@ -3,17 +3,23 @@
 //! (a down endpoint must surface as `Unavailable`, not a hang), and translates gRPC
 //! statuses into `StoreError` variants callers can branch on.
 
-use std::path::{Path, PathBuf};
+mod convert;
+mod errors;
+mod tls;
+mod watch;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client as ec;
 use futures::StreamExt;
 
-use crate::{
-    Compare, KeyValue, LeaseId, Op, Range, Store, StoreError, Txn, TxnOutcome, WatchEvent,
-    WatchStream,
-};
+use crate::{KeyValue, LeaseId, Op, Range, Store, StoreError, Txn, TxnOutcome, WatchStream};
+use convert::{convert_compare, convert_kv, convert_op, revision_of};
+use errors::{classify, other};
+use tls::tls_options;
+use watch::EtcdWatcher;
 
 /// Big listings and watch batches (a whole network's plan) exceed tonic's 4 MiB default.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -140,167 +146,6 @@ impl EtcdStore {
     }
 }
 
-async fn tls_options(config: &EtcdConfig) -> Result<Option<ec::TlsOptions>, StoreError> {
-    if config.ca.is_none() && config.cert.is_none() && config.key.is_none() {
-        return Ok(None);
-    }
-    let mut tls = ec::TlsOptions::new();
-    if let Some(ca) = &config.ca {
-        tls = tls.ca_certificate(ec::Certificate::from_pem(read_pem(ca, "CA").await?));
-    }
-    match (&config.cert, &config.key) {
-        (Some(cert), Some(key)) => {
-            let cert = read_pem(cert, "client certificate").await?;
-            let key = read_pem(key, "client key").await?;
-            tls = tls.identity(ec::Identity::from_pem(cert, key));
-        }
-        (None, None) => {}
-        _ => {
-            return Err(StoreError::InvalidRequest {
-                reason: "etcd client certificate and key must be given together".to_string(),
-            })
-        }
-    }
-    Ok(Some(tls))
-}
-
-async fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, StoreError> {
-    tokio::fs::read(path).await.map_err(|e| StoreError::Other {
-        context: format!("reading etcd {what} {}", path.display()),
-        message: e.to_string(),
-    })
-}
-
-/// gRPC codes (tonic's `Code` as i32) that mean "try again later".
-const CANCELLED: i32 = 1;
-const INVALID_ARGUMENT: i32 = 3;
-const DEADLINE_EXCEEDED: i32 = 4;
-const NOT_FOUND: i32 = 5;
-const UNAVAILABLE: i32 = 14;
-
-/// Turns an etcd-client error into the variant callers act on. etcd's messages are
-/// kept verbatim in the text; the endpoint and operation are added around them.
-fn classify(endpoint: &str, what: &str, lease: Option<LeaseId>, e: ec::Error) -> StoreError {
-    let unavailable = |reason: String| StoreError::Unavailable {
-        endpoint: endpoint.to_string(),
-        reason: format!("{what}: {reason}"),
-    };
-    match e {
-        ec::Error::GRpcStatus(status) => {
-            let message = status.message().to_string();
-            match i32::from(status.code()) {
-                CANCELLED | DEADLINE_EXCEEDED | UNAVAILABLE => unavailable(message),
-                NOT_FOUND if message.contains("lease not found") => match lease {
-                    Some(lease) => StoreError::LeaseNotFound { lease },
-                    None => other(endpoint, what, message),
-                },
-                INVALID_ARGUMENT => StoreError::InvalidRequest {
-                    reason: format!("{what}: {message}"),
-                },
-                // tonic reports a dropped connection as Unknown with a transport cause.
-                _ if message.contains("transport error")
-                    || message.contains("connection")
-                    || message.contains("broken pipe") =>
-                {
-                    unavailable(message)
-                }
-                _ => other(endpoint, what, format!("{status}")),
-            }
-        }
-        ec::Error::TransportError(e) => unavailable(error_chain(&e)),
-        ec::Error::IoError(e) => unavailable(e.to_string()),
-        // The stream's request channel closed: the connection under it went away.
-        ec::Error::WatchError(e) => unavailable(e),
-        ec::Error::LeaseKeepAliveError(e) if e.contains("lease not found") => match lease {
-            Some(lease) => StoreError::LeaseNotFound { lease },
-            None => other(endpoint, what, e),
-        },
-        ec::Error::InvalidArgs(e) | ec::Error::EndpointError(e) => StoreError::InvalidRequest {
-            reason: format!("{what} (etcd at {endpoint}): {e}"),
-        },
-        ec::Error::InvalidUri(e) => StoreError::InvalidRequest {
-            reason: format!("bad etcd endpoint {endpoint}: {e}"),
-        },
-        e => other(endpoint, what, e.to_string()),
-    }
-}
-
-fn other(endpoint: &str, what: &str, message: String) -> StoreError {
-    StoreError::Other {
-        context: format!("{what} on etcd at {endpoint}"),
-        message,
-    }
-}
-
-/// Transport errors hide the useful part ("Connection refused") in their sources.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn convert_kv(kv: &ec::KeyValue) -> KeyValue {
-    KeyValue {
-        // Only this crate writes these keys, always as UTF-8; a foreign key that is not
-        // is shown lossily rather than failing a whole listing.
-        key: String::from_utf8_lossy(kv.key()).into_owned(),
-        value: kv.value().to_vec(),
-        create_revision: kv.create_revision(),
-        mod_revision: kv.mod_revision(),
-        version: kv.version(),
-        lease: LeaseId::from_raw(kv.lease()),
-    }
-}
-
-fn convert_event(event: &ec::Event) -> Option<WatchEvent> {
-    let kv = event.kv()?;
-    Some(match event.event_type() {
-        ec::EventType::Put => WatchEvent::Put(convert_kv(kv)),
-        ec::EventType::Delete => WatchEvent::Delete {
-            key: String::from_utf8_lossy(kv.key()).into_owned(),
-            mod_revision: kv.mod_revision(),
-        },
-    })
-}
-
-fn revision_of(header: Option<&ec::ResponseHeader>) -> i64 {
-    header.map_or(0, ec::ResponseHeader::revision)
-}
-
-fn convert_compare(c: Compare) -> ec::Compare {
-    use ec::CompareOp::{Equal, Greater};
-    match c {
-        Compare::ModRevision { key, rev } => ec::Compare::mod_revision(key, Equal, rev),
-        Compare::CreateRevision { key, rev } => ec::Compare::create_revision(key, Equal, rev),
-        Compare::Value { key, value } => ec::Compare::value(key, Equal, value),
-        Compare::Exists(key) => ec::Compare::create_revision(key, Greater, 0),
-        Compare::Absent(key) => ec::Compare::create_revision(key, Equal, 0),
-    }
-}
-
-fn convert_op(op: Op) -> ec::TxnOp {
-    match op {
-        Op::Put { key, value, lease } => {
-            let options = lease.map(|l| ec::PutOptions::new().with_lease(l.0));
-            ec::TxnOp::put(key, value, options)
-        }
-        Op::Delete { key } => ec::TxnOp::delete(key, None),
-        Op::DeletePrefix { prefix } => {
-            let options = if prefix.is_empty() {
-                ec::DeleteOptions::new().with_all_keys()
-            } else {
-                ec::DeleteOptions::new().with_prefix()
-            };
-            ec::TxnOp::delete(prefix, Some(options))
-        }
-    }
-}
-
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
@@ -345,7 +190,12 @@ impl Store for EtcdStore {
             None => "txn".to_string(),
         };
         let request = ec::Txn::new()
-            .when(txn.compares.into_iter().map(convert_compare).collect::<Vec<_>>())
+            .when(
+                txn.compares
+                    .into_iter()
+                    .map(convert_compare)
+                    .collect::<Vec<_>>(),
+            )
             .and_then(txn.ops.into_iter().map(convert_op).collect::<Vec<_>>());
         let mut kv = self.kv();
         let resp = self.unary(&what, lease, kv.txn(request)).await?;
@@ -458,62 +308,6 @@ impl Store for EtcdStore {
                 })
             }
             Err(e) => Err(e),
-        }
-    }
-}
-
-struct EtcdWatcher {
-    /// Owns the request side too: dropping it would end the watch.
-    stream: ec::WatchStream,
-    from_revision: i64,
-    endpoint: String,
-    what: String,
-    done: bool,
-}
-
-impl EtcdWatcher {
-    async fn next_batch(&mut self) -> Result<Vec<WatchEvent>, StoreError> {
-        loop {
-            let resp = match self.stream.message().await {
-                Ok(Some(resp)) => resp,
-                Ok(None) => {
-                    return Err(StoreError::Unavailable {
-                        endpoint: self.endpoint.clone(),
-                        reason: format!("{}: stream closed by the server", self.what),
-                    })
-                }
-                Err(e) => return Err(classify(&self.endpoint, &self.what, None, e)),
-            };
-            // etcd cancels a watch whose start is compacted and says where history begins.
-            if resp.compact_revision() != 0 {
-                return Err(StoreError::Compacted {
-                    compact_revision: resp.compact_revision(),
-                });
-            }
-            if resp.canceled() {
-                let reason = resp.cancel_reason();
-                // A member that lost its leader cancels watches; that passes like an outage.
-                if reason.contains("no leader") {
-                    return Err(StoreError::Unavailable {
-                        endpoint: self.endpoint.clone(),
-                        reason: format!("{}: canceled by etcd: {reason}", self.what),
-                    });
-                }
-                return Err(other(
-                    &self.endpoint,
-                    &self.what,
-                    format!("canceled by etcd: {reason}"),
-                ));
-            }
-            let events: Vec<WatchEvent> = resp
-                .events()
-                .iter()
-                .filter_map(convert_event)
-                .filter(|e| e.revision() > self.from_revision)
-                .collect();
-            if !events.is_empty() {
-                return Ok(events);
-            }
         }
     }
 }

@@ -1,0 +1,105 @@
+//! `railyard-planner`: the planner service. Flags and wiring only; see `service.rs`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use railyard_planner::etcd_args::{parse_duration, EtcdArgs};
+use railyard_planner::metrics::{self, Metrics};
+use railyard_planner::service::{self, ServiceConfig};
+use tracing::error;
+
+#[derive(Parser)]
+#[command(
+    name = "railyard-planner",
+    version,
+    about = "railyard's planner service"
+)]
+struct Args {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// Name shown as leader; defaults to the host name.
+    #[arg(long, env = "RAILYARD_IDENTITY")]
+    identity: Option<String>,
+    /// Leadership lease TTL in seconds: a dead leader is replaced within about this long.
+    #[arg(long, default_value_t = 10)]
+    lease_ttl: i64,
+    /// How long a departed host keeps its index (e.g. 600s, 10m).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    grace: Duration,
+    /// Address of the Prometheus endpoint; "off" disables it.
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    metrics_addr: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    let metrics = Arc::new(Metrics::default());
+    if args.metrics_addr != "off" {
+        match args.metrics_addr.parse::<SocketAddr>() {
+            Ok(addr) => {
+                let m = Arc::clone(&metrics);
+                tokio::spawn(async move {
+                    if let Err(e) = metrics::serve(addr, m).await {
+                        error!(%addr, error = %e, "metrics endpoint failed");
+                    }
+                });
+            }
+            Err(_) => {
+                eprintln!(
+                    "error: --metrics-addr: {:?} is not an address like 0.0.0.0:9464",
+                    args.metrics_addr
+                );
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+    let cfg = ServiceConfig {
+        identity: args.identity.unwrap_or_else(hostname),
+        lease_ttl_secs: args.lease_ttl,
+        grace: args.grace,
+        ..ServiceConfig::default()
+    };
+    let store = args.etcd.connect_with_retry().await;
+    match service::run(store, cfg, metrics, stop_rx).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "planner stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "railyard-planner".into())
+}
