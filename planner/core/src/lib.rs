@@ -9,6 +9,7 @@ mod names;
 
 pub mod alloc;
 pub mod inventory;
+pub mod ipam;
 pub mod keys;
 pub mod plan;
 pub mod routes;

@@ -1,0 +1,139 @@
+//! The IPAM protocol between the `railyard-ipam` CNI plugin and the route-daemon's
+//! allocation service: JSON, one request and one response per line, over a unix
+//! socket (root only; there is deliberately no TCP listener).
+//!
+//! An attachment is identified by (network, container ID, interface name), never by
+//! pod name: a pod re-created under the same name is a different attachment, and a
+//! repeated ADD of the same attachment must return the same addresses.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Where the daemon listens unless configured otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/railyard/ipam.sock";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentId {
+    pub network: String,
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// The pod, from CNI_ARGS (K8S_POD_*). Informational: recorded with the allocation
+/// so operators can see who holds an address, never used as the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRef {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+}
+
+/// The pod's wishes, from Multus cni-args (`nics`, `masters`, `class`, `numa`).
+/// They narrow what the network's attach policy would pick; they never widen it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Selection {
+    /// How many NICs (the first N the policy ranks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nics: Option<u32>,
+    /// Exactly these NICs, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masters: Vec<String>,
+    /// A DeviceClass name (devClass policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Preferred NUMA node (topology policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Request {
+    /// Allocate one address per selected NIC (per family for dual stack), all or
+    /// nothing. Idempotent: the same attachment gets the same answer.
+    Add {
+        attachment: AttachmentId,
+        #[serde(default)]
+        pod: PodRef,
+        #[serde(default)]
+        selection: Selection,
+        /// Standalone mode behind one ipvlan/macvlan attachment: allocate only from
+        /// the block of this NIC.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        master: Option<String>,
+    },
+    /// Release an attachment's addresses. Unknown attachments succeed.
+    Del { attachment: AttachmentId },
+    /// Verify the attachment holds what it was given.
+    Check { attachment: AttachmentId },
+    /// Release every attachment of `network` on this host that is not in `valid`.
+    Gc {
+        network: String,
+        valid: Vec<AttachmentId>,
+    },
+    /// Whether the daemon can allocate on `network` now (CNI STATUS).
+    Status { network: String },
+}
+
+/// One selected NIC and what the pod gets on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NicAllocation {
+    /// The host NIC (the delegate's `master`).
+    pub nic: String,
+    /// The rail (interface index) the NIC is on.
+    pub interface: u32,
+    /// Pod addresses with the host block's prefix length, one per family.
+    pub addresses: Vec<IpNet>,
+    /// Per address (same order): the block's gateway.
+    pub gateways: Vec<IpAddr>,
+    /// Routes the pod needs on this interface: the rail's CIDR (every host's block
+    /// on this rail) via the gateway.
+    pub routes: Vec<PodRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRoute {
+    pub dst: IpNet,
+    pub gw: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "camelCase")]
+pub enum Response {
+    Added { nics: Vec<NicAllocation> },
+    Done,
+    /// GC: how many attachments were released.
+    Collected { released: u32 },
+    Error(ErrorReply),
+}
+
+/// An error the plugin turns into a CNI error with the same code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub code: u32,
+    pub message: String,
+}
+
+/// Error codes the daemon answers with: the CNI spec's where one fits, ours from 100.
+pub mod codes {
+    /// The network or attachment is not known (CHECK of an unknown attachment).
+    pub const UNKNOWN_CONTAINER: u32 = 3;
+    pub const INVALID_CONFIG: u32 = 7;
+    /// Retry later: the host has no plan for the network yet, or etcd is needed and down.
+    pub const TRY_AGAIN_LATER: u32 = 11;
+    /// No NIC satisfies the attach policy and the pod's selection.
+    pub const NO_NIC: u32 = 100;
+    /// A selected NIC's block has no free address.
+    pub const BLOCK_EXHAUSTED: u32 = 101;
+    /// The daemon refused the request (malformed, or an internal failure).
+    pub const REFUSED: u32 = 102;
+}
