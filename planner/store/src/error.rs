@@ -21,8 +21,8 @@ pub enum StoreError {
     #[error("lease {lease} not found (expired or revoked)")]
     LeaseNotFound { lease: LeaseId },
 
-    /// More operations than etcd accepts in one transaction; split the batch.
-    #[error("transaction has {ops} operations, the limit is {max}; split it")]
+    /// More operations (or compares) than etcd accepts in one transaction; split it.
+    #[error("transaction has {ops} operations or compares, the limit is {max}; split it")]
     TooManyOps { ops: usize, max: usize },
 
     /// The transaction is larger than etcd accepts in one request; split the batch.

@@ -5,6 +5,18 @@
 //!
 //! Keys are UTF-8 strings and prefixes are plain string prefixes: `range("a")` also
 //! returns `"ab"`, so callers end prefixes with `/`.
+//!
+//! Following a prefix without missing or double-applying a change:
+//!
+//! 1. `range(prefix)` gives the state and the revision `r` it reflects;
+//! 2. `watch(prefix, r)` delivers exactly the changes after `r`;
+//! 3. remember the revision of the last event applied; after an error, watch again
+//!    from it; after `Compacted`, go back to 1.
+//!
+//! `watch_or_relist` implements that loop, retries included.
+//!
+//! Features: `testing` adds `testing::EtcdServer` (a throwaway real etcd);
+//! `conformance` adds the shared suite that every `Store` must pass.
 
 mod error;
 mod etcd;
@@ -88,7 +100,8 @@ pub trait Store: Send + Sync {
     /// into a re-list. Any error ends the stream; resume from the last seen revision.
     async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream, StoreError>;
 
-    /// Forgets history before `revision`. Compacting at or below an earlier compaction
-    /// is a no-op; a future revision is `InvalidRequest`.
+    /// Drops the history up to `revision`: afterwards a watch from below `revision`
+    /// gets `Compacted`, one from `revision` on still works. Compacting at or below an
+    /// earlier compaction is a no-op; a future revision is `InvalidRequest`.
     async fn compact(&self, revision: i64) -> Result<(), StoreError>;
 }

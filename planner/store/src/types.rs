@@ -207,9 +207,11 @@ impl Txn {
     /// Rejects what etcd would reject, identically for both stores and with the
     /// offending key named (etcd's own messages do not name it).
     pub fn validate(&self) -> Result<(), StoreError> {
-        if self.ops.len() > MAX_TXN_OPS {
+        // etcd applies the limit to the compares and to each branch separately.
+        let count = self.ops.len().max(self.compares.len());
+        if count > MAX_TXN_OPS {
             return Err(StoreError::TooManyOps {
-                ops: self.ops.len(),
+                ops: count,
                 max: MAX_TXN_OPS,
             });
         }
@@ -324,21 +326,18 @@ mod tests {
     }
 
     #[test]
-    fn validate_counts_ops_not_compares() {
-        let compares = (0..200)
-            .map(|i| Compare::Exists(format!("/c{i}")))
-            .collect();
-        let ops = (0..MAX_TXN_OPS).map(|i| put(&format!("/k{i}"))).collect();
-        assert!(Txn { compares, ops }.validate().is_ok());
-        let ops: Vec<Op> = (0..=MAX_TXN_OPS).map(|i| put(&format!("/k{i}"))).collect();
-        let err = Txn {
-            compares: vec![],
-            ops,
-        }
-        .validate()
-        .unwrap_err();
+    fn validate_limits_ops_and_compares_separately() {
+        let compares = |n| (0..n).map(|i| Compare::Exists(format!("/c{i}"))).collect();
+        let ops = |n| (0..n).map(|i| put(&format!("/k{i}"))).collect();
+        let txn = |c, o| Txn {
+            compares: compares(c),
+            ops: ops(o),
+        };
+        assert!(txn(MAX_TXN_OPS, MAX_TXN_OPS).validate().is_ok());
+        let err = txn(0, MAX_TXN_OPS + 1).validate().unwrap_err();
         assert_eq!(err, StoreError::TooManyOps { ops: 129, max: 128 });
         assert!(err.to_string().contains("129"));
+        assert!(txn(MAX_TXN_OPS + 1, 1).validate().is_err());
     }
 
     #[test]

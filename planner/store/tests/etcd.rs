@@ -112,10 +112,13 @@ async fn stop_and_restart() {
         matches!(err, Some(Err(StoreError::Unavailable { .. }))),
         "{err:?}"
     );
-    status
-        .wait_for(|s| *s != LeaseStatus::Alive)
-        .await
-        .expect("keep-alive notices");
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        status.wait_for(|s| *s != LeaseStatus::Alive),
+    )
+    .await
+    .expect("keep-alive notices in time")
+    .expect("keep-alive running");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.restart().expect("restart");

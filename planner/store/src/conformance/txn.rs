@@ -302,6 +302,20 @@ pub async fn txn_limits(store: Arc<dyn Store>, prefix: &str) -> Result<(), Store
     assert_eq!(all.kvs.len(), MAX_TXN_OPS);
     assert!(all.kvs.iter().all(|kv| kv.mod_revision == outcome.revision));
 
+    // The limit applies to compares separately from ops.
+    let guarded = |n: usize| Txn {
+        compares: (0..n)
+            .map(|i| Compare::Exists(k(i % MAX_TXN_OPS)))
+            .collect(),
+        ops: vec![Op::put(key(prefix, "guarded"), "x")],
+    };
+    assert!(store.txn(guarded(MAX_TXN_OPS)).await?.succeeded);
+    assert!(matches!(
+        store.txn(guarded(MAX_TXN_OPS + 1)).await,
+        Err(StoreError::TooManyOps { .. })
+    ));
+    store.delete(&key(prefix, "guarded")).await?;
+
     let twice = Txn::new().then(Op::put(k(1), "a")).then(Op::put(k(1), "b"));
     assert!(matches!(
         store.txn(twice).await,

@@ -19,6 +19,15 @@ use state::State;
 const ENDPOINT: &str = "memory";
 
 /// Cheap to clone; clones share one store.
+///
+/// Where it knowingly differs from etcd (all pass the conformance suite):
+/// - leases expire exactly at their deadline; etcd checks every 500 ms, so a key may
+///   outlive its lease a little there. Tests should wait for expiry, not time it;
+/// - the minimum TTL is 1 s; etcd's is 1.5 election timeouts (2 s by default, 1 s in
+///   the test harness);
+/// - a watcher that falls behind a compaction gets `Compacted`; etcd keeps feeding
+///   watchers that were caught up, so it says so less often;
+/// - during `set_available(false)` leases keep expiring; a restarted etcd extends them.
 #[derive(Clone, Debug)]
 pub struct MemStore {
     inner: Arc<Inner>,
