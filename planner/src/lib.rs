@@ -2,6 +2,7 @@
 //! and (later) the Kubernetes controller. Binaries in `src/bin` stay thin and call
 //! into here.
 
+pub mod cli;
 pub mod election;
 pub mod error;
 pub mod etcd_args;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod offline;
 pub mod service;
 pub mod status;
+pub mod table;
 pub mod world;
 
 pub use error::{PlannerError, Result};

@@ -57,6 +57,11 @@ pub struct RouteOutput {
 
 /// Every network in a (possibly multi-document) YAML or JSON file, validated.
 pub fn parse_networks(path: &str, text: &str) -> Result<Vec<Network>> {
+    Ok(parse_manifests(path, text)?.into_iter().map(|(_, n)| n).collect())
+}
+
+/// Like `parse_networks`, keeping each manifest as written (for `railyard apply`).
+pub fn parse_manifests(path: &str, text: &str) -> Result<Vec<(NetworkManifest, Network)>> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value = serde_yaml::Value::deserialize(doc).map_err(|e| PlannerError::Parse {
@@ -75,7 +80,7 @@ pub fn parse_networks(path: &str, text: &str) -> Result<Vec<Network>> {
             path: path.to_string(),
             message: e.to_string(),
         })?;
-        out.push(net);
+        out.push((manifest, net));
     }
     if out.is_empty() {
         return Err(PlannerError::Parse {

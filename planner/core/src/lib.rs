@@ -8,6 +8,7 @@ mod layout;
 mod names;
 
 pub mod alloc;
+pub mod attach;
 pub mod inventory;
 pub mod ipam;
 pub mod keys;

@@ -6,14 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use railyard_planner::cli;
+use railyard_planner::etcd_args::EtcdArgs;
 use railyard_planner::offline::{self, TableChoice};
 
 #[derive(Parser)]
-#[command(
-    name = "railyard",
-    version,
-    about = "Plan and inspect multi-NIC rail networks"
-)]
+#[command(name = "railyard", version, about = "Plan and inspect multi-NIC rail networks")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,16 +36,76 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Json)]
         output: Output,
     },
+    /// Store network specs in etcd; the planner picks them up.
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// Accept a change that renumbers hosts holding pod addresses.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Delete a network (its plan and status go with it).
+    Delete {
+        #[arg(value_parser = ["network"])]
+        kind: String,
+        name: String,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// List networks, hosts, the plan, or the planner leader.
+    Get {
+        what: What,
+        /// With `plan`: only this network.
+        name: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Everything known of one host: NICs, blocks, expected routes, allocations.
+    Describe {
+        #[arg(value_parser = ["host"])]
+        kind: String,
+        name: String,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// The hostBlock trade-off of a network: hosts versus pods per host per rail.
+    Capacity {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum What {
+    Networks,
+    Hosts,
+    Plan,
+    Leader,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Json,
     Yaml,
+    Table,
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -56,34 +114,76 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Plan {
-            file,
-            inventory,
-            routes,
-            table,
-            output,
-        } => {
-            let networks =
-                offline::parse_networks(&file.display().to_string(), &offline::read(&file)?)?;
-            let hosts = offline::parse_inventory(
-                &inventory.display().to_string(),
-                &offline::read(&inventory)?,
-            )?;
+        Command::Plan { file, inventory, routes, table, output } => {
+            let networks = offline::parse_networks(&file.display().to_string(), &offline::read(&file)?)?;
+            let hosts = offline::parse_inventory(&inventory.display().to_string(), &offline::read(&inventory)?)?;
             let plans = offline::plan_all(&networks, &hosts);
             match routes {
-                Some(host) => print(output, &offline::routes_output(&plans, &host, table)?),
-                None => print(output, &offline::plan_output(&plans)),
+                Some(host) => print(output, &offline::routes_output(&plans, &host, table)?, None),
+                None => print(output, &offline::plan_output(&plans), None),
             }
+        }
+        Command::Apply { file, force, etcd } => {
+            let text = offline::read(&file)?;
+            let store = etcd.connect().await?;
+            for line in cli::apply(store.as_ref(), &file.display().to_string(), &text, force).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Delete { name, etcd, .. } => {
+            let store = etcd.connect().await?;
+            println!("{}", cli::delete_network(store.as_ref(), &name).await?);
+            Ok(())
+        }
+        Command::Get { what, name, output, etcd } => {
+            let store = etcd.connect().await?;
+            let store = store.as_ref();
+            match what {
+                What::Networks => {
+                    let v = cli::networks(store).await?;
+                    print(output, &v, Some(cli::networks_table(&v)))
+                }
+                What::Hosts => {
+                    let v = cli::hosts(store).await?;
+                    print(output, &v, Some(cli::hosts_table(&v)))
+                }
+                What::Plan => {
+                    let plans = cli::plans(store, name.as_deref()).await?;
+                    print(output, &cli::plan_view(&plans), Some(cli::plan_table(&plans)))
+                }
+                What::Leader => {
+                    let leader = railyard_planner::election::leader(store).await?;
+                    let text = leader.clone().unwrap_or_else(|| "no leader".into()) + "\n";
+                    print(output, &leader, Some(text))
+                }
+            }
+        }
+        Command::Describe { name, etcd, .. } => {
+            let store = etcd.connect().await?;
+            print!("{}", cli::describe_host(store.as_ref(), &name).await?);
+            Ok(())
+        }
+        Command::Capacity { file, output } => {
+            let networks = offline::parse_networks(&file.display().to_string(), &offline::read(&file)?)?;
+            for net in &networks {
+                let rows = cli::capacity(net);
+                print(output, &rows, Some(cli::capacity_table(net, &rows)))?;
+            }
+            Ok(())
         }
     }
 }
 
-fn print<T: serde::Serialize>(output: Output, value: &T) -> anyhow::Result<()> {
-    let text = match output {
-        Output::Json => serde_json::to_string_pretty(value)? + "\n",
-        Output::Yaml => serde_yaml::to_string(value)?,
+/// Prints `value` as JSON or YAML, or `table` for the table format (JSON when a
+/// command has no table form).
+fn print<T: serde::Serialize>(output: Output, value: &T, table: Option<String>) -> anyhow::Result<()> {
+    let text = match (output, table) {
+        (Output::Table, Some(t)) => t,
+        (Output::Yaml, _) => serde_yaml::to_string(value)?,
+        _ => serde_json::to_string_pretty(value)? + "\n",
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())

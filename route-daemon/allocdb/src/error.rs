@@ -1,0 +1,86 @@
+use std::path::PathBuf;
+
+use railyard_core::attach::SelectError;
+use railyard_core::ipam::{codes, AttachmentId, ErrorReply};
+use thiserror::Error;
+
+/// Everything the allocation engine can refuse. Each message names the network,
+/// NIC, block or file involved so it can go to the pod's events or the daemon log
+/// as it is; [`DbError::code`] gives the IPAM protocol code.
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("allocation log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record whose checksum is right but whose content cannot be read: written
+    /// by a newer version, or a bug. Refused rather than truncated, because the
+    /// records after it are good.
+    #[error("allocation log {path} is unreadable at byte {offset}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("allocation log {path} is locked by another process (is a second route-daemon running?)")]
+    Locked { path: PathBuf },
+    /// A write or fsync of the log failed. After a failed fsync the kernel may have
+    /// dropped the pages, so the only safe state is the one on disk: every further
+    /// request is refused until the daemon restarts and replays the log.
+    #[error("the allocation log failed ({0}); refusing allocations until the daemon restarts and recovers from the log")]
+    Failed(String),
+    #[error("network {0:?} has no plan on this host yet")]
+    UnknownNetwork(String),
+    #[error("no attachment {} (interface {}) on network {}", .0.container_id, .0.ifname, .0.network)]
+    UnknownAttachment(AttachmentId),
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    #[error("network {network}: block {block} of NIC {nic} has no free address ({allocated} allocated)")]
+    Exhausted {
+        network: String,
+        nic: String,
+        block: String,
+        allocated: u32,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    /// CHECK found the attachment but not its addresses in the bitmaps.
+    #[error("attachment {} on network {}: {reason}", .id.container_id, .id.network)]
+    Inconsistent { id: AttachmentId, reason: String },
+}
+
+impl DbError {
+    /// The IPAM protocol code (see `railyard_core::ipam::codes`).
+    pub fn code(&self) -> u32 {
+        match self {
+            DbError::UnknownNetwork(_) => codes::TRY_AGAIN_LATER,
+            DbError::UnknownAttachment(_) => codes::UNKNOWN_CONTAINER,
+            DbError::Select(e) => e.code(),
+            DbError::Exhausted { .. } => codes::BLOCK_EXHAUSTED,
+            DbError::Invalid(_) => codes::INVALID_CONFIG,
+            DbError::Io { .. }
+            | DbError::Corrupt { .. }
+            | DbError::Locked { .. }
+            | DbError::Failed(_)
+            | DbError::Inconsistent { .. } => codes::REFUSED,
+        }
+    }
+
+    pub fn reply(&self) -> ErrorReply {
+        ErrorReply {
+            code: self.code(),
+            message: self.to_string(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DbError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = DbError> = std::result::Result<T, E>;

@@ -1,0 +1,121 @@
+//! An in-memory kernel routing table with the semantics the reconcile relies on,
+//! so the daemon's loop and other crates' tests run without root.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use railyard_core::{ActualRoute, Route, RouteDiff};
+
+use crate::error::Result;
+use crate::reconcile::{ApplyReport, RouteFailure, RouteOp, RouteTable};
+
+#[derive(Debug, Default)]
+pub struct MemoryRoutes {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    routes: Vec<ActualRoute>,
+    /// Device name -> error every add or replace through it gets.
+    refused: HashMap<String, String>,
+}
+
+impl MemoryRoutes {
+    /// A table already holding routes someone else (another protocol) put there.
+    pub fn with_foreign(routes: impl IntoIterator<Item = Route>) -> Self {
+        let me = MemoryRoutes::default();
+        me.lock()
+            .routes
+            .extend(routes.into_iter().map(|route| ActualRoute {
+                route,
+                owned: false,
+            }));
+        me
+    }
+
+    /// Makes adds and replaces through `dev` fail, as the kernel does for a
+    /// device that is administratively down.
+    pub fn refuse_dev(&self, dev: &str, error: &str) {
+        self.lock().refused.insert(dev.to_owned(), error.to_owned());
+    }
+
+    /// Removes a route behind the daemon's back, like `ip route del`.
+    pub fn remove(&self, route: &Route) {
+        self.lock().routes.retain(|a| a.route != *route);
+    }
+
+    pub fn snapshot(&self) -> Vec<ActualRoute> {
+        self.lock().routes.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the Vec half-written; keep going.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn same_key(a: &Route, b: &Route) -> bool {
+    a.table == b.table && a.dst == b.dst
+}
+
+#[async_trait]
+impl RouteTable for MemoryRoutes {
+    async fn routes(&self, tables: &[u32]) -> Result<Vec<ActualRoute>> {
+        Ok(self
+            .lock()
+            .routes
+            .iter()
+            .filter(|a| tables.contains(&a.route.table))
+            .cloned()
+            .collect())
+    }
+
+    async fn apply(&self, diff: &RouteDiff) -> Result<ApplyReport> {
+        let mut st = self.lock();
+        let mut report = ApplyReport::default();
+        for r in &diff.delete {
+            if let Some(i) = st.routes.iter().position(|a| a.owned && a.route == *r) {
+                st.routes.remove(i);
+            }
+            report.deleted += 1;
+        }
+        let refused = |st: &State, op, r: &Route| {
+            st.refused.get(r.dev.as_ref()).map(|e| RouteFailure {
+                op,
+                route: r.clone(),
+                error: e.clone(),
+            })
+        };
+        for r in &diff.replace {
+            if let Some(f) = refused(&st, RouteOp::Replace, r) {
+                report.failures.push(f);
+                continue;
+            }
+            // Like NLM_F_REPLACE: the first route at that key gives way.
+            if let Some(i) = st.routes.iter().position(|a| same_key(&a.route, r)) {
+                st.routes.remove(i);
+            }
+            st.routes.push(ActualRoute {
+                route: r.clone(),
+                owned: true,
+            });
+            report.replaced += 1;
+        }
+        for r in &diff.add {
+            if let Some(f) = refused(&st, RouteOp::Add, r) {
+                report.failures.push(f);
+            } else if st.routes.iter().any(|a| same_key(&a.route, r)) {
+                report.conflicts.push(r.clone());
+            } else {
+                st.routes.push(ActualRoute {
+                    route: r.clone(),
+                    owned: true,
+                });
+                report.added += 1;
+            }
+        }
+        Ok(report)
+    }
+}
