@@ -12,6 +12,7 @@
 //! | 100 | [`Error::NoNicForPolicy`] | no NIC on this host satisfies the network's attach policy |
 //! | 101 | [`Error::BlockExhausted`] | this host's address block on a rail has no free address |
 //! | 102 | [`Error::DaemonRefused`] | the railyard daemon refused the request |
+//! | any | [`Error::Daemon`] | the daemon's own error, code and message passed through |
 //! | 999 | [`Error::Internal`] | a bug (panic, broken invariant); libcni uses the same number |
 
 use std::fmt;
@@ -62,8 +63,14 @@ pub enum Error {
         offered: Vec<String>,
     },
 
-    #[error("unsupported field `{field}` = {value}")]
-    UnsupportedField { field: String, value: String },
+    /// The spec wants key and value in the message; `reason` says what to
+    /// write instead, since the field usually is a plausible mistake.
+    #[error("unsupported field `{field}` = {value}: {reason}")]
+    UnsupportedField {
+        field: String,
+        value: String,
+        reason: String,
+    },
 
     #[error("container {container_id:?} is unknown")]
     ContainerUnknown { container_id: String },
@@ -124,6 +131,26 @@ pub enum Error {
     #[error("railyard daemon refused the request: {reason}")]
     DaemonRefused { reason: String },
 
+    /// Code 11 rather than 5: a daemon restart is routine (DaemonSet
+    /// rollout) and the runtime's retry is exactly the right reaction.
+    #[error("railyard daemon at {socket} is unreachable ({reason}); try again later")]
+    DaemonUnreachable { socket: String, reason: String },
+
+    /// The daemon's answer, verbatim: it knows the cause (no NIC, block
+    /// full, no plan yet) and chose the code; the socket goes to `details`.
+    #[error("{message}")]
+    Daemon {
+        socket: String,
+        code: u32,
+        message: String,
+    },
+
+    /// A failure whose rollback failed too. The runtime must see the
+    /// original cause and code; what is left behind goes to `details` so an
+    /// operator knows the following DEL has work to do.
+    #[error("{cause}")]
+    CleanupFailed { cause: Box<Error>, cleanup: String },
+
     /// Kept verbatim so a chain of plugins reports the innermost cause and code.
     #[error("plugin {plugin:?} failed: {msg}")]
     Delegate {
@@ -159,6 +186,11 @@ impl Error {
             Error::NoNicForPolicy { .. } => NO_NIC_FOR_POLICY,
             Error::BlockExhausted { .. } => BLOCK_EXHAUSTED,
             Error::DaemonRefused { .. } => DAEMON_REFUSED,
+            Error::DaemonUnreachable { .. } => TRY_AGAIN_LATER,
+            // 0 means success in CNI; a daemon that errs with it is refused.
+            Error::Daemon { code: 0, .. } => DAEMON_REFUSED,
+            Error::Daemon { code, .. } => *code,
+            Error::CleanupFailed { cause, .. } => cause.code(),
             Error::Delegate { code, .. } => *code,
             Error::Internal { .. } => INTERNAL,
         }
@@ -171,6 +203,13 @@ impl Error {
             Error::DelegateCrashed { stderr, .. } if !stderr.is_empty() => {
                 Some(format!("stderr: {stderr}"))
             }
+            Error::Daemon { socket, .. } => {
+                Some(format!("reported by the railyard daemon at {socket}"))
+            }
+            Error::CleanupFailed { cause, cleanup } => Some(match cause.details() {
+                Some(inner) => format!("{inner}; cleanup also failed: {cleanup}"),
+                None => format!("cleanup also failed: {cleanup}"),
+            }),
             _ => None,
         }
     }
@@ -275,5 +314,38 @@ mod tests {
         };
         assert_eq!(err.code(), 11);
         assert_eq!(err.details().as_deref(), Some("lock held"));
+    }
+
+    #[test]
+    fn daemon_errors_keep_code_and_message_and_cleanup_keeps_the_cause() {
+        let err = Error::Daemon {
+            socket: "/run/railyard/ipam.sock".into(),
+            code: 101,
+            message: "block 192.168.3.0/24 is full".into(),
+        };
+        assert_eq!(
+            (err.code(), err.to_string()),
+            (101, "block 192.168.3.0/24 is full".into())
+        );
+        assert!(err
+            .details()
+            .unwrap_or_default()
+            .contains("/run/railyard/ipam.sock"));
+        let zero = Error::Daemon {
+            socket: "s".into(),
+            code: 0,
+            message: "?".into(),
+        };
+        assert_eq!(zero.code(), codes::DAEMON_REFUSED);
+        let wrapped = Error::CleanupFailed {
+            cause: Box::new(err),
+            cleanup: "DEL net1-0: busy".into(),
+        };
+        assert_eq!(wrapped.code(), 101);
+        let details = wrapped.details().unwrap_or_default();
+        assert!(
+            details.contains("ipam.sock") && details.contains("DEL net1-0: busy"),
+            "{details}"
+        );
     }
 }

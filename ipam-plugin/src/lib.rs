@@ -10,9 +10,16 @@
 //! - [`cni`]: environment, config, versions, results and the [`cni::run`] driver.
 //! - [`delegate`]: running another plugin binary found in `CNI_PATH`.
 //! - [`error`]: the crate's error type and the CNI codes it maps to.
+//!
+//! The two plugins on top, each behind a thin binary:
+//! - [`ipam`]: `railyard-ipam`, addresses from the route daemon via [`client`].
+//! - [`meta`]: `railyard-cni`, one interface per selected NIC.
 
+pub mod client;
 pub mod cni;
 pub mod delegate;
 pub mod error;
+pub mod ipam;
+pub mod meta;
 
 pub use error::Error;

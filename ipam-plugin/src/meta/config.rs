@@ -1,0 +1,204 @@
+//! The `railyard-cni` network config: an `ipam` section for railyard-ipam,
+//! a `delegate` section for the interface plugin, and where state lives.
+//!
+//! Keys that railyard-cni itself fills in per NIC (`delegate.master`,
+//! `delegate.ipam`, ...) are refused rather than silently overwritten: a
+//! user who writes `"master": "eth1"` expects it to mean something, and the
+//! error tells them what does (`args.cni.masters`).
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use crate::cni::{decode, NetConf};
+use crate::Error;
+
+/// Where per-attachment state lives unless `stateDir` says otherwise.
+/// Under /var/lib, not /run: the state must outlive a node reboot, because
+/// the runtime's DEL after a reboot still needs it.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/railyard";
+
+/// The parsed meta config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetaConfig {
+    /// The IPAM plugin binary (`ipam.type`).
+    pub ipam_type: String,
+    /// The interface plugin binary (`delegate.type`).
+    pub delegate_type: String,
+    /// `delegate` as written, `type` included.
+    pub delegate: Map<String, Value>,
+    /// The delegate key that receives the NIC name, if any.
+    pub nic_field: Option<String>,
+    pub state_dir: PathBuf,
+}
+
+impl MetaConfig {
+    pub fn parse(conf: &NetConf) -> Result<MetaConfig, Error> {
+        let ipam_type = conf
+            .ipam
+            .as_ref()
+            .ok_or_else(|| Error::invalid_config("ipam", "is missing"))?
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::invalid_config("ipam.type", "is missing (use \"railyard-ipam\")")
+            })?
+            .to_owned();
+        if let Some(master) = conf.extra.get("master") {
+            return Err(Error::UnsupportedField {
+                field: "master".into(),
+                value: decode::show(master),
+                reason: "railyard-cni gets its NICs from IPAM; to restrict them use \
+                         args.cni.masters"
+                    .into(),
+            });
+        }
+        let delegate: Map<String, Value> = conf
+            .extra_as("delegate")?
+            .ok_or_else(|| Error::invalid_config("delegate", "is missing"))?;
+        let delegate_type = match delegate.get("type") {
+            Some(Value::String(t)) if !t.is_empty() => t.clone(),
+            _ => {
+                return Err(Error::invalid_config(
+                    "delegate.type",
+                    "must name the interface plugin (macvlan, ipvlan, ptp, host-device, ...)",
+                ))
+            }
+        };
+        let nic_field = match conf.extra_as::<String>("nicField")? {
+            Some(f) if f.is_empty() => None,
+            Some(f) => Some(f),
+            None => default_nic_field(&delegate_type).map(str::to_owned),
+        };
+        let mut reserved = vec![
+            (
+                "ipam",
+                "railyard-cni passes each NIC's address as static IPAM",
+            ),
+            (
+                "cniVersion",
+                "railyard-cni uses the config's cniVersion and negotiates down",
+            ),
+            ("name", "railyard-cni uses the network's name"),
+        ];
+        if let Some(field) = &nic_field {
+            reserved.push((field.as_str(), "railyard-cni sets it to each selected NIC"));
+        }
+        if let Some((key, why)) = reserved.iter().find(|(k, _)| delegate.contains_key(*k)) {
+            return Err(Error::UnsupportedField {
+                field: format!("delegate.{key}"),
+                value: decode::show(&delegate[*key]),
+                reason: (*why).to_owned(),
+            });
+        }
+        let state_dir = match conf.extra_as::<String>("stateDir")? {
+            None => PathBuf::from(DEFAULT_STATE_DIR),
+            Some(d) if d.starts_with('/') => PathBuf::from(d),
+            Some(d) => {
+                return Err(Error::invalid_config(
+                    "stateDir",
+                    format!("= {d:?}: must be an absolute path"),
+                ))
+            }
+        };
+        Ok(MetaConfig {
+            ipam_type,
+            delegate_type,
+            delegate,
+            nic_field,
+            state_dir,
+        })
+    }
+}
+
+/// Which key of a known plugin names the host NIC. ptp and bridge have
+/// none: they build their own link and only need the address.
+pub fn default_nic_field(plugin: &str) -> Option<&'static str> {
+    match plugin {
+        "macvlan" | "ipvlan" => Some("master"),
+        "host-device" => Some("device"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::codes;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<MetaConfig, Error> {
+        MetaConfig::parse(&NetConf::parse(v.to_string().as_bytes())?)
+    }
+
+    fn base() -> Value {
+        json!({"cniVersion": "1.0.0", "name": "rdma", "type": "railyard-cni",
+            "ipam": {"type": "railyard-ipam"},
+            "delegate": {"type": "macvlan", "mode": "bridge", "mtu": 9000}})
+    }
+
+    #[test]
+    fn defaults_follow_the_delegate_type() {
+        let meta = parse(base()).unwrap();
+        assert_eq!(meta.ipam_type, "railyard-ipam");
+        assert_eq!(meta.delegate_type, "macvlan");
+        assert_eq!(meta.nic_field.as_deref(), Some("master"));
+        assert_eq!(meta.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(default_nic_field("ipvlan"), Some("master"));
+        assert_eq!(default_nic_field("host-device"), Some("device"));
+        let mut ptp = base();
+        ptp["delegate"] = json!({"type": "ptp"});
+        assert_eq!(parse(ptp).unwrap().nic_field, None);
+        let mut custom = base();
+        custom["delegate"] = json!({"type": "my-vlan"});
+        custom["nicField"] = json!("parent");
+        custom["stateDir"] = json!("/tmp/s");
+        let meta = parse(custom).unwrap();
+        assert_eq!(meta.nic_field.as_deref(), Some("parent"));
+        assert_eq!(meta.state_dir, PathBuf::from("/tmp/s"));
+    }
+
+    #[test]
+    fn fields_railyard_sets_are_code_2() {
+        for (key, value) in [
+            ("master", json!("eth1")),
+            ("ipam", json!({"type": "host-local"})),
+            ("cniVersion", json!("0.3.1")),
+        ] {
+            let mut v = base();
+            v["delegate"][key] = value;
+            let err = parse(v).unwrap_err();
+            assert_eq!(err.code(), codes::UNSUPPORTED_FIELD, "{err}");
+            assert!(
+                err.to_string().contains(&format!("`delegate.{key}`")),
+                "{err}"
+            );
+        }
+        let mut top = base();
+        top["master"] = json!("eth1");
+        let err = parse(top).unwrap_err();
+        assert_eq!(err.code(), codes::UNSUPPORTED_FIELD);
+        assert!(err.to_string().contains("args.cni.masters"), "{err}");
+    }
+
+    #[test]
+    fn missing_or_invalid_sections_are_code_7() {
+        for (key, value) in [
+            ("delegate", Value::Null),
+            ("ipam", json!({"socket": "/s"})),
+            ("stateDir", json!("var/lib")),
+        ] {
+            let mut v = base();
+            v[key] = value;
+            let err = parse(v).unwrap_err();
+            assert_eq!(err.code(), codes::INVALID_NETWORK_CONFIG, "{key}: {err}");
+        }
+        let mut v = base();
+        v["delegate"] = json!({"mode": "bridge"});
+        assert_eq!(parse(v).unwrap_err().code(), codes::INVALID_NETWORK_CONFIG);
+        let mut v = base();
+        v["delegate"] = json!("macvlan");
+        assert_eq!(parse(v).unwrap_err().code(), codes::DECODE_FAILURE);
+    }
+}

@@ -1,0 +1,378 @@
+//! `railyard-cni`: one pod interface per selected NIC.
+//!
+//! The reference plugins put every address of an IPAM result on their one
+//! interface; a rail network needs one interface per NIC, each with that
+//! NIC's address. So this plugin asks railyard-ipam once (which NICs, which
+//! addresses) and runs the real interface plugin once per NIC, naming the
+//! interfaces `<ifname>-0`, `<ifname>-1`, ...
+//!
+//! The invariants, in order of importance:
+//! - an address is released only after every interface that used it is
+//!   gone (a released address can be handed to another pod at once);
+//! - a failed ADD leaves nothing behind, or says in its error what is left
+//!   and keeps the state the next DEL needs to finish the job;
+//! - DEL succeeds when everything is already gone.
+
+pub mod config;
+pub mod layout;
+pub mod state;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::cni::config::VALID_ATTACHMENTS;
+use crate::cni::{
+    AttachRequest, Attachment, CniEnv, CniResult, Command, GcAttachment, GcRequest, Handler,
+    NetConf, StatusRequest,
+};
+use crate::delegate::Delegate;
+use crate::Error;
+
+pub use config::MetaConfig;
+use state::{Member, State, StateStore};
+
+/// The plugin. Per-invocation state lives in [`Run`].
+#[derive(Debug, Default)]
+pub struct MetaPlugin;
+
+impl Handler for MetaPlugin {
+    fn add(&mut self, req: &AttachRequest) -> Result<CniResult, Error> {
+        let a = &req.attachment;
+        layout::check_ifname_room(&a.ifname, 1)?;
+        let mut run = Run::new(&req.config, &req.env.path)?;
+        // Fail on a missing delegate before anything is allocated.
+        run.delegates.get(&run.meta.delegate_type)?;
+        if let Some(stale) = run.store.load(&a.container_id, &a.ifname)? {
+            // ADD again without DEL (after a crash): free the interface names.
+            // The allocation is kept; the daemon hands the same one back.
+            run.del_members(&stale, &req.env).map_or(Ok(()), Err)?;
+            run.store.remove(&a.container_id, &a.ifname)?;
+        }
+        let allocated = run.ipam.add(&req.env, &run.ipam_conf)?;
+        let mut progress = None;
+        match run.create(req, &allocated, &mut progress) {
+            Ok(result) => Ok(result),
+            Err(cause) => Err(run.rollback(cause, progress.as_ref(), &req.env)),
+        }
+    }
+
+    fn del(&mut self, req: &AttachRequest) -> Result<(), Error> {
+        let a = &req.attachment;
+        let mut run = Run::new(&req.config, &req.env.path)?;
+        if let Some(state) = run.store.load(&a.container_id, &a.ifname)? {
+            run.del_members(&state, &req.env).map_or(Ok(()), Err)?;
+        }
+        run.ipam.del(&req.env, &run.ipam_conf)?;
+        run.store.remove(&a.container_id, &a.ifname)
+    }
+
+    /// Checks the allocation, then each interface against the result its
+    /// own delegate returned (delegates validate a prevResult in their own
+    /// shape, not our merged one).
+    fn check(&mut self, req: &AttachRequest) -> Result<(), Error> {
+        let a = &req.attachment;
+        let mut run = Run::new(&req.config, &req.env.path)?;
+        let unknown = || Error::ContainerUnknown {
+            container_id: a.container_id.clone(),
+        };
+        let state = run
+            .store
+            .load(&a.container_id, &a.ifname)?
+            .ok_or_else(unknown)?;
+        run.ipam.check(&req.env, &run.ipam_conf)?;
+        for member in &state.members {
+            // No result: that ADD never completed, so there is nothing to check against.
+            let result = member.result.clone().ok_or_else(unknown)?;
+            let mut conf = member.config.clone();
+            conf.insert("prevResult".into(), result);
+            let delegate = run.delegates.get(member_type(member)?)?;
+            delegate
+                .check(&member_env(&req.env, Command::Check, &member.ifname), &conf)
+                .map_err(|e| about_member(e, member))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the interfaces of attachments the runtime no longer knows,
+    /// then lets IPAM release their addresses. An attachment whose
+    /// interfaces could not be removed is kept on IPAM's list, so its
+    /// address stays reserved until a later GC succeeds.
+    fn gc(&mut self, req: &GcRequest) -> Result<(), Error> {
+        let mut run = Run::new(&req.config, &req.env.path)?;
+        let valid: HashSet<(&str, &str)> = req
+            .valid_attachments
+            .iter()
+            .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
+            .collect();
+        let mut keep = req.valid_attachments.clone();
+        for state in run.store.list()? {
+            if state.network != req.config.name
+                || valid.contains(&(state.container_id.as_str(), state.ifname.as_str()))
+            {
+                continue;
+            }
+            let env = CniEnv {
+                command: Command::Del,
+                attachment: Some(Attachment {
+                    container_id: state.container_id.clone(),
+                    ifname: state.ifname.clone(),
+                    netns: state.netns.clone(),
+                }),
+                args: Default::default(),
+                path: req.env.path.clone(),
+            };
+            match run.del_members(&state, &env) {
+                None => run.store.remove(&state.container_id, &state.ifname)?,
+                Some(e) => {
+                    eprintln!(
+                        "railyard-cni: GC keeps {}/{}: {e}",
+                        state.container_id, state.ifname
+                    );
+                    keep.push(GcAttachment {
+                        container_id: state.container_id,
+                        ifname: state.ifname,
+                    });
+                }
+            }
+        }
+        let mut conf = run.ipam_conf.clone();
+        let keep = serde_json::to_value(keep).map_err(|e| Error::Internal {
+            reason: format!("serializing the GC list: {e}"),
+        })?;
+        conf.insert(VALID_ATTACHMENTS.into(), keep);
+        run.ipam.gc(&req.env, &conf)
+    }
+
+    /// Ready when both plugins are installed and the IPAM is ready.
+    fn status(&mut self, req: &StatusRequest) -> Result<(), Error> {
+        let not_installed = |e: Error| match e {
+            Error::PluginNotFound { .. } => Error::PluginNotAvailable {
+                reason: e.to_string(),
+            },
+            other => other,
+        };
+        let mut run = Run::new(&req.config, &req.env.path).map_err(not_installed)?;
+        run.delegates
+            .get(&run.meta.delegate_type)
+            .map_err(not_installed)?;
+        run.ipam.status(&req.env, &run.ipam_conf)
+    }
+}
+
+/// Everything one invocation needs, resolved once.
+struct Run {
+    meta: MetaConfig,
+    store: StateStore,
+    ipam: Delegate,
+    /// The config the IPAM plugin gets: ours, asking for the NIC layout.
+    ipam_conf: Map<String, Value>,
+    version: crate::cni::CniVersion,
+    name: String,
+    delegates: Delegates,
+}
+
+impl Run {
+    fn new(conf: &NetConf, path: &[PathBuf]) -> Result<Run, Error> {
+        let meta = MetaConfig::parse(conf)?;
+        let ipam = Delegate::find(&meta.ipam_type, path)?;
+        Ok(Run {
+            store: StateStore::new(&meta.state_dir),
+            ipam,
+            ipam_conf: ipam_config(conf),
+            version: conf.cni_version,
+            name: conf.name.clone(),
+            delegates: Delegates::new(path),
+            meta,
+        })
+    }
+
+    /// Records the plan, then creates the members one by one, recording
+    /// each success. `progress` holds what exists so far for the rollback.
+    fn create(
+        &mut self,
+        req: &AttachRequest,
+        allocated: &CniResult,
+        progress: &mut Option<State>,
+    ) -> Result<CniResult, Error> {
+        let a = &req.attachment;
+        let plans = layout::split_by_nic(allocated, &self.meta.ipam_type)?;
+        layout::check_ifname_room(&a.ifname, plans.len())?;
+        let nic_field = self.meta.nic_field.as_deref();
+        let members = plans
+            .iter()
+            .enumerate()
+            .map(|(i, plan)| Member {
+                ifname: layout::member_ifname(&a.ifname, i),
+                nic: plan.nic.clone(),
+                nic_field: nic_field.map(str::to_owned),
+                config: layout::delegate_config(
+                    &self.meta.delegate,
+                    &self.name,
+                    self.version,
+                    nic_field,
+                    plan,
+                ),
+                result: None,
+            })
+            .collect();
+        let state = progress.insert(State {
+            network: self.name.clone(),
+            container_id: a.container_id.clone(),
+            ifname: a.ifname.clone(),
+            netns: a.netns.clone(),
+            members,
+        });
+        self.store.save(state)?;
+        let delegate = self.delegates.get(&self.meta.delegate_type)?;
+        let mut results = Vec::with_capacity(state.members.len());
+        for i in 0..state.members.len() {
+            let member = &state.members[i];
+            let env = member_env(&req.env, Command::Add, &member.ifname);
+            let result = delegate
+                .add(&env, &member.config)
+                .map_err(|e| about_member(e, member))?;
+            state.members[i].result = Some(result.to_value(self.version));
+            self.store.save(state)?;
+            results.push(result);
+        }
+        Ok(layout::merge(&results, &allocated.dns))
+    }
+
+    /// Undoes a failed ADD: members (reverse), then the allocation, then
+    /// the record. Stops before releasing the allocation if a member
+    /// survived, and keeps the record for the runtime's DEL.
+    fn rollback(&mut self, cause: Error, state: Option<&State>, env: &CniEnv) -> Error {
+        let mut problem = state.and_then(|s| self.del_members(s, env));
+        if problem.is_none() {
+            problem = self.ipam.del(env, &self.ipam_conf).err();
+        }
+        if let (None, Some(s)) = (&problem, state) {
+            problem = self.store.remove(&s.container_id, &s.ifname).err();
+        }
+        match problem {
+            None => cause,
+            Some(p) => Error::CleanupFailed {
+                cause: Box::new(cause),
+                cleanup: p.to_string(),
+            },
+        }
+    }
+
+    /// DELs every member, last first, and returns the first failure that
+    /// means an interface may still exist. All members are tried either
+    /// way, so one stuck interface does not keep the others alive.
+    ///
+    /// Two failures are not such evidence and are only logged: a member
+    /// whose ADD never reported success (it cleaned up after itself, or
+    /// never ran), and a `master` child whose master has left the host
+    /// (the kernel removed the child with it; macvlan 1.1.1's DEL fails on
+    /// the missing master and would otherwise block the pod's removal).
+    fn del_members(&mut self, state: &State, env: &CniEnv) -> Option<Error> {
+        let mut first = None;
+        for member in state.members.iter().rev() {
+            let env = member_env(env, Command::Del, &member.ifname);
+            let outcome = member_type(member)
+                .and_then(|t| self.delegates.get(t))
+                .and_then(|d| d.del(&env, &member.config))
+                .map_err(|e| about_member(e, member));
+            let Err(e) = outcome else { continue };
+            if member.result.is_none() || master_vanished(member) {
+                eprintln!(
+                    "railyard-cni: ignoring DEL failure of {} ({}): {e}",
+                    member.ifname, member.nic
+                );
+            } else if first.is_none() {
+                first = Some(e);
+            }
+        }
+        first
+    }
+}
+
+/// Interface plugins found in `CNI_PATH`, each asked for its versions once.
+struct Delegates {
+    path: Vec<PathBuf>,
+    found: HashMap<String, Delegate>,
+}
+
+impl Delegates {
+    fn new(path: &[PathBuf]) -> Delegates {
+        Delegates {
+            path: path.to_vec(),
+            found: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, plugin: &str) -> Result<&Delegate, Error> {
+        if !self.found.contains_key(plugin) {
+            let delegate = Delegate::find(plugin, &self.path)?;
+            self.found.insert(plugin.to_owned(), delegate);
+        }
+        self.found.get(plugin).ok_or_else(|| Error::Internal {
+            reason: format!("delegate {plugin:?} vanished from the cache"),
+        })
+    }
+}
+
+/// Our config with `ipam.reportNics` set. prevResult is dropped: the IPAM
+/// plugin does not use it, and a stale one must not fail a DEL.
+fn ipam_config(conf: &NetConf) -> Map<String, Value> {
+    let mut map = conf.to_map();
+    map.remove("prevResult");
+    if let Some(Value::Object(ipam)) = map.get_mut("ipam") {
+        ipam.insert("reportNics".into(), Value::Bool(true));
+    }
+    map
+}
+
+fn member_env(env: &CniEnv, command: Command, ifname: &str) -> CniEnv {
+    let mut env = env.with_command(command);
+    if let Some(a) = env.attachment.as_mut() {
+        a.ifname = ifname.to_owned();
+    }
+    env
+}
+
+/// The plugin a member was created with, from its recorded config (the
+/// network's config may have changed since).
+fn member_type(member: &Member) -> Result<&str, Error> {
+    member
+        .config
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::decode(
+                "railyard-cni state",
+                format!("member {} has no delegate `type`", member.ifname),
+            )
+        })
+}
+
+/// Says which interface and NIC a delegate failed on: reference plugins
+/// report "Link not found" and leave the reader to guess which link.
+fn about_member(e: Error, member: &Member) -> Error {
+    match e {
+        Error::Delegate {
+            plugin,
+            code,
+            msg,
+            details,
+        } => Error::Delegate {
+            plugin,
+            code,
+            msg: format!(
+                "{msg} (pod interface {}, NIC {:?})",
+                member.ifname, member.nic
+            ),
+            details,
+        },
+        other => other,
+    }
+}
+
+fn master_vanished(member: &Member) -> bool {
+    member.nic_field.as_deref() == Some("master")
+        && !Path::new("/sys/class/net").join(&member.nic).exists()
+}

@@ -1,0 +1,274 @@
+//! TEST STAND-IN for the route-daemon's allocation service.
+//!
+//! The real service (in route-daemon) does not exist yet; this thread speaks
+//! the same protocol (`railyard_core::ipam`, one JSON line each way over a
+//! unix socket) with the simplest possible policy: a fixed host block per
+//! NIC and one counter for host parts. End-to-end tests will replace it with
+//! the real daemon. It records every request so tests can prove that
+//! invalid invocations never reach the daemon.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use ipnet::IpNet;
+use railyard_core::ipam::{
+    codes, AttachmentId, ErrorReply, NicAllocation, PodRoute, Request, Response,
+};
+
+/// One host NIC as the stand-in daemon sees it.
+#[derive(Debug, Clone)]
+pub struct TestNic {
+    pub name: String,
+    pub rail: u32,
+    /// Per family: this host's block (pod prefix) and the whole rail.
+    pub blocks: Vec<(IpNet, IpNet)>,
+}
+
+impl TestNic {
+    /// An IPv4 NIC on `rail` with host block `block` inside rail CIDR `cidr`.
+    pub fn v4(name: &str, rail: u32, block: &str, cidr: &str) -> TestNic {
+        TestNic {
+            name: name.into(),
+            rail,
+            blocks: vec![(net(block), net(cidr))],
+        }
+    }
+
+    pub fn with_v6(mut self, block: &str, cidr: &str) -> TestNic {
+        self.blocks.push((net(block), net(cidr)));
+        self
+    }
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse()
+        .unwrap_or_else(|e| panic!("test NIC block {s:?}: {e}"))
+}
+
+/// Host part `n` of `block`: .1 is the gateway, pods start at .10.
+fn nth(block: IpNet, n: u32) -> IpAddr {
+    match block {
+        IpNet::V4(b) => IpAddr::V4((u32::from(b.network()) + n).into()),
+        IpNet::V6(b) => IpAddr::V6((u128::from(b.network()) + u128::from(n)).into()),
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    nics: Vec<TestNic>,
+    next: u32,
+    allocations: BTreeMap<AttachmentId, Vec<NicAllocation>>,
+    requests: Vec<Request>,
+    error: Option<ErrorReply>,
+    silent: bool,
+}
+
+/// The running stand-in; stops and removes its socket on drop.
+pub struct TestDaemon {
+    pub socket: PathBuf,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDaemon {
+    pub fn start(nics: Vec<TestNic>) -> TestDaemon {
+        let dir = tempfile::tempdir().expect("tempdir for the daemon socket");
+        let socket = dir.path().join("ipam.sock");
+        let listener = UnixListener::bind(&socket).expect("bind the test daemon socket");
+        let shared = Arc::new(Mutex::new(Shared {
+            nics,
+            ..Shared::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            std::thread::spawn(move || serve(listener, shared, stop))
+        };
+        TestDaemon {
+            socket,
+            shared,
+            stop,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    /// The usual two-rail host: NIC `a` on rail 0, NIC `b` on rail 1.
+    pub fn two_rails(a: &str, b: &str) -> TestDaemon {
+        TestDaemon::start(vec![
+            TestNic::v4(a, 0, "192.168.0.0/24", "192.168.0.0/18"),
+            TestNic::v4(b, 1, "192.168.64.0/24", "192.168.64.0/18"),
+        ])
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.lock().requests.clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.lock().requests.len()
+    }
+
+    pub fn allocations(&self) -> BTreeMap<AttachmentId, Vec<NicAllocation>> {
+        self.lock().allocations.clone()
+    }
+
+    /// Answer every following request with this error.
+    pub fn fail_with(&self, code: u32, message: &str) {
+        self.lock().error = Some(ErrorReply {
+            code,
+            message: message.into(),
+        });
+    }
+
+    /// Read requests but never answer (a stalled daemon).
+    pub fn go_silent(&self) {
+        self.lock().silent = true;
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept.
+        let _ = UnixStream::connect(&self.socket);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(listener: UnixListener, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBool>) {
+    let mut parked = Vec::new();
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() || line.is_empty() {
+            continue;
+        }
+        let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let response = match serde_json::from_str::<Request>(&line) {
+            Err(e) => error(codes::REFUSED, &format!("malformed request: {e}")),
+            Ok(request) => {
+                state.requests.push(request.clone());
+                match &state.error {
+                    Some(e) => Response::Error(e.clone()),
+                    None => handle(&mut state, request),
+                }
+            }
+        };
+        if state.silent {
+            // Keep the connection open so the client waits for its timeout.
+            parked.push(reader);
+            continue;
+        }
+        drop(state);
+        let mut out = serde_json::to_vec(&response).unwrap_or_default();
+        out.push(b'\n');
+        let _ = reader.get_mut().write_all(&out);
+    }
+}
+
+fn error(code: u32, message: &str) -> Response {
+    Response::Error(ErrorReply {
+        code,
+        message: message.into(),
+    })
+}
+
+fn handle(state: &mut Shared, request: Request) -> Response {
+    match request {
+        Request::Add {
+            attachment,
+            selection,
+            master,
+            ..
+        } => {
+            if let Some(known) = state.allocations.get(&attachment) {
+                return Response::Added {
+                    nics: known.clone(),
+                };
+            }
+            let mut chosen: Vec<TestNic> = match (&master, selection.masters.is_empty()) {
+                (Some(m), _) => state
+                    .nics
+                    .iter()
+                    .filter(|n| &n.name == m)
+                    .cloned()
+                    .collect(),
+                (None, false) => state
+                    .nics
+                    .iter()
+                    .filter(|n| selection.masters.contains(&n.name))
+                    .cloned()
+                    .collect(),
+                (None, true) => state.nics.clone(),
+            };
+            if let Some(n) = selection.nics {
+                chosen.truncate(n as usize);
+            }
+            if chosen.is_empty() {
+                return error(codes::NO_NIC, "no NIC on this host matches the selection");
+            }
+            state.next += 1;
+            let host = 9 + state.next;
+            let nics: Vec<NicAllocation> = chosen
+                .iter()
+                .map(|nic| NicAllocation {
+                    nic: nic.name.clone(),
+                    interface: nic.rail,
+                    addresses: nic
+                        .blocks
+                        .iter()
+                        .map(|(b, _)| IpNet::new(nth(*b, host), b.prefix_len()).unwrap_or(*b))
+                        .collect(),
+                    gateways: nic.blocks.iter().map(|(b, _)| nth(*b, 1)).collect(),
+                    routes: nic
+                        .blocks
+                        .iter()
+                        .map(|(b, rail)| PodRoute {
+                            dst: *rail,
+                            gw: nth(*b, 1),
+                        })
+                        .collect(),
+                })
+                .collect();
+            state.allocations.insert(attachment, nics.clone());
+            Response::Added { nics }
+        }
+        Request::Del { attachment } => {
+            state.allocations.remove(&attachment);
+            Response::Done
+        }
+        Request::Check { attachment } => match state.allocations.contains_key(&attachment) {
+            true => Response::Done,
+            false => error(codes::UNKNOWN_CONTAINER, "attachment is not allocated"),
+        },
+        Request::Gc { network, valid } => {
+            let before = state.allocations.len();
+            state
+                .allocations
+                .retain(|id, _| id.network != network || valid.contains(id));
+            Response::Collected {
+                released: (before - state.allocations.len()) as u32,
+            }
+        }
+        Request::Status { .. } => Response::Done,
+    }
+}

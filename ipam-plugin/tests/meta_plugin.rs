@@ -1,0 +1,398 @@
+//! `railyard-cni` as a runtime runs it, with the real reference plugins.
+//!
+//! The data-path tests build a "host" netns with two rail NICs and a "pod"
+//! netns, and run the meta plugin inside the host netns exactly as a
+//! runtime would (env + stdin), so the delegates really create interfaces.
+//! They need root and fail without it. The config and STATUS tests at the
+//! end stop before any interface is made and run unprivileged.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::daemon::TestDaemon;
+use common::netns::{require_root, two_rail_host, Netns};
+use common::{attach_env, exec, meta_bin, plain_env, CniPath, Outcome};
+use railyard_core::ipam::Request;
+use serde_json::{json, Value};
+
+/// One test's world: host netns, stand-in daemon, CNI_PATH, state dir.
+struct World {
+    host: Option<Netns>,
+    daemon: TestDaemon,
+    cni_path: CniPath,
+    state: tempfile::TempDir,
+}
+
+impl World {
+    fn with_host(daemon: TestDaemon) -> World {
+        require_root();
+        World {
+            host: Some(two_rail_host()),
+            ..World::without_host(daemon)
+        }
+    }
+
+    fn without_host(daemon: TestDaemon) -> World {
+        World {
+            host: None,
+            daemon,
+            cni_path: CniPath::new(),
+            state: tempfile::tempdir().expect("state dir"),
+        }
+    }
+
+    fn conf(&self, version: &str, delegate: Value) -> Value {
+        json!({
+            "cniVersion": version,
+            "name": "rdma",
+            "type": "railyard-cni",
+            "ipam": {"type": "railyard-ipam", "socket": self.daemon.socket},
+            "delegate": delegate,
+            "stateDir": self.state.path(),
+        })
+    }
+
+    fn state_file(&self, container: &str) -> PathBuf {
+        self.state.path().join(format!("{container}@net1.json"))
+    }
+
+    fn run(&self, command: &str, container: &str, pod: &str, conf: &Value) -> Outcome {
+        let env = attach_env(command, container, "net1", pod, &self.cni_path.value());
+        self.exec(&env, conf)
+    }
+
+    fn run_plain(&self, command: &str, conf: &Value) -> Outcome {
+        self.exec(&plain_env(command, &self.cni_path.value()), conf)
+    }
+
+    fn exec(&self, env: &[(&str, String)], conf: &Value) -> Outcome {
+        let netns = self.host.as_ref().map(|h| h.name.as_str());
+        exec(&meta_bin(), env, conf.to_string().as_bytes(), netns)
+    }
+
+    fn with_prev(conf: &Value, prev: &Value) -> Value {
+        let mut c = conf.clone();
+        c["prevResult"] = prev.clone();
+        c
+    }
+}
+
+fn macvlan() -> Value {
+    json!({"type": "macvlan", "mode": "bridge"})
+}
+
+#[test]
+fn macvlan_gives_each_nic_its_own_interface_and_del_removes_them() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let pod = Netns::new("pod");
+    let conf = world.conf("1.1.0", macvlan());
+
+    let result = world.run("ADD", "c1", &pod.path(), &conf).ok();
+    assert_eq!(result["cniVersion"], "1.1.0");
+    let names: Vec<&str> = result["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["net1-0", "net1-1"]);
+    assert_eq!(result["interfaces"][1]["sandbox"], json!(pod.path()));
+    assert_eq!(
+        result["ips"],
+        json!([
+            {"address": "192.168.0.10/24", "gateway": "192.168.0.1", "interface": 0},
+            {"address": "192.168.64.10/24", "gateway": "192.168.64.1", "interface": 1}
+        ])
+    );
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "192.168.0.0/18", "gw": "192.168.0.1"},
+               {"dst": "192.168.64.0/18", "gw": "192.168.64.1"}])
+    );
+
+    let addrs = pod.addrs();
+    assert_eq!(addrs["net1-0"], ["192.168.0.10/24"], "{addrs:?}");
+    assert_eq!(addrs["net1-1"], ["192.168.64.10/24"], "{addrs:?}");
+    let routes = pod.gateway_routes();
+    for want in [
+        "192.168.0.0/18 via 192.168.0.1 dev net1-0",
+        "192.168.64.0/18 via 192.168.64.1 dev net1-1",
+    ] {
+        assert!(routes.iter().any(|r| r == want), "{want} not in {routes:?}");
+    }
+    assert!(world.state_file("c1").exists());
+
+    let conf = World::with_prev(&conf, &result);
+    world.run("CHECK", "c1", &pod.path(), &conf).ok();
+
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+    assert_eq!(pod.links(), Vec::<String>::new());
+    assert!(world.daemon.allocations().is_empty());
+    assert!(!world.state_file("c1").exists());
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+    let (code, _) = world.run("CHECK", "c1", &pod.path(), &conf).err();
+    assert_eq!(code, 3, "CHECK after DEL: container unknown");
+    drop(pod);
+    // The netns is gone too: DEL still succeeds.
+    world.run("DEL", "c1", "/var/run/netns/gone", &conf).ok();
+}
+
+/// The same path as macvlan with `master` set per NIC; this test machine's
+/// kernel has no ipvlan, so it only runs where asked for.
+#[test]
+#[ignore = "needs a kernel with ipvlan support; run with --ignored there"]
+fn ipvlan_gives_each_nic_its_own_interface() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let pod = Netns::new("pod");
+    let conf = world.conf("1.0.0", json!({"type": "ipvlan", "mode": "l2"}));
+    world.run("ADD", "c1", &pod.path(), &conf).ok();
+    let addrs = pod.addrs();
+    assert_eq!(addrs["net1-0"], ["192.168.0.10/24"], "{addrs:?}");
+    assert_eq!(addrs["net1-1"], ["192.168.64.10/24"], "{addrs:?}");
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+    assert_eq!(pod.links(), Vec::<String>::new());
+}
+
+#[test]
+fn ptp_at_0_4_0_gives_each_nic_its_own_veth() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let host = world.host.as_ref().unwrap();
+    let pod = Netns::new("pod");
+    let host_links_before = host.links().len();
+    let conf = world.conf("0.4.0", json!({"type": "ptp", "mtu": 1400}));
+
+    let result = world.run("ADD", "c1", &pod.path(), &conf).ok();
+    assert_eq!(result["cniVersion"], "0.4.0");
+    let interfaces = result["interfaces"].as_array().unwrap();
+    assert_eq!(interfaces.len(), 4, "host and pod end per NIC: {result}");
+    for (i, ip) in result["ips"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(ip["version"], "4");
+        let at = ip["interface"].as_u64().unwrap() as usize;
+        assert_eq!(interfaces[at]["name"], format!("net1-{i}"), "{result}");
+    }
+
+    let addrs = pod.addrs();
+    assert_eq!(addrs["net1-0"], ["192.168.0.10/24"], "{addrs:?}");
+    assert_eq!(addrs["net1-1"], ["192.168.64.10/24"], "{addrs:?}");
+    assert_eq!(host.links().len(), host_links_before + 2);
+
+    let conf = World::with_prev(&conf, &result);
+    world.run("CHECK", "c1", &pod.path(), &conf).ok();
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+    assert_eq!(pod.links(), Vec::<String>::new());
+    assert_eq!(
+        host.links().len(),
+        host_links_before,
+        "host veth ends removed"
+    );
+    assert!(world.daemon.allocations().is_empty());
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+}
+
+#[test]
+fn host_device_moves_each_nic_into_the_pod_and_back() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let host = world.host.as_ref().unwrap();
+    let pod = Netns::new("pod");
+    let conf = world.conf("1.0.0", json!({"type": "host-device"}));
+    let result = world.run("ADD", "c1", &pod.path(), &conf).ok();
+    let addrs = pod.addrs();
+    assert_eq!(addrs["net1-0"], ["192.168.0.10/24"], "{addrs:?} {result}");
+    assert_eq!(addrs["net1-1"], ["192.168.64.10/24"], "{addrs:?}");
+    assert!(!host.links().contains(&"ry-h0a".to_owned()));
+
+    world
+        .run("DEL", "c1", &pod.path(), &World::with_prev(&conf, &result))
+        .ok();
+    assert_eq!(pod.links(), Vec::<String>::new());
+    let back = host.links();
+    assert!(
+        back.contains(&"ry-h0a".to_owned()) && back.contains(&"ry-h0b".to_owned()),
+        "{back:?}"
+    );
+    assert!(world.daemon.allocations().is_empty());
+}
+
+#[test]
+fn failure_in_the_second_delegate_rolls_back_the_first_and_the_allocation() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-missing"));
+    let pod = Netns::new("pod");
+    let conf = world.conf("1.0.0", macvlan());
+
+    let out = world.run("ADD", "c1", &pod.path(), &conf);
+    let (code, msg) = out.err();
+    assert_ne!(code, 0);
+    assert!(
+        msg.contains("macvlan") && msg.contains("net1-1") && msg.contains("ry-missing"),
+        "the delegate's error, with the member: {msg}"
+    );
+    assert!(
+        out.json().get("details").is_none(),
+        "rollback was clean: {}",
+        out.stdout
+    );
+    assert_eq!(pod.links(), Vec::<String>::new(), "net1-0 was removed");
+    assert!(world.daemon.allocations().is_empty());
+    let ops: Vec<&str> = world
+        .daemon
+        .requests()
+        .iter()
+        .map(|r| match r {
+            Request::Add { .. } => "add",
+            Request::Del { .. } => "del",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(ops, ["add", "del"]);
+    assert!(!world.state_file("c1").exists());
+    // The runtime's DEL after the failed ADD finds nothing to do.
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+}
+
+#[test]
+fn a_repeated_add_converges_and_del_finishes_an_unrecorded_member() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let pod = Netns::new("pod");
+    let conf = world.conf("1.0.0", macvlan());
+    let first = world.run("ADD", "c1", &pod.path(), &conf).ok();
+    // ADD again without DEL (the runtime lost track after a crash): the
+    // old interfaces are replaced and the daemon returns the same addresses.
+    let again = world.run("ADD", "c1", &pod.path(), &conf).ok();
+    assert_eq!(again["ips"], first["ips"]);
+    assert_eq!(pod.links(), ["net1-0", "net1-1"]);
+
+    // As if ADD had died between creating net1-1 and recording it.
+    let path = world.state_file("c1");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    state["members"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("result");
+    std::fs::write(&path, state.to_string()).unwrap();
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+    assert_eq!(pod.links(), Vec::<String>::new());
+    assert!(world.daemon.allocations().is_empty());
+}
+
+#[test]
+fn gc_removes_interfaces_and_addresses_of_forgotten_attachments() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let (kept, forgotten) = (Netns::new("pod1"), Netns::new("pod2"));
+    let conf = world.conf("1.1.0", macvlan());
+    world.run("ADD", "c1", &kept.path(), &conf).ok();
+    world.run("ADD", "c2", &forgotten.path(), &conf).ok();
+    assert_eq!(forgotten.links(), ["net1-0", "net1-1"]);
+
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c1", "ifname": "net1"}]);
+    world.run_plain("GC", &gc).ok();
+
+    assert_eq!(forgotten.links(), Vec::<String>::new());
+    assert_eq!(kept.links(), ["net1-0", "net1-1"]);
+    let held: Vec<String> = world
+        .daemon
+        .allocations()
+        .into_keys()
+        .map(|id| id.container_id)
+        .collect();
+    assert_eq!(held, ["c1"]);
+    assert!(world.state_file("c1").exists() && !world.state_file("c2").exists());
+}
+
+#[test]
+fn invalid_meta_configs_fail_before_anything_is_allocated() {
+    let world = World::without_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let pod = "/var/run/netns/not-used";
+    let base = world.conf("1.0.0", macvlan());
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = base.clone();
+        f(&mut c);
+        c
+    };
+    let cases = [
+        (
+            "delegate.master",
+            with(&|c| c["delegate"]["master"] = "eth9".into()),
+            2,
+        ),
+        (
+            "top-level master",
+            with(&|c| c["master"] = "eth9".into()),
+            2,
+        ),
+        ("no delegate", with(&|c| c["delegate"] = Value::Null), 7),
+        (
+            "delegate not installed",
+            with(&|c| c["delegate"]["type"] = "no-such-plugin".into()),
+            5,
+        ),
+        (
+            "ipam not installed",
+            with(&|c| c["ipam"]["type"] = "no-such-ipam".into()),
+            5,
+        ),
+        (
+            "unknown ipam field",
+            with(&|c| c["ipam"]["sockt"] = "/x".into()),
+            2,
+        ),
+    ];
+    for (what, conf, code) in cases {
+        let (got, msg) = world.run("ADD", "c1", pod, &conf).err();
+        assert_eq!(got, code, "{what}: {msg}");
+    }
+    let long = attach_env("ADD", "c1", "abcdefghijklmn", pod, &world.cni_path.value());
+    let (got, msg) = world.exec(&long, &base).err();
+    assert_eq!(got, 4, "{msg}");
+    assert!(msg.contains("abcdefghijklmn-0"), "{msg}");
+    assert_eq!(
+        world.daemon.request_count(),
+        0,
+        "{:?}",
+        world.daemon.requests()
+    );
+}
+
+#[test]
+fn daemon_errors_reach_the_runtime_through_the_meta_plugin() {
+    let world = World::without_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    world
+        .daemon
+        .fail_with(101, "block 192.168.0.0/24 is exhausted");
+    let conf = world.conf("1.0.0", macvlan());
+    let (code, msg) = world.run("ADD", "c1", "/var/run/netns/x", &conf).err();
+    assert_eq!(code, 101, "{msg}");
+    assert_eq!(
+        msg,
+        "plugin \"railyard-ipam\" failed: block 192.168.0.0/24 is exhausted"
+    );
+}
+
+#[test]
+fn status_needs_both_plugins_and_a_ready_daemon() {
+    let world = World::without_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let conf = world.conf("1.1.0", macvlan());
+    world.run_plain("STATUS", &conf).ok();
+    assert_eq!(
+        world.daemon.requests(),
+        [Request::Status {
+            network: "rdma".into()
+        }]
+    );
+
+    let mut missing = conf.clone();
+    missing["delegate"]["type"] = "no-such-plugin".into();
+    let (code, msg) = world.run_plain("STATUS", &missing).err();
+    assert_eq!(code, 50, "{msg}");
+
+    world.daemon.fail_with(11, "no plan for rdma yet");
+    let (code, msg) = world.run_plain("STATUS", &conf).err();
+    assert_eq!(code, 11, "{msg}");
+    assert!(msg.ends_with("no plan for rdma yet"), "{msg}");
+
+    let mut down = conf.clone();
+    down["ipam"]["socket"] = "/nonexistent/ipam.sock".into();
+    let (code, msg) = world.run_plain("STATUS", &down).err();
+    assert_eq!(code, 50, "{msg}");
+}
