@@ -42,7 +42,11 @@ async fn converge(hosts: u32) -> (Duration, u64) {
         "spec": {"subnet": "10.0.0.0/8", "ipam": "{\"hostBlock\": 14, \"interfaceBlock\": 3}"}
     });
     store
-        .put(&keys::network("bench"), serde_json::to_vec(&spec).expect("json"), None)
+        .put(
+            &keys::network("bench"),
+            serde_json::to_vec(&spec).expect("json"),
+            None,
+        )
         .await
         .expect("put network");
     let metrics = Arc::new(Metrics::default());
@@ -89,7 +93,10 @@ async fn wait_status(store: &dyn Store, done: impl Fn(&NetworkStatus) -> bool) {
                 }
             }
         }
-        assert!(Instant::now() < deadline, "plan did not converge within 120 s");
+        assert!(
+            Instant::now() < deadline,
+            "plan did not converge within 120 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

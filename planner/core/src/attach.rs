@@ -221,17 +221,7 @@ pub fn select_nics<'a>(
         return Err(invalid(format!("NIC {:?} is listed twice", w[0].name)));
     }
     sorted.sort_by(|a, b| by_rail(a, b));
-    let class = match (class_name, device_class) {
-        (None, _) => None,
-        (Some(want), Some(c)) if c.name == want => Some(c),
-        (Some(want), Some(c)) => {
-            return Err(invalid(format!(
-                "needs DeviceClass {want:?}, was given {:?}",
-                c.name
-            )))
-        }
-        (Some(want), None) => return Err(invalid(format!("DeviceClass {want:?} does not exist"))),
-    };
+    let class = resolve_class(class_name, device_class).map_err(invalid)?;
     let named = named_nics(strategy, policy_target, selection, &policy)?;
     let mut left_out = Vec::new();
     let universe: Vec<&Candidate> = match &named {
@@ -243,7 +233,9 @@ pub fn select_nics<'a>(
                     Some(c) => found.push(*c),
                     // The network's list may name NICs other hosts have; only a
                     // pod's own typo is an error by itself.
-                    None if !names.from_pod => left_out.push(format!("{n} (no block on this host)")),
+                    None if !names.from_pod => {
+                        left_out.push(format!("{n} (no block on this host)"))
+                    }
                     None => {
                         return Err(SelectError::UnknownNic {
                             policy: policy.clone(),
@@ -261,7 +253,11 @@ pub fn select_nics<'a>(
         if !c.up {
             left_out.push(format!("{} (down)", c.name));
         } else if class.is_some_and(|k| !k.matches(c)) {
-            left_out.push(format!("{} (not in DeviceClass {})", c.name, class_name.unwrap_or("")));
+            left_out.push(format!(
+                "{} (not in DeviceClass {})",
+                c.name,
+                class_name.unwrap_or("")
+            ));
         } else {
             pool.push(c);
         }
@@ -273,26 +269,62 @@ pub fn select_nics<'a>(
         (None, None) => pool.len().max(1),
     };
     if wanted > pool.len() {
-        let asked = match (selection.nics, &named) {
-            (None, None) => "every NIC".to_string(),
-            (_, Some(names)) => format!("{} of {}", plural(wanted), list(names.list.iter().copied())),
-            (Some(_), None) => plural(wanted),
-        };
-        let mut detail = format!(" ({})", list(pool.iter().map(|c| c.name.as_str())));
-        if candidates.is_empty() {
-            detail = " (no NIC of this host has a block in the network's plan)".into();
-        } else if !left_out.is_empty() {
-            detail.push_str(&format!("; left out: {}", left_out.join(", ")));
-        }
-        return Err(SelectError::Unsatisfiable {
+        return Err(unsatisfiable(
             policy,
-            asked,
-            available: pool.len(),
-            detail,
-        });
+            wanted,
+            selection.nics.is_some(),
+            named.as_ref(),
+            &pool,
+            candidates.is_empty(),
+            &left_out,
+        ));
     }
     pool.truncate(wanted);
     Ok(pool)
+}
+
+/// The DeviceClass object for the class the request filters by, if any.
+fn resolve_class<'c>(
+    name: Option<&str>,
+    given: Option<&'c DeviceClass>,
+) -> Result<Option<&'c DeviceClass>, String> {
+    match (name, given) {
+        (None, _) => Ok(None),
+        (Some(want), Some(c)) if c.name == want => Ok(Some(c)),
+        (Some(want), Some(c)) => Err(format!(
+            "needs DeviceClass {want:?}, was given {:?}",
+            c.name
+        )),
+        (Some(want), None) => Err(format!("DeviceClass {want:?} does not exist")),
+    }
+}
+
+fn unsatisfiable(
+    policy: String,
+    wanted: usize,
+    counted: bool,
+    named: Option<&Named<'_>>,
+    pool: &[&Candidate],
+    no_candidates: bool,
+    left_out: &[String],
+) -> SelectError {
+    let asked = match (counted, named) {
+        (_, Some(names)) => format!("{} of {}", plural(wanted), list(names.list.iter().copied())),
+        (true, None) => plural(wanted),
+        (false, None) => "every NIC".to_string(),
+    };
+    let mut detail = format!(" ({})", list(pool.iter().map(|c| c.name.as_str())));
+    if no_candidates {
+        detail = " (no NIC of this host has a block in the network's plan)".into();
+    } else if !left_out.is_empty() {
+        detail.push_str(&format!("; left out: {}", left_out.join(", ")));
+    }
+    SelectError::Unsatisfiable {
+        policy,
+        asked,
+        available: pool.len(),
+        detail,
+    }
 }
 
 /// An explicit list of NIC names and whether the pod gave it.
@@ -310,7 +342,12 @@ fn named_nics<'s>(
     policy: &str,
 ) -> Result<Option<Named<'s>>, SelectError> {
     let asked = dedup(selection.masters.iter().map(String::as_str));
-    let pod = |list| Some(Named { list, from_pod: true });
+    let pod = |list| {
+        Some(Named {
+            list,
+            from_pod: true,
+        })
+    };
     if strategy != Strategy::Masters {
         return Ok(if asked.is_empty() { None } else { pod(asked) });
     }

@@ -109,10 +109,14 @@ pub struct PodRoute {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "camelCase")]
 pub enum Response {
-    Added { nics: Vec<NicAllocation> },
+    Added {
+        nics: Vec<NicAllocation>,
+    },
     Done,
     /// GC: how many attachments were released.
-    Collected { released: u32 },
+    Collected {
+        released: u32,
+    },
     Error(ErrorReply),
 }
 

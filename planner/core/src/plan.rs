@@ -105,10 +105,15 @@ pub struct Planner {
     rails: BTreeMap<u32, Interface>,
     /// Sorted by subnet: a handful of rails make a binary search cheaper than hashing.
     rail_by_net: Vec<(IpNet, u32)>,
+    /// See `rail_for_position`. Rails never move once placed, so entries stay valid.
+    rail_cache: Vec<Option<(IpNet, u32)>>,
     rail_taken: Bitmap,
     hosts: BTreeMap<String, HostPlan>,
     /// Assigned, departed, retired or excluded: every index that is not "never used".
     host_taken: Bitmap,
+    /// No index below this is clear in `host_taken`: bits are only ever set, so the
+    /// search for a never-used index resumes here instead of rescanning from 0.
+    fresh_from: u32,
     excluded_hosts: Bitmap,
     retired: VecDeque<u32>,
     unplanned: BTreeMap<String, String>,
@@ -127,10 +132,12 @@ impl Planner {
             rail_taken: ex.rails.clone(),
             excluded_rails: ex.rails,
             host_taken: ex.hosts.clone(),
+            fresh_from: 0,
             excluded_hosts: ex.hosts,
             layout,
             rails: BTreeMap::new(),
             rail_by_net: Vec::new(),
+            rail_cache: Vec::new(),
             hosts: BTreeMap::new(),
             retired: VecDeque::new(),
             unplanned: BTreeMap::new(),
@@ -306,14 +313,20 @@ impl Planner {
         if !self.master_nets.is_empty() {
             return;
         }
-        let mut nets = BTreeSet::new();
+        // A few distinct subnets among tens of thousands of NICs: a linear `contains`
+        // on a short vector beats a tree insert per NIC.
+        let mut nets: Vec<IpNet> = Vec::new();
         for h in hosts {
             for nic in &h.nics {
                 if let Some(a) = self.primary_address(nic) {
-                    nets.insert(a.trunc());
+                    let net = a.trunc();
+                    if !nets.contains(&net) {
+                        nets.push(net);
+                    }
                 }
             }
         }
+        nets.sort_unstable();
         for net in nets {
             self.rail_for(net);
         }
@@ -351,22 +364,46 @@ impl Planner {
                 })
             })
             .collect();
-        blocks.sort_by(|a, b| (a.interface, a.cidr).cmp(&(b.interface, b.cidr)));
+        if !blocks.is_sorted_by_key(|b| (b.interface, b.cidr)) {
+            blocks.sort_unstable_by_key(|b| (b.interface, b.cidr));
+        }
         blocks
+    }
+
+    /// `rail_for`, remembering the answer per NIC position: NIC k of one host is
+    /// almost always on the same subnet as NIC k of the previous one, and an equality
+    /// check is far cheaper than the search (this is the hot loop of a full plan).
+    fn rail_for_position(&mut self, position: usize, net: IpNet) -> Option<u32> {
+        if let Some(Some((n, r))) = self.rail_cache.get(position) {
+            if *n == net {
+                return Some(*r);
+            }
+        }
+        let rail = self.rail_for(net)?;
+        if self.rail_cache.len() <= position {
+            self.rail_cache.resize(position + 1, None);
+        }
+        self.rail_cache[position] = Some((net, rail));
+        Some(rail)
     }
 
     /// A host registered or changed its NICs. Keeps its index if it has one.
     pub fn upsert_host(&mut self, host: &HostInventory) -> Change {
         let mut rails: Vec<(u32, &str, IpAddr)> = Vec::with_capacity(host.nics.len() * 2);
-        let mut nics: Vec<&Nic> = host.nics.iter().collect();
-        if !nics.is_sorted_by(|a, b| a.name <= b.name) {
-            nics.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        }
-        for nic in nics {
+        // NICs are taken in name order (the first by name wins a shared subnet);
+        // discovery already reports them sorted, so avoid building an order then.
+        let order: Option<Vec<usize>> =
+            (!host.nics.is_sorted_by(|a, b| a.name <= b.name)).then(|| {
+                let mut o: Vec<usize> = (0..host.nics.len()).collect();
+                o.sort_unstable_by(|&a, &b| host.nics[a].name.cmp(&host.nics[b].name));
+                o
+            });
+        for position in 0..host.nics.len() {
+            let nic = &host.nics[order.as_ref().map_or(position, |o| o[position])];
             let Some(primary) = self.primary_address(nic) else {
                 continue;
             };
-            let Some(rail) = self.rail_for(primary.trunc()) else {
+            let Some(rail) = self.rail_for_position(position, primary.trunc()) else {
                 continue;
             };
             // Two NICs on one subnet: the first by name carries the rail.
@@ -400,17 +437,20 @@ impl Planner {
             departed_at: None,
             blocks: self.blocks_for(index, rails.into_iter()),
         };
-        self.unplanned.remove(&host.name);
+        if !self.unplanned.is_empty() {
+            self.unplanned.remove(&host.name);
+        }
+        if existing.is_none() {
+            self.hosts.insert(host.name.clone(), plan);
+            return Change::Changed;
+        }
         match self.hosts.get_mut(&host.name) {
             Some(old) if *old == plan => Change::Unchanged,
             Some(old) => {
                 *old = plan;
                 Change::Changed
             }
-            None => {
-                self.hosts.insert(host.name.clone(), plan);
-                Change::Changed
-            }
+            None => Change::Changed,
         }
     }
 
@@ -445,10 +485,12 @@ impl Planner {
 
     /// Never-used indexes first, then the longest-retired one.
     fn take_host_index(&mut self) -> Option<u32> {
-        if let Some(i) = self.host_taken.first_clear_from(0) {
+        if let Some(i) = self.host_taken.first_clear_from(self.fresh_from) {
             self.host_taken.set(i);
+            self.fresh_from = i + 1;
             return Some(i);
         }
+        self.fresh_from = self.host_taken.len();
         self.retired.pop_front()
     }
 

@@ -48,27 +48,48 @@ fn sel() -> Selection {
 
 #[test]
 fn none_takes_every_rail_or_the_first_n() {
-    assert_eq!(pick(Policy::None, "", sel()).unwrap(), ["eth0", "eth1", "eth2", "eth3"]);
-    let two = Selection { nics: Some(2), ..sel() };
+    assert_eq!(
+        pick(Policy::None, "", sel()).unwrap(),
+        ["eth0", "eth1", "eth2", "eth3"]
+    );
+    let two = Selection {
+        nics: Some(2),
+        ..sel()
+    };
     assert_eq!(pick(Policy::None, "", two).unwrap(), ["eth0", "eth1"]);
 }
 
 #[test]
 fn masters_takes_exactly_the_named_nics_in_the_given_order() {
-    assert_eq!(pick(Policy::Masters, "eth2, eth0", sel()).unwrap(), ["eth2", "eth0"]);
+    assert_eq!(
+        pick(Policy::Masters, "eth2, eth0", sel()).unwrap(),
+        ["eth2", "eth0"]
+    );
     // The pod narrows the network's list...
-    let pod = Selection { masters: vec!["eth0".into()], ..sel() };
+    let pod = Selection {
+        masters: vec!["eth0".into()],
+        ..sel()
+    };
     assert_eq!(pick(Policy::Masters, "eth2,eth0", pod).unwrap(), ["eth0"]);
     // ...but cannot widen it.
-    let wide = Selection { masters: vec!["eth1".into()], ..sel() };
+    let wide = Selection {
+        masters: vec!["eth1".into()],
+        ..sel()
+    };
     let e = pick(Policy::Masters, "eth2,eth0", wide).unwrap_err();
-    assert!(matches!(e, SelectError::NotAllowed { ref name, .. } if name == "eth1"), "{e}");
+    assert!(
+        matches!(e, SelectError::NotAllowed { ref name, .. } if name == "eth1"),
+        "{e}"
+    );
     assert_eq!(e.code(), codes::NO_NIC);
 }
 
 #[test]
 fn masters_names_an_unknown_or_down_nic() {
-    let typo = Selection { masters: vec!["eth9".into()], ..sel() };
+    let typo = Selection {
+        masters: vec!["eth9".into()],
+        ..sel()
+    };
     let e = pick(Policy::Masters, "", typo).unwrap_err();
     assert!(e.to_string().contains("\"eth9\""), "{e}");
     assert!(e.to_string().contains("eth0, eth1, eth2, eth3"), "{e}");
@@ -78,12 +99,21 @@ fn masters_names_an_unknown_or_down_nic() {
     let e = select_nics(Policy::Masters, "eth0,eth1", &cands, &sel(), None).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("eth0 (down)"), "{msg}");
-    assert!(msg.contains("asked for 2 NICs of eth0, eth1, 1 available (eth1)"), "{msg}");
+    assert!(
+        msg.contains("asked for 2 NICs of eth0, eth1, 1 available (eth1)"),
+        "{msg}"
+    );
     // A NIC the network lists but this host lacks is named too.
     let e = pick(Policy::Masters, "eth0,eth7", sel()).unwrap_err();
-    assert!(e.to_string().contains("eth7 (no block on this host)"), "{e}");
+    assert!(
+        e.to_string().contains("eth7 (no block on this host)"),
+        "{e}"
+    );
     // With a count that the remaining NICs meet, it succeeds.
-    let one = Selection { nics: Some(1), ..sel() };
+    let one = Selection {
+        nics: Some(1),
+        ..sel()
+    };
     assert_eq!(pick(Policy::Masters, "eth7,eth0", one).unwrap(), ["eth0"]);
 }
 
@@ -94,23 +124,38 @@ fn masters_without_any_name_is_a_config_error() {
 }
 
 fn class(rules: Vec<DeviceMatch>) -> DeviceClass {
-    DeviceClass { name: "fast".into(), rules }
+    DeviceClass {
+        name: "fast".into(),
+        rules,
+    }
 }
 
 #[test]
 fn dev_class_filters_then_counts() {
     let mut cands = host();
     cands[0].vendor = Some("8086".into()); // eth3 is an Intel NIC
-    let c = class(vec![DeviceMatch { vendor: Some("15B3".into()), ..Default::default() }]);
+    let c = class(vec![DeviceMatch {
+        vendor: Some("15B3".into()),
+        ..Default::default()
+    }]);
     let got = select_nics(Policy::DevClass, "fast", &cands, &sel(), Some(&c)).unwrap();
     assert_eq!(names(&got), ["eth0", "eth1", "eth2"]);
-    let three = Selection { nics: Some(4), ..sel() };
+    let three = Selection {
+        nics: Some(4),
+        ..sel()
+    };
     let e = select_nics(Policy::DevClass, "fast", &cands, &three, Some(&c)).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.starts_with("attach policy devClass (DeviceClass fast): asked for 4 NICs, 3 available"), "{msg}");
+    assert!(
+        msg.starts_with("attach policy devClass (DeviceClass fast): asked for 4 NICs, 3 available"),
+        "{msg}"
+    );
     assert!(msg.contains("eth3 (not in DeviceClass fast)"), "{msg}");
 
-    let speedy = class(vec![DeviceMatch { min_speed_mbps: Some(150_000), ..Default::default() }]);
+    let speedy = class(vec![DeviceMatch {
+        min_speed_mbps: Some(150_000),
+        ..Default::default()
+    }]);
     let got = select_nics(Policy::DevClass, "fast", &cands, &sel(), Some(&speedy)).unwrap();
     assert_eq!(names(&got), ["eth2"]);
 }
@@ -120,16 +165,37 @@ fn dev_class_must_be_the_one_asked_for() {
     let cands = host();
     let missing = select_nics(Policy::DevClass, "fast", &cands, &sel(), None).unwrap_err();
     assert_eq!(missing.code(), codes::INVALID_CONFIG);
-    let other = DeviceClass { name: "slow".into(), rules: vec![DeviceMatch::default()] };
+    let other = DeviceClass {
+        name: "slow".into(),
+        rules: vec![DeviceMatch::default()],
+    };
     assert!(select_nics(Policy::DevClass, "fast", &cands, &sel(), Some(&other)).is_err());
     // A pod cannot swap the network's class for another.
-    let swap = Selection { class: Some("slow".into()), ..sel() };
+    let swap = Selection {
+        class: Some("slow".into()),
+        ..sel()
+    };
     assert!(wanted_class(Policy::DevClass, "fast", &swap).is_err());
     // Under another policy a pod's class narrows.
-    let narrow = Selection { class: Some("fast".into()), ..sel() };
-    assert_eq!(wanted_class(Policy::Balance, "", &narrow).unwrap(), Some("fast"));
-    let c = class(vec![DeviceMatch { products: vec!["1019".into()], driver: Some("mlx5_core".into()), ..Default::default() }]);
-    assert_eq!(select_nics(Policy::Balance, "", &cands, &narrow, Some(&c)).unwrap().len(), 4);
+    let narrow = Selection {
+        class: Some("fast".into()),
+        ..sel()
+    };
+    assert_eq!(
+        wanted_class(Policy::Balance, "", &narrow).unwrap(),
+        Some("fast")
+    );
+    let c = class(vec![DeviceMatch {
+        products: vec!["1019".into()],
+        driver: Some("mlx5_core".into()),
+        ..Default::default()
+    }]);
+    assert_eq!(
+        select_nics(Policy::Balance, "", &cands, &narrow, Some(&c))
+            .unwrap()
+            .len(),
+        4
+    );
     // A class without rules grants nothing.
     let empty = class(vec![]);
     assert!(select_nics(Policy::DevClass, "fast", &cands, &sel(), Some(&empty)).is_err());
@@ -148,48 +214,89 @@ fn device_class_loads_from_a_crd_spec() {
 
 #[test]
 fn perf_prefers_speed_then_load_then_rail() {
-    assert_eq!(pick(Policy::Perf, "", sel()).unwrap(), ["eth2", "eth1", "eth0", "eth3"]);
-    let one = Selection { nics: Some(1), ..sel() };
+    assert_eq!(
+        pick(Policy::Perf, "", sel()).unwrap(),
+        ["eth2", "eth1", "eth0", "eth3"]
+    );
+    let one = Selection {
+        nics: Some(1),
+        ..sel()
+    };
     assert_eq!(pick(Policy::Perf, "", one).unwrap(), ["eth2"]);
 }
 
 #[test]
 fn balance_prefers_the_least_loaded() {
-    let two = Selection { nics: Some(2), ..sel() };
+    let two = Selection {
+        nics: Some(2),
+        ..sel()
+    };
     assert_eq!(pick(Policy::Balance, "", two).unwrap(), ["eth3", "eth1"]);
 }
 
 #[test]
 fn topology_prefers_the_requested_numa_node() {
-    let want = Selection { numa: Some(0), nics: Some(3), ..sel() };
-    assert_eq!(pick(Policy::Topology, "", want).unwrap(), ["eth2", "eth3", "eth0"]);
-    let node1 = Selection { numa: Some(1), ..sel() };
-    assert_eq!(pick(Policy::Topology, "", node1).unwrap(), ["eth0", "eth1", "eth2", "eth3"]);
+    let want = Selection {
+        numa: Some(0),
+        nics: Some(3),
+        ..sel()
+    };
+    assert_eq!(
+        pick(Policy::Topology, "", want).unwrap(),
+        ["eth2", "eth3", "eth0"]
+    );
+    let node1 = Selection {
+        numa: Some(1),
+        ..sel()
+    };
+    assert_eq!(
+        pick(Policy::Topology, "", node1).unwrap(),
+        ["eth0", "eth1", "eth2", "eth3"]
+    );
 }
 
 #[test]
 fn pod_masters_restrict_any_policy() {
-    let sel = Selection { masters: vec!["eth3".into(), "eth2".into()], nics: Some(1), ..sel() };
+    let sel = Selection {
+        masters: vec!["eth3".into(), "eth2".into()],
+        nics: Some(1),
+        ..sel()
+    };
     assert_eq!(pick(Policy::Perf, "", sel.clone()).unwrap(), ["eth2"]);
     assert_eq!(pick(Policy::Balance, "", sel).unwrap(), ["eth3"]);
 }
 
 #[test]
 fn unsatisfiable_requests_select_nothing_and_say_why() {
-    let five = Selection { nics: Some(5), ..sel() };
+    let five = Selection {
+        nics: Some(5),
+        ..sel()
+    };
     let e = pick(Policy::Balance, "", five).unwrap_err();
     assert_eq!(
         e.to_string(),
         "attach policy balance: asked for 5 NICs, 4 available (eth3, eth1, eth0, eth2)"
     );
     let e = select_nics(Policy::None, "", &[], &sel(), None).unwrap_err();
-    assert!(e.to_string().contains("no NIC of this host has a block"), "{e}");
+    assert!(
+        e.to_string().contains("no NIC of this host has a block"),
+        "{e}"
+    );
     let mut down = host();
     down.iter_mut().for_each(|c| c.up = false);
     let e = select_nics(Policy::None, "", &down, &sel(), None).unwrap_err();
-    assert!(e.to_string().contains("asked for every NIC, 0 available"), "{e}");
-    let zero = Selection { nics: Some(0), ..sel() };
-    assert_eq!(pick(Policy::None, "", zero).unwrap_err().code(), codes::INVALID_CONFIG);
+    assert!(
+        e.to_string().contains("asked for every NIC, 0 available"),
+        "{e}"
+    );
+    let zero = Selection {
+        nics: Some(0),
+        ..sel()
+    };
+    assert_eq!(
+        pick(Policy::None, "", zero).unwrap_err().code(),
+        codes::INVALID_CONFIG
+    );
     let mut twice = host();
     twice[0].name = "eth0".into();
     assert!(select_nics(Policy::None, "", &twice, &sel(), None).is_err());
@@ -197,9 +304,18 @@ fn unsatisfiable_requests_select_nothing_and_say_why() {
 
 #[test]
 fn candidate_from_a_discovered_nic() {
-    let n = Nic { name: "ens1".into(), speed_mbps: Some(400_000), numa_node: Some(1), up: false, ..Nic::default() };
+    let n = Nic {
+        name: "ens1".into(),
+        speed_mbps: Some(400_000),
+        numa_node: Some(1),
+        up: false,
+        ..Nic::default()
+    };
     let c = Candidate::from_nic(&n, 4, 7);
-    assert_eq!((c.interface, c.allocations, c.up, c.speed_mbps), (4, 7, false, Some(400_000)));
+    assert_eq!(
+        (c.interface, c.allocations, c.up, c.speed_mbps),
+        (4, 7, false, Some(400_000))
+    );
 }
 
 // ---- properties ----
@@ -219,7 +335,9 @@ fn candidates() -> impl Strategy<Value = Vec<Candidate>> {
     prop::collection::vec(
         (
             0u32..8,
-            prop::option::of(prop::sample::select(vec![10_000u32, 25_000, 100_000, 200_000])),
+            prop::option::of(prop::sample::select(vec![
+                10_000u32, 25_000, 100_000, 200_000,
+            ])),
             prop::option::of(0i32..2),
             prop::sample::select(vec!["15b3", "8086"]),
             any::<bool>(),

@@ -24,7 +24,9 @@ pub enum DbError {
         offset: u64,
         reason: String,
     },
-    #[error("allocation log {path} is locked by another process (is a second route-daemon running?)")]
+    #[error(
+        "allocation log {path} is locked by another process (is a second route-daemon running?)"
+    )]
     Locked { path: PathBuf },
     /// A write or fsync of the log failed. After a failed fsync the kernel may have
     /// dropped the pages, so the only safe state is the one on disk: every further
@@ -37,7 +39,9 @@ pub enum DbError {
     UnknownAttachment(AttachmentId),
     #[error(transparent)]
     Select(#[from] SelectError),
-    #[error("network {network}: block {block} of NIC {nic} has no free address ({allocated} allocated)")]
+    #[error(
+        "network {network}: block {block} of NIC {nic} has no free address ({allocated} allocated)"
+    )]
     Exhausted {
         network: String,
         nic: String,

@@ -47,7 +47,7 @@ impl NetworkConfig {
 }
 
 /// One ADD request as the daemon received it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddArgs {
     pub attachment: AttachmentId,
     pub pod: PodRef,
@@ -60,7 +60,9 @@ impl AddArgs {
     pub fn new(attachment: AttachmentId) -> Self {
         AddArgs {
             attachment,
-            ..AddArgs::default()
+            pod: PodRef::default(),
+            selection: Selection::default(),
+            master: None,
         }
     }
 }

@@ -1,0 +1,34 @@
+//! railyard-allocdb: the pod address allocations of one host, durable.
+//!
+//! The route-daemon serves the IPAM protocol from this engine. It owns, per
+//! network, this host's blocks from the plan and a bitmap allocator per block, and
+//! the attachments holding addresses in them. Decisions are pure (the attach
+//! policy in `railyard_core::attach`, the block allocator in `railyard_core::alloc`);
+//! this crate adds what makes them safe to act on:
+//!
+//! - every decision is in an append-only log, checksummed per record and fsynced
+//!   before the caller hears of it, so a crash never hands an address out twice;
+//! - concurrent callers share fsyncs (group commit), because one fsync per pod
+//!   would cap a host at a few hundred pods per second;
+//! - recovery replays the log and cuts a torn tail; compaction replaces the log
+//!   with a snapshot so replay stays short;
+//! - changes are exposed as a feed so the daemon mirrors them to etcd in batches
+//!   instead of one write per pod.
+//!
+//! No sockets and no etcd here: the daemon wires those.
+
+mod block;
+mod crc;
+mod db;
+mod error;
+mod frame;
+mod model;
+mod recover;
+mod state;
+mod writer;
+
+pub use db::{AllocDb, Options};
+pub use error::{DbError, Result};
+pub use model::{
+    AddArgs, Attachment, BlockStats, Change, ChangeEvent, Changes, NetworkConfig, Stats, WalStats,
+};

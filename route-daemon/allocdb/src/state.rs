@@ -1,0 +1,430 @@
+//! The in-memory state machine: networks, their blocks, and the attachments that
+//! hold addresses in them. Live requests and log replay go through the same
+//! functions, so what a restart rebuilds is what was running.
+//!
+//! One invariant keeps an address from ever being handed out twice even when a
+//! plan change leaves an old block overlapping a new one: every held address is
+//! marked in every block of its network that contains it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use railyard_core::attach::{select_nics, wanted_class, Candidate, DeviceClass};
+use railyard_core::ipam::{AttachmentId, NicAllocation, PodRoute, Selection};
+use railyard_core::{Block, Nic};
+
+use crate::block::BlockState;
+use crate::error::{DbError, Result};
+use crate::frame::Snapshot;
+use crate::model::{AddArgs, Attachment, BlockStats, NetworkConfig};
+
+#[derive(Debug)]
+pub(crate) struct NetState {
+    pub config: Arc<NetworkConfig>,
+    pub blocks: Vec<BlockState>,
+    pub attachments: HashMap<AttachmentId, Arc<Attachment>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Core {
+    pub networks: BTreeMap<String, NetState>,
+    /// Attachments per NIC across networks: the load `balance` spreads.
+    pub nic_load: HashMap<String, u32>,
+}
+
+impl NetState {
+    fn empty(name: &str) -> Self {
+        NetState {
+            config: Arc::new(NetworkConfig {
+                name: name.to_string(),
+                strategy: Default::default(),
+                policy_target: String::new(),
+                excludes: Vec::new(),
+                interfaces: Vec::new(),
+                blocks: Vec::new(),
+            }),
+            blocks: Vec::new(),
+            attachments: HashMap::new(),
+        }
+    }
+
+    fn family_of(&self, b: &Block) -> usize {
+        self.config
+            .interfaces
+            .iter()
+            .find(|i| i.index == b.interface)
+            .and_then(|i| i.cidrs.iter().position(|c| c.contains(&b.cidr.network())))
+            .unwrap_or(usize::from(!b.cidr.addr().is_ipv4()))
+    }
+
+    fn rail_cidr(&self, b: &Block) -> Option<IpNet> {
+        let i = self
+            .config
+            .interfaces
+            .iter()
+            .find(|i| i.index == b.interface)?;
+        i.cidrs
+            .iter()
+            .copied()
+            .find(|c| c.contains(&b.cidr.network()))
+    }
+
+    /// Marks `addr` in every block containing it; false if no block does.
+    fn hold(&mut self, addr: IpAddr) -> bool {
+        let mut held = false;
+        for b in self.blocks.iter_mut().filter(|b| b.cidr().contains(&addr)) {
+            held = true;
+            if let Err(e) = b.claim(addr) {
+                tracing::error!(network = %self.config.name, %addr, error = %e, "address held twice in the allocation log");
+            }
+        }
+        held
+    }
+
+    fn unhold(&mut self, addr: IpAddr) {
+        for b in self.blocks.iter_mut().filter(|b| b.cidr().contains(&addr)) {
+            b.alloc.release(addr);
+        }
+    }
+
+    fn drop_empty_leftovers(&mut self) {
+        let name = &self.config.name;
+        self.blocks.retain(|b| {
+            let keep = b.in_plan || b.alloc.allocated() > 0;
+            if !keep {
+                tracing::info!(network = %name, block = %b.cidr(), "last address of a block no longer in the plan released; block dropped");
+            }
+            keep
+        });
+    }
+}
+
+impl Core {
+    /// Adopts a network's new config: new blocks get an allocator, blocks the plan
+    /// dropped keep their live addresses until released.
+    pub fn apply_network(&mut self, cfg: Arc<NetworkConfig>) {
+        let net = self
+            .networks
+            .entry(cfg.name.clone())
+            .or_insert_with(|| NetState::empty(&cfg.name));
+        let excludes_changed = net.config.excludes != cfg.excludes;
+        net.config = cfg.clone();
+        for b in &cfg.blocks {
+            let family = net.family_of(b);
+            if let Some(s) = net.blocks.iter_mut().find(|s| s.cidr() == b.cidr) {
+                s.block = b.clone();
+                s.in_plan = true;
+                s.family = family;
+                if excludes_changed {
+                    for addr in s.rebuild(&cfg.excludes) {
+                        tracing::warn!(network = %cfg.name, %addr, "address held by a pod is inside a new excludeCIDRs entry; it stays with the pod until released");
+                    }
+                }
+                continue;
+            }
+            let mut s = BlockState::new(b.clone(), &cfg.excludes, family);
+            let cidr = s.cidr();
+            for a in net.attachments.values() {
+                for addr in addresses(a).filter(|x| cidr.contains(x)) {
+                    let _ = s.alloc.allocate_specific(addr);
+                }
+            }
+            net.blocks.push(s);
+        }
+        for s in net.blocks.iter_mut() {
+            if s.in_plan && !cfg.blocks.iter().any(|b| b.cidr == s.cidr()) {
+                s.in_plan = false;
+                if s.alloc.allocated() > 0 {
+                    tracing::warn!(network = %cfg.name, block = %s.cidr(), live = s.alloc.allocated(), "block left the plan; its addresses stay held until their pods release them");
+                }
+            }
+        }
+        net.drop_empty_leftovers();
+        net.blocks
+            .sort_by_key(|s| (s.block.interface, s.family, s.cidr()));
+    }
+
+    pub fn config(&self, network: &str) -> Option<&NetworkConfig> {
+        self.networks.get(network).map(|n| &*n.config)
+    }
+
+    pub fn get(&self, id: &AttachmentId) -> Option<&Arc<Attachment>> {
+        self.networks.get(&id.network)?.attachments.get(id)
+    }
+
+    /// Whether the network can allocate now: it has at least one planned block.
+    pub fn ready(&self, network: &str) -> bool {
+        self.networks
+            .get(network)
+            .is_some_and(|n| n.blocks.iter().any(|b| b.in_plan))
+    }
+
+    /// A new attachment: NICs by the attach policy, one address per NIC and family,
+    /// all or nothing.
+    pub fn allocate(
+        &mut self,
+        args: &AddArgs,
+        nics: &[Nic],
+        classes: &[DeviceClass],
+    ) -> Result<Arc<Attachment>> {
+        let id = &args.attachment;
+        let Core { networks, nic_load } = self;
+        let net = networks
+            .get_mut(&id.network)
+            .filter(|n| n.blocks.iter().any(|b| b.in_plan))
+            .ok_or_else(|| DbError::UnknownNetwork(id.network.clone()))?;
+        let selection = effective_selection(args)?;
+        let cfg = net.config.clone();
+        let class_name = wanted_class(cfg.strategy, &cfg.policy_target, &selection)?;
+        let class = class_name.and_then(|n| classes.iter().find(|c| c.name == n));
+        let candidates = candidates(net, nics, nic_load);
+        let picked = select_nics(
+            cfg.strategy,
+            &cfg.policy_target,
+            &candidates,
+            &selection,
+            class,
+        )?;
+        let mut taken: Vec<(usize, IpAddr)> = Vec::new();
+        let mut out = Vec::with_capacity(picked.len());
+        for c in picked {
+            let mut a = NicAllocation {
+                nic: c.name.clone(),
+                interface: c.interface,
+                addresses: Vec::new(),
+                gateways: Vec::new(),
+                routes: Vec::new(),
+            };
+            for i in 0..net.blocks.len() {
+                let b = &mut net.blocks[i];
+                if !b.in_plan || b.block.nic != c.name {
+                    continue;
+                }
+                let Some(addr) = b.take() else {
+                    let err = DbError::Exhausted {
+                        network: id.network.clone(),
+                        nic: c.name.clone(),
+                        block: b.cidr().to_string(),
+                        allocated: b.alloc.allocated(),
+                    };
+                    for (j, addr) in taken {
+                        net.blocks[j].alloc.release(addr);
+                    }
+                    return Err(err);
+                };
+                taken.push((i, addr));
+                let gw = b.alloc.gateway();
+                let prefix = b.cidr().prefix_len();
+                a.addresses
+                    .push(IpNet::new(addr, prefix).unwrap_or(b.cidr()));
+                a.gateways.push(gw);
+                if let Some(dst) = net.rail_cidr(&net.blocks[i].block) {
+                    a.routes.push(PodRoute { dst, gw });
+                }
+            }
+            out.push(a);
+        }
+        for (i, addr) in taken {
+            for (j, b) in net.blocks.iter_mut().enumerate() {
+                if j != i && b.cidr().contains(&addr) {
+                    let _ = b.alloc.allocate_specific(addr);
+                }
+            }
+        }
+        let att = Arc::new(Attachment {
+            id: id.clone(),
+            pod: args.pod.clone(),
+            nics: out,
+        });
+        for n in &att.nics {
+            *nic_load.entry(n.nic.clone()).or_default() += 1;
+        }
+        net.attachments.insert(id.clone(), att.clone());
+        Ok(att)
+    }
+
+    /// Replays an attachment from the log: its addresses are held again, in a
+    /// leftover block if the plan no longer has one containing them.
+    pub fn claim(&mut self, att: Arc<Attachment>) {
+        if self.get(&att.id).is_some() {
+            tracing::warn!(container = %att.id.container_id, "attachment logged twice without a release; keeping the later one");
+            self.release(&att.id);
+        }
+        let net = self
+            .networks
+            .entry(att.id.network.clone())
+            .or_insert_with(|| NetState::empty(&att.id.network));
+        for n in &att.nics {
+            for a in &n.addresses {
+                if net.hold(a.addr()) {
+                    continue;
+                }
+                let block = Block {
+                    interface: n.interface,
+                    nic: n.nic.clone(),
+                    nic_address: a.network(),
+                    cidr: a.trunc(),
+                };
+                let family = net.family_of(&block);
+                let mut s = BlockState::new(block, &net.config.excludes, family);
+                s.in_plan = false;
+                net.blocks.push(s);
+                net.hold(a.addr());
+            }
+            *self.nic_load.entry(n.nic.clone()).or_default() += 1;
+        }
+        net.attachments.insert(att.id.clone(), att);
+    }
+
+    pub fn release(&mut self, id: &AttachmentId) -> Option<Arc<Attachment>> {
+        let net = self.networks.get_mut(&id.network)?;
+        let att = net.attachments.remove(id)?;
+        for n in &att.nics {
+            for a in &n.addresses {
+                net.unhold(a.addr());
+            }
+            if let Some(l) = self.nic_load.get_mut(&n.nic) {
+                *l = l.saturating_sub(1);
+            }
+        }
+        net.drop_empty_leftovers();
+        Some(att)
+    }
+
+    pub fn attachment_ids(&self, network: &str) -> Vec<AttachmentId> {
+        let mut ids: Vec<AttachmentId> = self
+            .networks
+            .get(network)
+            .map(|n| n.attachments.keys().cloned().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    pub fn attachments(&self, network: Option<&str>) -> Vec<Arc<Attachment>> {
+        self.networks
+            .values()
+            .filter(|n| network.is_none_or(|w| n.config.name == w))
+            .flat_map(|n| n.attachments.values().cloned())
+            .collect()
+    }
+
+    pub fn live(&self) -> usize {
+        self.networks.values().map(|n| n.attachments.len()).sum()
+    }
+
+    /// CHECK: the attachment exists and each of its addresses is still held.
+    pub fn check(&self, id: &AttachmentId) -> Result<Arc<Attachment>> {
+        let att = self
+            .get(id)
+            .ok_or_else(|| DbError::UnknownAttachment(id.clone()))?;
+        let net = self
+            .networks
+            .get(&id.network)
+            .ok_or_else(|| DbError::UnknownAttachment(id.clone()))?;
+        for addr in addresses(att) {
+            if !net
+                .blocks
+                .iter()
+                .any(|b| b.cidr().contains(&addr) && b.alloc.is_allocated(addr))
+            {
+                return Err(DbError::Inconsistent {
+                    id: id.clone(),
+                    reason: format!("address {addr} is not held in any block"),
+                });
+            }
+        }
+        Ok(att.clone())
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        for n in self.networks.values() {
+            s.networks.push(n.config.clone());
+            s.attachments.extend(n.attachments.values().cloned());
+            s.cursors
+                .extend(n.blocks.iter().filter_map(|b| Some((b.cidr(), b.last?))));
+        }
+        s
+    }
+
+    pub fn restore(&mut self, s: Snapshot) {
+        for cfg in s.networks {
+            self.apply_network(cfg);
+        }
+        for a in s.attachments {
+            self.claim(a);
+        }
+        for (cidr, last) in s.cursors {
+            for n in self.networks.values_mut() {
+                for b in n.blocks.iter_mut().filter(|b| b.cidr() == cidr) {
+                    b.last = Some(last);
+                }
+            }
+        }
+    }
+
+    /// After replay: each block continues after its last handed-out address.
+    pub fn resume_all(&mut self) {
+        for n in self.networks.values_mut() {
+            n.blocks.iter_mut().for_each(BlockState::resume);
+        }
+    }
+
+    pub fn block_stats(&self) -> Vec<BlockStats> {
+        self.networks
+            .values()
+            .flat_map(|n| {
+                n.blocks.iter().map(|b| BlockStats {
+                    network: n.config.name.clone(),
+                    nic: b.block.nic.clone(),
+                    interface: b.block.interface,
+                    cidr: b.cidr(),
+                    allocated: b.alloc.allocated(),
+                    free: b.alloc.free(),
+                    in_plan: b.in_plan,
+                })
+            })
+            .collect()
+    }
+}
+
+fn addresses(a: &Attachment) -> impl Iterator<Item = IpAddr> + '_ {
+    a.nics
+        .iter()
+        .flat_map(|n| n.addresses.iter().map(|x| x.addr()))
+}
+
+/// Standalone mode's `master` is one more narrowing of the pod's selection.
+fn effective_selection(args: &AddArgs) -> Result<Selection> {
+    let mut sel = args.selection.clone();
+    if let Some(m) = args.master.as_deref().filter(|m| !m.is_empty()) {
+        if !sel.masters.is_empty() && !sel.masters.iter().any(|x| x == m) {
+            return Err(DbError::Invalid(format!(
+                "the attachment's master {m:?} is not among the pod's masters ({})",
+                sel.masters.join(", ")
+            )));
+        }
+        sel.masters = vec![m.to_string()];
+    }
+    Ok(sel)
+}
+
+/// One candidate per NIC with a planned block, with the host's facts about it.
+/// A planned NIC the host no longer reports is not a candidate: it cannot carry a
+/// pod interface.
+fn candidates(net: &NetState, nics: &[Nic], load: &HashMap<String, u32>) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    for b in net.blocks.iter().filter(|b| b.in_plan) {
+        if out.iter().any(|c| c.name == b.block.nic) {
+            continue;
+        }
+        if let Some(nic) = nics.iter().find(|n| n.name == b.block.nic) {
+            let l = load.get(&nic.name).copied().unwrap_or(0);
+            out.push(Candidate::from_nic(nic, b.block.interface, l));
+        }
+    }
+    out
+}
