@@ -38,8 +38,9 @@ impl BlockAllocator {
         let base = to_u128(block.network());
         reserved.set(0); // network address
         reserved.set(1); // gateway: the host side of the pod's default route
-        if block.addr().is_ipv4() && bits < 16 {
-            reserved.set(size - 1); // broadcast
+        // Broadcast, when the tracked range reaches the block's end (/16 and smaller).
+        if block.addr().is_ipv4() && bits <= 16 {
+            reserved.set(size - 1);
         }
         for e in excludes.iter().filter(|e| overlaps(e, &block)) {
             let start = to_u128(e.network()).max(base);
@@ -83,6 +84,20 @@ impl BlockAllocator {
         self.cursor = i + 1;
         self.allocated += 1;
         Some(self.addr_at(i))
+    }
+
+    /// The last address handed out, so a restarted owner can `resume_after` it and
+    /// keep delayed reuse across restarts.
+    pub fn last_allocated(&self) -> Option<IpAddr> {
+        self.cursor.checked_sub(1).map(|i| self.addr_at(i))
+    }
+
+    /// Continues allocating after `addr` (restoring the cursor after a restart).
+    /// Addresses outside the block are ignored.
+    pub fn resume_after(&mut self, addr: IpAddr) {
+        if let Ok(i) = self.offset_of(addr) {
+            self.cursor = i + 1;
+        }
     }
 
     /// Marks a specific address as allocated (restoring state, or a static request).

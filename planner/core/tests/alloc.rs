@@ -87,3 +87,24 @@ fn large_ipv6_block_tracks_its_first_65536_addresses() {
     }
     assert_eq!(seen.len(), 65_536 - 3);
 }
+
+#[test]
+fn a_slash_16_block_reserves_its_broadcast() {
+    let a = BlockAllocator::new("10.7.0.0/16".parse().unwrap(), &[]);
+    assert_eq!(a.free(), 65_536 - 3);
+    let mut b = a.clone();
+    assert!(matches!(b.allocate_specific(ip("10.7.255.255")), Err(CoreError::Reserved { .. })));
+}
+
+#[test]
+fn the_cursor_survives_a_restart() {
+    let mut a = BlockAllocator::new("10.1.0.0/24".parse().unwrap(), &[]);
+    for _ in 0..5 {
+        a.allocate();
+    }
+    let last = a.last_allocated().unwrap();
+    assert_eq!(last, ip("10.1.0.6"));
+    let mut restarted = BlockAllocator::new("10.1.0.0/24".parse().unwrap(), &[]);
+    restarted.resume_after(last);
+    assert_eq!(restarted.allocate(), Some(ip("10.1.0.7")));
+}
