@@ -32,7 +32,8 @@ pub async fn apply(store: &dyn Store, path: &str, text: &str, force: bool) -> Re
         }
         let key = keys::network(&net.name);
         let existed = store.get(&key).await?.is_some();
-        let value = serde_json::to_vec(&manifest).map_err(|e| PlannerError::Usage(e.to_string()))?;
+        let value =
+            serde_json::to_vec(&manifest).map_err(|e| PlannerError::Usage(e.to_string()))?;
         store.put(&key, value, None).await?;
         let verb = if existed { "configured" } else { "created" };
         lines.push(format!("network/{} {verb}", net.name));
@@ -95,7 +96,15 @@ pub fn networks_table(views: &[NetworkView]) -> String {
         })
         .collect();
     table::render(
-        &["NAME", "SUBNET", "CONDITION", "PLANNED", "UNPLANNED", "FREE", "ERROR"],
+        &[
+            "NAME",
+            "SUBNET",
+            "CONDITION",
+            "PLANNED",
+            "UNPLANNED",
+            "FREE",
+            "ERROR",
+        ],
         &rows,
     )
 }
@@ -134,15 +143,22 @@ pub async fn plans(store: &dyn Store, network: Option<&str>) -> Result<Vec<Plan>
     let mut hosts: BTreeMap<String, Vec<(String, HostPlan)>> = BTreeMap::new();
     for kv in &r.kvs {
         let rest = kv.key.strip_prefix(keys::PLANS).unwrap_or(&kv.key);
-        let Some((net, tail)) = rest.split_once('/') else { continue };
+        let Some((net, tail)) = rest.split_once('/') else {
+            continue;
+        };
         if tail == "meta" {
             metas.insert(net.to_string(), kv.decode_json()?);
         } else if let Some(h) = tail.strip_prefix("hosts/") {
-            hosts.entry(net.to_string()).or_default().push((h.to_string(), kv.decode_json()?));
+            hosts
+                .entry(net.to_string())
+                .or_default()
+                .push((h.to_string(), kv.decode_json()?));
         }
     }
     if let (Some(n), true) = (network, metas.is_empty()) {
-        return Err(PlannerError::Usage(format!("network {n:?} has no plan (not applied, invalid, or no planner running)")));
+        return Err(PlannerError::Usage(format!(
+            "network {n:?} has no plan (not applied, invalid, or no planner running)"
+        )));
     }
     Ok(metas
         .into_iter()
@@ -169,15 +185,40 @@ pub fn plan_table(plans: &[Plan]) -> String {
                     b.nic.clone(),
                     b.nic_address.to_string(),
                     b.cidr.to_string(),
-                    if h.departed_at.is_some() { "departed".into() } else { String::new() },
+                    if h.departed_at.is_some() {
+                        "departed".into()
+                    } else {
+                        String::new()
+                    },
                 ]);
             }
         }
         for u in &p.unplanned {
-            rows.push(vec![p.network.clone(), u.host.clone(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), u.reason.clone()]);
+            rows.push(vec![
+                p.network.clone(),
+                u.host.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                u.reason.clone(),
+            ]);
         }
     }
-    table::render(&["NETWORK", "HOST", "INDEX", "IF", "NIC", "NIC ADDRESS", "BLOCK", "NOTE"], &rows)
+    table::render(
+        &[
+            "NETWORK",
+            "HOST",
+            "INDEX",
+            "IF",
+            "NIC",
+            "NIC ADDRESS",
+            "BLOCK",
+            "NOTE",
+        ],
+        &rows,
+    )
 }
 
 /// `railyard describe host NAME`: what the cluster knows of one host.
@@ -190,7 +231,15 @@ pub async fn describe_host(store: &dyn Store, name: &str) -> Result<String> {
     let plans = plans(store, None).await?;
     let mut out = String::new();
     let _ = writeln!(out, "Name:         {name}");
-    let _ = writeln!(out, "Registered:   {}", if inventory.is_some() { "yes" } else { "no (no live registration)" });
+    let _ = writeln!(
+        out,
+        "Registered:   {}",
+        if inventory.is_some() {
+            "yes"
+        } else {
+            "no (no live registration)"
+        }
+    );
     if let Some(inv) = &inventory {
         let _ = writeln!(out, "NICs:");
         for n in &inv.nics {
@@ -214,22 +263,47 @@ pub async fn describe_host(store: &dyn Store, name: &str) -> Result<String> {
         }
         let Some(h) = p.hosts.get(name) else { continue };
         found = true;
-        let _ = writeln!(out, "Network {}: index {}{}", p.network, h.index, h.departed_at.map_or(String::new(), |t| format!(" (departed at {t}, in grace period)")));
+        let _ = writeln!(
+            out,
+            "Network {}: index {}{}",
+            p.network,
+            h.index,
+            h.departed_at.map_or(String::new(), |t| format!(
+                " (departed at {t}, in grace period)"
+            ))
+        );
         for b in &h.blocks {
-            let _ = writeln!(out, "  block {:<20} rail {} on {} ({})", b.cidr.to_string(), b.interface, b.nic, b.nic_address);
+            let _ = writeln!(
+                out,
+                "  block {:<20} rail {} on {} ({})",
+                b.cidr.to_string(),
+                b.interface,
+                b.nic,
+                b.nic_address
+            );
         }
         let routes = desired_routes(p, name, route_table_for(&p.network));
-        let _ = writeln!(out, "  expected routes: {} (table {})", routes.len(), route_table_for(&p.network));
+        let _ = writeln!(
+            out,
+            "  expected routes: {} (table {})",
+            routes.len(),
+            route_table_for(&p.network)
+        );
         for r in routes.iter().take(20) {
             let _ = writeln!(out, "    {} via {} dev {}", r.dst, r.gateway, r.dev);
         }
         if routes.len() > 20 {
             let _ = writeln!(out, "    ... {} more", routes.len() - 20);
         }
-        let allocs = store.range(&keys::allocations_of_host(&p.network, name)).await?;
+        let allocs = store
+            .range(&keys::allocations_of_host(&p.network, name))
+            .await?;
         let _ = writeln!(out, "  allocations: {}", allocs.kvs.len());
         for kv in allocs.kvs.iter().take(50) {
-            let rest = kv.key.strip_prefix(&keys::allocations_of_host(&p.network, name)).unwrap_or(&kv.key);
+            let rest = kv
+                .key
+                .strip_prefix(&keys::allocations_of_host(&p.network, name))
+                .unwrap_or(&kv.key);
             let _ = writeln!(out, "    {rest} {}", String::from_utf8_lossy(&kv.value));
         }
     }
@@ -253,7 +327,9 @@ pub struct CapacityRow {
 pub fn capacity(net: &railyard_core::Network) -> Vec<CapacityRow> {
     let subnet = net.subnets[0];
     let free = subnet.max_prefix_len() - subnet.prefix_len() - net.interface_block;
-    let max_hb = free.saturating_sub(railyard_core::spec::MIN_POD_BITS).min(railyard_core::spec::MAX_HOST_BLOCK);
+    let max_hb = free
+        .saturating_sub(railyard_core::spec::MIN_POD_BITS)
+        .min(railyard_core::spec::MAX_HOST_BLOCK);
     (0..=max_hb)
         .map(|hb| {
             let mut n = net.clone();
@@ -287,6 +363,9 @@ pub fn capacity_table(net: &railyard_core::Network, rows: &[CapacityRow]) -> Str
             ]
         })
         .collect();
-    out.push_str(&table::render(&["HOSTBLOCK", "HOSTS", "PODS/HOST/RAIL"], &body));
+    out.push_str(&table::render(
+        &["HOSTBLOCK", "HOSTS", "PODS/HOST/RAIL"],
+        &body,
+    ));
     out
 }

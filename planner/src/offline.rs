@@ -57,7 +57,10 @@ pub struct RouteOutput {
 
 /// Every network in a (possibly multi-document) YAML or JSON file, validated.
 pub fn parse_networks(path: &str, text: &str) -> Result<Vec<Network>> {
-    Ok(parse_manifests(path, text)?.into_iter().map(|(_, n)| n).collect())
+    Ok(parse_manifests(path, text)?
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect())
 }
 
 /// Like `parse_networks`, keeping each manifest as written (for `railyard apply`).

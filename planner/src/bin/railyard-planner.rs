@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use railyard_planner::etcd_args::{parse_duration, EtcdArgs};
+use railyard_planner::k8s::{self, ControllerConfig};
 use railyard_planner::metrics::{self, Metrics};
 use railyard_planner::service::{self, ServiceConfig};
 use tracing::error;
@@ -34,6 +35,28 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Run the Kubernetes controller (MultiNicNetwork -> etcd spec, NADs, status)
+    /// while this replica leads. `auto` runs it inside a cluster
+    /// (KUBERNETES_SERVICE_HOST set); `--kubernetes` alone means `on`.
+    #[arg(long, value_enum, default_value = "auto", num_args = 0..=1, default_missing_value = "on")]
+    kubernetes: KubernetesMode,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KubernetesMode {
+    Auto,
+    On,
+    Off,
+}
+
+impl KubernetesMode {
+    fn enabled(self) -> bool {
+        match self {
+            KubernetesMode::On => true,
+            KubernetesMode::Off => false,
+            KubernetesMode::Auto => std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+        }
+    }
 }
 
 #[tokio::main]
@@ -82,13 +105,35 @@ async fn main() -> std::process::ExitCode {
         }
         let _ = stop_tx.send(true);
     });
+    let identity = args.identity.unwrap_or_else(hostname);
+    // The client first: a missing kubeconfig should fail before waiting on etcd.
+    let kube_client = if args.kubernetes.enabled() {
+        match kube::Client::try_default().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!(
+                    "error: --kubernetes: no usable cluster config (in-cluster or KUBECONFIG): {e}"
+                );
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let store = args.etcd.connect_with_retry().await;
+    if let Some(client) = kube_client {
+        let cfg = ControllerConfig {
+            identity: identity.clone(),
+            ..ControllerConfig::default()
+        };
+        tokio::spawn(k8s::run(client, Arc::clone(&store), cfg, stop_rx.clone()));
+    }
     let cfg = ServiceConfig {
-        identity: args.identity.unwrap_or_else(hostname),
+        identity,
         lease_ttl_secs: args.lease_ttl,
         grace: args.grace,
         ..ServiceConfig::default()
     };
-    let store = args.etcd.connect_with_retry().await;
     match service::run(store, cfg, metrics, stop_rx).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -11,7 +11,11 @@ use railyard_planner::etcd_args::EtcdArgs;
 use railyard_planner::offline::{self, TableChoice};
 
 #[derive(Parser)]
-#[command(name = "railyard", version, about = "Plan and inspect multi-NIC rail networks")]
+#[command(
+    name = "railyard",
+    version,
+    about = "Plan and inspect multi-NIC rail networks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,6 +76,27 @@ enum Command {
         #[command(flatten)]
         etcd: EtcdArgs,
     },
+    /// Connection check: every pod pings every other pod on every rail (pods and
+    /// hosts are network namespaces, as in deploy/local). Exits non-zero on any failure.
+    Check {
+        /// The network to check.
+        network: String,
+        /// Probe only this many peers per pod (default: all).
+        #[arg(long)]
+        peers: Option<usize>,
+        /// A pod's network namespace; {pod} and {host} are replaced.
+        #[arg(long, default_value = "{pod}")]
+        pod_netns: String,
+        /// A host's network namespace; {host} is replaced.
+        #[arg(long, default_value = "{host}")]
+        host_netns: String,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
     /// The hostBlock trade-off of a network: hosts versus pods per host per rail.
     Capacity {
         #[arg(short = 'f', long = "filename")]
@@ -98,7 +123,10 @@ enum Output {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -116,9 +144,19 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Plan { file, inventory, routes, table, output } => {
-            let networks = offline::parse_networks(&file.display().to_string(), &offline::read(&file)?)?;
-            let hosts = offline::parse_inventory(&inventory.display().to_string(), &offline::read(&inventory)?)?;
+        Command::Plan {
+            file,
+            inventory,
+            routes,
+            table,
+            output,
+        } => {
+            let networks =
+                offline::parse_networks(&file.display().to_string(), &offline::read(&file)?)?;
+            let hosts = offline::parse_inventory(
+                &inventory.display().to_string(),
+                &offline::read(&inventory)?,
+            )?;
             let plans = offline::plan_all(&networks, &hosts);
             match routes {
                 Some(host) => print(output, &offline::routes_output(&plans, &host, table)?, None),
@@ -128,7 +166,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apply { file, force, etcd } => {
             let text = offline::read(&file)?;
             let store = etcd.connect().await?;
-            for line in cli::apply(store.as_ref(), &file.display().to_string(), &text, force).await? {
+            for line in
+                cli::apply(store.as_ref(), &file.display().to_string(), &text, force).await?
+            {
                 println!("{line}");
             }
             Ok(())
@@ -138,7 +178,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", cli::delete_network(store.as_ref(), &name).await?);
             Ok(())
         }
-        Command::Get { what, name, output, etcd } => {
+        Command::Get {
+            what,
+            name,
+            output,
+            etcd,
+        } => {
             let store = etcd.connect().await?;
             let store = store.as_ref();
             match what {
@@ -152,7 +197,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 What::Plan => {
                     let plans = cli::plans(store, name.as_deref()).await?;
-                    print(output, &cli::plan_view(&plans), Some(cli::plan_table(&plans)))
+                    print(
+                        output,
+                        &cli::plan_view(&plans),
+                        Some(cli::plan_table(&plans)),
+                    )
                 }
                 What::Leader => {
                     let leader = railyard_planner::election::leader(store).await?;
@@ -166,8 +215,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", cli::describe_host(store.as_ref(), &name).await?);
             Ok(())
         }
+        Command::Check {
+            network,
+            peers,
+            pod_netns,
+            host_netns,
+            concurrency,
+            output,
+            etcd,
+        } => {
+            let store = etcd.connect().await?;
+            let plans = cli::plans(store.as_ref(), Some(&network)).await?;
+            let plan = plans
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("network {network:?} has no plan"))?;
+            let opts = railyard_planner::check_run::CheckOptions {
+                network,
+                peers,
+                pod_netns,
+                host_netns,
+                concurrency,
+                progress: true,
+            };
+            let outcome = railyard_planner::check_run::run(store.as_ref(), &plan, &opts).await?;
+            let mut table = railyard_planner::check::render(&outcome.report);
+            table.push_str(&format!("{} host paths checked", outcome.paths_checked));
+            if outcome.path_problems.is_empty() {
+                table.push_str(", all leave through the rail's NIC\n");
+            } else {
+                table.push('\n');
+                for p in &outcome.path_problems {
+                    table.push_str(&format!(
+                        "PATH {} on {} -> {}: expected dev {}, got {}\n",
+                        p.pod, p.host, p.dst, p.expected_dev, p.actual
+                    ));
+                }
+            }
+            print(output, &outcome, Some(table))?;
+            if outcome.ok() {
+                Ok(())
+            } else {
+                anyhow::bail!("connection check failed")
+            }
+        }
         Command::Capacity { file, output } => {
-            let networks = offline::parse_networks(&file.display().to_string(), &offline::read(&file)?)?;
+            let networks =
+                offline::parse_networks(&file.display().to_string(), &offline::read(&file)?)?;
             for net in &networks {
                 let rows = cli::capacity(net);
                 print(output, &rows, Some(cli::capacity_table(net, &rows)))?;
@@ -179,7 +273,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Prints `value` as JSON or YAML, or `table` for the table format (JSON when a
 /// command has no table form).
-fn print<T: serde::Serialize>(output: Output, value: &T, table: Option<String>) -> anyhow::Result<()> {
+fn print<T: serde::Serialize>(
+    output: Output,
+    value: &T,
+    table: Option<String>,
+) -> anyhow::Result<()> {
     let text = match (output, table) {
         (Output::Table, Some(t)) => t,
         (Output::Yaml, _) => serde_yaml::to_string(value)?,

@@ -1,0 +1,213 @@
+//! Wiring: which watches wake which network, and the leadership loop around it.
+//!
+//! A network is reconciled when
+//! - its MultiNicNetwork changes (the controller's own watch);
+//! - one of its NADs changes or is deleted (so a deleted NAD is back within a
+//!   reconcile, i.e. well under a second once the watch event arrives);
+//! - a namespace appears, changes or goes, for networks that target it or all;
+//! - its status or spec changes in etcd (the planner wrote a new status, or someone
+//!   overwrote the spec with the CLI: the MultiNicNetwork wins);
+//! - every `requeue`, in case anything was missed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{future, stream, Stream, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller, Error as ControllerError};
+use kube::runtime::reflector::{self, ObjectRef, Store as Cache};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use railyard_core::keys;
+use railyard_store::{watch_or_relist, Compare, Store, StoreError, WatchEvent, WatchUpdate};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::crd::{MultiNicNetwork, NetworkAttachmentDefinition};
+use super::reconcile::{reconcile, Context};
+use super::{cleanup, leader, K8sError, LABEL_MANAGED_BY, MANAGED_BY};
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// This replica's identity in the planner election (its pod name).
+    pub identity: String,
+    /// How often leadership is checked.
+    pub leader_poll: Duration,
+    pub requeue: Duration,
+    pub cleanup_every: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            identity: "railyard-planner".into(),
+            leader_poll: Duration::from_secs(2),
+            requeue: Duration::from_secs(300),
+            cleanup_every: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs the controller whenever this replica is the planner leader, until
+/// `shutdown` flips to true.
+pub async fn run(
+    client: Client,
+    store: Arc<dyn Store>,
+    cfg: ControllerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let guard = tokio::select! {
+            g = wait_to_lead(store.as_ref(), &cfg) => g,
+            _ = shutdown.changed() => return,
+        };
+        info!(
+            identity = cfg.identity,
+            "leading: Kubernetes controller started"
+        );
+        tokio::select! {
+            () = run_controller(client.clone(), Arc::clone(&store), Some(guard.clone()), &cfg) => {
+                warn!("Kubernetes controller ended; restarting");
+                tokio::time::sleep(cfg.leader_poll).await;
+            }
+            () = leader::lost(store.as_ref(), &cfg.identity, &guard, cfg.leader_poll) => {
+                info!(identity = cfg.identity, "no longer leading: Kubernetes controller stopped");
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn wait_to_lead(store: &dyn Store, cfg: &ControllerConfig) -> Compare {
+    loop {
+        match leader::check(store, &cfg.identity).await {
+            Ok(Some(guard)) => return guard,
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot read the planner election"),
+        }
+        tokio::time::sleep(cfg.leader_poll).await;
+    }
+}
+
+/// The controller proper, without leadership: every etcd write carries `guard`
+/// when one is given. Returns only if the watches end (they retry on errors).
+pub async fn run_controller(
+    client: Client,
+    store: Arc<dyn Store>,
+    guard: Option<Compare>,
+    cfg: &ControllerConfig,
+) {
+    let managed = format!("{LABEL_MANAGED_BY}={MANAGED_BY}");
+    let (ns_cache, ns_writer) = reflector::store::<Namespace>();
+    let namespaces = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(ns_writer)
+    .touched_objects();
+    let (nad_cache, nad_writer) = reflector::store::<NetworkAttachmentDefinition>();
+    let nads = watcher(
+        Api::<NetworkAttachmentDefinition>::all(client.clone()),
+        watcher::Config::default().labels(&managed),
+    )
+    .default_backoff()
+    .reflect(nad_writer)
+    .touched_objects();
+
+    let controller = Controller::new(
+        Api::<MultiNicNetwork>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let net_cache = controller.store();
+    let for_namespace = {
+        let nets = net_cache.clone();
+        move |ns: Namespace| networks_in(&nets, &ns.name_any())
+    };
+    let ctx = Arc::new(Context {
+        client,
+        store: Arc::clone(&store),
+        guard: guard.clone(),
+        namespaces: ns_cache,
+        nads: nad_cache,
+        requeue: cfg.requeue,
+    });
+    let sweeper = cleanup::run(Arc::clone(&store), guard, net_cache, cfg.cleanup_every);
+    let controller = controller
+        .watches_stream(nads, |nad| owners_of(&nad))
+        .watches_stream(namespaces, for_namespace)
+        .reconcile_on(etcd_triggers(store))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            match result {
+                Ok((obj, _)) => debug!(network = obj.name, "reconciled"),
+                Err(ControllerError::ObjectNotFound(obj)) => {
+                    debug!(network = obj.name, "no MultiNicNetwork of this name")
+                }
+                Err(e) => warn!(error = %e, "controller"),
+            }
+            future::ready(())
+        });
+    tokio::select! {
+        () = controller => {}
+        () = sweeper => {}
+    }
+}
+
+fn error_policy(net: Arc<MultiNicNetwork>, error: &K8sError, _: Arc<Context>) -> Action {
+    warn!(network = net.name_any(), error = %error, "reconcile failed; retrying in 5s");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// The networks a NAD belongs to, from its owner references. Built by hand because
+/// the runtime's `owns` would look the owner up in the NAD's namespace, and a
+/// MultiNicNetwork is cluster-scoped.
+pub fn owners_of(nad: &NetworkAttachmentDefinition) -> Vec<ObjectRef<MultiNicNetwork>> {
+    let api_version = MultiNicNetwork::api_version(&());
+    let kind = MultiNicNetwork::kind(&());
+    nad.owner_references()
+        .iter()
+        .filter(|o| o.api_version == api_version && o.kind == kind)
+        .map(|o| ObjectRef::new(&o.name))
+        .collect()
+}
+
+/// Networks that target namespace `ns` (explicitly, or by targeting all).
+pub fn networks_in(nets: &Cache<MultiNicNetwork>, ns: &str) -> Vec<ObjectRef<MultiNicNetwork>> {
+    nets.state()
+        .iter()
+        .filter(|n| n.spec.namespaces.is_empty() || n.spec.namespaces.iter().any(|x| x == ns))
+        .map(|n| ObjectRef::from_obj(n.as_ref()))
+        .collect()
+}
+
+/// Names of networks whose etcd status or spec changed.
+fn etcd_triggers(
+    store: Arc<dyn Store>,
+) -> impl Stream<Item = ObjectRef<MultiNicNetwork>> + Send + 'static {
+    let follow = |prefix: &str| {
+        watch_or_relist(Arc::clone(&store), prefix, None)
+            .flat_map(|update| stream::iter(changed_names(update)))
+    };
+    stream::select(follow(keys::STATUS), follow(keys::NETWORKS)).map(|name| ObjectRef::new(&name))
+}
+
+/// The network names an etcd update touches (everything, for a fresh listing).
+pub fn changed_names(update: Result<WatchUpdate, StoreError>) -> Vec<String> {
+    let name = |key: &str| keys::last_segment(key).to_string();
+    match update {
+        Ok(WatchUpdate::Snapshot(range)) => range.kvs.iter().map(|kv| name(&kv.key)).collect(),
+        Ok(WatchUpdate::Events(events)) => events
+            .iter()
+            .map(|e| match e {
+                WatchEvent::Put(kv) => name(&kv.key),
+                WatchEvent::Delete { key, .. } => name(key),
+            })
+            .collect(),
+        Err(e) => {
+            warn!(error = %e, "etcd watch for the Kubernetes controller interrupted");
+            Vec::new()
+        }
+    }
+}

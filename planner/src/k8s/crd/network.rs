@@ -1,0 +1,184 @@
+//! `MultiNicNetwork`: multi-nic-cni's resource, field for field, so an existing
+//! `network.yaml` applies after changing only `apiVersion` to `railyard.dev/v1`.
+//!
+//! The Rust side is deliberately lenient (defaults everywhere, plain strings where
+//! the schema has an enum): a stored object that an older CRD accepted must still
+//! deserialize, or the controller's watch would fail on it and stall every network.
+//! Strictness lives in the schema (checked by the apiserver before storing) and in
+//! `NetworkSpec::validate` (reported as the `Invalid` condition).
+//!
+//! What the schema can check, it checks: the subnet is one or two CIDRs, namespaces
+//! are DNS labels, the strategy and plugin type are known, ipvlan/macvlan modes are
+//! valid, `devClass` has a target. What it cannot: `ipam` is a JSON document in a
+//! string (multi-nic-cni's format) and CEL cannot parse JSON, so `hostBlock`,
+//! `interfaceBlock` and `vlanMode` are checked by the controller, which reports the
+//! field and value in the `Invalid` condition. A string rather than an object keeps
+//! existing manifests valid unchanged, which is the point of the resource.
+//!
+//! Every list and string a rule walks has a maximum size: the apiserver estimates
+//! each rule's cost from those bounds and refuses a CRD whose rules could exceed
+//! its budget.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The spec, as multi-nic-cni users write it.
+#[derive(CustomResource, KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "railyard.dev",
+    version = "v1",
+    kind = "MultiNicNetwork",
+    plural = "multinicnetworks",
+    shortname = "mnn",
+    category = "railyard",
+    status = "MultiNicNetworkStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "A rail network: one pod subnet split into per-NIC and per-host blocks, with the attachment Multus uses (multi-nic-cni's MultiNicNetwork)."
+)]
+#[kube(printcolumn(name = "Subnet", type_ = "string", json_path = ".spec.subnet"))]
+#[kube(printcolumn(
+    name = "Planned",
+    type_ = "integer",
+    description = "hosts with blocks",
+    json_path = ".status.hostsPlanned"
+))]
+// Raw JSON form: a second `type_ = "string"` trips clippy's duplicated_attributes.
+#[kube(
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#
+)]
+#[kube(printcolumn(
+    name = "Age",
+    type_ = "date",
+    json_path = ".metadata.creationTimestamp"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct MultiNicNetworkSpec {
+    /// The pod subnet: one CIDR, or an IPv4 and an IPv6 CIDR separated by a comma.
+    #[schemars(length(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("self.split(',').size() <= 2 && self.split(',').all(c, isCIDR(c.trim()))").message("must be a CIDR, or an IPv4 and an IPv6 CIDR separated by a comma"))]
+    pub subnet: String,
+    /// The IPAM settings as a JSON document in a string (multi-nic-cni's format):
+    /// `{"type": "multi-nic-ipam", "hostBlock": 6, "interfaceBlock": 2, "vlanMode": "l3"}`.
+    /// Checked by the controller (the Invalid condition names the field and value).
+    #[serde(default)]
+    #[schemars(length(max = 4096))]
+    pub ipam: String,
+    /// multi-nic-cni's flag for an IPAM that returns one address per NIC. railyard's
+    /// IPAM always does; accepted so existing manifests load.
+    #[serde(default, rename = "multiNICIPAM")]
+    pub multi_nic_ipam: bool,
+    /// The interface plugin each selected NIC is attached with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginSpec>,
+    /// Which host NICs a pod gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach_policy: Option<AttachPolicySpec>,
+    /// Namespaces that get the NetworkAttachmentDefinition; all namespaces when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 1000),
+        inner(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
+    pub namespaces: Vec<String>,
+    /// Host networks (CIDRs) whose NICs take part; every NIC with an address when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 50)))]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("every entry must be a CIDR"))]
+    pub master_nets: Vec<String>,
+}
+
+#[derive(KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type != 'ipvlan' || !has(self.args) || !('mode' in self.args) || self.args['mode'] in ['l2', 'l3', 'l3s']").message("ipvlan mode must be l2, l3 or l3s"))]
+#[x_kube(validation = Rule::new("self.type != 'macvlan' || !has(self.args) || !('mode' in self.args) || self.args['mode'] in ['bridge', 'private', 'vepa', 'passthru']").message("macvlan mode must be bridge, private, vepa or passthru"))]
+pub struct PluginSpec {
+    /// The CNI version of the generated config (the `railyard.dev/cni-version`
+    /// annotation overrides it); 1.0.0 when empty.
+    #[serde(default)]
+    #[schemars(extend("enum" = ["", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]))]
+    pub cni_version: String,
+    /// The interface plugin railyard-cni runs once per selected NIC. No serde
+    /// default: the schema requires it, and a default outside the enum would make
+    /// the apiserver refuse the CRD.
+    #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["ipvlan", "macvlan", "ptp", "host-device", "sriov"]))]
+    pub kind: String,
+    /// Plugin settings as strings (`mode`, `mtu`, and for sriov `resourceName`,
+    /// `vlan`, ...); numbers are converted where the plugin expects them.
+    #[serde(default)]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 1024}))]
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new("self.strategy != 'devClass' || (has(self.target) && self.target != '')").message("target names the DeviceClass and is required with strategy devClass"))]
+pub struct AttachPolicySpec {
+    /// `costOpt` and `perfOpt` are multi-nic-cni's names of `balance` and `perf`.
+    #[schemars(extend("enum" = ["none", "masters", "devClass", "perf", "perfOpt", "balance", "costOpt", "topology"]))]
+    pub strategy: String,
+    /// `masters`: NIC names, comma separated. `devClass`: the DeviceClass name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub target: String,
+}
+
+/// What the controller reports: conditions `Ready`, `Invalid` and `Exhausted`, and
+/// the planner's numbers from etcd.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiNicNetworkStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub hosts_planned: i64,
+    /// Hosts whose registration is gone, keeping their blocks for the grace period.
+    #[serde(default)]
+    pub hosts_departed: i64,
+    #[serde(default)]
+    pub hosts_unplanned: i64,
+    /// The first unplanned hosts and why (the full list: `railyard get plan`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unplanned_hosts: Vec<UnplannedHost>,
+    /// Rails (NIC subnets) in the plan.
+    #[serde(default)]
+    pub interfaces: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityStatus>,
+    /// The NetworkAttachmentDefinition's name and how many namespaces have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nad_name: Option<String>,
+    #[serde(default)]
+    pub nad_namespaces: i64,
+    /// Listed namespaces that do not exist (yet): they get the NAD once created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_namespaces: Vec<String>,
+    /// The etcd revision of the last plan write: a route-daemon at or past it has it.
+    #[serde(default)]
+    pub plan_revision: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UnplannedHost {
+    pub host: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityStatus {
+    pub hosts_total: i64,
+    /// Host indexes a new host can still take.
+    pub hosts_free: i64,
+    pub interfaces_total: i64,
+    /// Pod addresses per host per rail, one per family (primary first).
+    #[serde(default)]
+    pub pods_per_host_per_rail: Vec<i64>,
+}
