@@ -20,7 +20,11 @@ fn railyard(endpoint: &str, args: &[&str]) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -35,25 +39,44 @@ async fn apply_get_describe_delete() {
         h.nics[1].addresses = vec![format!("10.0.2.{}/24", 11 + n).parse().unwrap()];
         c.register(&h, 60).await;
     }
-    let out = ok(&railyard(&ep, &["apply", "-f", "docs/examples/network.yaml"]));
+    let out = ok(&railyard(
+        &ep,
+        &["apply", "-f", "docs/examples/network.yaml"],
+    ));
     assert_eq!(out.trim(), "network/multi-nic-sample created");
     wait_for(Duration::from_secs(10), "planned", || async {
-        c.status("multi-nic-sample").await.filter(|s| s.hosts_planned == 2)
+        c.status("multi-nic-sample")
+            .await
+            .filter(|s| s.hosts_planned == 2)
     })
     .await;
 
-    let v: Value = serde_json::from_str(&ok(&railyard(&ep, &["get", "networks", "-o", "json"]))).unwrap();
+    let v: Value =
+        serde_json::from_str(&ok(&railyard(&ep, &["get", "networks", "-o", "json"]))).unwrap();
     assert_eq!(v[0]["name"], "multi-nic-sample");
     assert_eq!(v[0]["status"]["condition"], "Ready");
     assert_eq!(v[0]["status"]["capacity"]["hostsFree"], 62);
     let table = ok(&railyard(&ep, &["get", "networks"]));
     assert!(table.starts_with("NAME"), "{table}");
-    assert!(table.contains("multi-nic-sample") && table.contains("Ready"), "{table}");
+    assert!(
+        table.contains("multi-nic-sample") && table.contains("Ready"),
+        "{table}"
+    );
 
-    let plan: Value = serde_json::from_str(&ok(&railyard(&ep, &["get", "plan", "multi-nic-sample", "-o", "json"]))).unwrap();
-    assert_eq!(plan["networks"][0]["hosts"][1]["blocks"][1]["cidr"], "192.168.65.0/24");
+    let plan: Value = serde_json::from_str(&ok(&railyard(
+        &ep,
+        &["get", "plan", "multi-nic-sample", "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(
+        plan["networks"][0]["hosts"][1]["blocks"][1]["cidr"],
+        "192.168.65.0/24"
+    );
     let hosts = ok(&railyard(&ep, &["get", "hosts"]));
-    assert!(hosts.contains("node-b") && hosts.contains("eth1=10.0.2.12/24"), "{hosts}");
+    assert!(
+        hosts.contains("node-b") && hosts.contains("eth1=10.0.2.12/24"),
+        "{hosts}"
+    );
     assert_eq!(ok(&railyard(&ep, &["get", "leader"])).trim(), "p1");
 
     let d = ok(&railyard(&ep, &["describe", "host", "node-a"]));
@@ -65,9 +88,15 @@ async fn apply_get_describe_delete() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("\"ghost\" not found"));
 
-    assert_eq!(ok(&railyard(&ep, &["delete", "network", "multi-nic-sample"])).trim(), "network/multi-nic-sample deleted");
+    assert_eq!(
+        ok(&railyard(&ep, &["delete", "network", "multi-nic-sample"])).trim(),
+        "network/multi-nic-sample deleted"
+    );
     wait_for(Duration::from_secs(10), "plan removed", || async {
-        c.plan_hosts("multi-nic-sample").await.is_empty().then_some(())
+        c.plan_hosts("multi-nic-sample")
+            .await
+            .is_empty()
+            .then_some(())
     })
     .await;
     assert!(c.status("multi-nic-sample").await.is_none());
@@ -81,5 +110,8 @@ fn unreachable_etcd_is_a_clear_error() {
     let out = railyard("http://127.0.0.1:1", &["get", "networks"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("127.0.0.1:1") && err.contains("unavailable"), "{err}");
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("unavailable"),
+        "{err}"
+    );
 }

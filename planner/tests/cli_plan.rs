@@ -167,13 +167,25 @@ fn invalid_input_exits_nonzero_naming_field_and_value() {
 #[test]
 fn capacity_shows_the_host_block_trade_off() {
     let out = railyard(&["capacity", "-f", "docs/examples/network.yaml", "-o", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let six = rows.as_array().unwrap().iter().find(|r| r["hostBlock"] == 6).unwrap();
+    let six = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["hostBlock"] == 6)
+        .unwrap();
     assert_eq!(six["hosts"], 64);
     assert_eq!(six["podsPerHostPerRail"], 253);
     assert_eq!(six["current"], true);
     let table = railyard(&["capacity", "-f", "docs/examples/network.yaml"]);
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.contains("6 *") && text.contains("PODS/HOST/RAIL"), "{text}");
+    assert!(
+        text.contains("6 *") && text.contains("PODS/HOST/RAIL"),
+        "{text}"
+    );
 }
