@@ -11,6 +11,7 @@ pub const PLANS: &str = "/railyard/v1/plans/";
 pub const STATUS: &str = "/railyard/v1/status/";
 pub const ALLOCATIONS: &str = "/railyard/v1/allocations/";
 pub const ELECTION: &str = "/railyard/v1/election/planner/";
+pub const DEVICE_CLASSES: &str = "/railyard/v1/deviceclasses/";
 
 /// The network spec as applied (`railyard apply`, or the Kubernetes controller).
 pub fn network(name: &str) -> String {
@@ -53,6 +54,12 @@ pub fn allocation(network: &str, host: &str, container_id: &str, ifname: &str) -
 
 pub fn allocations_of_host(network: &str, host: &str) -> String {
     format!("{ALLOCATIONS}{network}/{host}/")
+}
+
+/// A DeviceClass (the devClass attach policy's match rules), from the Kubernetes
+/// DeviceClass resource or `railyard apply`; route-daemons read them all.
+pub fn device_class(name: &str) -> String {
+    format!("{DEVICE_CLASSES}{name}")
 }
 
 /// The last path segment of a key (the name of the object it stores).
