@@ -38,7 +38,7 @@ impl BlockAllocator {
         let base = to_u128(block.network());
         reserved.set(0); // network address
         reserved.set(1); // gateway: the host side of the pod's default route
-        // Broadcast, when the tracked range reaches the block's end (/16 and smaller).
+                         // Broadcast, when the tracked range reaches the block's end (/16 and smaller).
         if block.addr().is_ipv4() && bits <= 16 {
             reserved.set(size - 1);
         }

@@ -633,7 +633,10 @@ pub fn plan(
     }
     p.register_rails(hosts);
     let mut sorted: Vec<&HostInventory> = hosts.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    // Registrations listed from etcd arrive sorted by key, i.e. by name.
+    if !sorted.is_sorted_by(|a, b| a.name <= b.name) {
+        sorted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    }
     for h in sorted {
         p.upsert_host(h);
     }

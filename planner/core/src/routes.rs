@@ -4,6 +4,7 @@
 //! NIC address as next hop. The diff never touches a route railyard does not own
 //! (the kernel tags ours with railyard's protocol number), and it never flushes.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -76,20 +77,27 @@ pub fn desired_routes(plan: &Plan, me: &str, table: u32) -> Vec<Route> {
         .filter(|(name, h)| name.as_str() != me && h.departed_at.is_none())
         .map(|(_, h)| (h.index, h))
         .collect();
-    peers.sort_unstable_by_key(|(i, _)| *i);
-    let mut my_rails: Vec<&Block> = mine.blocks.iter().collect();
-    my_rails.sort_by_key(|b| (!b.cidr.addr().is_ipv4(), b.interface));
+    // In a plan built from scratch, name order is index order: no sort needed.
+    if !peers.is_sorted_by_key(|(i, _)| *i) {
+        peers.sort_unstable_by_key(|(i, _)| *i);
+    }
+    let mut my_rails: Vec<(usize, &Block)> = mine.blocks.iter().enumerate().collect();
+    my_rails.sort_by_key(|(_, b)| (!b.cidr.addr().is_ipv4(), b.interface));
 
     let mut routes = Vec::with_capacity(peers.len() * my_rails.len());
-    for mine in my_rails {
+    for (position, mine) in my_rails {
         let dev: Arc<str> = Arc::from(mine.nic.as_str());
         let v4 = mine.cidr.addr().is_ipv4();
+        let same_rail = |b: &&Block| b.interface == mine.interface && b.cidr.addr().is_ipv4() == v4;
         for (_, peer) in &peers {
-            if let Some(b) = peer
+            // Hosts on the same rails list their blocks in the same order, so the
+            // block at my position is almost always the one; scan only if not.
+            let found = peer
                 .blocks
-                .iter()
-                .find(|b| b.interface == mine.interface && b.cidr.addr().is_ipv4() == v4)
-            {
+                .get(position)
+                .filter(same_rail)
+                .or_else(|| peer.blocks.iter().find(same_rail));
+            if let Some(b) = found {
                 routes.push(Route {
                     dst: b.cidr,
                     gateway: b.nic_address,
@@ -107,62 +115,80 @@ pub fn desired_routes(plan: &Plan, me: &str, table: u32) -> Vec<Route> {
 }
 
 /// The operations that turn `actual` into `desired` while leaving foreign routes
-/// alone. Either input may be in any order (sorted input skips a sort);
-/// duplicates of one destination in `desired` keep the first.
+/// alone. Either input may be in any order; duplicates of one destination in
+/// `desired` keep the first. Sorted input (what `desired_routes` returns, and what a
+/// kernel dump of one table nearly always is) is merged in place, with no copy.
 pub fn diff(desired: &[Route], actual: &[ActualRoute]) -> RouteDiff {
-    let mut want: Vec<&Route> = desired.iter().collect();
-    if !want.is_sorted_by_key(|r| r.key()) {
-        want.sort_by_key(|r| r.key());
+    let want_sorted = desired.is_sorted_by_key(Route::key);
+    let have_sorted = actual.is_sorted_by_key(|a| a.route.key());
+    match (want_sorted, have_sorted) {
+        (true, true) => merge(desired, actual),
+        _ => {
+            let mut want: Vec<&Route> = desired.iter().collect();
+            want.sort_by_key(|r| r.key());
+            let mut have: Vec<&ActualRoute> = actual.iter().collect();
+            have.sort_by_key(|a| a.route.key());
+            merge(&want, &have)
+        }
     }
-    want.dedup_by_key(|r| r.key());
-    let mut have: Vec<&ActualRoute> = actual.iter().collect();
-    if !have.is_sorted_by_key(|a| a.route.key()) {
-        have.sort_by_key(|a| a.route.key());
-    }
+}
 
+/// Merges two key-sorted sequences; generic so sorted input is used as is.
+fn merge<W: Borrow<Route>, H: Borrow<ActualRoute>>(want: &[W], have: &[H]) -> RouteDiff {
     let mut out = RouteDiff::default();
     let (mut i, mut j) = (0, 0);
     while i < want.len() || j < have.len() {
-        let order = match (want.get(i), have.get(j)) {
+        let w = want.get(i).map(Borrow::borrow);
+        let h = have.get(j).map(Borrow::borrow);
+        let order = match (w, h) {
             (Some(w), Some(h)) => w.key().cmp(&h.route.key()),
             (Some(_), None) => Ordering::Less,
             _ => Ordering::Greater,
         };
-        match order {
-            Ordering::Less => {
-                out.add.push(want[i].clone());
-                i += 1;
+        match (order, w, h) {
+            (Ordering::Less, Some(w), _) => {
+                out.add.push(w.clone());
+                i = past_key(want, i, |r| r.borrow().key());
             }
-            Ordering::Greater => {
-                if have[j].owned {
-                    out.delete.push(have[j].route.clone());
+            (Ordering::Equal, Some(w), Some(_)) => {
+                let end = past_key(have, j, |a| a.borrow().route.key());
+                reconcile_one(w, &have[j..end], &mut out);
+                i = past_key(want, i, |r| r.borrow().key());
+                j = end;
+            }
+            (_, _, Some(h)) => {
+                if h.owned {
+                    out.delete.push(h.route.clone());
                 }
                 j += 1;
             }
-            Ordering::Equal => {
-                let key = want[i].key();
-                let end = j + have[j..]
-                    .iter()
-                    .take_while(|h| h.route.key() == key)
-                    .count();
-                reconcile_one(want[i], &have[j..end], &mut out);
-                i += 1;
-                j = end;
-            }
+            _ => break,
         }
     }
     out
 }
 
+/// The index after the run of items sharing `items[from]`'s key.
+fn past_key<T, K: PartialEq>(items: &[T], from: usize, key: impl Fn(&T) -> K) -> usize {
+    let k = key(&items[from]);
+    from + 1 + items[from + 1..].iter().take_while(|t| key(t) == k).count()
+}
+
 /// One destination we want, and every kernel route for it.
-fn reconcile_one(want: &Route, have: &[&ActualRoute], out: &mut RouteDiff) {
+fn reconcile_one<H: Borrow<ActualRoute>>(want: &Route, have: &[H], out: &mut RouteDiff) {
     // The converged case, taken for almost every route: one kernel route, ours, equal.
     if let [only] = have {
+        let only = only.borrow();
         if only.owned && only.route == *want {
             return;
         }
     }
-    let owned: Vec<&Route> = have.iter().filter(|h| h.owned).map(|h| &h.route).collect();
+    let owned: Vec<&Route> = have
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|h| h.owned)
+        .map(|h| &h.route)
+        .collect();
     if owned.is_empty() {
         out.conflicts.push(want.clone());
         return;

@@ -93,7 +93,10 @@ fn a_slash_16_block_reserves_its_broadcast() {
     let a = BlockAllocator::new("10.7.0.0/16".parse().unwrap(), &[]);
     assert_eq!(a.free(), 65_536 - 3);
     let mut b = a.clone();
-    assert!(matches!(b.allocate_specific(ip("10.7.255.255")), Err(CoreError::Reserved { .. })));
+    assert!(matches!(
+        b.allocate_specific(ip("10.7.255.255")),
+        Err(CoreError::Reserved { .. })
+    ));
 }
 
 #[test]

@@ -216,3 +216,78 @@ proptest! {
         }
     }
 }
+
+fn arb_route() -> impl Strategy<Value = railyard_core::Route> {
+    (0u8..40, 0u8..3, 0u8..2, 0u32..2).prop_map(|(d, g, dev, table)| railyard_core::Route {
+        dst: format!("192.168.{d}.0/24").parse().unwrap(),
+        gateway: format!("10.0.0.{g}").parse().unwrap(),
+        dev: std::sync::Arc::from(format!("eth{dev}").as_str()),
+        table,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Applying the diff to the kernel state yields exactly the wanted owned routes,
+    /// and no foreign route is ever added to, replaced or deleted.
+    #[test]
+    fn diff_converges_and_never_touches_foreign_routes(
+        desired in prop::collection::vec(arb_route(), 0..40),
+        actual in prop::collection::vec((arb_route(), any::<bool>()), 0..40),
+        sort_inputs in any::<bool>(),
+    ) {
+        use railyard_core::{diff, ActualRoute};
+        let mut desired = desired;
+        let mut actual: Vec<ActualRoute> = actual.into_iter().map(|(route, owned)| ActualRoute { route, owned }).collect();
+        if sort_inputs {
+            desired.sort_by_key(|r| (r.table, r.dst));
+            actual.sort_by_key(|a| (a.route.table, a.route.dst));
+        }
+        let d = diff(&desired, &actual);
+        let key = |r: &railyard_core::Route| (r.table, r.dst);
+        let foreign: Vec<_> = actual.iter().filter(|a| !a.owned).map(|a| a.route.clone()).collect();
+        // Apply: deletes remove one owned copy; replace/add install ours.
+        let mut state: Vec<ActualRoute> = actual.clone();
+        for r in &d.delete {
+            let pos = state.iter().position(|a| a.owned && a.route == *r);
+            prop_assert!(pos.is_some(), "deleting a route that is not ours: {:?}", r);
+            state.remove(pos.unwrap());
+        }
+        for r in &d.replace {
+            let pos = state.iter().position(|a| a.owned && key(&a.route) == key(r));
+            prop_assert!(pos.is_some(), "replacing a route that is not ours: {:?}", r);
+            state[pos.unwrap()].route = r.clone();
+        }
+        for r in &d.add {
+            prop_assert!(!state.iter().any(|a| key(&a.route) == key(r)), "adding over an existing route: {:?}", r);
+            state.push(ActualRoute { route: r.clone(), owned: true });
+        }
+        // First wanted route per destination.
+        let mut wanted: Vec<&railyard_core::Route> = Vec::new();
+        for r in &desired {
+            if !wanted.iter().any(|w| key(w) == key(r)) {
+                wanted.push(r);
+            }
+        }
+        for w in &wanted {
+            let held_by_foreign = foreign.iter().any(|f| key(f) == key(w));
+            let ours: Vec<_> = state.iter().filter(|a| a.owned && key(&a.route) == key(w)).collect();
+            if held_by_foreign && !actual.iter().any(|a| a.owned && key(&a.route) == key(w)) {
+                prop_assert!(d.conflicts.contains(w));
+                prop_assert!(ours.is_empty());
+            } else {
+                prop_assert_eq!(ours.len(), 1, "want exactly one owned {:?}", w);
+                prop_assert_eq!(&ours[0].route, *w);
+            }
+        }
+        for a in &state {
+            if a.owned {
+                prop_assert!(wanted.iter().any(|w| key(w) == key(&a.route)), "stale owned route left: {:?}", a.route);
+            }
+        }
+        for f in &foreign {
+            prop_assert!(state.iter().any(|a| !a.owned && a.route == *f), "foreign route lost: {:?}", f);
+        }
+    }
+}
