@@ -33,6 +33,12 @@ pub enum Error {
     /// A network namespace could not be created, entered or removed.
     #[error("network namespace {name}: {reason}")]
     Netns { name: String, reason: String },
+    /// The daemon's configuration cannot work (bad node name, bad address).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// etcd refused us in a way retrying cannot fix (bad TLS files, no endpoints).
+    #[error("etcd: {0}")]
+    Store(#[from] railyard_store::StoreError),
 }
 
 impl Error {

@@ -1,24 +1,37 @@
-//! railyard's per-host agent, as a library: it finds the rail NICs, follows the
-//! kernel's link, address and route events, and keeps the kernel's routes equal to
-//! what the plan asks for. Every decision is a pure function (in `railyard_core`
-//! or here); the modules below only fetch and apply, each behind a small trait so
-//! the daemon's loop can run against an in-memory kernel in tests.
+//! railyard's per-host agent, as a library: it finds the rail NICs and registers
+//! them, follows the plans in etcd and the kernel's link, address and route
+//! events, and keeps the kernel's routes equal to what the plan asks of this
+//! host. Every decision is a pure function (in `railyard_core` or [`view`]); the
+//! modules below only fetch and apply, each behind a small trait so the daemon's
+//! loop runs against `MemStore` and an in-memory kernel in tests.
 //!
-//! Ownership of routes rests on one number: every route railyard writes carries
-//! [`RAILYARD_PROTOCOL`], and nothing with another protocol is ever changed.
+//! Ownership of routes and rules rests on one number: everything railyard writes
+//! carries [`RAILYARD_PROTOCOL`], and nothing with another protocol is ever changed.
 
+mod backoff;
+mod shutdown;
+pub mod cli;
+pub mod daemon;
 pub mod discovery;
+pub mod ipam;
 mod error;
 pub mod kernel_routes;
 pub mod memory;
+pub mod metrics;
 mod netlink;
 pub mod netns;
+pub mod policy;
 pub mod reconcile;
+pub mod registration;
+pub mod view;
 pub mod watch;
 
 pub use error::{Error, Result};
 pub use kernel_routes::{NetlinkRoutes, RoutingMode, RAILYARD_PROTOCOL};
 pub use memory::MemoryRoutes;
 pub use netlink::Netlink;
-pub use reconcile::{reconcile, ApplyReport, ReconcileReport, RouteFailure, RouteOp, RouteTable};
+pub use policy::{Kernel, PolicyRule, PolicyRules};
+pub use reconcile::{
+    reconcile, reconcile_tracking, ApplyReport, ReconcileReport, RouteFailure, RouteOp, RouteTable,
+};
 pub use watch::{KernelEvent, KernelWatch};

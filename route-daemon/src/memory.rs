@@ -1,13 +1,15 @@
-//! An in-memory kernel routing table with the semantics the reconcile relies on,
-//! so the daemon's loop and other crates' tests run without root.
+//! An in-memory kernel routing table (and policy rule list) with the semantics the
+//! reconcile relies on, so the daemon's loop and other crates' tests run without root.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
+use ipnet::IpNet;
 use railyard_core::{ActualRoute, Route, RouteDiff};
 
 use crate::error::Result;
+use crate::policy::{PolicyRule, PolicyRules};
 use crate::reconcile::{ApplyReport, RouteFailure, RouteOp, RouteTable};
 
 #[derive(Debug, Default)]
@@ -20,6 +22,8 @@ struct State {
     routes: Vec<ActualRoute>,
     /// Device name -> error every add or replace through it gets.
     refused: HashMap<String, String>,
+    /// Policy rules and whether railyard owns them.
+    rules: Vec<(PolicyRule, bool)>,
 }
 
 impl MemoryRoutes {
@@ -41,13 +45,37 @@ impl MemoryRoutes {
         self.lock().refused.insert(dev.to_owned(), error.to_owned());
     }
 
+    /// Undoes [`MemoryRoutes::refuse_dev`]: the device came up.
+    pub fn accept_dev(&self, dev: &str) {
+        self.lock().refused.remove(dev);
+    }
+
     /// Removes a route behind the daemon's back, like `ip route del`.
     pub fn remove(&self, route: &Route) {
         self.lock().routes.retain(|a| a.route != *route);
     }
 
+    /// Number of routes held, ours and foreign.
+    pub fn len(&self) -> usize {
+        self.lock().routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn snapshot(&self) -> Vec<ActualRoute> {
         self.lock().routes.clone()
+    }
+
+    /// An operator's rule, which railyard must leave alone.
+    pub fn add_foreign_rule(&self, rule: PolicyRule) {
+        self.lock().rules.push((rule, false));
+    }
+
+    /// Every rule, ours and foreign.
+    pub fn rules(&self) -> Vec<PolicyRule> {
+        self.lock().rules.iter().map(|(r, _)| *r).collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -57,7 +85,11 @@ impl MemoryRoutes {
 }
 
 fn same_key(a: &Route, b: &Route) -> bool {
-    a.table == b.table && a.dst == b.dst
+    key(a) == key(b)
+}
+
+fn key(r: &Route) -> (u32, IpNet) {
+    (r.table, r.dst)
 }
 
 #[async_trait]
@@ -103,10 +135,18 @@ impl RouteTable for MemoryRoutes {
             });
             report.replaced += 1;
         }
+        // A set of the keys taken, so a bulk add (a first reconcile of thousands)
+        // is not quadratic; a few adds just scan.
+        let mut taken: Option<HashSet<(u32, IpNet)>> = (diff.add.len() > 32)
+            .then(|| st.routes.iter().map(|a| key(&a.route)).collect());
         for r in &diff.add {
+            let exists = match &mut taken {
+                Some(set) => !set.insert(key(r)),
+                None => st.routes.iter().any(|a| same_key(&a.route, r)),
+            };
             if let Some(f) = refused(&st, RouteOp::Add, r) {
                 report.failures.push(f);
-            } else if st.routes.iter().any(|a| same_key(&a.route, r)) {
+            } else if exists {
                 report.conflicts.push(r.clone());
             } else {
                 st.routes.push(ActualRoute {
@@ -117,5 +157,36 @@ impl RouteTable for MemoryRoutes {
             }
         }
         Ok(report)
+    }
+}
+
+#[async_trait]
+impl PolicyRules for MemoryRoutes {
+    async fn owned_rules(&self) -> Result<Vec<PolicyRule>> {
+        let mut out: Vec<PolicyRule> = self
+            .lock()
+            .rules
+            .iter()
+            .filter(|(_, owned)| *owned)
+            .map(|(r, _)| *r)
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    async fn ensure_policy_rule(&self, rule: PolicyRule) -> Result<bool> {
+        let mut st = self.lock();
+        if st.rules.iter().any(|(r, _)| *r == rule) {
+            return Ok(false);
+        }
+        st.rules.push((rule, true));
+        Ok(true)
+    }
+
+    async fn remove_policy_rule(&self, rule: PolicyRule) -> Result<bool> {
+        let mut st = self.lock();
+        let before = st.rules.len();
+        st.rules.retain(|(r, owned)| !(*owned && *r == rule));
+        Ok(st.rules.len() != before)
     }
 }

@@ -3,11 +3,12 @@
 //! apply the difference, and say what happened. The daemon runs it on every plan
 //! change and every route event; running it twice in a row is a no-op.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use ipnet::IpNet;
 use railyard_core::{diff, ActualRoute, Route, RouteDiff};
 
 use crate::error::Result;
@@ -79,6 +80,9 @@ pub struct ReconcileReport {
     pub failures: Vec<RouteFailure>,
     /// Routes of ours already right.
     pub unchanged: usize,
+    /// Adds and replaces of routes the caller had applied before (see
+    /// [`reconcile_tracking`]): someone removed or changed them behind our back.
+    pub repaired: usize,
     pub elapsed: Duration,
 }
 
@@ -105,6 +109,19 @@ pub async fn reconcile(
     tables: &[u32],
     kernel: &dyn RouteTable,
 ) -> Result<ReconcileReport> {
+    reconcile_tracking(&desired, tables, kernel, &[]).await
+}
+
+/// [`reconcile`], also counting as `repaired` the adds and replaces of routes in
+/// `applied` (what the previous reconcile left in place, sorted by table and
+/// destination). A route the plan did not change but the kernel lost is drift:
+/// the daemon reports it as a repair, not as plan churn.
+pub async fn reconcile_tracking(
+    desired: &[Route],
+    tables: &[u32],
+    kernel: &dyn RouteTable,
+    applied: &[ActualRoute],
+) -> Result<ReconcileReport> {
     let start = Instant::now();
     let scope: BTreeSet<u32> = tables
         .iter()
@@ -113,14 +130,138 @@ pub async fn reconcile(
         .collect();
     let scope: Vec<u32> = scope.into_iter().collect();
     let actual: Vec<ActualRoute> = kernel.routes(&scope).await?;
-    let plan = diff(&desired, &actual);
+    let plan = diff(desired, &actual);
+    let repaired = if plan.add.is_empty() && plan.replace.is_empty() {
+        0
+    } else {
+        count_known(plan.add.iter().chain(&plan.replace), applied)
+    };
     let applied = if plan.is_empty() {
         ApplyReport::default()
     } else {
         kernel.apply(&plan).await?
     };
-    let wanted = {
-        let mut keys: Vec<(u32, ipnet::IpNet)> = desired.iter().map(|r| (r.table, r.dst)).collect();
+    Ok(report(desired, plan, applied, repaired, start))
+}
+
+/// Applies the difference between `believed` (the table as the last reconcile
+/// left it: our routes, sorted by table and destination) and `desired`, without
+/// reading the kernel. `None` when that difference holds a replace: a replace
+/// takes whatever route sits at its destination, and only a fresh read can tell
+/// that it is still ours.
+///
+/// For plan changes: a join changes two routes out of thousands, and a dump of
+/// the table to find them costs more than the change. Adds stay exclusive and
+/// deletes name our protocol, next hop and device, so a wrong belief cannot touch
+/// a foreign route; and the route events our own writes cause bring a full
+/// [`reconcile`] right after, which corrects any belief gone stale.
+pub async fn apply_from_belief(
+    desired: &[Route],
+    believed: &[ActualRoute],
+    kernel: &dyn RouteTable,
+) -> Result<Option<ReconcileReport>> {
+    let start = Instant::now();
+    let plan = diff(desired, believed);
+    if !plan.replace.is_empty() {
+        return Ok(None);
+    }
+    let applied = if plan.is_empty() {
+        ApplyReport::default()
+    } else {
+        kernel.apply(&plan).await?
+    };
+    Ok(Some(report(desired, plan, applied, 0, start)))
+}
+
+/// The change to a table when only some peers' entries moved: `old` are the
+/// routes to those peers as they were at the last reconcile, `new` as they are
+/// now, `believed` the table as that reconcile left it (sorted). Costs a binary
+/// search per changed route instead of a pass over the whole table, which is
+/// what keeps a join cheap for every daemon of a large cluster. `None` when a
+/// route must be replaced (see [`apply_from_belief`] for why that needs a read).
+pub fn peer_diff(believed: &[ActualRoute], old: &[Route], new: &[Route]) -> Option<RouteDiff> {
+    let held = |r: &Route| {
+        believed
+            .binary_search_by_key(&key(r), |a| key(&a.route))
+            .ok()
+            .map(|i| &believed[i].route)
+    };
+    let new_keys: HashSet<(u32, IpNet)> = new.iter().map(key).collect();
+    let mut seen = HashSet::new();
+    let mut diff = RouteDiff::default();
+    for r in new {
+        if !seen.insert(key(r)) {
+            continue;
+        }
+        match held(r) {
+            Some(h) if h == r => {}
+            Some(_) => return None,
+            None => diff.add.push(r.clone()),
+        }
+    }
+    for r in old {
+        if new_keys.contains(&key(r)) || !seen.insert(key(r)) {
+            continue;
+        }
+        if let Some(h) = held(r) {
+            diff.delete.push(h.clone());
+        }
+    }
+    Some(diff)
+}
+
+/// What the table holds after `diff` was applied with result `applied`: deleted
+/// routes gone, added ones the kernel took in place, still sorted.
+pub fn patch_belief(believed: &mut Vec<ActualRoute>, diff: &RouteDiff, applied: &ApplyReport) {
+    let refused: HashSet<(u32, IpNet)> = applied
+        .conflicts
+        .iter()
+        .chain(applied.failures.iter().map(|f| &f.route))
+        .map(key)
+        .collect();
+    for r in &diff.delete {
+        let failed = applied
+            .failures
+            .iter()
+            .any(|f| f.op == RouteOp::Delete && f.route == *r);
+        if failed {
+            continue;
+        }
+        if let Ok(i) = believed.binary_search_by_key(&key(r), |a| key(&a.route)) {
+            believed.remove(i);
+        }
+    }
+    for r in diff.add.iter().chain(&diff.replace) {
+        if refused.contains(&key(r)) {
+            continue;
+        }
+        let entry = ActualRoute {
+            route: r.clone(),
+            owned: true,
+        };
+        match believed.binary_search_by_key(&key(r), |a| key(&a.route)) {
+            Ok(i) => believed[i] = entry,
+            Err(i) => believed.insert(i, entry),
+        }
+    }
+}
+
+fn key(r: &Route) -> (u32, IpNet) {
+    (r.table, r.dst)
+}
+
+fn report(
+    desired: &[Route],
+    plan: RouteDiff,
+    applied: ApplyReport,
+    repaired: usize,
+    start: Instant,
+) -> ReconcileReport {
+    let wanted = if desired.is_sorted_by_key(key) {
+        // Distinct keys of a sorted list: no copy, no sort.
+        desired.len() - desired.windows(2).filter(|w| key(&w[0]) == key(&w[1])).count()
+    } else {
+        let mut keys: Vec<(u32, IpNet)> = desired.iter().map(key).collect();
         keys.sort_unstable();
         keys.dedup();
         keys.len()
@@ -134,6 +275,7 @@ pub async fn reconcile(
         replaced: applied.replaced,
         deleted: applied.deleted,
         unchanged,
+        repaired,
         conflicts,
         failures: applied.failures,
         elapsed: start.elapsed(),
@@ -144,7 +286,29 @@ pub async fn reconcile(
     for c in &report.conflicts {
         tracing::warn!(dst = %c.dst, table = c.table, "destination held by a route railyard does not own; left alone");
     }
-    Ok(report)
+    report
+}
+
+/// How many of `routes` are in `known`. A join changes a route or two out of
+/// thousands, so the usual case is a binary search each in the sorted `known`
+/// (what `desired_routes` returns); unsorted input falls back to a set.
+fn count_known<'a>(routes: impl Iterator<Item = &'a Route>, known: &[ActualRoute]) -> usize {
+    if known.is_empty() {
+        return 0;
+    }
+    let key = |a: &ActualRoute| (a.route.table, a.route.dst);
+    if known.is_sorted_by_key(key) {
+        routes
+            .filter(|r| {
+                known
+                    .binary_search_by_key(&(r.table, r.dst), key)
+                    .is_ok_and(|i| known[i].route == **r)
+            })
+            .count()
+    } else {
+        let set: HashSet<&Route> = known.iter().map(|a| &a.route).collect();
+        routes.filter(|r| set.contains(r)).count()
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +369,77 @@ mod tests {
         let r = reconcile(Vec::new(), &[100], &kernel).await.expect("empty");
         assert_eq!(r.deleted, 2);
         assert!(kernel.snapshot().is_empty());
+    }
+
+    #[tokio::test]
+    async fn lost_routes_count_as_repaired() {
+        let kernel = MemoryRoutes::default();
+        let first = reconcile_tracking(&desired(), &[100], &kernel, &[])
+            .await
+            .expect("seed");
+        assert_eq!(first.repaired, 0);
+        kernel.remove(&desired()[1]);
+        let mut next = desired();
+        next.push(route("10.1.9.0/24", "10.0.0.19", "eth1", 100));
+        let r = reconcile_tracking(&next, &[100], &kernel, &owned(desired()))
+            .await
+            .expect("repair");
+        assert_eq!((r.added, r.repaired), (2, 1));
+    }
+
+    fn owned(routes: Vec<Route>) -> Vec<ActualRoute> {
+        routes
+            .into_iter()
+            .map(|route| ActualRoute { route, owned: true })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_peer_change_is_a_diff_of_its_routes_only() {
+        let believed = owned(desired());
+        let gone = vec![desired()[1].clone()];
+        let moved_in = vec![route("10.1.9.0/24", "10.0.0.19", "eth1", 100)];
+        let d = peer_diff(&believed, &gone, &moved_in).expect("no replace");
+        assert_eq!((d.add.clone(), d.delete.clone()), (moved_in.clone(), gone.clone()));
+        // Unchanged routes are left out; a changed next hop needs a read.
+        assert!(peer_diff(&believed, &gone, &gone).expect("same").is_empty());
+        let mut rehomed = gone.clone();
+        rehomed[0].gateway = "10.0.0.99".parse().expect("ip");
+        assert!(peer_diff(&believed, &gone, &rehomed).is_none());
+
+        let kernel = MemoryRoutes::default();
+        reconcile(desired(), &[100], &kernel).await.expect("seed");
+        let applied = kernel.apply(&d).await.expect("apply");
+        let mut belief = believed;
+        patch_belief(&mut belief, &d, &applied);
+        let mut want = desired();
+        want.remove(1);
+        want.extend(moved_in);
+        want.sort_by_key(|r| (r.table, r.dst));
+        assert_eq!(belief, owned(want));
+    }
+
+    #[tokio::test]
+    async fn belief_applies_adds_and_deletes_but_leaves_replaces_to_a_read() {
+        let kernel = MemoryRoutes::default();
+        reconcile(desired(), &[100], &kernel).await.expect("seed");
+        let mut next = desired();
+        next.remove(0);
+        next.push(route("10.1.9.0/24", "10.0.0.19", "eth1", 100));
+        next.sort_by_key(|r| r.dst);
+        let r = apply_from_belief(&next, &owned(desired()), &kernel)
+            .await
+            .expect("apply")
+            .expect("no replace needed");
+        assert_eq!((r.added, r.deleted, r.unchanged), (1, 1, 2));
+        assert_eq!(kernel.snapshot().len(), 3);
+
+        let mut moved = next.clone();
+        moved[0].gateway = "10.0.0.77".parse().expect("ip");
+        let none = apply_from_belief(&moved, &owned(next), &kernel)
+            .await
+            .expect("apply");
+        assert!(none.is_none(), "a replace needs a fresh read");
     }
 
     #[tokio::test]

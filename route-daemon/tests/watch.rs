@@ -101,12 +101,15 @@ fn a_burst_is_coalesced() {
         // by the time the watch reads them. They come out as a few events (one
         // per read burst), and the enlarged buffer loses none of them.
         ns.ip(&format!("-batch {path}"));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Everything until the watch goes quiet; a loaded machine may deliver
+        // the burst in more pieces, but never anywhere near one per route.
         let mut events = Vec::new();
-        while let Some(ev) = watch.try_recv() {
+        while let Ok(Some(ev)) =
+            tokio::time::timeout(Duration::from_millis(300), watch.recv()).await
+        {
             events.push(ev);
         }
-        assert!(!events.is_empty() && events.len() < 10, "{events:?}");
+        assert!(!events.is_empty() && events.len() < 50, "{events:?}");
         assert!(
             events
                 .iter()

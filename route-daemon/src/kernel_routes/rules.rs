@@ -8,8 +8,11 @@ use rtnetlink::packet_route::route::{RouteHeader, RouteProtocol};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::packet_route::AddressFamily;
 
+use async_trait::async_trait;
+
 use super::{NetlinkRoutes, RAILYARD_PROTOCOL};
 use crate::error::{Error, Result};
+use crate::policy::{PolicyRule, PolicyRules};
 
 const EEXIST: i32 = 17;
 
@@ -64,6 +67,28 @@ pub fn rule_matches(msg: &RuleMessage, from: IpNet, table: u32, priority: u32) -
         && same_src
         && rule_table == table
         && prio == priority
+}
+
+/// The rule a kernel message describes, when it is a plain `from X lookup T` rule.
+pub fn policy_rule_of(msg: &RuleMessage) -> Option<PolicyRule> {
+    let mut src = None;
+    let mut table = u32::from(msg.header.table);
+    let mut priority = 0;
+    for a in &msg.attributes {
+        match a {
+            RuleAttribute::Source(ip) => src = Some(*ip),
+            RuleAttribute::Table(t) => table = *t,
+            RuleAttribute::Priority(p) => priority = *p,
+            _ => {}
+        }
+    }
+    let from = IpNet::new(src?, msg.header.src_len).ok()?.trunc();
+    let rule = PolicyRule {
+        from,
+        table,
+        priority,
+    };
+    rule_matches(msg, from, table, priority).then_some(rule)
 }
 
 fn is_ours(msg: &RuleMessage) -> bool {
@@ -138,6 +163,31 @@ impl NetlinkRoutes {
     }
 }
 
+#[async_trait]
+impl PolicyRules for NetlinkRoutes {
+    async fn owned_rules(&self) -> Result<Vec<PolicyRule>> {
+        let mut out = Vec::new();
+        for v6 in [false, true] {
+            for msg in self.netlink().rules(v6).await? {
+                if is_ours(&msg) {
+                    out.extend(policy_rule_of(&msg));
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn ensure_policy_rule(&self, rule: PolicyRule) -> Result<bool> {
+        self.ensure_rule(rule.from, rule.table, rule.priority).await
+    }
+
+    async fn remove_policy_rule(&self, rule: PolicyRule) -> Result<bool> {
+        self.remove_rule(rule.from, rule.table, rule.priority).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +218,15 @@ mod tests {
             .attributes
             .push(RuleAttribute::Iifname("eth0".into()));
         assert!(!rule_matches(&narrower, from, 70_000, 3000));
+        assert_eq!(policy_rule_of(&narrower), None);
+        assert_eq!(
+            policy_rule_of(&msg),
+            Some(PolicyRule {
+                from,
+                table: 70_000,
+                priority: 3000
+            })
+        );
     }
 
     #[test]

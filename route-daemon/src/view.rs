@@ -1,0 +1,359 @@
+//! The daemon's picture of the cluster: which networks exist (their specs) and
+//! each network's plan, kept up to date from the two watches. Pure: the loop
+//! feeds it watch updates and asks it what the kernel should hold.
+//!
+//! A plan is kept assembled (`Plan`), and a watch event touches only the key it
+//! names: a join in a 10,000-host network costs one map insert, not a rebuild.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+use railyard_core::{desired_routes, keys, HostPlan, NetworkManifest, Plan, PlanMeta, Route};
+use railyard_store::{KeyValue, WatchEvent, WatchUpdate};
+use tracing::{debug, info, warn};
+
+use crate::kernel_routes::RoutingMode;
+use crate::policy::PolicyRule;
+
+#[derive(Debug, Default)]
+pub struct ClusterView {
+    /// Networks whose spec exists, with the subnets of the last valid spec (empty
+    /// when no valid spec was seen: then there is no subnet to write a rule for).
+    networks: BTreeMap<String, Vec<IpNet>>,
+    plans: BTreeMap<String, Plan>,
+    specs_synced: bool,
+    plans_synced: bool,
+}
+
+/// What a plan update changed, as precisely as the daemon can use it: one host's
+/// entry (the usual join or departure), or a whole network (a re-list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanChange {
+    Network(String),
+    /// `before` is the entry as it was; the view holds the new one.
+    Host {
+        network: String,
+        host: String,
+        before: Option<HostPlan>,
+    },
+}
+
+impl PlanChange {
+    pub fn network(&self) -> &str {
+        match self {
+            PlanChange::Network(n) | PlanChange::Host { network: n, .. } => n,
+        }
+    }
+}
+
+/// Which part of a plan a key under `keys::PLANS` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanKey<'a> {
+    Meta { network: &'a str },
+    Host { network: &'a str, host: &'a str },
+}
+
+pub fn parse_plan_key(key: &str) -> Option<PlanKey<'_>> {
+    let rest = key.strip_prefix(keys::PLANS)?;
+    let (network, rest) = rest.split_once('/')?;
+    if network.is_empty() {
+        return None;
+    }
+    if rest == "meta" {
+        return Some(PlanKey::Meta { network });
+    }
+    let host = rest.strip_prefix("hosts/")?;
+    (!host.is_empty() && !host.contains('/')).then_some(PlanKey::Host { network, host })
+}
+
+impl ClusterView {
+    /// True once both watches delivered their first listing. Until then the view
+    /// says nothing about what is wanted, and the daemon must not touch routes:
+    /// an empty view would read as "delete everything".
+    pub fn synced(&self) -> bool {
+        self.specs_synced && self.plans_synced
+    }
+
+    pub fn networks(&self) -> impl Iterator<Item = &str> {
+        self.networks.keys().map(String::as_str)
+    }
+
+    pub fn plan(&self, network: &str) -> Option<&Plan> {
+        self.plans.get(network)
+    }
+
+    /// Applies an update of the spec watch; returns the networks that changed.
+    pub fn apply_networks(&mut self, update: WatchUpdate) -> BTreeSet<String> {
+        let mut changed = BTreeSet::new();
+        match update {
+            WatchUpdate::Snapshot(range) => {
+                self.specs_synced = true;
+                let live: BTreeSet<&str> = range
+                    .kvs
+                    .iter()
+                    .map(|kv| keys::last_segment(&kv.key))
+                    .collect();
+                let gone: Vec<String> = self
+                    .networks
+                    .keys()
+                    .filter(|n| !live.contains(n.as_str()))
+                    .cloned()
+                    .collect();
+                for name in gone {
+                    info!(network = %name, "network deleted; its routes and rules go");
+                    self.networks.remove(&name);
+                    changed.insert(name);
+                }
+                for kv in &range.kvs {
+                    changed.extend(self.put_network(kv));
+                }
+            }
+            WatchUpdate::Events(events) => {
+                for e in events {
+                    match e {
+                        WatchEvent::Put(kv) => changed.extend(self.put_network(&kv)),
+                        WatchEvent::Delete { key, .. } => {
+                            let name = keys::last_segment(&key);
+                            if self.networks.remove(name).is_some() {
+                                info!(network = %name, "network deleted; its routes and rules go");
+                                changed.insert(name.to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    fn put_network(&mut self, kv: &KeyValue) -> Option<String> {
+        let name = keys::last_segment(&kv.key);
+        let subnets = match kv
+            .decode_json::<NetworkManifest>()
+            .map_err(|e| e.to_string())
+            .and_then(|m| m.spec.validate(name).map_err(|e| e.to_string()))
+        {
+            Ok(net) => Some(net.subnets),
+            Err(e) => {
+                // The planner refuses such a spec too and keeps the previous plan;
+                // so do we, with the previous subnets.
+                warn!(network = %name, error = %e, "invalid network spec; keeping what was known");
+                None
+            }
+        };
+        match (self.networks.get_mut(name), subnets) {
+            (Some(old), Some(new)) if *old == new => None,
+            (Some(old), Some(new)) => {
+                *old = new;
+                Some(name.to_owned())
+            }
+            (Some(_), None) => None,
+            (None, subnets) => {
+                info!(network = %name, "network exists");
+                self.networks
+                    .insert(name.to_owned(), subnets.unwrap_or_default());
+                Some(name.to_owned())
+            }
+        }
+    }
+
+    /// Applies an update of the plan watch; returns what changed. A meta key
+    /// changes nothing routes depend on and is not reported.
+    pub fn apply_plans(&mut self, update: WatchUpdate) -> Vec<PlanChange> {
+        match update {
+            WatchUpdate::Snapshot(range) => {
+                self.plans_synced = true;
+                let old = std::mem::take(&mut self.plans);
+                let mut parts: BTreeMap<&str, (Option<PlanMeta>, Vec<(String, HostPlan)>)> =
+                    BTreeMap::new();
+                for kv in &range.kvs {
+                    let Some(key) = parse_plan_key(&kv.key) else {
+                        continue;
+                    };
+                    match key {
+                        PlanKey::Meta { network } => {
+                            let meta = decode::<PlanMeta>(kv).or_else(|| {
+                                old.get(network).map(|p| p.split().0)
+                            });
+                            parts.entry(network).or_default().0 = meta;
+                        }
+                        PlanKey::Host { network, host } => {
+                            let plan = decode::<HostPlan>(kv).or_else(|| {
+                                old.get(network).and_then(|p| p.hosts.get(host)).cloned()
+                            });
+                            if let Some(plan) = plan {
+                                parts.entry(network).or_default().1.push((host.to_owned(), plan));
+                            }
+                        }
+                    }
+                }
+                for (network, (meta, hosts)) in parts {
+                    let meta = meta.unwrap_or_else(|| PlanMeta {
+                        network: network.to_owned(),
+                        ..PlanMeta::default()
+                    });
+                    self.plans
+                        .insert(network.to_owned(), Plan::assemble(meta, hosts));
+                }
+                // Everything changed as far as the caller knows; a re-list is rare.
+                let networks: BTreeSet<String> =
+                    old.into_keys().chain(self.plans.keys().cloned()).collect();
+                networks.into_iter().map(PlanChange::Network).collect()
+            }
+            WatchUpdate::Events(events) => events
+                .iter()
+                .filter_map(|e| self.apply_plan_event(e))
+                .collect(),
+        }
+    }
+
+    fn apply_plan_event(&mut self, event: &WatchEvent) -> Option<PlanChange> {
+        let key = parse_plan_key(event.key())?;
+        let (network, host) = match key {
+            PlanKey::Meta { network } => {
+                if let WatchEvent::Put(kv) = event {
+                    let meta = decode::<PlanMeta>(kv)?;
+                    let plan = self.plan_mut(network);
+                    let hosts = std::mem::take(&mut plan.hosts);
+                    *plan = Plan::assemble(meta, hosts);
+                }
+                // A deleted meta leaves the hosts: the planner deletes a network's
+                // plan keys in one go, and their deletes come in the same batch.
+                return None;
+            }
+            PlanKey::Host { network, host } => (network, host),
+        };
+        let before = match event {
+            WatchEvent::Put(kv) => {
+                let entry = decode::<HostPlan>(kv)?;
+                let plan = self.plan_mut(network);
+                log_host_change(network, host, plan.hosts.get(host), &entry);
+                plan.hosts.insert(host.to_owned(), entry)
+            }
+            WatchEvent::Delete { .. } => {
+                let plan = self.plans.get_mut(network)?;
+                let before = plan.hosts.remove(host)?;
+                info!(network = %network, host = %host, "host left the plan");
+                if plan.hosts.is_empty() && plan.interfaces.is_empty() {
+                    self.plans.remove(network);
+                }
+                Some(before)
+            }
+        };
+        Some(PlanChange::Host {
+            network: network.to_owned(),
+            host: host.to_owned(),
+            before,
+        })
+    }
+
+    /// The routes `me` needs to reach `peer` (given as its plan entry) in
+    /// `network`: `desired_routes` of a plan holding just the two, so the rule
+    /// stays the core's. For updating a table when one peer changed, without
+    /// recomputing the routes to every other peer.
+    pub fn routes_to(
+        &self,
+        network: &str,
+        me: &str,
+        peer: &str,
+        entry: Option<&HostPlan>,
+        table: u32,
+    ) -> Vec<Route> {
+        let (Some(plan), Some(entry)) = (self.plans.get(network), entry) else {
+            return Vec::new();
+        };
+        let Some(mine) = plan.hosts.get(me) else {
+            return Vec::new();
+        };
+        let pair = Plan {
+            network: network.to_owned(),
+            hosts: [(me.to_owned(), mine.clone()), (peer.to_owned(), entry.clone())].into(),
+            ..Plan::default()
+        };
+        desired_routes(&pair, me, table)
+    }
+
+    fn plan_mut(&mut self, network: &str) -> &mut Plan {
+        self.plans
+            .entry(network.to_owned())
+            .or_insert_with(|| Plan {
+                network: network.to_owned(),
+                ..Plan::default()
+            })
+    }
+
+    /// Every table some network's routes go to, with those networks.
+    pub fn tables(&self, mode: RoutingMode) -> BTreeMap<u32, Vec<&str>> {
+        let mut out: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+        for name in self.networks.keys() {
+            out.entry(mode.table(name)).or_default().push(name);
+        }
+        out
+    }
+
+    /// What table `table` should hold for host `me`: the routes of every existing
+    /// network that lives there (several share the main table, and two names may
+    /// hash to one table).
+    pub fn desired(&self, me: &str, table: u32, mode: RoutingMode) -> Vec<Route> {
+        let mut out = Vec::new();
+        let mut parts = 0;
+        for name in self.networks.keys().filter(|n| mode.table(n) == table) {
+            if let Some(plan) = self.plans.get(name) {
+                out.extend(desired_routes(plan, me, table));
+                parts += 1;
+            }
+        }
+        if parts > 1 {
+            out.sort_by(|a, b| a.dst.cmp(&b.dst));
+        }
+        out
+    }
+
+    /// The `from <subnet>` rules the networks need (none in main-table mode).
+    pub fn rules(&self, mode: RoutingMode, priority: u32) -> BTreeSet<PolicyRule> {
+        if !mode.needs_rule() {
+            return BTreeSet::new();
+        }
+        self.networks
+            .iter()
+            .flat_map(|(name, subnets)| {
+                subnets.iter().map(move |&from| PolicyRule {
+                    from,
+                    table: mode.table(name),
+                    priority,
+                })
+            })
+            .collect()
+    }
+
+    /// The network whose subnet holds `dst`, for labelling a route in logs and
+    /// metrics when several networks share a table.
+    pub fn network_of(&self, dst: &IpNet) -> Option<&str> {
+        self.networks
+            .iter()
+            .find(|(_, subnets)| subnets.iter().any(|s| s.contains(dst)))
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(kv: &KeyValue) -> Option<T> {
+    kv.decode_json()
+        .map_err(|e| warn!(key = %kv.key, error = %e, "ignoring an unreadable plan key"))
+        .ok()
+}
+
+fn log_host_change(network: &str, host: &str, old: Option<&HostPlan>, new: &HostPlan) {
+    match (old, new.departed_at) {
+        (None, _) => debug!(network, host, index = new.index, "host joined the plan"),
+        (Some(o), Some(_)) if o.departed_at.is_none() => {
+            info!(network, host, index = new.index, "host departed; routes to it go")
+        }
+        (Some(o), None) if o.departed_at.is_some() => {
+            info!(network, host, index = new.index, "host is back; routes to it return")
+        }
+        _ => debug!(network, host, index = new.index, "host plan changed"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+//! The `railyard-route-daemon` binary: flags, the metrics endpoint, and a clean
+//! exit on SIGTERM while still waiting for etcd. No root needed: without etcd
+//! the daemon never gets as far as the kernel.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_railyard-route-daemon");
+
+#[test]
+fn help_lists_the_flags() {
+    let out = Command::new(BIN).arg("--help").output().expect("run");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--node-name",
+        "--etcd-endpoints",
+        "--etcd-ca",
+        "--lease-ttl",
+        "--routing",
+        "--include",
+        "--exclude",
+        "--static-inventory",
+        "--metrics-addr",
+        "--log-json",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn bad_flags_fail_with_a_readable_message() {
+    let out = Command::new(BIN)
+        .args(["--metrics-addr", "nowhere"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--metrics-addr") && err.contains("nowhere"), "{err}");
+    let out = Command::new(BIN)
+        .args(["--node-name", "Not_A_Host"])
+        .args(["--etcd-endpoints", "http://127.0.0.1:1", "--metrics-addr", "off"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "an invalid node name must stop the daemon");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn scrape(port: u16) -> Option<String> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn serves_metrics_while_waiting_for_etcd_and_exits_on_sigterm() {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["--node-name", "node-1"])
+        // Nothing listens on port 1: the daemon keeps retrying.
+        .args(["--etcd-endpoints", "http://127.0.0.1:1"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .arg("--log-json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let start = Instant::now();
+    let body = loop {
+        if let Some(b) = scrape(port) {
+            break b;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no metrics endpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains(r#"railyard_route_daemon_registration_state{state="Unregistered"} 1"#),
+        "{body}"
+    );
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut log);
+    }
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    assert!(log.contains("etcd not reachable yet"), "{log}");
+    assert!(log.lines().all(|l| l.starts_with('{')), "--log-json: {log}");
+}
