@@ -64,7 +64,11 @@ impl RouteTable for Probe {
     async fn apply(&self, diff: &RouteDiff) -> railyard_route_daemon::Result<ApplyReport> {
         let report = self.inner.apply(diff).await?;
         let now = Instant::now();
-        let touched = diff.add.iter().chain(&diff.delete).any(|r| r.dst == self.watched);
+        let touched = diff
+            .add
+            .iter()
+            .chain(&diff.delete)
+            .any(|r| r.dst == self.watched);
         if touched {
             let _ = self.tx.send(Seen::Changed(now));
         }
@@ -113,7 +117,12 @@ fn spec() -> Vec<u8> {
 
 async fn write_batched(store: &dyn Store, ops: Vec<Op>) -> Result<()> {
     for chunk in ops.chunks(128) {
-        store.txn(Txn { compares: Vec::new(), ops: chunk.to_vec() }).await?;
+        store
+            .txn(Txn {
+                compares: Vec::new(),
+                ops: chunk.to_vec(),
+            })
+            .await?;
     }
     Ok(())
 }
@@ -159,7 +168,10 @@ async fn collect(
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let hosts = args.first().copied().unwrap_or(1000) as u32;
     let rounds = args.get(1).copied().unwrap_or(5);
     let connections = args.get(2).copied().unwrap_or(8).max(1);
@@ -190,7 +202,10 @@ async fn main() -> Result<()> {
     write_batched(admin.as_ref(), ops).await?;
     let newcomer = &invs[daemons];
     planner.upsert_host(newcomer);
-    let joined = planner.host(&newcomer.name).context("newcomer planned")?.clone();
+    let joined = planner
+        .host(&newcomer.name)
+        .context("newcomer planned")?
+        .clone();
     let watched = joined.blocks[0].cidr;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -235,14 +250,21 @@ async fn main() -> Result<()> {
         let written = t0.elapsed();
         let seen = collect(&mut rx, daemons, false, Duration::from_secs(30)).await?;
         let lat: Vec<Duration> = seen.iter().map(|t| t.duration_since(t0)).collect();
-        println!("round {round} join : put {:>5.1} ms, applied  {}", ms(written), stats(lat));
+        println!(
+            "round {round} join : put {:>5.1} ms, applied  {}",
+            ms(written),
+            stats(lat)
+        );
 
         tokio::time::sleep(Duration::from_millis(300)).await;
         let t0 = Instant::now();
         ensure!(admin.delete(&key).await?, "newcomer key was there");
         let seen = collect(&mut rx, daemons, false, Duration::from_secs(30)).await?;
         let lat: Vec<Duration> = seen.iter().map(|t| t.duration_since(t0)).collect();
-        println!("round {round} leave:                removed  {}", stats(lat));
+        println!(
+            "round {round} leave:                removed  {}",
+            stats(lat)
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 

@@ -163,7 +163,9 @@ mod tests {
             "--metrics-addr=off",
         ])
         .expect("valid flags");
-        let c = a.config(|| unreachable!("--node-name given")).expect("config");
+        let c = a
+            .config(|| unreachable!("--node-name given"))
+            .expect("config");
         assert_eq!(c.node_name, "h1");
         assert_eq!(c.etcd.endpoints.len(), 2);
         assert_eq!(c.lease_ttl_secs, 3);

@@ -9,12 +9,11 @@
 //! carries [`RAILYARD_PROTOCOL`], and nothing with another protocol is ever changed.
 
 mod backoff;
-mod shutdown;
 pub mod cli;
 pub mod daemon;
 pub mod discovery;
-pub mod ipam;
 mod error;
+pub mod ipam;
 pub mod kernel_routes;
 pub mod memory;
 pub mod metrics;
@@ -23,6 +22,7 @@ pub mod netns;
 pub mod policy;
 pub mod reconcile;
 pub mod registration;
+mod shutdown;
 pub mod view;
 pub mod watch;
 

@@ -137,8 +137,8 @@ impl RouteTable for MemoryRoutes {
         }
         // A set of the keys taken, so a bulk add (a first reconcile of thousands)
         // is not quadratic; a few adds just scan.
-        let mut taken: Option<HashSet<(u32, IpNet)>> = (diff.add.len() > 32)
-            .then(|| st.routes.iter().map(|a| key(&a.route)).collect());
+        let mut taken: Option<HashSet<(u32, IpNet)>> =
+            (diff.add.len() > 32).then(|| st.routes.iter().map(|a| key(&a.route)).collect());
         for r in &diff.add {
             let exists = match &mut taken {
                 Some(set) => !set.insert(key(r)),

@@ -259,7 +259,11 @@ fn report(
 ) -> ReconcileReport {
     let wanted = if desired.is_sorted_by_key(key) {
         // Distinct keys of a sorted list: no copy, no sort.
-        desired.len() - desired.windows(2).filter(|w| key(&w[0]) == key(&w[1])).count()
+        desired.len()
+            - desired
+                .windows(2)
+                .filter(|w| key(&w[0]) == key(&w[1]))
+                .count()
     } else {
         let mut keys: Vec<(u32, IpNet)> = desired.iter().map(key).collect();
         keys.sort_unstable();
@@ -400,7 +404,10 @@ mod tests {
         let gone = vec![desired()[1].clone()];
         let moved_in = vec![route("10.1.9.0/24", "10.0.0.19", "eth1", 100)];
         let d = peer_diff(&believed, &gone, &moved_in).expect("no replace");
-        assert_eq!((d.add.clone(), d.delete.clone()), (moved_in.clone(), gone.clone()));
+        assert_eq!(
+            (d.add.clone(), d.delete.clone()),
+            (moved_in.clone(), gone.clone())
+        );
         // Unchanged routes are left out; a changed next hop needs a read.
         assert!(peer_diff(&believed, &gone, &gone).expect("same").is_empty());
         let mut rehomed = gone.clone();

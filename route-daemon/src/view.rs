@@ -25,6 +25,9 @@ pub struct ClusterView {
     plans_synced: bool,
 }
 
+/// A network's plan as read key by key: the meta (if any) and the host entries.
+type PlanParts = (Option<PlanMeta>, Vec<(String, HostPlan)>);
+
 /// What a plan update changed, as precisely as the daemon can use it: one host's
 /// entry (the usual join or departure), or a whole network (a re-list).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,17 +167,15 @@ impl ClusterView {
             WatchUpdate::Snapshot(range) => {
                 self.plans_synced = true;
                 let old = std::mem::take(&mut self.plans);
-                let mut parts: BTreeMap<&str, (Option<PlanMeta>, Vec<(String, HostPlan)>)> =
-                    BTreeMap::new();
+                let mut parts: BTreeMap<&str, PlanParts> = BTreeMap::new();
                 for kv in &range.kvs {
                     let Some(key) = parse_plan_key(&kv.key) else {
                         continue;
                     };
                     match key {
                         PlanKey::Meta { network } => {
-                            let meta = decode::<PlanMeta>(kv).or_else(|| {
-                                old.get(network).map(|p| p.split().0)
-                            });
+                            let meta = decode::<PlanMeta>(kv)
+                                .or_else(|| old.get(network).map(|p| p.split().0));
                             parts.entry(network).or_default().0 = meta;
                         }
                         PlanKey::Host { network, host } => {
@@ -182,7 +183,11 @@ impl ClusterView {
                                 old.get(network).and_then(|p| p.hosts.get(host)).cloned()
                             });
                             if let Some(plan) = plan {
-                                parts.entry(network).or_default().1.push((host.to_owned(), plan));
+                                parts
+                                    .entry(network)
+                                    .or_default()
+                                    .1
+                                    .push((host.to_owned(), plan));
                             }
                         }
                     }
@@ -267,7 +272,11 @@ impl ClusterView {
         };
         let pair = Plan {
             network: network.to_owned(),
-            hosts: [(me.to_owned(), mine.clone()), (peer.to_owned(), entry.clone())].into(),
+            hosts: [
+                (me.to_owned(), mine.clone()),
+                (peer.to_owned(), entry.clone()),
+            ]
+            .into(),
             ..Plan::default()
         };
         desired_routes(&pair, me, table)
@@ -304,7 +313,7 @@ impl ClusterView {
             }
         }
         if parts > 1 {
-            out.sort_by(|a, b| a.dst.cmp(&b.dst));
+            out.sort_by_key(|r| r.dst);
         }
         out
     }
@@ -346,10 +355,20 @@ fn log_host_change(network: &str, host: &str, old: Option<&HostPlan>, new: &Host
     match (old, new.departed_at) {
         (None, _) => debug!(network, host, index = new.index, "host joined the plan"),
         (Some(o), Some(_)) if o.departed_at.is_none() => {
-            info!(network, host, index = new.index, "host departed; routes to it go")
+            info!(
+                network,
+                host,
+                index = new.index,
+                "host departed; routes to it go"
+            )
         }
         (Some(o), None) if o.departed_at.is_some() => {
-            info!(network, host, index = new.index, "host is back; routes to it return")
+            info!(
+                network,
+                host,
+                index = new.index,
+                "host is back; routes to it return"
+            )
         }
         _ => debug!(network, host, index = new.index, "host plan changed"),
     }

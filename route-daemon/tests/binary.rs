@@ -11,7 +11,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_railyard-route-daemon");
 
 #[test]
 fn help_lists_the_flags() {
-    let out = Command::new(BIN).arg("--help").output().expect("run");
+    let out = run(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
@@ -30,21 +30,48 @@ fn help_lists_the_flags() {
     }
 }
 
+/// Runs the binary to completion, killing it (and failing) after 10 s.
+fn run(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("railyard-route-daemon {args:?} still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
 #[test]
 fn bad_flags_fail_with_a_readable_message() {
-    let out = Command::new(BIN)
-        .args(["--metrics-addr", "nowhere"])
-        .output()
-        .expect("run");
+    let out = run(&["--metrics-addr", "nowhere"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--metrics-addr") && err.contains("nowhere"), "{err}");
-    let out = Command::new(BIN)
-        .args(["--node-name", "Not_A_Host"])
-        .args(["--etcd-endpoints", "http://127.0.0.1:1", "--metrics-addr", "off"])
-        .output()
-        .expect("run");
-    assert!(!out.status.success(), "an invalid node name must stop the daemon");
+    assert!(
+        err.contains("--metrics-addr") && err.contains("nowhere"),
+        "{err}"
+    );
+    let out = run(&[
+        "--node-name",
+        "no/slashes",
+        "--etcd-endpoints",
+        "http://127.0.0.1:1",
+        "--metrics-addr",
+        "off",
+    ]);
+    assert!(
+        !out.status.success(),
+        "an invalid node name must stop the daemon"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no/slashes"), "{err}");
 }
 
 fn free_port() -> u16 {
@@ -80,7 +107,10 @@ fn serves_metrics_while_waiting_for_etcd_and_exits_on_sigterm() {
         if let Some(b) = scrape(port) {
             break b;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "no metrics endpoint");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no metrics endpoint"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
@@ -99,7 +129,10 @@ fn serves_metrics_while_waiting_for_etcd_and_exits_on_sigterm() {
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "no exit after SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut log = String::new();

@@ -29,10 +29,15 @@ async fn start(dir: &std::path::Path, uid: u32) -> (std::path::PathBuf, watch::S
     )
     .unwrap();
     let net = manifest.validate().unwrap();
-    let host = HostInventory { name: "h0".into(), nics: nics() };
+    let host = HostInventory {
+        name: "h0".into(),
+        nics: nics(),
+    };
     let p = plan(&net, &[host], None, 0, 600);
     let db = AllocDb::open(dir.join("db"), Options::default()).unwrap();
-    db.set_network(NetworkConfig::from_plan(&net, &p, "h0")).await.unwrap();
+    db.set_network(NetworkConfig::from_plan(&net, &p, "h0"))
+        .await
+        .unwrap();
     let (_, nic_rx) = watch::channel(nics());
     let (_, class_rx) = watch::channel(Vec::new());
     let mut registry = prometheus_client::registry::Registry::default();
@@ -68,8 +73,16 @@ async fn call(socket: &std::path::Path, req: &Request) -> Response {
 
 fn add(cid: &str) -> Request {
     Request::Add {
-        attachment: AttachmentId { network: "rails".into(), container_id: cid.into(), ifname: "net1".into() },
-        pod: PodRef { namespace: "default".into(), name: cid.into(), uid: String::new() },
+        attachment: AttachmentId {
+            network: "rails".into(),
+            container_id: cid.into(),
+            ifname: "net1".into(),
+        },
+        pod: PodRef {
+            namespace: "default".into(),
+            name: cid.into(),
+            uid: String::new(),
+        },
         selection: Selection::default(),
         master: None,
     }
@@ -89,7 +102,9 @@ async fn two_hundred_concurrent_adds_get_distinct_addresses_on_every_rail() {
     });
     let mut seen = HashSet::new();
     for r in futures::future::join_all(calls).await {
-        let Response::Added { nics } = r else { panic!("ADD failed: {r:?}") };
+        let Response::Added { nics } = r else {
+            panic!("ADD failed: {r:?}")
+        };
         assert_eq!(nics.len(), 2, "one address per rail");
         for n in nics {
             for a in n.addresses {
@@ -99,9 +114,10 @@ async fn two_hundred_concurrent_adds_get_distinct_addresses_on_every_rail() {
     }
     assert_eq!(seen.len(), 400);
     // A repeated ADD returns the same addresses.
-    let (Response::Added { nics: a }, Response::Added { nics: b }) =
-        (call(&socket, &add("c007")).await, call(&socket, &add("c007")).await)
-    else {
+    let (Response::Added { nics: a }, Response::Added { nics: b }) = (
+        call(&socket, &add("c007")).await,
+        call(&socket, &add("c007")).await,
+    ) else {
         panic!("repeated ADD failed")
     };
     assert_eq!(a, b);
@@ -116,12 +132,20 @@ async fn malformed_requests_and_foreign_peers_are_refused() {
     let mut out = String::new();
     BufReader::new(s).read_line(&mut out).await.unwrap();
     let r: Response = serde_json::from_str(&out).unwrap();
-    assert!(matches!(r, Response::Error(ref e) if e.code == 102 && e.message.contains("malformed")), "{r:?}");
+    assert!(
+        matches!(r, Response::Error(ref e) if e.code == 102 && e.message.contains("malformed")),
+        "{r:?}"
+    );
 
     let dir2 = tempfile::tempdir().unwrap();
     let (socket2, _stop2) = start(dir2.path(), me() + 1).await;
     let r = call(&socket2, &add("x")).await;
-    assert!(matches!(r, Response::Error(ref e) if e.message.contains("not allowed")), "{r:?}");
-    let mode = std::fs::metadata(&socket).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions())).unwrap();
+    assert!(
+        matches!(r, Response::Error(ref e) if e.message.contains("not allowed")),
+        "{r:?}"
+    );
+    let mode = std::fs::metadata(&socket)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
+        .unwrap();
     assert_eq!(mode & 0o777, 0o600, "the socket is root only");
 }

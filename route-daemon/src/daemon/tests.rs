@@ -46,18 +46,19 @@ async fn write_network(store: &MemStore, hosts: &[&str]) -> Planner {
         .put(&keys::network(NET), manifest(NET, "192.168.0.0/16"), None)
         .await
         .expect("spec");
-    let m: NetworkManifest = serde_json::from_slice(&manifest(NET, "192.168.0.0/16")).expect("manifest");
+    let m: NetworkManifest =
+        serde_json::from_slice(&manifest(NET, "192.168.0.0/16")).expect("manifest");
     let mut planner = Planner::new(&m.validate().expect("valid"), None);
-    let invs: Vec<HostInventory> = (0u32..)
-        .zip(hosts)
-        .map(|(n, h)| inventory(h, n))
-        .collect();
+    let invs: Vec<HostInventory> = (0u32..).zip(hosts).map(|(n, h)| inventory(h, n)).collect();
     planner.register_rails(&invs);
     for inv in &invs {
         planner.upsert_host(inv);
     }
     let meta = serde_json::to_vec(&planner.meta()).expect("json");
-    store.put(&keys::plan_meta(NET), meta, None).await.expect("meta");
+    store
+        .put(&keys::plan_meta(NET), meta, None)
+        .await
+        .expect("meta");
     for (name, plan) in planner.hosts() {
         let value = serde_json::to_vec(plan).expect("json");
         store
@@ -138,7 +139,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -162,17 +166,34 @@ async fn a_plan_brings_routes_and_the_rule() {
     let d = Daemon::start(&store, "a", RoutingMode::OwnTable);
     write_network(&store, &["a", "b", "c"]).await;
     let t = route_table_for(NET);
-    eventually("routes to b and c on both rails", || async { d.routes().len() == 4 }).await;
+    eventually("routes to b and c on both rails", || async {
+        d.routes().len() == 4
+    })
+    .await;
     assert_eq!(
         d.dsts(),
-        ["192.168.1.0/24", "192.168.2.0/24", "192.168.65.0/24", "192.168.66.0/24"]
+        [
+            "192.168.1.0/24",
+            "192.168.2.0/24",
+            "192.168.65.0/24",
+            "192.168.66.0/24"
+        ]
     );
     let r = &d.routes()[0];
-    assert_eq!((r.table, r.gateway.to_string(), &*r.dev), (t, "10.0.1.2".into(), "eth1"));
+    assert_eq!(
+        (r.table, r.gateway.to_string(), &*r.dev),
+        (t, "10.0.1.2".into(), "eth1")
+    );
     assert_eq!(d.kernel.rules(), [rule(t)]);
     let m = d.metrics.render();
-    assert!(m.contains(r#"railyard_route_daemon_routes_desired{network="rails"} 4"#), "{m}");
-    assert!(m.contains(r#"railyard_route_daemon_routes_applied{network="rails"} 4"#), "{m}");
+    assert!(
+        m.contains(r#"railyard_route_daemon_routes_desired{network="rails"} 4"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"railyard_route_daemon_routes_applied{network="rails"} 4"#),
+        "{m}"
+    );
     d.stop().await;
     // Shutdown leaves routes in place.
 }
@@ -186,16 +207,25 @@ async fn a_departed_or_removed_host_loses_its_routes_and_gets_them_back() {
 
     planner.remove_host("c", 1);
     let departed = serde_json::to_vec(planner.host("c").expect("c")).expect("json");
-    store.put(&keys::plan_host(NET, "c"), departed, None).await.expect("put");
+    store
+        .put(&keys::plan_host(NET, "c"), departed, None)
+        .await
+        .expect("put");
     eventually("routes to c gone", || async { d.routes().len() == 2 }).await;
     assert_eq!(d.dsts(), ["192.168.1.0/24", "192.168.65.0/24"]);
 
     planner.upsert_host(&inventory("c", 2));
     let back = serde_json::to_vec(planner.host("c").expect("c")).expect("json");
-    store.put(&keys::plan_host(NET, "c"), back, None).await.expect("put");
+    store
+        .put(&keys::plan_host(NET, "c"), back, None)
+        .await
+        .expect("put");
     eventually("routes to c back", || async { d.routes().len() == 4 }).await;
 
-    store.delete(&keys::plan_host(NET, "b")).await.expect("delete");
+    store
+        .delete(&keys::plan_host(NET, "b"))
+        .await
+        .expect("delete");
     eventually("routes to b gone", || async { d.routes().len() == 2 }).await;
     assert_eq!(d.dsts(), ["192.168.2.0/24", "192.168.66.0/24"]);
     d.stop().await;
@@ -214,13 +244,19 @@ async fn a_deleted_spec_takes_its_routes_and_rule_along() {
     d.kernel.add_foreign_rule(foreign);
 
     // The plan keys stay: the spec alone decides whether a network exists.
-    store.delete(&keys::network(NET)).await.expect("delete spec");
+    store
+        .delete(&keys::network(NET))
+        .await
+        .expect("delete spec");
     eventually("routes and rule gone", || async {
         d.routes().is_empty() && d.kernel.rules() == [foreign]
     })
     .await;
     let m = d.metrics.render();
-    assert!(!m.contains(r#"network="rails""#), "series of a gone network stay: {m}");
+    assert!(
+        !m.contains(r#"network="rails""#),
+        "series of a gone network stay: {m}"
+    );
     d.stop().await;
 }
 
@@ -240,15 +276,24 @@ async fn etcd_unavailable_deletes_nothing_and_drift_is_still_repaired() {
     // Drift during the outage is repaired from the last known plan.
     d.kernel.remove(&before[1]);
     let table = before[1].table;
-    d.events.send(KernelEvent::RoutesChanged { table }).await.expect("send");
+    d.events
+        .send(KernelEvent::RoutesChanged { table })
+        .await
+        .expect("send");
     eventually("route restored", || async { d.routes() == before }).await;
     assert_eq!(d.metrics.routes_repaired.get(), 1);
 
     // Back: a change made by then is picked up.
     store.set_available(true);
-    store.delete(&keys::plan_host(NET, "c")).await.expect("delete");
+    store
+        .delete(&keys::plan_host(NET, "c"))
+        .await
+        .expect("delete");
     planner.remove_host("c", 1);
-    eventually("routes to c gone after the outage", || async { d.routes().len() == 2 }).await;
+    eventually("routes to c gone after the outage", || async {
+        d.routes().len() == 2
+    })
+    .await;
     d.stop().await;
 }
 
@@ -265,7 +310,9 @@ async fn nothing_is_touched_before_the_first_listing() {
     };
     // A route of ours left by a previous run, for a host no longer planned.
     let kernel = MemoryRoutes::default();
-    crate::reconcile(vec![stale.clone()], &[t], &kernel).await.expect("seed");
+    crate::reconcile(vec![stale.clone()], &[t], &kernel)
+        .await
+        .expect("seed");
     store.set_available(false);
     let d = Daemon::start_on(&store, "a", RoutingMode::OwnTable, kernel);
     settle().await;
@@ -281,7 +328,14 @@ async fn nothing_is_touched_before_the_first_listing() {
 #[tokio::test]
 async fn a_network_deleted_while_down_is_cleaned_up_through_its_rule() {
     let store = MemStore::new();
-    store.put(&keys::network("other"), manifest("other", "10.64.0.0/16"), None).await.expect("spec");
+    store
+        .put(
+            &keys::network("other"),
+            manifest("other", "10.64.0.0/16"),
+            None,
+        )
+        .await
+        .expect("spec");
     let gone = route_table_for("vanished");
     let kernel = MemoryRoutes::default();
     let leftover = Route {
@@ -290,7 +344,9 @@ async fn a_network_deleted_while_down_is_cleaned_up_through_its_rule() {
         dev: Arc::from("eth1"),
         table: gone,
     };
-    crate::reconcile(vec![leftover], &[gone], &kernel).await.expect("seed");
+    crate::reconcile(vec![leftover], &[gone], &kernel)
+        .await
+        .expect("seed");
     use crate::policy::PolicyRules as _;
     kernel.ensure_policy_rule(rule(gone)).await.expect("rule");
     let d = Daemon::start_on(&store, "a", RoutingMode::OwnTable, kernel);
@@ -314,7 +370,10 @@ async fn main_table_mode_shares_table_254_without_rules() {
     assert!(d.routes().iter().all(|r| r.table == MAIN_TABLE));
     assert!(d.kernel.rules().is_empty());
     store.delete(&keys::network(NET)).await.expect("delete");
-    eventually("main table emptied of ours", || async { d.routes().is_empty() }).await;
+    eventually("main table emptied of ours", || async {
+        d.routes().is_empty()
+    })
+    .await;
     d.stop().await;
 }
 
@@ -327,9 +386,69 @@ async fn refused_routes_are_retried() {
     write_network(&store, &["a", "b"]).await;
     eventually("rail 0 route", || async { d.routes().len() == 1 }).await;
     let m = d.metrics.render();
-    assert!(m.contains(r#"railyard_route_daemon_route_failures{network="rails"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"railyard_route_daemon_route_failures{network="rails"} 1"#),
+        "{m}"
+    );
     // The device comes up without any event reaching the loop: the retry finds it.
     d.kernel.accept_dev("eth2");
-    eventually("rail 1 route after a retry", || async { d.routes().len() == 2 }).await;
+    eventually("rail 1 route after a retry", || async {
+        d.routes().len() == 2
+    })
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn bursts_of_peer_changes_end_exactly_at_the_full_computation() {
+    let store = MemStore::new();
+    let names: Vec<String> = (0..12).map(|i| format!("h{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut planner = write_network(&store, &refs).await;
+    let d = Daemon::start(&store, "h00", RoutingMode::OwnTable);
+    eventually("initial routes", || async { d.routes().len() == 22 }).await;
+
+    // Joins, departures, returns and removals of peers, in bursts that land in
+    // one coalescing window and across windows; the table must end where a full
+    // computation from the final plan puts it.
+    let mut seed: u64 = 7;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    for round in 0..40u32 {
+        let n = 1 + next() % (names.len() - 1);
+        let host = &names[n];
+        let key = keys::plan_host(NET, host);
+        match next() % 3 {
+            0 => {
+                planner.remove_host(host, u64::from(round));
+            }
+            1 => {
+                planner.upsert_host(&inventory(host, n as u32));
+            }
+            _ => {
+                planner.remove_host(host, 0);
+                planner.expire(u64::MAX / 2, 1);
+            }
+        }
+        match planner.host(host) {
+            Some(plan) => {
+                let value = serde_json::to_vec(plan).expect("json");
+                store.put(&key, value, None).await.expect("put");
+            }
+            None => {
+                store.delete(&key).await.expect("delete");
+            }
+        }
+        if next() % 4 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let t = route_table_for(NET);
+    let want = railyard_core::desired_routes(&planner.to_plan(), "h00", t);
+    eventually("routes of the final plan", || async { d.routes() == want }).await;
     d.stop().await;
 }

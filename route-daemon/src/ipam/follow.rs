@@ -66,7 +66,10 @@ impl Networks {
                     s.specs.insert(name.clone(), net);
                     touched.push(name);
                 }
-                _ => warn!(network = name, "ignoring an invalid network spec (the planner reports why)"),
+                _ => warn!(
+                    network = name,
+                    "ignoring an invalid network spec (the planner reports why)"
+                ),
             }
         };
         match u {
@@ -96,7 +99,11 @@ impl Networks {
             WatchUpdate::Snapshot(range) => {
                 self.metas.clear();
                 self.mine.clear();
-                range.kvs.into_iter().map(|kv| (kv.key.clone(), Some(kv))).collect()
+                range
+                    .kvs
+                    .into_iter()
+                    .map(|kv| (kv.key.clone(), Some(kv)))
+                    .collect()
             }
             WatchUpdate::Events(events) => events
                 .into_iter()
@@ -107,7 +114,10 @@ impl Networks {
                 .collect(),
         };
         for (key, kv) in events {
-            let Some((net, tail)) = key.strip_prefix(keys::PLANS).and_then(|r| r.split_once('/')) else {
+            let Some((net, tail)) = key
+                .strip_prefix(keys::PLANS)
+                .and_then(|r| r.split_once('/'))
+            else {
                 continue;
             };
             let net = net.to_string();
@@ -124,7 +134,12 @@ impl Networks {
             } else if tail.strip_prefix("hosts/") == Some(host) {
                 match kv.map(|kv| kv.decode_json::<HostPlan>()) {
                     Some(Ok(p)) => {
-                        info!(network = net, index = p.index, blocks = p.blocks.len(), "this host's blocks");
+                        info!(
+                            network = net,
+                            index = p.index,
+                            blocks = p.blocks.len(),
+                            "this host's blocks"
+                        );
                         self.mine.insert(net.clone(), p);
                     }
                     Some(Err(e)) => warn!(network = net, error = %e, "unreadable host plan"),

@@ -51,7 +51,11 @@ impl IpamMetrics {
             free: Family::default(),
             allocated: Family::default(),
         };
-        registry.register("ipam_requests", "IPAM requests served, by operation", m.requests.clone());
+        registry.register(
+            "ipam_requests",
+            "IPAM requests served, by operation",
+            m.requests.clone(),
+        );
         registry.register(
             "ipam_failures",
             "IPAM requests that failed, by operation and CNI error code (100 no NIC, 101 block exhausted, 11 try later)",
@@ -62,15 +66,25 @@ impl IpamMetrics {
             "Time to serve an IPAM request, durable write included",
             m.latency.clone(),
         );
-        registry.register("ipam_block_free_addresses", "Free pod addresses per host block", m.free.clone());
-        registry.register("ipam_block_allocated_addresses", "Allocated pod addresses per host block", m.allocated.clone());
+        registry.register(
+            "ipam_block_free_addresses",
+            "Free pod addresses per host block",
+            m.free.clone(),
+        );
+        registry.register(
+            "ipam_block_allocated_addresses",
+            "Allocated pod addresses per host block",
+            m.allocated.clone(),
+        );
         m
     }
 
     pub fn observe(&self, op: &str, response: &Response, took: Duration) {
         let label = OpLabel { op: op.to_string() };
         self.requests.get_or_create(&label).inc();
-        self.latency.get_or_create(&label).observe(took.as_secs_f64());
+        self.latency
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
         if let Response::Error(e) = response {
             self.failures
                 .get_or_create(&FailureLabel {
@@ -89,7 +103,9 @@ impl IpamMetrics {
                 block: b.cidr.to_string(),
             };
             self.free.get_or_create(&label).set(i64::from(b.free));
-            self.allocated.get_or_create(&label).set(i64::from(b.allocated));
+            self.allocated
+                .get_or_create(&label)
+                .set(i64::from(b.allocated));
         }
     }
 }

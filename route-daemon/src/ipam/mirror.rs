@@ -114,7 +114,11 @@ async fn full_resync(
     for (k, v) in want {
         pending.insert(k, Some(v));
     }
-    info!(attachments = local.len(), to_write = pending.len(), "allocation mirror re-synced with etcd");
+    info!(
+        attachments = local.len(),
+        to_write = pending.len(),
+        "allocation mirror re-synced with etcd"
+    );
     Ok(())
 }
 

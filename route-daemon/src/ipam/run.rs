@@ -36,12 +36,21 @@ pub struct IpamConfig {
     pub allowed_uid: u32,
 }
 
-pub async fn run(cfg: IpamConfig, metrics: Arc<IpamMetrics>, shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(
+    cfg: IpamConfig,
+    metrics: Arc<IpamMetrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     let dir = cfg.state_dir.join("allocations");
     let db = tokio::task::spawn_blocking(move || AllocDb::open(&dir, Options::default()))
         .await
         .map_err(|e| Error::Config(format!("allocation database: {e}")))?
-        .map_err(|e| Error::Config(format!("allocation database in {}: {e}", cfg.state_dir.display())))?;
+        .map_err(|e| {
+            Error::Config(format!(
+                "allocation database in {}: {e}",
+                cfg.state_dir.display()
+            ))
+        })?;
     let db = Arc::new(db);
     let source = Discovered {
         node_name: cfg.node_name.clone(),
@@ -54,7 +63,12 @@ pub async fn run(cfg: IpamConfig, metrics: Arc<IpamMetrics>, shutdown: watch::Re
     let (nic_tx, nic_rx) = watch::channel(first);
     tokio::spawn(follow_nics(source, nic_tx, shutdown.clone()));
     let (class_tx, class_rx) = watch::channel(Vec::new());
-    tokio::spawn(with_store(cfg.clone(), Arc::clone(&db), class_tx, shutdown.clone()));
+    tokio::spawn(with_store(
+        cfg.clone(),
+        Arc::clone(&db),
+        class_tx,
+        shutdown.clone(),
+    ));
     {
         let db = Arc::clone(&db);
         let metrics = Arc::clone(&metrics);
@@ -83,7 +97,11 @@ pub async fn run(cfg: IpamConfig, metrics: Arc<IpamMetrics>, shutdown: watch::Re
 
 /// Re-discovers the NICs on link and address changes (a NIC that went down or
 /// away stops being a candidate for new pods).
-async fn follow_nics(source: Discovered, tx: watch::Sender<Vec<Nic>>, mut shutdown: watch::Receiver<bool>) {
+async fn follow_nics(
+    source: Discovered,
+    tx: watch::Sender<Vec<Nic>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut events = match KernelWatch::start() {
         Ok(w) => w,
         Err(e) => {
@@ -139,7 +157,11 @@ async fn with_store(
         }
     };
     info!("IPAM connected to etcd");
-    tokio::spawn(follow_classes(Arc::clone(&store), classes, shutdown.clone()));
+    tokio::spawn(follow_classes(
+        Arc::clone(&store),
+        classes,
+        shutdown.clone(),
+    ));
     tokio::spawn(run_mirror(
         Arc::clone(&store),
         Arc::clone(&db),

@@ -77,7 +77,11 @@ async fn connection(stream: UnixStream, ctx: Arc<IpamContext>) {
     let mut line = String::new();
     loop {
         line.clear();
-        let n = match (&mut lines).take(MAX_LINE as u64 + 1).read_line(&mut line).await {
+        let n = match (&mut lines)
+            .take(MAX_LINE as u64 + 1)
+            .read_line(&mut line)
+            .await
+        {
             Ok(n) => n,
             Err(e) => {
                 debug!(error = %e, "IPAM connection read failed");
@@ -88,7 +92,9 @@ async fn connection(stream: UnixStream, ctx: Arc<IpamContext>) {
             return;
         }
         let response = if uid != Some(ctx.allowed_uid) {
-            refuse(format!("peer uid {uid:?} is not allowed; the IPAM socket is root only"))
+            refuse(format!(
+                "peer uid {uid:?} is not allowed; the IPAM socket is root only"
+            ))
         } else if n > MAX_LINE {
             refuse(format!("request longer than {MAX_LINE} bytes"))
         } else {
@@ -122,7 +128,12 @@ async fn handle(ctx: &IpamContext, req: Request) -> Response {
     let response = ctx.db.handle(req, &nics, &classes).await;
     ctx.metrics.observe(op, &response, started.elapsed());
     if let Response::Error(e) = &response {
-        warn!(op, code = e.code, message = e.message, "IPAM request failed");
+        warn!(
+            op,
+            code = e.code,
+            message = e.message,
+            "IPAM request failed"
+        );
     }
     response
 }

@@ -204,7 +204,8 @@ impl Registrar {
             self.verify = false;
         }
         if self.stored.as_ref() != Some(inventory) {
-            let value = serde_json::to_vec(inventory).map_err(|e| format!("encode inventory: {e}"))?;
+            let value =
+                serde_json::to_vec(inventory).map_err(|e| format!("encode inventory: {e}"))?;
             store
                 .put(&key, value, Some(lease))
                 .await
@@ -243,7 +244,10 @@ impl Registrar {
                 metrics.set_registration(RegistrationState::Unconfirmed);
             }
             LeaseStatus::Lost => {
-                warn!(host, "registration lease lost; registering again under a new one");
+                warn!(
+                    host,
+                    "registration lease lost; registering again under a new one"
+                );
                 self.keep_alive = None;
                 self.status = None;
                 self.stored = None;

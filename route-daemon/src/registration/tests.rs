@@ -100,7 +100,10 @@ async fn registers_under_a_lease_and_rewrites_only_on_change() {
     let r = start(&MemStore::new());
     let first = r.until("registration", |kv| holds(kv, "10.0.1.5/24")).await;
     assert!(first.lease.is_some());
-    assert_eq!(r.metrics.registration_state(), RegistrationState::Registered);
+    assert_eq!(
+        r.metrics.registration_state(),
+        RegistrationState::Registered
+    );
 
     // A link event that changed nothing registrable: no write.
     r.links.notify_one();
@@ -143,11 +146,16 @@ async fn an_unreachable_etcd_only_delays_the_registration() {
     store.set_available(false);
     let r = start(&store);
     sleep(Duration::from_millis(300)).await;
-    assert_eq!(r.metrics.registration_state(), RegistrationState::Unregistered);
+    assert_eq!(
+        r.metrics.registration_state(),
+        RegistrationState::Unregistered
+    );
     assert!(r.metrics.store_errors.get() >= 1);
     store.set_available(true);
-    r.until("registration after the outage", |kv| holds(kv, "10.0.1.5/24"))
-        .await;
+    r.until("registration after the outage", |kv| {
+        holds(kv, "10.0.1.5/24")
+    })
+    .await;
     r.stop().await;
 }
 
@@ -158,7 +166,11 @@ async fn shutdown_leaves_the_registration_to_its_lease() {
     let store = r.store.clone();
     r.stop().await;
     assert!(
-        store.get(&keys::host("node-1")).await.expect("get").is_some(),
+        store
+            .get(&keys::host("node-1"))
+            .await
+            .expect("get")
+            .is_some(),
         "a restarting daemon must not look departed"
     );
 }

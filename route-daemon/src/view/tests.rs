@@ -50,7 +50,11 @@ fn meta_kv(net: &str) -> KeyValue {
         }],
         ..PlanMeta::default()
     };
-    kv(&keys::plan_meta(net), &serde_json::to_vec(&meta).expect("json"), 3)
+    kv(
+        &keys::plan_meta(net),
+        &serde_json::to_vec(&meta).expect("json"),
+        3,
+    )
 }
 
 fn snapshot(kvs: Vec<KeyValue>) -> WatchUpdate {
@@ -122,7 +126,10 @@ fn desired_routes_and_rules_follow_the_plan() {
         }]
     );
     assert!(v.rules(RoutingMode::MainTable, 3000).is_empty());
-    assert_eq!(v.network_of(&"192.168.2.0/24".parse().expect("net")), Some("net-a"));
+    assert_eq!(
+        v.network_of(&"192.168.2.0/24".parse().expect("net")),
+        Some("net-a")
+    );
 }
 
 #[test]
@@ -143,14 +150,22 @@ fn host_events_change_only_that_host() {
         }]
     );
     assert_eq!(v.desired("h0", t, OWN).len(), 1);
-    assert!(v.routes_to("net-a", "h0", "h2", Some(&departed), t).is_empty());
+    assert!(v
+        .routes_to("net-a", "h0", "h2", Some(&departed), t)
+        .is_empty());
     let to_h1 = v.routes_to("net-a", "h0", "h1", Some(&host_plan(1)), t);
     assert_eq!(to_h1, v.desired("h0", t, OWN));
     let changed = v.apply_plans(WatchUpdate::Events(vec![WatchEvent::Delete {
         key: keys::plan_host("net-a", "h1"),
         mod_revision: 12,
     }]));
-    assert!(matches!(&changed[..], [PlanChange::Host { before: Some(_), .. }]));
+    assert!(matches!(
+        &changed[..],
+        [PlanChange::Host {
+            before: Some(_),
+            ..
+        }]
+    ));
     assert!(v.desired("h0", t, OWN).is_empty());
     assert_eq!(v.plan("net-a").map(|p| p.hosts.len()), Some(2));
     // A meta update changes no route and is not reported.
@@ -184,7 +199,11 @@ fn relisting_drops_what_vanished_meanwhile() {
 #[test]
 fn an_invalid_spec_keeps_the_known_subnets() {
     let mut v = synced_view();
-    let bad = kv(&keys::network("net-a"), br#"{"metadata":{"name":"net-a"},"spec":{"subnet":"nope"}}"#, 30);
+    let bad = kv(
+        &keys::network("net-a"),
+        br#"{"metadata":{"name":"net-a"},"spec":{"subnet":"nope"}}"#,
+        30,
+    );
     let changed = v.apply_networks(WatchUpdate::Events(vec![WatchEvent::Put(bad)]));
     assert!(changed.is_empty());
     assert_eq!(v.rules(OWN, 3000).len(), 1);

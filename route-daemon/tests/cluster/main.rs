@@ -36,7 +36,11 @@ async fn every_host_gets_the_plans_routes_in_the_networks_table_with_its_rules()
         assert!(main.is_empty(), "nothing of ours in main: {main:?}");
         for family in ["-4", "-6"] {
             let rules = h.ns.ip(&[family, "rule", "show"]).expect("ip rule");
-            let from = if family == "-4" { "192.168.0.0/16" } else { "fd00:ab::/48" };
+            let from = if family == "-4" {
+                "192.168.0.0/16"
+            } else {
+                "fd00:ab::/48"
+            };
             let want = format!("3000:\tfrom {from} lookup {table} proto 167");
             assert!(rules.contains(&want), "{}: no {want:?} in\n{rules}", h.name);
         }
@@ -46,7 +50,10 @@ async fn every_host_gets_the_plans_routes_in_the_networks_table_with_its_rules()
     // routes and rules away and leaves the second alone.
     c.apply("other", "172.20.0.0/16").await;
     c.converge("other", HOSTS, &ALL, CONVERGE).await;
-    c.store.delete(&keys::network(NET)).await.expect("delete spec");
+    c.store
+        .delete(&keys::network(NET))
+        .await
+        .expect("delete spec");
     let start = Instant::now();
     loop {
         let left: usize = ALL.iter().map(|&i| c.kernel_routes(i, table).len()).sum();
@@ -54,7 +61,10 @@ async fn every_host_gets_the_plans_routes_in_the_networks_table_with_its_rules()
         if left == 0 && !rules.contains("192.168.0.0/16") {
             break;
         }
-        assert!(start.elapsed() < CONVERGE, "{left} routes and rules {rules} left");
+        assert!(
+            start.elapsed() < CONVERGE,
+            "{left} routes and rules {rules} left"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(c.kernel_routes(0, route_table_for("other")).len(), 4);
@@ -74,8 +84,16 @@ async fn a_host_that_leaves_loses_its_routes_elsewhere_and_returns_with_its_inde
     c.stop_daemon(2);
     c.store.revoke(lease).await.expect("revoke");
     c.converge(NET, 2, &[0, 1], CONVERGE).await;
-    assert_eq!(c.kernel_routes(0, table).len(), 4, "h0 keeps only h1's routes");
-    assert_eq!(c.kernel_routes(2, table), h2_routes, "a stopped daemon leaves routes");
+    assert_eq!(
+        c.kernel_routes(0, table).len(),
+        4,
+        "h0 keeps only h1's routes"
+    );
+    assert_eq!(
+        c.kernel_routes(2, table),
+        h2_routes,
+        "a stopped daemon leaves routes"
+    );
 
     // Back within the grace period: the same index, routes everywhere again.
     c.start_daemon(2).await;
@@ -87,8 +105,15 @@ async fn a_host_that_leaves_loses_its_routes_elsewhere_and_returns_with_its_inde
     c.stop_daemon(2);
     c.store.revoke(lease).await.expect("revoke");
     let start = Instant::now();
-    while c.plan(NET).await.is_some_and(|p| p.hosts.contains_key("h2")) {
-        assert!(start.elapsed() < grace + CONVERGE, "h2 never dropped from the plan");
+    while c
+        .plan(NET)
+        .await
+        .is_some_and(|p| p.hosts.contains_key("h2"))
+    {
+        assert!(
+            start.elapsed() < grace + CONVERGE,
+            "h2 never dropped from the plan"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     c.converge(NET, 2, &[0, 1], CONVERGE).await;
@@ -104,7 +129,17 @@ async fn a_deleted_route_is_back_within_a_second() {
     // An operator's route in the same table is not railyard's business.
     c.hosts[1]
         .ns
-        .ip(&["route", "add", "10.99.0.0/24", "via", "10.10.1.1", "dev", "rail0", "table", &table.to_string()])
+        .ip(&[
+            "route",
+            "add",
+            "10.99.0.0/24",
+            "via",
+            "10.10.1.1",
+            "dev",
+            "rail0",
+            "table",
+            &table.to_string(),
+        ])
         .expect("foreign route");
     for (dst, _, _) in want.iter().take(2) {
         c.hosts[1]
@@ -121,9 +156,18 @@ async fn a_deleted_route_is_back_within_a_second() {
         }
         println!("{dst} restored after {:?}", start.elapsed());
     }
-    let shown = c.hosts[1].ns.ip(&["route", "show", "table", &table.to_string()]).expect("ip");
-    assert!(shown.contains("10.99.0.0/24"), "foreign route removed:\n{shown}");
-    let repaired = c.hosts[1].daemon.as_ref().map(|d| d.metrics.routes_repaired.get());
+    let shown = c.hosts[1]
+        .ns
+        .ip(&["route", "show", "table", &table.to_string()])
+        .expect("ip");
+    assert!(
+        shown.contains("10.99.0.0/24"),
+        "foreign route removed:\n{shown}"
+    );
+    let repaired = c.hosts[1]
+        .daemon
+        .as_ref()
+        .map(|d| d.metrics.routes_repaired.get());
     assert_eq!(repaired, Some(2));
 }
 
@@ -147,13 +191,17 @@ async fn an_etcd_outage_changes_no_route_and_the_cluster_converges_after_it() {
         .expect("delete");
     let start = Instant::now();
     while c.kernel_routes(0, table) != before[0] {
-        assert!(start.elapsed() < Duration::from_secs(1), "no repair during the outage");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "no repair during the outage"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
     tokio::task::block_in_place(|| c.etcd.restart()).expect("etcd restarts");
     c.apply("after", "172.21.0.0/16").await;
-    c.converge("after", HOSTS, &ALL, Duration::from_secs(30)).await;
+    c.converge("after", HOSTS, &ALL, Duration::from_secs(30))
+        .await;
     c.converge(NET, HOSTS, &ALL, CONVERGE).await;
 }
 
@@ -177,11 +225,19 @@ async fn pods_reach_the_pods_of_every_other_host_on_every_rail_v4_and_v6() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {count} pings failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} pings failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(count, 24);
     // The probe itself can fail: nobody answers for a block no host owns.
     let nowhere = topology::nth("192.168.9.0/24".parse().expect("net"), 5);
     let src = pods[0].addrs[0][0];
     let lost = pods::ping_from(&pods[0], src, nowhere, Duration::from_millis(500));
-    assert!(lost.is_err(), "a reply from an address nobody holds: {lost:?}");
+    assert!(
+        lost.is_err(),
+        "a reply from an address nobody holds: {lost:?}"
+    );
 }

@@ -28,8 +28,11 @@ pub fn ping(src: IpAddr, dst: IpAddr, timeout: Duration) -> Result<Duration, Str
     };
     let fd = socket(family, SockType::Raw, SockFlag::SOCK_CLOEXEC, proto)
         .map_err(|e| format!("raw socket: {e}"))?;
-    bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(src, 0)))
-        .map_err(|e| format!("bind {src}: {e}"))?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(SocketAddr::new(src, 0)),
+    )
+    .map_err(|e| format!("bind {src}: {e}"))?;
     setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 100_000))
         .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
     let id = (std::process::id() as u16) ^ 0x5259;
@@ -53,7 +56,9 @@ pub fn ping(src: IpAddr, dst: IpAddr, timeout: Duration) -> Result<Duration, Str
             }
         }
     }
-    Err(format!("no echo reply from {dst} (source {src}) within {timeout:?}"))
+    Err(format!(
+        "no echo reply from {dst} (source {src}) within {timeout:?}"
+    ))
 }
 
 fn peer_ip(a: &SockaddrStorage) -> Option<IpAddr> {

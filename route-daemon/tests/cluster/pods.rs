@@ -41,7 +41,11 @@ pub fn enable_forwarding(h: &Host) {
         ])
         .output()
         .expect("run sysctl");
-    assert!(out.status.success(), "sysctl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sysctl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn add_pod(h: &Host, plan: &Plan) -> Pod {
@@ -54,7 +58,10 @@ pub fn add_pod(h: &Host, plan: &Plan) -> Pod {
         let pod_end = format!("net1-{rail}");
         ip(
             &h.ns,
-            &format!("link add {host_end} type veth peer name {pod_end} netns {}", pod.name()),
+            &format!(
+                "link add {host_end} type veth peer name {pod_end} netns {}",
+                pod.name()
+            ),
         );
         let (gw4, gw6) = (gateway(rail, false), gateway(rail, true));
         ip(&h.ns, &format!("addr add {gw4}/32 dev {host_end}"));
@@ -71,12 +78,18 @@ pub fn add_pod(h: &Host, plan: &Plan) -> Pod {
                 .expect("rail cidr of the family");
             if v6 {
                 ip(&pod, &format!("-6 addr add {addr}/128 dev {pod_end} nodad"));
-                ip(&pod, &format!("-6 route add {rail_cidr} via {gw6} dev {pod_end} src {addr}"));
+                ip(
+                    &pod,
+                    &format!("-6 route add {rail_cidr} via {gw6} dev {pod_end} src {addr}"),
+                );
                 ip(&h.ns, &format!("-6 route add {addr}/128 dev {host_end}"));
             } else {
                 ip(&pod, &format!("addr add {addr}/32 dev {pod_end}"));
                 ip(&pod, &format!("route add {gw4} dev {pod_end} scope link"));
-                ip(&pod, &format!("route add {rail_cidr} via {gw4} dev {pod_end} src {addr}"));
+                ip(
+                    &pod,
+                    &format!("route add {rail_cidr} via {gw4} dev {pod_end} src {addr}"),
+                );
                 ip(&h.ns, &format!("route add {addr}/32 dev {host_end}"));
             }
         }

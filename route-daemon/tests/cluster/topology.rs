@@ -96,7 +96,10 @@ impl Cluster {
         let store: Arc<dyn Store> = Arc::new(etcd.store().await.expect("connect to the test etcd"));
         let fabric = netns();
         for rail in 0..2 {
-            ip(&fabric, &format!("link add br{rail} type bridge mcast_snooping 0"));
+            ip(
+                &fabric,
+                &format!("link add br{rail} type bridge mcast_snooping 0"),
+            );
             ip(&fabric, &format!("link set br{rail} up"));
         }
         let hosts = (0..HOSTS).map(|i| host(&fabric, i)).collect();
@@ -127,8 +130,12 @@ impl Cluster {
     }
 
     pub async fn start_daemon(&mut self, i: usize) {
-        let store: Arc<dyn Store> =
-            Arc::new(self.etcd.store().await.expect("connect a daemon's etcd client"));
+        let store: Arc<dyn Store> = Arc::new(
+            self.etcd
+                .store()
+                .await
+                .expect("connect a daemon's etcd client"),
+        );
         let h = &mut self.hosts[i];
         let mut cfg = DaemonConfig::new(h.name.clone(), self.etcd.config());
         cfg.lease_ttl_secs = 2;
@@ -137,9 +144,11 @@ impl Cluster {
         let path = h.ns.path();
         let m = Arc::clone(&metrics);
         let thread = std::thread::spawn(move || {
-            run_in_netns(&path, true, move || daemon::run_with(cfg, store, m, shutdown))
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
+            run_in_netns(&path, true, move || {
+                daemon::run_with(cfg, store, m, shutdown)
+            })
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
         });
         h.daemon = Some(Daemon {
             stop,
@@ -166,7 +175,11 @@ impl Cluster {
     }
 
     pub async fn registration_lease(&self, i: usize) -> Option<LeaseId> {
-        let kv = self.store.get(&keys::host(&self.hosts[i].name)).await.ok()??;
+        let kv = self
+            .store
+            .get(&keys::host(&self.hosts[i].name))
+            .await
+            .ok()??;
         kv.lease
     }
 
@@ -179,7 +192,10 @@ impl Cluster {
             if kv.key == keys::plan_meta(net) {
                 meta = kv.decode_json::<PlanMeta>().ok();
             } else {
-                hosts.push((keys::last_segment(&kv.key).to_owned(), kv.decode_json().ok()?));
+                hosts.push((
+                    keys::last_segment(&kv.key).to_owned(),
+                    kv.decode_json().ok()?,
+                ));
             }
         }
         Some(Plan::assemble(meta?, hosts))
@@ -222,7 +238,11 @@ impl Cluster {
             let why = match self.plan(net).await {
                 None => "no plan yet".to_owned(),
                 Some(plan) => {
-                    let live = plan.hosts.values().filter(|h| h.departed_at.is_none()).count();
+                    let live = plan
+                        .hosts
+                        .values()
+                        .filter(|h| h.departed_at.is_none())
+                        .count();
                     let off: Vec<String> = hosts
                         .iter()
                         .filter_map(|&i| {
@@ -265,11 +285,20 @@ fn host(fabric: &NamedNetns, i: usize) -> Host {
         let peer = format!("h{i}r{j}");
         ip(
             &ns,
-            &format!("link add rail{j} type veth peer name {peer} netns {}", fabric.name()),
+            &format!(
+                "link add rail{j} type veth peer name {peer} netns {}",
+                fabric.name()
+            ),
         );
         ip(fabric, &format!("link set {peer} master br{j} up"));
-        ip(&ns, &format!("addr add 10.10.{}.{}/24 dev rail{j}", j + 1, 11 + i));
-        ip(&ns, &format!("addr add fd10:{}::{}/64 dev rail{j} nodad", j + 1, 11 + i));
+        ip(
+            &ns,
+            &format!("addr add 10.10.{}.{}/24 dev rail{j}", j + 1, 11 + i),
+        );
+        ip(
+            &ns,
+            &format!("addr add fd10:{}::{}/64 dev rail{j} nodad", j + 1, 11 + i),
+        );
         ip(&ns, &format!("link set rail{j} up"));
     }
     Host {

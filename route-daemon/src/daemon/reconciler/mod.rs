@@ -155,7 +155,10 @@ impl<K: Kernel + 'static> Reconciler<K> {
             if touched && self.dirty.any() && self.view.synced() {
                 let now = Instant::now();
                 let first = window.map_or(now, |(f, _)| f);
-                window = Some((first, (now + self.cfg.quiet).min(first + self.cfg.max_delay)));
+                window = Some((
+                    first,
+                    (now + self.cfg.quiet).min(first + self.cfg.max_delay),
+                ));
             }
         }
     }
@@ -229,8 +232,8 @@ impl<K: Kernel + 'static> Reconciler<K> {
                 true
             }
             KernelEvent::RoutesChanged { table } => {
-                let ours = self.applied.contains_key(&table)
-                    || self.wanted_tables().contains_key(&table);
+                let ours =
+                    self.applied.contains_key(&table) || self.wanted_tables().contains_key(&table);
                 if ours {
                     self.dirty.kernel.insert(table);
                 }
@@ -339,7 +342,9 @@ impl<K: Kernel + 'static> Reconciler<K> {
 
         if dirty.all || dirty.rules {
             let want = self.view.rules(self.cfg.routing, self.cfg.rule_priority);
-            failed |= !self.sync_rules(&want, owned_rules.as_deref(), &cleaned).await;
+            failed |= !self
+                .sync_rules(&want, owned_rules.as_deref(), &cleaned)
+                .await;
         }
         self.forget_gone_networks(&wanted);
         if failed {

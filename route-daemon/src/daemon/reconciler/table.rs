@@ -69,8 +69,7 @@ impl<K: Kernel + 'static> Reconciler<K> {
         self.log(table, networks, &report);
         self.set_gauges(networks, &desired, &report);
         if !networks.is_empty() {
-            self.applied
-                .insert(table, applied_routes(desired, &report));
+            self.applied.insert(table, applied_routes(desired, &report));
         }
         Ok(report)
     }
@@ -127,7 +126,9 @@ impl<K: Kernel + 'static> Reconciler<K> {
         let m = &self.metrics;
         let attempted = i64::try_from(diff.add.len()).unwrap_or(i64::MAX);
         let dropped = i64::try_from(diff.delete.len()).unwrap_or(i64::MAX);
-        m.routes_desired.get_or_create(&label).inc_by(attempted - dropped);
+        m.routes_desired
+            .get_or_create(&label)
+            .inc_by(attempted - dropped);
         m.routes_applied
             .get_or_create(&label)
             .set(i64::try_from(held).unwrap_or(i64::MAX));
