@@ -269,14 +269,14 @@ async fn settle(store: &dyn Store, world: &mut World, outcome: SpecOutcome) -> R
                     network = change.network,
                     "spec change renumbers only hosts without pods; applied"
                 );
-                world.approve(change, now());
+                world.approve(*change, now());
             } else {
                 let reason = format!(
                     "spec change refused: it would renumber {} which hold pod addresses; set annotation {ALLOW_RENUMBER}: \"true\" (railyard apply --force) to apply it anyway",
                     holders.join("; ")
                 );
                 warn!(network = change.network, %reason);
-                world.refuse(change, reason);
+                world.refuse(*change, reason);
             }
         }
     }

@@ -56,7 +56,8 @@ pub enum SpecOutcome {
     Unchanged,
     Applied,
     Invalid(String),
-    NeedsApproval(PendingChange),
+    /// Boxed: it carries a whole planner, far larger than the other outcomes.
+    NeedsApproval(Box<PendingChange>),
 }
 
 impl World {
@@ -167,11 +168,11 @@ impl World {
         };
         let planner = Planner::new(&net, previous.as_ref());
         if !planner.renumbered().is_empty() && !forced {
-            return SpecOutcome::NeedsApproval(PendingChange {
+            return SpecOutcome::NeedsApproval(Box::new(PendingChange {
                 network: name.to_string(),
                 renumbered: planner.renumbered().to_vec(),
                 planner,
-            });
+            }));
         }
         self.commit(name, planner, now);
         SpecOutcome::Applied
