@@ -18,3 +18,40 @@ bench:
 
 fmt:
 	$(CARGO) fmt --all
+
+.PHONY: demo demo-down demo-deps
+
+# The local cluster's state (etcd data, logs, allocation logs) and its flags,
+# e.g. `make demo DEMO_FLAGS="--hosts 6 --dual-stack"` (see deploy/local/README.md).
+DEMO_STATE ?= /var/lib/railyard-local
+DEMO_FLAGS ?=
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+
+## A 4-host x 2-rail x 3-pod rail cluster in network namespaces (needs root):
+## etcd, the planner, a route-daemon per host, pods attached through railyard-cni,
+## then `railyard check`'s connection table. `make demo-down` removes it.
+demo: demo-deps
+	$(CARGO) build --release --bins
+	$(TARGET_DIR)/release/railyard-local up --state $(DEMO_STATE) $(DEMO_FLAGS)
+
+demo-down:
+	@if [ -x $(TARGET_DIR)/release/railyard-local ]; then \
+		$(TARGET_DIR)/release/railyard-local down --state $(DEMO_STATE); \
+	else \
+		echo "no $(TARGET_DIR)/release/railyard-local: nothing was started by make demo"; \
+	fi
+
+# Debian packages the demo needs, installed only when missing.
+demo-deps:
+	@need=""; \
+	command -v etcd >/dev/null || need="$$need etcd-server"; \
+	[ -x /usr/lib/cni/ptp ] || need="$$need containernetworking-plugins"; \
+	command -v ip >/dev/null || need="$$need iproute2"; \
+	command -v ping >/dev/null || need="$$need iputils-ping"; \
+	command -v sysctl >/dev/null || need="$$need procps"; \
+	command -v protoc >/dev/null || need="$$need protobuf-compiler"; \
+	if [ -n "$$need" ]; then \
+		echo "installing:$$need"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
+	fi

@@ -1,0 +1,293 @@
+//! `railyard-local`: a rail cluster in network namespaces on this machine (see
+//! deploy/local/README.md). Flags and printing only; the work is in
+//! `railyard_e2e::cluster` and `railyard_e2e::bench`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use railyard_e2e::{bench, Cluster, ClusterSpec, Delegate, Family};
+
+const DEFAULT_STATE: &str = "/var/lib/railyard-local";
+
+#[derive(Parser)]
+#[command(
+    name = "railyard-local",
+    version,
+    about = "A multi-host rail cluster in network namespaces: etcd, planner, one route-daemon per host, pods via railyard-cni"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make the cluster, attach the pods and print `railyard check`'s table.
+    Up {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Probe only this many peers per pod in the final check (default: all).
+        #[arg(long)]
+        peers: Option<usize>,
+        /// Skip the final `railyard check`.
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// Remove every namespace, link, process and file `up` made.
+    Down {
+        #[arg(long, default_value = DEFAULT_STATE)]
+        state: PathBuf,
+    },
+    /// What runs and what to try.
+    Status {
+        #[arg(long, default_value = DEFAULT_STATE)]
+        state: PathBuf,
+    },
+    /// The scale run: up without pods, attach all pods at once, check, delete
+    /// them all, down; prints the timings as a Markdown table.
+    Bench {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Peers probed per pod by the check (keeps it linear in the pod count).
+        #[arg(long, default_value_t = 4)]
+        peers: usize,
+        /// Leave the cluster up afterwards (pods deleted).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Args)]
+struct ClusterArgs {
+    /// Where the state file, logs, etcd data and allocation logs go.
+    #[arg(long, default_value = DEFAULT_STATE)]
+    state: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    hosts: usize,
+    #[arg(long, default_value_t = 2)]
+    rails: usize,
+    /// Pods per host (`bench`: default 100).
+    #[arg(long)]
+    pods: Option<usize>,
+    /// IPv6 only rails and pods.
+    #[arg(long, conflicts_with = "dual_stack")]
+    ipv6: bool,
+    /// IPv4 and IPv6 on every rail and pod.
+    #[arg(long)]
+    dual_stack: bool,
+    /// The interface plugin railyard-cni runs per NIC.
+    #[arg(long, value_enum, default_value = "ptp")]
+    delegate: Delegate,
+    #[arg(long, default_value = "rails")]
+    network: String,
+    /// etcd's client port (the peer port is the next one).
+    #[arg(long, default_value_t = 23790)]
+    etcd_port: u16,
+    /// The management subnet is 10.254.<id>.0/24; change it to run two clusters.
+    #[arg(long, default_value_t = 0)]
+    mgmt_id: u8,
+    /// Prefix of namespace, host and pod names.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    #[arg(long, default_value_t = 1)]
+    planners: usize,
+    /// The planner's grace period for departed hosts.
+    #[arg(long, default_value = "10m")]
+    grace: String,
+    /// Directory of the railyard binaries (default: this binary's directory).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Directory of the reference CNI plugins.
+    #[arg(long, default_value = "/usr/lib/cni")]
+    cni_dir: PathBuf,
+    /// Pods attached at once.
+    #[arg(long, default_value_t = 8)]
+    parallel: usize,
+}
+
+impl ClusterArgs {
+    fn spec(&self, default_pods: usize) -> anyhow::Result<ClusterSpec> {
+        let bin_dir = match &self.bin_dir {
+            Some(d) => d.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .map(PathBuf::from)
+                .ok_or_else(|| anyhow::anyhow!("cannot tell this binary's directory"))?,
+        };
+        let mut spec = ClusterSpec::new(&self.state, bin_dir);
+        spec.hosts = self.hosts;
+        spec.rails = self.rails;
+        spec.pods = self.pods.unwrap_or(default_pods);
+        spec.family = match (self.ipv6, self.dual_stack) {
+            (true, _) => Family::V6,
+            (_, true) => Family::Dual,
+            _ => Family::V4,
+        };
+        spec.delegate = self.delegate;
+        spec.network.clone_from(&self.network);
+        spec.etcd_port = self.etcd_port;
+        spec.mgmt_id = self.mgmt_id;
+        spec.prefix.clone_from(&self.prefix);
+        spec.planners = self.planners;
+        spec.grace.clone_from(&self.grace);
+        spec.cni_dir.clone_from(&self.cni_dir);
+        spec.parallel = self.parallel;
+        Ok(spec)
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn progress(line: &str) {
+    eprintln!("railyard-local: {line}");
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up {
+            cluster,
+            peers,
+            no_check,
+        } => {
+            let spec = cluster.spec(3)?;
+            let state = spec.state_dir.clone();
+            let c = match Cluster::up(spec, &mut |l| progress(l)) {
+                Ok(c) => c,
+                Err(e @ railyard_e2e::Error::AlreadyRunning(_)) => return Err(e.into()),
+                Err(e) => {
+                    eprintln!(
+                        "railyard-local: up failed; logs are in {}/logs, \
+                         `railyard-local down --state {}` removes what was made",
+                        state.display(),
+                        state.display()
+                    );
+                    return Err(e.into());
+                }
+            };
+            let mut ok = true;
+            if !no_check && c.state.pods.len() >= 2 {
+                progress(&format!("railyard check {}", c.spec().network));
+                let run = c.check(peers)?;
+                print!("{}", run.table);
+                if !run.ok {
+                    eprintln!("{}", run.stderr.trim_end());
+                    ok = false;
+                }
+            }
+            print!("{}", hints(&c));
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Down { state } => {
+            let Some(mut c) = Cluster::open(&state)? else {
+                progress(&format!("no cluster recorded in {}", state.display()));
+                return Ok(ExitCode::SUCCESS);
+            };
+            let problems = c.down();
+            if problems.is_empty() {
+                progress("cluster removed");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &problems {
+                    eprintln!("railyard-local: {p}");
+                }
+                anyhow::bail!(
+                    "some things were not removed; the state file is kept, run down again"
+                )
+            }
+        }
+        Command::Status { state } => {
+            let Some(c) = Cluster::open(&state)? else {
+                println!("no cluster recorded in {}", state.display());
+                return Ok(ExitCode::SUCCESS);
+            };
+            print!("{}", status(&c));
+            print!("{}", hints(&c));
+            let all_up = c.processes().iter().all(|(_, _, alive)| *alive);
+            Ok(if all_up {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Bench {
+            cluster,
+            peers,
+            keep,
+        } => {
+            let spec = cluster.spec(100)?;
+            let report = bench::run(spec, peers, cluster.parallel, keep, &mut |l| progress(l))?;
+            print!("{}", report.markdown());
+            Ok(
+                if report.failures == 0 && report.check_ok && report.cross_failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
+        }
+    }
+}
+
+fn status(c: &Cluster) -> String {
+    let s = c.spec();
+    let mut out = format!(
+        "cluster in {}: {} hosts x {} rails, {} pods attached, network {:?} ({}), delegate {:?}\n",
+        s.state_dir.display(),
+        c.state.hosts,
+        s.rails,
+        c.state.pods.len(),
+        s.network,
+        s.subnet(),
+        s.delegate
+    );
+    for (role, pid, alive) in c.processes() {
+        let what = if alive { "running" } else { "NOT RUNNING" };
+        out.push_str(&format!("  {role:<16} pid {pid:<8} {what}\n"));
+    }
+    out
+}
+
+fn hints(c: &Cluster) -> String {
+    let s = c.spec();
+    let railyard = s.bin_dir.join("railyard");
+    let ep = s.local_endpoint();
+    let mut out = String::from("\nTry:\n");
+    out.push_str(&format!("  export RAILYARD_ETCD_ENDPOINTS={ep}\n"));
+    out.push_str(&format!(
+        "  {} get plan {}\n",
+        railyard.display(),
+        s.network
+    ));
+    out.push_str(&format!(
+        "  {} describe host {}\n",
+        railyard.display(),
+        s.host(0)
+    ));
+    out.push_str(&format!("  {} check {}\n", railyard.display(), s.network));
+    out.push_str(&format!(
+        "  ip -n {} route show table all proto 167\n",
+        s.host(0)
+    ));
+    if let Some(p) = c.state.pods.first() {
+        out.push_str(&format!("  ip netns exec {} ip addr\n", p.name));
+    }
+    out.push_str(&format!(
+        "  logs: {}/logs   remove: railyard-local down --state {}\n",
+        s.state_dir.display(),
+        s.state_dir.display()
+    ));
+    out
+}

@@ -1,0 +1,91 @@
+//! Where the railyard binaries are. `cargo test --workspace` builds every binary
+//! of the workspace before running any test (the planner, route-daemon and
+//! ipam-plugin packages have integration tests, which makes cargo build their
+//! binaries), next to the test executables: `target/<profile>/`. Cargo offers no
+//! `CARGO_BIN_EXE_*` for other packages' binaries (artifact dependencies are
+//! unstable), and a test cannot run `cargo build` itself (cargo holds the build
+//! lock while tests run), so the tests look there and fail with the command to
+//! run when something is missing.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Every binary a local cluster runs.
+pub const REQUIRED: [&str; 5] = [
+    "railyard",
+    "railyard-planner",
+    "railyard-route-daemon",
+    "railyard-cni",
+    "railyard-ipam",
+];
+
+/// The reference CNI plugins the pods use.
+pub const CNI_PLUGINS: [&str; 3] = ["ptp", "macvlan", "static"];
+
+/// Checks that `dir` holds every railyard binary.
+pub fn check_dir(dir: &Path) -> Result<()> {
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|b| !dir.join(b).is_file())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Missing(format!(
+        "{} not found in {}: build them first (`cargo build --bins`, or \
+         `cargo build --release --bins` for a release dir)",
+        missing.join(", "),
+        dir.display()
+    )))
+}
+
+/// Checks the reference plugins in `dir` (Debian: containernetworking-plugins).
+pub fn check_cni_dir(dir: &Path) -> Result<()> {
+    let missing: Vec<&str> = CNI_PLUGINS
+        .iter()
+        .copied()
+        .filter(|b| !dir.join(b).is_file())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Missing(format!(
+        "reference CNI plugins {} not found in {} (install containernetworking-plugins)",
+        missing.join(", "),
+        dir.display()
+    )))
+}
+
+/// The directory of the binaries for tests: `$RAILYARD_BIN_DIR`, else the
+/// profile dir the running test executable was built into
+/// (`target/debug/deps/e2e-<hash>` -> `target/debug`).
+pub fn for_tests() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("RAILYARD_BIN_DIR") {
+        let dir = PathBuf::from(dir);
+        check_dir(&dir)?;
+        return Ok(dir);
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Missing(format!("cannot locate the test executable: {e}")))?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| Error::Missing(format!("{} has no profile dir", exe.display())))?;
+    check_dir(&dir).map_err(|e| {
+        Error::Missing(format!(
+            "{e}. `cargo test --workspace` builds them; with `cargo test -p railyard-e2e` \
+             run `cargo build --bins` first (or set RAILYARD_BIN_DIR)"
+        ))
+    })?;
+    Ok(dir)
+}
+
+/// Whether `program` is on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}

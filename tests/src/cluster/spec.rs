@@ -1,0 +1,317 @@
+//! What a local cluster looks like, as plain data saved in its state file, and
+//! every name and address derived from it. Deriving names in one place is what
+//! lets `down` (a different process, maybe after a crash) find everything `up`
+//! made, and lets tests run side by side under different prefixes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    V4,
+    V6,
+    Dual,
+}
+
+impl Family {
+    pub fn has_v4(self) -> bool {
+        self != Family::V6
+    }
+    pub fn has_v6(self) -> bool {
+        self != Family::V4
+    }
+}
+
+/// The interface plugin `railyard-cni` runs once per NIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Delegate {
+    /// A routed veth per NIC: pod traffic enters the host, which forwards it by
+    /// railyard's routes. The default: it exercises the routes end to end.
+    Ptp,
+    /// A macvlan child of each rail NIC. The host reaches its macvlan pods through
+    /// a macvlan "gateway shim" per rail holding the block's gateway address.
+    Macvlan,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// Prefix of every namespace, host and pod name: "" gives `host-0`,
+    /// `pod-0-0`; tests use their own so they never meet.
+    pub prefix: String,
+    pub hosts: usize,
+    pub rails: usize,
+    /// Pods attached per host by `up`.
+    pub pods: usize,
+    pub family: Family,
+    pub delegate: Delegate,
+    /// The MultiNicNetwork's name.
+    pub network: String,
+    /// etcd's client port; its peer port is the next one.
+    pub etcd_port: u16,
+    /// Picks the management subnet 10.254.<id>.0/24, one per concurrent cluster.
+    pub mgmt_id: u8,
+    pub state_dir: PathBuf,
+    /// Where the railyard binaries are.
+    pub bin_dir: PathBuf,
+    /// Where the reference CNI plugins (ptp, macvlan, static) are.
+    pub cni_dir: PathBuf,
+    /// Parent of the per-host IPAM socket directories.
+    pub socket_dir: PathBuf,
+    pub planners: usize,
+    /// The planner's `--grace` (how long a departed host keeps its index).
+    pub grace: String,
+    /// Lease TTL in seconds of the planners' election and the daemons' registrations.
+    pub lease_ttl: u32,
+    /// Pods attached at once by `up`.
+    #[serde(default = "default_parallel")]
+    pub parallel: usize,
+}
+
+fn default_parallel() -> usize {
+    8
+}
+
+impl ClusterSpec {
+    /// The demo's defaults: 4 hosts x 2 rails x 3 pods, IPv4, ptp.
+    pub fn new(state_dir: impl Into<PathBuf>, bin_dir: impl Into<PathBuf>) -> Self {
+        ClusterSpec {
+            prefix: String::new(),
+            hosts: 4,
+            rails: 2,
+            pods: 3,
+            family: Family::V4,
+            delegate: Delegate::Ptp,
+            network: "rails".into(),
+            etcd_port: 23790,
+            mgmt_id: 0,
+            state_dir: state_dir.into(),
+            bin_dir: bin_dir.into(),
+            cni_dir: PathBuf::from("/usr/lib/cni"),
+            socket_dir: PathBuf::from("/run/railyard"),
+            planners: 1,
+            grace: "10m".into(),
+            lease_ttl: 5,
+            parallel: default_parallel(),
+        }
+    }
+
+    /// Refuses what the address plan below cannot hold, before anything is made.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Refused(m));
+        if !self
+            .prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || self.prefix.len() > 20
+        {
+            return bad(format!(
+                "prefix {:?}: use at most 20 of a-z, 0-9 and '-' (it starts host names)",
+                self.prefix
+            ));
+        }
+        if !(1..=8).contains(&self.rails) {
+            return bad(format!("{} rails: 1 to 8 are supported", self.rails));
+        }
+        if self.hosts == 0 || self.hosts > self.max_hosts() {
+            return bad(format!(
+                "{} hosts: 1 to {} fit {} rails (hostBlock {})",
+                self.hosts,
+                self.max_hosts(),
+                self.rails,
+                self.host_block()
+            ));
+        }
+        if self.pods > 250 {
+            return bad(format!(
+                "{} pods per host: at most 250 fit a /24 block",
+                self.pods
+            ));
+        }
+        if self.planners == 0 {
+            return bad("at least one planner is needed".into());
+        }
+        if self.etcd_port == u16::MAX {
+            return bad("the etcd port needs a free port after it (the peer port)".into());
+        }
+        Ok(())
+    }
+
+    /// Bits of the rail index: at least 2 so the default layout is the README's
+    /// worked example (192.168.(64j+i).0/24).
+    pub fn interface_block(&self) -> u8 {
+        let mut bits = 2;
+        while (1usize << bits) < self.rails {
+            bits += 1;
+        }
+        bits
+    }
+
+    /// Bits of the host index: what is left of the /16 above a /24 per host.
+    pub fn host_block(&self) -> u8 {
+        8 - self.interface_block()
+    }
+
+    /// Hosts that fit both the host block and the .10+i NIC addresses. Hosts that
+    /// join later count too.
+    pub fn max_hosts(&self) -> usize {
+        (1usize << self.host_block()).min(240)
+    }
+
+    pub fn subnet(&self) -> String {
+        match self.family {
+            Family::V4 => "192.168.0.0/16".into(),
+            Family::V6 => "fd00:200::/48".into(),
+            Family::Dual => "192.168.0.0/16,fd00:200::/48".into(),
+        }
+    }
+
+    /// The MultiNicNetwork `railyard apply` gets (JSON is YAML).
+    pub fn manifest(&self) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "railyard.dev/v1",
+            "kind": "MultiNicNetwork",
+            "metadata": {"name": self.network},
+            "spec": {
+                "subnet": self.subnet(),
+                "ipam": {
+                    "type": "railyard-ipam",
+                    "hostBlock": self.host_block(),
+                    "interfaceBlock": self.interface_block(),
+                },
+                "multiNICIPAM": true,
+                "plugin": {"cniVersion": "1.0.0", "type": "railyard-cni"},
+                "attachPolicy": {"strategy": "none"},
+            }
+        })
+    }
+
+    pub fn fabric(&self) -> String {
+        format!("{}fabric", self.prefix)
+    }
+
+    /// Host `i`'s name, which is also its namespace's name (`railyard check`'s
+    /// `--host-netns` default).
+    pub fn host(&self, i: usize) -> String {
+        format!("{}host-{i}", self.prefix)
+    }
+
+    /// Pod `k` of host `i`: the namespace, the pod name and the container ID
+    /// (`railyard check`'s `--pod-netns` default is the pod name).
+    pub fn pod(&self, i: usize, k: usize) -> String {
+        format!("{}pod-{i}-{k}", self.prefix)
+    }
+
+    pub fn mgmt_bridge(&self) -> String {
+        format!("rymgmt{}", self.mgmt_id)
+    }
+
+    /// The root namespace's end of host `i`'s management link.
+    pub fn mgmt_veth(&self, i: usize) -> String {
+        format!("rym{}h{i}", self.mgmt_id)
+    }
+
+    /// The root namespace's address on the management bridge; etcd listens here
+    /// for the daemons, which run inside the host namespaces.
+    pub fn mgmt_gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 254, self.mgmt_id, 1)
+    }
+
+    pub fn mgmt_addr(&self, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 254, self.mgmt_id, octet(i))
+    }
+
+    /// Host `i`'s NIC on rail `j`: 10.100.j.(10+i)/24.
+    pub fn rail_v4(&self, i: usize, j: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 100, j as u8, octet(i))
+    }
+
+    /// Host `i`'s NIC on rail `j`: fd00:100:j::(10+i)/64.
+    pub fn rail_v6(&self, i: usize, j: usize) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, 0x100, j as u16, 0, 0, 0, 0, u16::from(octet(i)))
+    }
+
+    /// Host `i`'s NIC addresses on rail `j` with their prefix lengths.
+    pub fn rail_addrs(&self, i: usize, j: usize) -> Vec<(IpAddr, u8)> {
+        let mut out = Vec::new();
+        if self.family.has_v4() {
+            out.push((IpAddr::V4(self.rail_v4(i, j)), 24));
+        }
+        if self.family.has_v6() {
+            out.push((IpAddr::V6(self.rail_v6(i, j)), 64));
+        }
+        out
+    }
+
+    pub fn local_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.etcd_port)
+    }
+
+    pub fn mgmt_endpoint(&self) -> String {
+        format!("http://{}:{}", self.mgmt_gateway(), self.etcd_port)
+    }
+
+    pub fn socket(&self, i: usize) -> PathBuf {
+        self.socket_dir.join(self.host(i)).join("ipam.sock")
+    }
+
+    /// The daemon's `--state-dir` (its durable allocation log).
+    pub fn daemon_state(&self, i: usize) -> PathBuf {
+        self.state_dir.join(self.host(i))
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("cluster.json")
+    }
+
+    pub fn log(&self, role: &str) -> PathBuf {
+        self.state_dir.join("logs").join(format!("{role}.log"))
+    }
+
+    pub fn cni_state(&self) -> PathBuf {
+        self.state_dir.join("cni")
+    }
+
+    pub fn cni_path(&self) -> String {
+        format!("{}:{}", self.bin_dir.display(), self.cni_dir.display())
+    }
+}
+
+/// The last octet of host `i`'s addresses (.10 upwards, leaving room below for
+/// gateways); `validate` keeps `i` under 240.
+fn octet(i: usize) -> u8 {
+    u8::try_from(i + 10).unwrap_or(u8::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_layout_is_the_readme_example() {
+        let s = ClusterSpec::new("/tmp/x", "/bin");
+        s.validate().expect("defaults are valid");
+        assert_eq!((s.interface_block(), s.host_block()), (2, 6));
+        assert_eq!(s.host(1), "host-1");
+        assert_eq!(s.pod(1, 2), "pod-1-2");
+        assert_eq!(s.rail_v4(3, 1).to_string(), "10.100.1.13");
+        assert_eq!(s.rail_v6(3, 1).to_string(), "fd00:100:1::d");
+    }
+
+    #[test]
+    fn limits_are_refused_with_the_reason() {
+        let mut s = ClusterSpec::new("/tmp/x", "/bin");
+        s.rails = 5;
+        assert_eq!(s.interface_block(), 3);
+        s.hosts = 33;
+        let e = s.validate().expect_err("33 hosts do not fit 5 bits");
+        assert!(e.to_string().contains("1 to 32"), "{e}");
+        s.prefix = "Bad_".into();
+        assert!(s.validate().is_err());
+    }
+}

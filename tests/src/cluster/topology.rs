@@ -1,0 +1,152 @@
+//! The kernel side of a local cluster. A "fabric" namespace holds one bridge per
+//! rail (the rail's switch); every host namespace has NIC `rail<j>` (a veth whose
+//! peer is a port of bridge j) and `mgmt0`, a management link into a bridge in
+//! the root namespace, where etcd listens: the daemons run inside their host
+//! namespaces and cannot reach the root namespace's loopback.
+
+use super::cmd::{ip, ip_batch, ip_in, netns_add, sysctl_in};
+use super::spec::ClusterSpec;
+use super::state::State;
+use crate::error::Result;
+
+/// The management bridge in the root namespace (recorded before it exists, so a
+/// failure half way still gets it removed).
+pub fn make_mgmt(state: &mut State) -> Result<()> {
+    let spec = state.spec.clone();
+    let bridge = spec.mgmt_bridge();
+    state.links.push(bridge.clone());
+    state.save()?;
+    ip(&["link", "add", &bridge, "type", "bridge"])?;
+    ip(&[
+        "addr",
+        "add",
+        &format!("{}/24", spec.mgmt_gateway()),
+        "dev",
+        &bridge,
+    ])?;
+    ip(&["link", "set", &bridge, "up"]).map(|_| ())
+}
+
+/// The fabric namespace with one bridge per rail. Multicast snooping is off so
+/// IPv6 neighbour discovery is flooded like on a plain switch.
+pub fn make_fabric(state: &mut State) -> Result<()> {
+    let spec = state.spec.clone();
+    let fabric = spec.fabric();
+    state.add_netns(&fabric);
+    state.save()?;
+    netns_add(&fabric)?;
+    let mut lines = Vec::new();
+    for j in 0..spec.rails {
+        lines.push(format!("link add rail{j} type bridge mcast_snooping 0"));
+        lines.push(format!("link set rail{j} up"));
+    }
+    ip_batch(Some(&fabric), &lines)
+}
+
+/// Host `i`: namespace, management link, one NIC per rail, forwarding on.
+pub fn make_host(state: &mut State, i: usize) -> Result<()> {
+    let spec = state.spec.clone();
+    let host = spec.host(i);
+    state.add_netns(&host);
+    // The daemon makes its socket's directory; `down` removes it.
+    if let Some(dir) = spec.socket(i).parent() {
+        state.add_dir(dir);
+    }
+    state.hosts = state.hosts.max(i + 1);
+    state.save()?;
+    netns_add(&host)?;
+    let mgmt = spec.mgmt_veth(i);
+    // Recorded so `down` can wait for it to go: the kernel removes it with the
+    // namespace, but asynchronously, and an `up` right after would collide.
+    if !state.links.contains(&mgmt) {
+        state.links.push(mgmt.clone());
+    }
+    state.save()?;
+    ip_batch(
+        None,
+        &[
+            format!("link add {mgmt} type veth peer name mgmt0 netns {host}"),
+            format!("link set {mgmt} master {} up", spec.mgmt_bridge()),
+        ],
+    )?;
+    let mut lines = vec![
+        format!("addr add {}/24 dev mgmt0", spec.mgmt_addr(i)),
+        "link set mgmt0 up".to_owned(),
+    ];
+    let mut fabric = Vec::new();
+    for j in 0..spec.rails {
+        let port = format!("h{i}r{j}");
+        lines.push(format!(
+            "link add rail{j} type veth peer name {port} netns {}",
+            spec.fabric()
+        ));
+        for (addr, len) in spec.rail_addrs(i, j) {
+            // No DAD: the address must work the moment the daemon registers it.
+            let nodad = if addr.is_ipv6() { " nodad" } else { "" };
+            lines.push(format!("addr add {addr}/{len} dev rail{j}{nodad}"));
+        }
+        lines.push(format!("link set rail{j} up"));
+        fabric.push(format!("link set {port} master rail{j} up"));
+    }
+    ip_batch(Some(&host), &lines)?;
+    ip_batch(Some(&spec.fabric()), &fabric)?;
+    // A host routes between its pods and its rails. rp_filter off: a pod's
+    // reply may come back on another rail NIC than the one its request left by.
+    sysctl_in(
+        &host,
+        &[
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ],
+    )
+}
+
+/// For macvlan pods: a macvlan child of each rail NIC holding the host block's
+/// gateway. macvlan children cannot talk to their parent, only to siblings, so
+/// without it a pod could not reach its gateway (the host) at all. `gateways` is
+/// (NIC, gateway address with the block's prefix length).
+pub fn make_gateway_shims(host: &str, gateways: &[(String, ipnet::IpNet)]) -> Result<()> {
+    let mut lines = Vec::new();
+    let mut made = std::collections::BTreeSet::new();
+    for (nic, gw) in gateways {
+        let shim = format!("ry-gw-{nic}");
+        if made.insert(shim.clone()) {
+            lines.push(format!(
+                "link add {shim} link {nic} type macvlan mode bridge"
+            ));
+            lines.push(format!("link set {shim} up"));
+        }
+        let nodad = if gw.addr().is_ipv6() { " nodad" } else { "" };
+        lines.push(format!("addr add {gw} dev {shim}{nodad}"));
+    }
+    ip_batch(Some(host), &lines)
+}
+
+/// Host `i`'s routes in `table` tagged with railyard's protocol, as
+/// (dst, gateway, dev), both families.
+pub fn kernel_routes(
+    spec: &ClusterSpec,
+    i: usize,
+    table: u32,
+) -> std::collections::BTreeSet<(String, String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for family in ["-4", "-6"] {
+        let Ok(text) = ip_in(
+            &spec.host(i),
+            &[family, "-j", "route", "show", "table", &table.to_string()],
+        ) else {
+            // A table never used does not exist yet.
+            continue;
+        };
+        let routes: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        for r in routes {
+            if r["protocol"] == "167" || r["protocol"] == "railyard" {
+                let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+                out.insert((s("dst"), s("gateway"), s("dev")));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,14 @@
+//! needs root, etcd, ping and the workspace's binaries (built by
+//! `cargo test --workspace`; with `-p railyard-e2e` run `cargo build --bins`
+//! first). Each test brings up its own local cluster (real etcd, planner(s),
+//! one route-daemon per host namespace, pods through railyard-cni and the
+//! reference ptp/macvlan plugins) and tears it down, also on failure.
+//!
+//! One test binary for all of them: every extra binary would be linked again.
+
+mod common;
+
+mod connectivity;
+mod failover;
+mod membership;
+mod outage;
