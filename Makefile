@@ -48,7 +48,6 @@ demo-deps:
 	[ -x /usr/lib/cni/ptp ] || need="$$need containernetworking-plugins"; \
 	command -v ip >/dev/null || need="$$need iproute2"; \
 	command -v ping >/dev/null || need="$$need iputils-ping"; \
-	command -v sysctl >/dev/null || need="$$need procps"; \
 	command -v protoc >/dev/null || need="$$need protobuf-compiler"; \
 	if [ -n "$$need" ]; then \
 		echo "installing:$$need"; \

@@ -74,13 +74,81 @@ pub fn for_tests() -> Result<PathBuf> {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .ok_or_else(|| Error::Missing(format!("{} has no profile dir", exe.display())))?;
-    check_dir(&dir).map_err(|e| {
-        Error::Missing(format!(
-            "{e}. `cargo test --workspace` builds them; with `cargo test -p railyard-e2e` \
-             run `cargo build --bins` first (or set RAILYARD_BIN_DIR)"
-        ))
-    })?;
+    let hint = "`cargo test --workspace` builds them; with `cargo test -p railyard-e2e` \
+                run `cargo build --bins` first (or set RAILYARD_BIN_DIR)";
+    check_dir(&dir).map_err(|e| Error::Missing(format!("{e}. {hint}")))?;
+    let stale = stale(&dir);
+    if !stale.is_empty() {
+        return Err(Error::Missing(format!(
+            "binaries older than their sources in {}: {}. {hint}",
+            dir.display(),
+            stale.join(", ")
+        )));
+    }
     Ok(dir)
+}
+
+/// The source directories (relative to the workspace) each binary is built
+/// from, for the staleness check.
+const SOURCES: [(&str, &[&str]); 5] = [
+    (
+        "railyard",
+        &["planner/src", "planner/core/src", "planner/store/src"],
+    ),
+    (
+        "railyard-planner",
+        &["planner/src", "planner/core/src", "planner/store/src"],
+    ),
+    (
+        "railyard-route-daemon",
+        &[
+            "route-daemon/src",
+            "route-daemon/allocdb/src",
+            "planner/core/src",
+            "planner/store/src",
+        ],
+    ),
+    ("railyard-cni", &["ipam-plugin/src", "planner/core/src"]),
+    ("railyard-ipam", &["ipam-plugin/src", "planner/core/src"]),
+];
+
+/// Binaries in `dir` older than a source file they are built from: with
+/// `cargo test -p railyard-e2e` nothing rebuilds them, and testing yesterday's
+/// daemon would pass or fail for the wrong reasons. Skipped when the sources are
+/// not where this crate was built from.
+fn stale(dir: &Path) -> Vec<String> {
+    let Some(root) = Path::new(env!("CARGO_MANIFEST_DIR")).parent() else {
+        return Vec::new();
+    };
+    let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    SOURCES
+        .iter()
+        .filter_map(|(bin, srcs)| {
+            let built = mtime(&dir.join(bin))?;
+            let newest = srcs
+                .iter()
+                .filter_map(|s| newest_file(&root.join(s)))
+                .max()?;
+            (newest > built).then(|| (*bin).to_owned())
+        })
+        .collect()
+}
+
+/// The newest modification time of a `.rs` file under `dir`.
+fn newest_file(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_file(&path)
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        } else {
+            None
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 /// Whether `program` is on PATH.

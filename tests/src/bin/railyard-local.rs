@@ -63,11 +63,12 @@ struct ClusterArgs {
     /// Where the state file, logs, etcd data and allocation logs go.
     #[arg(long, default_value = DEFAULT_STATE)]
     state: PathBuf,
-    #[arg(long, default_value_t = 4)]
-    hosts: usize,
+    /// Hosts (default 4; `bench`: 10).
+    #[arg(long)]
+    hosts: Option<usize>,
     #[arg(long, default_value_t = 2)]
     rails: usize,
-    /// Pods per host (`bench`: default 100).
+    /// Pods per host (default 3; `bench`: 100).
     #[arg(long)]
     pods: Option<usize>,
     /// IPv6 only rails and pods.
@@ -107,7 +108,7 @@ struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    fn spec(&self, default_pods: usize) -> anyhow::Result<ClusterSpec> {
+    fn spec(&self, default_hosts: usize, default_pods: usize) -> anyhow::Result<ClusterSpec> {
         let bin_dir = match &self.bin_dir {
             Some(d) => d.clone(),
             None => std::env::current_exe()?
@@ -116,7 +117,7 @@ impl ClusterArgs {
                 .ok_or_else(|| anyhow::anyhow!("cannot tell this binary's directory"))?,
         };
         let mut spec = ClusterSpec::new(&self.state, bin_dir);
-        spec.hosts = self.hosts;
+        spec.hosts = self.hosts.unwrap_or(default_hosts);
         spec.rails = self.rails;
         spec.pods = self.pods.unwrap_or(default_pods);
         spec.family = match (self.ipv6, self.dual_stack) {
@@ -158,11 +159,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             peers,
             no_check,
         } => {
-            let spec = cluster.spec(3)?;
+            let spec = cluster.spec(4, 3)?;
             let state = spec.state_dir.clone();
             let c = match Cluster::up(spec, &mut |l| progress(l)) {
                 Ok(c) => c,
                 Err(e @ railyard_e2e::Error::AlreadyRunning(_)) => return Err(e.into()),
+                Err(e) if !state.join("cluster.json").exists() => return Err(e.into()),
                 Err(e) => {
                     eprintln!(
                         "railyard-local: up failed; logs are in {}/logs, \
@@ -227,7 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             peers,
             keep,
         } => {
-            let spec = cluster.spec(100)?;
+            let spec = cluster.spec(10, 100)?;
             let report = bench::run(spec, peers, cluster.parallel, keep, &mut |l| progress(l))?;
             print!("{}", report.markdown());
             Ok(

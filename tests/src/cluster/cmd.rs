@@ -79,12 +79,18 @@ pub fn ip_batch(ns: Option<&str>, lines: &[String]) -> Result<()> {
     run(&mut cmd, Some(script.as_bytes())).map(|_| ())
 }
 
-/// Sets sysctls inside namespace `ns`.
+/// Sets sysctls (`key=value`) inside namespace `ns` by writing /proc/sys from a
+/// shell in it (no dependency on procps' `sysctl`, absent from minimal images).
 pub fn sysctl_in(ns: &str, settings: &[&str]) -> Result<()> {
+    let script: Vec<String> = settings
+        .iter()
+        .filter_map(|s| s.split_once('='))
+        .map(|(k, v)| format!("echo {v} > /proc/sys/{}", k.replace('.', "/")))
+        .collect();
     run(
         Command::new("ip")
-            .args(["netns", "exec", ns, "sysctl", "-qw"])
-            .args(settings),
+            .args(["netns", "exec", ns, "sh", "-ec"])
+            .arg(script.join("\n")),
         None,
     )
     .map(|_| ())

@@ -259,12 +259,10 @@ fn preflight(spec: &ClusterSpec) -> Result<()> {
             "{etcd} not found (install etcd-server or set RAILYARD_ETCD_BIN)"
         )));
     }
-    for tool in ["ip", "sysctl"] {
-        if !bins::on_path(tool) {
-            return Err(Error::Missing(format!(
-                "{tool} not found on PATH (install iproute2 / procps)"
-            )));
-        }
+    if !bins::on_path("ip") {
+        return Err(Error::Missing(
+            "ip not found on PATH (install iproute2)".into(),
+        ));
     }
     Ok(())
 }

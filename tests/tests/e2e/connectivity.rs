@@ -2,16 +2,45 @@
 //! with every pod holding its own addresses.
 
 use crate::common::{spec, TestCluster};
-use railyard_e2e::{Delegate, Family};
+use railyard_e2e::{Cluster, Delegate, Error, Family};
 
 #[test]
 fn the_default_cluster_is_fully_connected_with_distinct_addresses() {
     let mut s = spec("e2e-conn", 201);
     s.hosts = 3;
-    let c = TestCluster::up(s);
+    let mut c = TestCluster::up(s.clone());
     assert_eq!(c.state.pods.len(), 6);
     c.distinct_addresses();
     c.assert_connected(None);
+
+    // A second `up` on the running cluster refuses and leaves it alone.
+    match Cluster::up(s.clone(), &mut |_| {}) {
+        Err(Error::AlreadyRunning(m)) => assert!(m.contains("etcd"), "{m}"),
+        other => panic!("second up: {other:?}"),
+    }
+    assert!(c.processes().iter().all(|(_, _, alive)| *alive));
+
+    // `down` leaves nothing behind.
+    let problems = c.down();
+    assert!(problems.is_empty(), "{problems:?}");
+    let netns = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_else(|_| Vec::new());
+    let left: Vec<&String> = netns.iter().filter(|n| n.starts_with(&s.prefix)).collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(s.mgmt_bridge())
+        .exists());
+    assert!(!s.state_dir.exists(), "state dir left");
+    assert!(
+        !s.socket(0).parent().expect("dir").exists(),
+        "socket dir left"
+    );
+    assert!(c.processes().iter().all(|(_, _, alive)| !*alive));
 }
 
 #[test]

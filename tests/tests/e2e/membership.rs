@@ -37,6 +37,24 @@ fn a_joining_host_is_reached_and_a_leaving_host_loses_its_routes_everywhere() {
             "host {i} still routes via {its_nics:?}: {routes:?}"
         );
     }
+    // After the (2 s) grace period the leaver is dropped from the plan.
+    let start = std::time::Instant::now();
+    let network = c.spec().network.clone();
+    while c
+        .observer()
+        .unwrap()
+        .plan(&network)
+        .unwrap()
+        .expect("plan")
+        .hosts
+        .contains_key(&gone)
+    {
+        assert!(
+            start.elapsed() < CONVERGE,
+            "{gone} still planned after its grace period"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]
