@@ -25,37 +25,37 @@ pub const CNI_PLUGINS: [&str; 3] = ["ptp", "macvlan", "static"];
 
 /// Checks that `dir` holds every railyard binary.
 pub fn check_dir(dir: &Path) -> Result<()> {
-    let missing: Vec<&str> = REQUIRED
-        .iter()
-        .copied()
-        .filter(|b| !dir.join(b).is_file())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Missing(format!(
-        "{} not found in {}: build them first (`cargo build --bins`, or \
-         `cargo build --release --bins` for a release dir)",
-        missing.join(", "),
-        dir.display()
-    )))
+    check_files(dir, &REQUIRED, |missing| {
+        format!(
+            "{missing} not found in {}: build them first (`cargo build --bins`, or \
+             `cargo build --release --bins` for a release dir)",
+            dir.display()
+        )
+    })
 }
 
 /// Checks the reference plugins in `dir` (Debian: containernetworking-plugins).
 pub fn check_cni_dir(dir: &Path) -> Result<()> {
-    let missing: Vec<&str> = CNI_PLUGINS
+    check_files(dir, &CNI_PLUGINS, |missing| {
+        format!(
+            "reference CNI plugins {missing} not found in {} (install containernetworking-plugins)",
+            dir.display()
+        )
+    })
+}
+
+/// `Error::Missing` with `message(list of missing names)` unless every file exists.
+fn check_files(dir: &Path, names: &[&str], message: impl FnOnce(&str) -> String) -> Result<()> {
+    let missing: Vec<&str> = names
         .iter()
         .copied()
         .filter(|b| !dir.join(b).is_file())
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(Error::Missing(message(&missing.join(", "))))
     }
-    Err(Error::Missing(format!(
-        "reference CNI plugins {} not found in {} (install containernetworking-plugins)",
-        missing.join(", "),
-        dir.display()
-    )))
 }
 
 /// The directory of the binaries for tests: `$RAILYARD_BIN_DIR`, else the
