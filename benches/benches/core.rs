@@ -60,6 +60,14 @@ fn routes_and_diff(c: &mut Criterion) {
         .into_iter()
         .map(|route| ActualRoute { route, owned: true })
         .collect();
+    // The two halves alone, to see which one a change moves.
+    c.bench_function("routes_only_one_host_of_10000", |b| {
+        b.iter_with_large_drop(|| desired_routes(black_box(&p), me, 100))
+    });
+    let want = desired_routes(&p, me, 100);
+    c.bench_function("diff_only_one_host_of_10000", |b| {
+        b.iter_with_large_drop(|| diff(black_box(&want), black_box(&actual)))
+    });
     c.bench_function("routes_plus_diff_one_host_of_10000", |b| {
         b.iter_with_large_drop(|| {
             let want = desired_routes(black_box(&p), me, 100);

@@ -155,7 +155,7 @@ async fn check_paths(
             .hosts
             .get(&pod.host)
             .and_then(|h| h.blocks.iter().find(|b| b.interface == p.rail))
-            .map(|b| b.nic.clone())
+            .map(|b| b.nic.to_string())
             .unwrap_or_default();
         let host_ns = opts.host_netns.replace("{host}", &pod.host);
         let actual = route_dev(&host_ns, *src, p.dst).await;

@@ -182,7 +182,7 @@ pub fn plan_table(plans: &[Plan]) -> String {
                     name.clone(),
                     h.index.to_string(),
                     b.interface.to_string(),
-                    b.nic.clone(),
+                    b.nic.to_string(),
                     b.nic_address.to_string(),
                     b.cidr.to_string(),
                     if h.departed_at.is_some() {

@@ -9,12 +9,11 @@
 //! Also timed, for comparison: the same adds as rtnetlink requests awaited
 //! 64 at a time (`buffer_unordered`), the obvious way with the rtnetlink crate.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use futures::{StreamExt, TryStreamExt};
-use railyard_core::{Route, RouteDiff};
+use railyard_core::{IfName, Route, RouteDiff};
 use railyard_route_daemon::kernel_routes::new_route_message;
 use railyard_route_daemon::netns::NamedNetns;
 use railyard_route_daemon::{reconcile, Netlink, NetlinkRoutes, RouteTable};
@@ -22,7 +21,7 @@ use railyard_route_daemon::{reconcile, Netlink, NetlinkRoutes, RouteTable};
 const TABLE: u32 = 4242;
 
 fn routes(n: usize) -> Vec<Route> {
-    let dev: Arc<str> = Arc::from("rail0");
+    let dev: IfName = "rail0".parse().expect("valid interface name");
     (0..n)
         .map(|i| Route {
             dst: format!("10.{}.{}.0/24", 128 + i / 256, i % 256)
@@ -31,7 +30,7 @@ fn routes(n: usize) -> Vec<Route> {
             gateway: format!("10.10.1.{}", 1 + i % 200)
                 .parse()
                 .expect("valid by construction"),
-            dev: Arc::clone(&dev),
+            dev,
             table: TABLE,
         })
         .collect()

@@ -3,9 +3,9 @@
 //! because netlink-proto sends one request per wake-up.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use futures::TryStreamExt;
+use railyard_core::IfName;
 use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
@@ -99,7 +99,7 @@ impl Netlink {
 
     /// Interface index to name, for turning a route's output interface into the
     /// device name the plan speaks in.
-    pub(crate) async fn link_names(&self) -> Result<HashMap<u32, Arc<str>>> {
+    pub(crate) async fn link_names(&self) -> Result<HashMap<u32, IfName>> {
         Ok(self
             .links()
             .await?
@@ -109,7 +109,8 @@ impl Netlink {
                     LinkAttribute::IfName(n) => Some(n),
                     _ => None,
                 })?;
-                Some((l.header.index, Arc::from(name.as_str())))
+                // The kernel only hands out names `IfName` accepts.
+                Some((l.header.index, IfName::new(&name).ok()?))
             })
             .collect())
     }

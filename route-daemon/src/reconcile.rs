@@ -317,7 +317,6 @@ fn count_known<'a>(routes: impl Iterator<Item = &'a Route>, known: &[ActualRoute
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
     use crate::memory::MemoryRoutes;
@@ -326,7 +325,7 @@ mod tests {
         Route {
             dst: dst.parse().expect("dst"),
             gateway: gw.parse().expect("gw"),
-            dev: Arc::from(dev),
+            dev: dev.parse().expect("valid name"),
             table,
         }
     }

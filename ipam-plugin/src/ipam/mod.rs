@@ -151,7 +151,7 @@ pub fn to_result(nics: &[NicAllocation], report_nics: bool) -> CniResult {
     for (index, nic) in nics.iter().enumerate() {
         if report_nics {
             result.interfaces.push(Interface {
-                name: nic.nic.clone(),
+                name: nic.nic.to_string(),
                 ..Interface::default()
             });
         }
@@ -177,7 +177,7 @@ mod tests {
 
     fn nic(name: &str, third: u8) -> NicAllocation {
         NicAllocation {
-            nic: name.into(),
+            nic: railyard_core::IfName::new(name).expect("valid name"),
             interface: u32::from(third / 64),
             addresses: vec![format!("192.168.{third}.10/24").parse().unwrap()],
             gateways: vec![format!("192.168.{third}.1").parse().unwrap()],

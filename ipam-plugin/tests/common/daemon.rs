@@ -231,7 +231,7 @@ fn handle(state: &mut Shared, request: Request) -> Response {
             let nics: Vec<NicAllocation> = chosen
                 .iter()
                 .map(|nic| NicAllocation {
-                    nic: nic.name.clone(),
+                    nic: railyard_core::IfName::new(&nic.name).expect("test NIC names are valid"),
                     interface: nic.rail,
                     addresses: nic
                         .blocks

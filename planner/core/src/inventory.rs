@@ -5,6 +5,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
+use crate::ifname::IfName;
 use crate::names::validate_host_name;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,11 +69,11 @@ impl HostInventory {
         validate_host_name(&format!("{field}.name"), &self.name)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, nic) in self.nics.iter().enumerate() {
-            if nic.name.is_empty() || nic.name.len() > 15 || nic.name.contains('/') {
+            if let Err(CoreError::InvalidName { reason, .. }) = IfName::new(&nic.name) {
                 return Err(CoreError::invalid(
                     format!("{field}.nics[{i}].name"),
                     &nic.name,
-                    "must be an interface name of 1 to 15 characters without '/'",
+                    format!("is not an interface name: {reason}"),
                 ));
             }
             if !seen.insert(nic.name.as_str()) {

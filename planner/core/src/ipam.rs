@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 
+use crate::ifname::IfName;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +89,7 @@ pub enum Request {
 #[serde(rename_all = "camelCase")]
 pub struct NicAllocation {
     /// The host NIC (the delegate's `master`).
-    pub nic: String,
+    pub nic: IfName,
     /// The rail (interface index) the NIC is on.
     pub interface: u32,
     /// Pod addresses with the host block's prefix length, one per family.

@@ -4,6 +4,8 @@
 
 mod bitmap;
 mod error;
+mod host_index;
+mod ifname;
 mod layout;
 mod names;
 
@@ -19,6 +21,7 @@ pub mod stored;
 
 pub use alloc::BlockAllocator;
 pub use error::{CoreError, Result};
+pub use ifname::{IfName, MAX_IFNAME};
 pub use inventory::{HostInventory, InventoryFile, Nic};
 pub use layout::Layout;
 pub use names::{validate_dns_label, validate_host_name, validate_key_segment};

@@ -221,7 +221,7 @@ fn arb_route() -> impl Strategy<Value = railyard_core::Route> {
     (0u8..40, 0u8..3, 0u8..2, 0u32..2).prop_map(|(d, g, dev, table)| railyard_core::Route {
         dst: format!("192.168.{d}.0/24").parse().unwrap(),
         gateway: format!("10.0.0.{g}").parse().unwrap(),
-        dev: std::sync::Arc::from(format!("eth{dev}").as_str()),
+        dev: format!("eth{dev}").parse().expect("valid name"),
         table,
     })
 }
@@ -288,6 +288,65 @@ proptest! {
         }
         for f in &foreign {
             prop_assert!(state.iter().any(|a| !a.owned && a.route == *f), "foreign route lost: {:?}", f);
+        }
+    }
+}
+
+/// What `desired_routes` must return, computed the obvious way: every live peer's
+/// block on each of my rails, through my NIC on that rail, sorted.
+fn naive_routes(p: &Plan, me: &str, table: u32) -> Vec<railyard_core::Route> {
+    let Some(mine) = p.hosts.get(me) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, peer) in &p.hosts {
+        if name == me || peer.departed_at.is_some() {
+            continue;
+        }
+        for m in &mine.blocks {
+            let v4 = m.cidr.addr().is_ipv4();
+            if let Some(b) = peer
+                .blocks
+                .iter()
+                .find(|b| b.interface == m.interface && b.cidr.addr().is_ipv4() == v4)
+            {
+                out.push(railyard_core::Route {
+                    dst: b.cidr,
+                    gateway: b.nic_address,
+                    dev: m.nic,
+                    table,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|r| (r.table, r.dst));
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The fast path (peer-major walk into rail lanes, holes for missing rails)
+    /// gives exactly the obvious answer, whoever asks and whoever has departed.
+    #[test]
+    fn desired_routes_match_the_obvious_computation(
+        net in arb_network(),
+        hosts in arb_hosts(30),
+        leavers in prop::collection::btree_set(0usize..30, 0..5),
+        me in 0usize..30,
+    ) {
+        use railyard_core::desired_routes;
+        let p1 = plan(&net, &hosts, None, 0, 600);
+        let staying: Vec<HostInventory> = hosts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !leavers.contains(i))
+            .map(|(_, h)| h.clone())
+            .collect();
+        let p2 = plan(&net, &staying, Some(&p1), 10, 600);
+        let me = hosts.get(me).map_or("nobody", |h| h.name.as_str());
+        for p in [&p1, &p2] {
+            prop_assert_eq!(desired_routes(p, me, 42), naive_routes(p, me, 42));
         }
     }
 }

@@ -1,7 +1,5 @@
 mod common;
 
-use std::sync::Arc;
-
 use common::{host, hosts, upstream};
 use railyard_core::{desired_routes, diff, plan, ActualRoute, Route};
 
@@ -9,7 +7,7 @@ fn r(dst: &str, gw: &str, dev: &str, table: u32) -> Route {
     Route {
         dst: dst.parse().unwrap(),
         gateway: gw.parse().unwrap(),
-        dev: Arc::from(dev),
+        dev: dev.parse().unwrap(),
         table,
     }
 }

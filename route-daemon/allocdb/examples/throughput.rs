@@ -31,7 +31,7 @@ fn config(n: usize) -> NetworkConfig {
     };
     let block = |r: usize| Block {
         interface: r as u32,
-        nic: format!("eth{r}"),
+        nic: format!("eth{r}").parse().expect("valid name"),
         nic_address: format!("192.168.{r}.1").parse().expect("literal"),
         cidr: format!("10.{}.0.0/16", n + 100 * r)
             .parse()

@@ -143,7 +143,7 @@ mod tests {
         let cidr: IpNet = cidr.parse().unwrap();
         let b = Block {
             interface: 0,
-            nic: "eth0".into(),
+            nic: "eth0".parse().expect("valid name"),
             nic_address: "10.0.0.1".parse().unwrap(),
             cidr,
         };

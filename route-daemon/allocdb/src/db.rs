@@ -302,7 +302,7 @@ impl AllocDb {
                     .core
                     .nic_load
                     .iter()
-                    .map(|(k, v)| (k.clone(), *v))
+                    .map(|(k, v)| (k.to_string(), *v))
                     .collect(),
                 attachments: g.core.live(),
                 wal,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use railyard_core::ipam::{AttachmentId, NicAllocation, PodRef, Selection};
-use railyard_core::{Block, HostPlan, Interface, Network, Plan, Strategy};
+use railyard_core::{Block, HostPlan, IfName, Interface, Network, Plan, Strategy};
 use serde::{Deserialize, Serialize};
 
 /// What the engine needs of one network on this host: the attach policy, the
@@ -113,7 +113,7 @@ pub struct Stats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockStats {
     pub network: String,
-    pub nic: String,
+    pub nic: IfName,
     pub interface: u32,
     pub cidr: IpNet,
     pub allocated: u32,

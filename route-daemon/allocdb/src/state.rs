@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use railyard_core::attach::{select_nics, wanted_class, Candidate, DeviceClass};
 use railyard_core::ipam::{AttachmentId, NicAllocation, PodRoute, Selection};
-use railyard_core::{Block, Nic};
+use railyard_core::{Block, IfName, Nic};
 
 use crate::block::BlockState;
 use crate::error::{DbError, Result};
@@ -31,7 +31,7 @@ pub(crate) struct NetState {
 pub(crate) struct Core {
     pub networks: BTreeMap<String, NetState>,
     /// Attachments per NIC across networks: the load `balance` spreads.
-    pub nic_load: HashMap<String, u32>,
+    pub nic_load: HashMap<IfName, u32>,
 }
 
 impl NetState {
@@ -190,8 +190,17 @@ impl Core {
         let mut taken: Vec<(usize, IpAddr)> = Vec::new();
         let mut out = Vec::with_capacity(picked.len());
         for c in picked {
+            // Candidates are made from this network's planned blocks just above.
+            let Some(nic) = net
+                .blocks
+                .iter()
+                .find(|b| b.in_plan && b.block.nic == c.name)
+                .map(|b| b.block.nic)
+            else {
+                continue;
+            };
             let mut a = NicAllocation {
-                nic: c.name.clone(),
+                nic,
                 interface: c.interface,
                 addresses: Vec::new(),
                 gateways: Vec::new(),
@@ -239,7 +248,7 @@ impl Core {
             nics: out,
         });
         for n in &att.nics {
-            *nic_load.entry(n.nic.clone()).or_default() += 1;
+            *nic_load.entry(n.nic).or_default() += 1;
         }
         net.attachments.insert(id.clone(), att.clone());
         Ok(att)
@@ -263,7 +272,7 @@ impl Core {
                 }
                 let block = Block {
                     interface: n.interface,
-                    nic: n.nic.clone(),
+                    nic: n.nic,
                     nic_address: a.network(),
                     cidr: a.trunc(),
                 };
@@ -273,7 +282,7 @@ impl Core {
                 net.blocks.push(s);
                 net.hold(a.addr());
             }
-            *self.nic_load.entry(n.nic.clone()).or_default() += 1;
+            *self.nic_load.entry(n.nic).or_default() += 1;
         }
         net.attachments.insert(att.id.clone(), att);
     }
@@ -379,7 +388,7 @@ impl Core {
             .flat_map(|n| {
                 n.blocks.iter().map(|b| BlockStats {
                     network: n.config.name.clone(),
-                    nic: b.block.nic.clone(),
+                    nic: b.block.nic,
                     interface: b.block.interface,
                     cidr: b.cidr(),
                     allocated: b.alloc.allocated(),
@@ -415,14 +424,14 @@ fn effective_selection(args: &AddArgs) -> Result<Selection> {
 /// One candidate per NIC with a planned block, with the host's facts about it.
 /// A planned NIC the host no longer reports is not a candidate: it cannot carry a
 /// pod interface.
-fn candidates(net: &NetState, nics: &[Nic], load: &HashMap<String, u32>) -> Vec<Candidate> {
+fn candidates(net: &NetState, nics: &[Nic], load: &HashMap<IfName, u32>) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::new();
     for b in net.blocks.iter().filter(|b| b.in_plan) {
         if out.iter().any(|c| c.name == b.block.nic) {
             continue;
         }
         if let Some(nic) = nics.iter().find(|n| n.name == b.block.nic) {
-            let l = load.get(&nic.name).copied().unwrap_or(0);
+            let l = load.get(nic.name.as_str()).copied().unwrap_or(0);
             out.push(Candidate::from_nic(nic, b.block.interface, l));
         }
     }

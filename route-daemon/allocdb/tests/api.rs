@@ -211,11 +211,7 @@ async fn policies_see_the_load_and_the_pods_selection() {
     };
     let mut picked = Vec::new();
     for i in 0..4 {
-        picked.push(
-            db.add(&one(&format!("b{i}")), &host, &[]).await.unwrap()[0]
-                .nic
-                .clone(),
-        );
+        picked.push(db.add(&one(&format!("b{i}")), &host, &[]).await.unwrap()[0].nic);
     }
     assert_eq!(
         picked,

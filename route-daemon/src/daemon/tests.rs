@@ -305,7 +305,7 @@ async fn nothing_is_touched_before_the_first_listing() {
     let stale = Route {
         dst: "192.168.9.0/24".parse().expect("net"),
         gateway: "10.0.1.10".parse().expect("ip"),
-        dev: Arc::from("eth1"),
+        dev: "eth1".parse().expect("valid name"),
         table: t,
     };
     // A route of ours left by a previous run, for a host no longer planned.
@@ -341,7 +341,7 @@ async fn a_network_deleted_while_down_is_cleaned_up_through_its_rule() {
     let leftover = Route {
         dst: "192.168.1.0/24".parse().expect("net"),
         gateway: "10.0.1.2".parse().expect("ip"),
-        dev: Arc::from("eth1"),
+        dev: "eth1".parse().expect("valid name"),
         table: gone,
     };
     crate::reconcile(vec![leftover], &[gone], &kernel)

@@ -99,7 +99,7 @@ impl IpamMetrics {
         for b in &stats.blocks {
             let label = BlockLabel {
                 network: b.network.clone(),
-                nic: b.nic.clone(),
+                nic: b.nic.to_string(),
                 block: b.cidr.to_string(),
             };
             self.free.get_or_create(&label).set(i64::from(b.free));

@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use ipnet::IpNet;
-use railyard_core::{ActualRoute, Route};
+use railyard_core::{ActualRoute, IfName, Route};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
     RouteType, RouteVia,
@@ -88,7 +87,7 @@ pub fn del_route_message(route: &Route, oif: Option<u32>) -> RouteMessage {
 /// connected route without gateway reads as gateway "unspecified" and a
 /// multipath route as its first hop. A route through an interface that vanished
 /// meanwhile keeps the interface number as its device name.
-pub fn actual_route(msg: &RouteMessage, names: &HashMap<u32, Arc<str>>) -> Option<ActualRoute> {
+pub fn actual_route(msg: &RouteMessage, names: &HashMap<u32, IfName>) -> Option<ActualRoute> {
     if msg.header.flags.contains(RouteFlags::Cloned) {
         return None;
     }
@@ -136,9 +135,10 @@ pub fn actual_route(msg: &RouteMessage, names: &HashMap<u32, Arc<str>>) -> Optio
     let dev = match oif {
         Some(i) => names
             .get(&i)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(format!("if{i}"))),
-        None => Arc::from(""),
+            .copied()
+            .or_else(|| IfName::new(&format!("if{i}")).ok())
+            .unwrap_or_default(),
+        None => IfName::default(),
     };
     Some(ActualRoute {
         route: Route {
@@ -167,7 +167,7 @@ mod tests {
         Route {
             dst: dst.parse().expect("dst"),
             gateway: gw.parse().expect("gw"),
-            dev: Arc::from("eth1"),
+            dev: IfName::new("eth1").expect("valid"),
             table,
         }
     }
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn round_trip_through_kernel_form() {
-        let names = HashMap::from([(7, Arc::from("eth1"))]);
+        let names = HashMap::from([(7, IfName::new("eth1").expect("valid"))]);
         for r in [
             route("10.1.2.0/24", "10.0.0.2", 70_000),
             route("fd00:1::/64", "fd00::2", 100),

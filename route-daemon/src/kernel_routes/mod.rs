@@ -7,10 +7,9 @@ mod convert;
 mod rules;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use railyard_core::{route_table_for, ActualRoute, Route, RouteDiff};
+use railyard_core::{route_table_for, ActualRoute, IfName, Route, RouteDiff};
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use tokio::sync::Mutex;
@@ -109,7 +108,7 @@ impl RouteTable for NetlinkRoutes {
     }
 
     async fn apply(&self, diff: &RouteDiff) -> Result<ApplyReport> {
-        let index: HashMap<Arc<str>, u32> = self
+        let index: HashMap<IfName, u32> = self
             .netlink
             .link_names()
             .await?

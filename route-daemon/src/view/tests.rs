@@ -28,7 +28,7 @@ fn host_plan(i: u32) -> HostPlan {
         departed_at: None,
         blocks: vec![Block {
             interface: 0,
-            nic: "eth1".into(),
+            nic: "eth1".parse().expect("valid name"),
             nic_address: format!("10.0.1.{}", i + 1).parse().expect("ip"),
             cidr: format!("192.168.{i}.0/24").parse().expect("net"),
         }],

@@ -6,9 +6,8 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
-use railyard_core::Route;
+use railyard_core::{IfName, Route};
 use railyard_route_daemon::netns::NamedNetns;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -76,7 +75,7 @@ pub fn route(dst: &str, gw: &str, dev: &str, table: u32) -> Route {
     Route {
         dst: dst.parse().expect("dst"),
         gateway: gw.parse().expect("gw"),
-        dev: Arc::from(dev),
+        dev: dev.parse().expect("valid interface name"),
         table,
     }
 }
@@ -85,14 +84,14 @@ pub fn route(dst: &str, gw: &str, dev: &str, table: u32) -> Route {
 /// spread over 10.10.1.1 .. 10.10.1.200 on `dev` (on-link for a NIC in
 /// 10.10.0.0/16, and never its own 10.10.0.5).
 pub fn v4_routes(n: usize, dev: &str, table: u32) -> Vec<Route> {
-    let dev: Arc<str> = Arc::from(dev);
+    let dev: IfName = dev.parse().expect("valid interface name");
     (0..n)
         .map(|i| Route {
             dst: format!("10.{}.{}.0/24", 128 + i / 256, i % 256)
                 .parse()
                 .expect("dst"),
             gateway: format!("10.10.1.{}", 1 + i % 200).parse().expect("gw"),
-            dev: Arc::clone(&dev),
+            dev,
             table,
         })
         .collect()
@@ -101,14 +100,14 @@ pub fn v4_routes(n: usize, dev: &str, table: u32) -> Vec<Route> {
 /// `n` /64 destinations under fd00:100::/32 through next hops fd00:10::100 ..
 /// fd00:10::1c7, on-link for a NIC in fd00:10::/64 and never its own ::5.
 pub fn v6_routes(n: usize, dev: &str, table: u32) -> Vec<Route> {
-    let dev: Arc<str> = Arc::from(dev);
+    let dev: IfName = dev.parse().expect("valid interface name");
     (0..n)
         .map(|i| Route {
             dst: format!("fd00:100:{i:x}::/64").parse().expect("dst"),
             gateway: format!("fd00:10::{:x}", 0x100 + i % 200)
                 .parse()
                 .expect("gw"),
-            dev: Arc::clone(&dev),
+            dev,
             table,
         })
         .collect()

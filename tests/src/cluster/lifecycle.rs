@@ -175,7 +175,7 @@ impl Cluster {
             let gateways: Vec<(String, ipnet::IpNet)> = hp
                 .blocks
                 .iter()
-                .filter_map(|b| Some((b.nic.clone(), gateway_of(b.cidr)?)))
+                .filter_map(|b| Some((b.nic.to_string(), gateway_of(b.cidr)?)))
                 .collect();
             topology::make_gateway_shims(&host, &gateways)?;
         }

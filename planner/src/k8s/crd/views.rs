@@ -161,7 +161,7 @@ impl From<&Plan> for CidrSpec {
                     .iter()
                     .map(|b| BlockInfo {
                         interface: i64::from(b.interface),
-                        nic: b.nic.clone(),
+                        nic: b.nic.to_string(),
                         nic_address: b.nic_address.to_string(),
                         cidr: b.cidr.to_string(),
                     })

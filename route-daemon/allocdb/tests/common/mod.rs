@@ -35,7 +35,7 @@ pub fn config(blocks: &[(&str, u32, &str)]) -> NetworkConfig {
             .iter()
             .map(|(nic, rail, cidr)| Block {
                 interface: *rail,
-                nic: nic.to_string(),
+                nic: nic.parse().expect("valid name"),
                 nic_address: format!("10.0.{rail}.1").parse().unwrap(),
                 cidr: cidr.parse().unwrap(),
             })
