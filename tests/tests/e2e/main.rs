@@ -10,5 +10,6 @@ mod common;
 
 mod connectivity;
 mod failover;
+mod ipam_crash;
 mod membership;
 mod outage;
