@@ -79,17 +79,27 @@ pub struct Probe {
 }
 
 /// Every (from, to, rail, family) probe; with `peers`, each pod probes only that
-/// many others (the next ones in name order, so every pod is probed by as many),
-/// which keeps a 1,000-pod check linear instead of quadratic.
+/// many others, which keeps a 1,000-pod check linear instead of quadratic.
+///
+/// The peers are the next ones in an order that deals pods out host by host
+/// (h0's first pod, h1's first, ..., h0's second, ...), so with fewer peers than
+/// hosts every probe crosses hosts: the paths that need railyard's routes. Name
+/// order would pick mostly pods of the same host. A cyclic shift of one order
+/// also means every pod is probed exactly as often as it probes.
 pub fn probes(pods: &[Pod], peers: Option<usize>) -> Vec<Probe> {
     let n = pods.len();
     let k = peers
         .unwrap_or(n.saturating_sub(1))
         .min(n.saturating_sub(1));
+    let order = dealt_by_host(pods);
+    let mut position = vec![0; n];
+    for (at, &pod) in order.iter().enumerate() {
+        position[pod] = at;
+    }
     let mut out = Vec::new();
     for from in 0..n {
         for step in 1..=k {
-            let to = (from + step) % n;
+            let to = order[(position[from] + step) % n];
             for (rail, addrs) in &pods[to].addresses {
                 if !pods[from].addresses.contains_key(rail) {
                     continue;
@@ -106,6 +116,18 @@ pub fn probes(pods: &[Pod], peers: Option<usize>) -> Vec<Probe> {
         }
     }
     out
+}
+
+/// Pod indexes round-robin over hosts (hosts and pods in name order).
+fn dealt_by_host(pods: &[Pod]) -> Vec<usize> {
+    let mut by_host: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, p) in pods.iter().enumerate() {
+        by_host.entry(p.host.as_str()).or_default().push(i);
+    }
+    let deepest = by_host.values().map(Vec::len).max().unwrap_or(0);
+    (0..deepest)
+        .flat_map(|round| by_host.values().filter_map(move |v| v.get(round).copied()))
+        .collect()
 }
 
 /// A row of the concheck-style table.
@@ -256,6 +278,37 @@ mod tests {
         // a->b 2, a->c 1, b->a 2, b->c 1, c->a 1, c->b 1
         assert_eq!(p.len(), 8);
         assert_eq!(probes(&pods, Some(1)).len(), 4);
+    }
+
+    #[test]
+    fn few_peers_cross_hosts_and_every_pod_is_probed_equally() {
+        let mut pods = Vec::new();
+        for h in 0..3 {
+            for k in 0..4 {
+                let addr = format!("192.168.{h}.{}", k + 2);
+                pods.push(pod(&format!("h{h}-p{k}"), &format!("h{h}"), &[(0, &addr)]));
+            }
+        }
+        let p = probes(&pods, Some(2));
+        assert_eq!(p.len(), 12 * 2);
+        for x in &p {
+            assert_ne!(
+                pods[x.from].host, pods[x.to].host,
+                "{x:?} stays on one host"
+            );
+            assert_ne!(x.from, x.to);
+        }
+        for i in 0..pods.len() {
+            assert_eq!(
+                p.iter().filter(|x| x.to == i).count(),
+                2,
+                "{}",
+                pods[i].name
+            );
+            assert_eq!(p.iter().filter(|x| x.from == i).count(), 2);
+        }
+        // Without a limit, every ordered pair once.
+        assert_eq!(probes(&pods, None).len(), 12 * 11);
     }
 
     #[test]
