@@ -9,7 +9,8 @@
 //!
 //! etcd is the in-memory store: this checks the Kubernetes side (CRD accepted by a
 //! real apiserver, CEL rules enforced, NAD applied, recreated and owned, status
-//! written), not the planner.
+//! written; views applied and deleted; DeviceClasses copied into etcd), not the
+//! planner.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,11 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
+use railyard_core::{keys, HostInventory, Nic};
 use railyard_planner::k8s::controller::run_controller;
-use railyard_planner::k8s::crd::{self, MultiNicNetwork, NetworkAttachmentDefinition};
+use railyard_planner::k8s::crd::{
+    self, DeviceClass, HostInterface, MultiNicNetwork, NetworkAttachmentDefinition,
+};
 use railyard_planner::k8s::ControllerConfig;
 use railyard_store::{MemStore, Store};
 use serde_json::json;
@@ -137,4 +141,83 @@ async fn multinicnetwork_becomes_a_nad_that_comes_back_after_delete() {
     task.abort();
     nets.delete(NET, &DeleteParams::default()).await.ok();
     nss.delete(NS, &DeleteParams::default()).await.ok();
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn views_follow_etcd_and_device_classes_reach_it() {
+    const HOST: &str = "railyard-k8s-test-host";
+    const CLASS: &str = "railyard-k8s-test-class";
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG or in-cluster config");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pp = PatchParams::apply("railyard-test").force();
+    for (_, c) in crd::all() {
+        let name = c.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &pp, &Patch::Apply(&c))
+            .await
+            .expect("CRD accepted by the apiserver");
+    }
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let host = HostInventory {
+        name: HOST.into(),
+        nics: vec![Nic {
+            name: "eth1".into(),
+            addresses: vec!["10.0.1.5/24".parse().unwrap()],
+            up: true,
+            ..Nic::default()
+        }],
+    };
+    store
+        .put(&keys::host(HOST), serde_json::to_vec(&host).unwrap(), None)
+        .await
+        .unwrap();
+    let classes: Api<DeviceClass> = Api::all(client.clone());
+    let class: DeviceClass = serde_json::from_value(json!({
+        "apiVersion": "railyard.dev/v1", "kind": "DeviceClass",
+        "metadata": {"name": CLASS},
+        "spec": {"rules": [{"driver": "mlx5_core"}]}
+    }))
+    .unwrap();
+    classes
+        .patch(CLASS, &pp, &Patch::Apply(&class))
+        .await
+        .unwrap();
+
+    let cfg = ControllerConfig::default();
+    let task = {
+        let client = client.clone();
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { run_controller(client, store, None, &cfg).await })
+    };
+    let hifs: Api<HostInterface> = Api::all(client.clone());
+    let hif = eventually("the HostInterface", || {
+        let hifs = hifs.clone();
+        async move { hifs.get_opt(HOST).await.ok().flatten() }
+    })
+    .await;
+    assert_eq!(hif.spec.interfaces[0].addresses, vec!["10.0.1.5/24"]);
+    eventually("the device class in etcd", || {
+        let store = Arc::clone(&store);
+        async move { store.get(&keys::device_class(CLASS)).await.ok().flatten() }
+    })
+    .await;
+
+    store.delete(&keys::host(HOST)).await.unwrap();
+    eventually("the HostInterface deleted", || {
+        let hifs = hifs.clone();
+        async move { matches!(hifs.get_opt(HOST).await, Ok(None)).then_some(()) }
+    })
+    .await;
+    classes
+        .delete(CLASS, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the device class gone from etcd", || {
+        let store = Arc::clone(&store);
+        async move { matches!(store.get(&keys::device_class(CLASS)).await, Ok(None)).then_some(()) }
+    })
+    .await;
+    task.abort();
 }

@@ -1,24 +1,23 @@
 //! The controller's API calls, against a mocked API server.
 //!
 //! No kube-apiserver can be installed on these machines, so kube's `Client` runs
-//! over a `tower_test::mock` service and a small fake answers it: LIST and WATCH of
-//! MultiNicNetworks, NADs and namespaces (watch bodies stay open and the test pushes
-//! events into them), and every write is recorded so the test can assert the exact
-//! request: method, path, `fieldManager=railyard&force=true`, the server-side apply
-//! content type, owner references and the status body. etcd is the in-memory store,
-//! which passes the same conformance suite as the real one.
+//! over a `tower_test::mock` service and a small fake answers it
+//! (`support/fake_api.rs`): LIST and WATCH of MultiNicNetworks, NADs and namespaces
+//! (watch bodies stay open and the test pushes events into them), and every write
+//! is recorded so the test can assert the exact request: method, path,
+//! `fieldManager=railyard&force=true`, the server-side apply content type, owner
+//! references and the status body. etcd is the in-memory store, which passes the
+//! same conformance suite as the real one.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+#[path = "support/fake_api.rs"]
+mod fake_api;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::channel::mpsc;
-use http::{Request, Response, StatusCode};
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
-use kube::client::Body;
+use fake_api::{
+    assert_server_side_apply, next_matching, settle, Seen, Server, NADS, NAMESPACES, NETWORKS, WAIT,
+};
 use kube::Client;
 use railyard_core::{keys, NetworkManifest};
 use railyard_planner::k8s::controller::run_controller;
@@ -29,246 +28,8 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
-type MockBody = StreamBody<mpsc::UnboundedReceiver<Result<Frame<Bytes>, Infallible>>>;
-/// The sending end of one open watch body.
-type WatchTx = mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>;
-
-const NETWORKS: &str = "/apis/railyard.dev/v1/multinicnetworks";
-const NADS: &str = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions";
-const NAMESPACES: &str = "/api/v1/namespaces";
 const SAMPLE: &str = include_str!("../../docs/examples/network.yaml");
 const UID: &str = "0c1d2e3f-aaaa-bbbb-cccc-000000000001";
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A write the controller made.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    query: BTreeMap<String, String>,
-    content_type: String,
-    body: Value,
-}
-
-/// The fake API server's state: objects to list, open watch bodies per collection.
-#[derive(Default)]
-struct Fake {
-    lists: BTreeMap<&'static str, Vec<Value>>,
-    watches: BTreeMap<String, Vec<WatchTx>>,
-    queries: Vec<(String, BTreeMap<String, String>)>,
-}
-
-#[derive(Clone)]
-struct Server {
-    fake: Arc<Mutex<Fake>>,
-}
-
-impl Server {
-    /// Starts the fake; returns a client for the controller and the writes it sees.
-    fn start(
-        networks: Vec<Value>,
-        namespaces: &[&str],
-    ) -> (Server, Client, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
-        let mut fake = Fake::default();
-        fake.lists.insert(NETWORKS, networks);
-        fake.lists.insert(NADS, Vec::new());
-        fake.lists.insert(
-            NAMESPACES,
-            namespaces
-                .iter()
-                .map(|n| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
-                .collect(),
-        );
-        let server = Server {
-            fake: Arc::new(Mutex::new(fake)),
-        };
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<MockBody>>();
-        let (seen_tx, seen_rx) = tokio::sync::mpsc::unbounded_channel();
-        let s = server.clone();
-        tokio::spawn(async move {
-            while let Some((request, respond)) = handle.next_request().await {
-                let response = s.answer(request, &seen_tx).await;
-                respond.send_response(response);
-            }
-        });
-        (server, Client::new(service, "default"), seen_rx)
-    }
-
-    async fn answer(
-        &self,
-        request: Request<Body>,
-        seen: &tokio::sync::mpsc::UnboundedSender<Seen>,
-    ) -> Response<MockBody> {
-        let method = request.method().to_string();
-        let path = request.uri().path().to_string();
-        let query = parse_query(request.uri().query().unwrap_or(""));
-        let content_type = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let bytes = request
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let collection = [NETWORKS, NADS, NAMESPACES]
-            .into_iter()
-            .find(|c| *c == path);
-        if method == "GET" {
-            if let Some(c) = collection {
-                self.fake
-                    .lock()
-                    .unwrap()
-                    .queries
-                    .push((path.clone(), query.clone()));
-                return if query.get("watch").map(String::as_str) == Some("true") {
-                    self.open_watch(c)
-                } else {
-                    self.list(c)
-                };
-            }
-        }
-        seen.send(Seen {
-            method: method.clone(),
-            path: path.clone(),
-            query,
-            content_type,
-            body: body.clone(),
-        })
-        .ok();
-        match method.as_str() {
-            "PATCH" if path.ends_with("/status") => {
-                let name = path
-                    .trim_end_matches("/status")
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let fake = self.fake.lock().unwrap();
-                let mut obj = fake.lists[NETWORKS]
-                    .iter()
-                    .find(|n| n["metadata"]["name"] == name.as_str())
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                obj["status"] = body["status"].clone();
-                respond(StatusCode::OK, &obj)
-            }
-            "PATCH" => respond(StatusCode::OK, &body),
-            "DELETE" => respond(
-                StatusCode::OK,
-                &json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
-            ),
-            _ => respond(
-                StatusCode::NOT_FOUND,
-                &json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404, "message": format!("{method} {path}")}),
-            ),
-        }
-    }
-
-    fn list(&self, collection: &str) -> Response<MockBody> {
-        let items = self.fake.lock().unwrap().lists[collection].clone();
-        respond(
-            StatusCode::OK,
-            &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
-        )
-    }
-
-    fn open_watch(&self, collection: &str) -> Response<MockBody> {
-        let (tx, rx) = mpsc::unbounded();
-        self.fake
-            .lock()
-            .unwrap()
-            .watches
-            .entry(collection.to_string())
-            .or_default()
-            .push(tx);
-        Response::builder()
-            .status(StatusCode::OK)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(StreamBody::new(rx))
-            .unwrap()
-    }
-
-    /// Sends a watch event to every open watch of `collection` and keeps the
-    /// listing in step (a watcher that re-lists must see the same world).
-    fn push(&self, collection: &'static str, kind: &str, object: &Value) {
-        let mut object = object.clone();
-        if object["metadata"]["resourceVersion"].is_null() {
-            object["metadata"]["resourceVersion"] = json!("100");
-        }
-        let line = format!("{}\n", json!({"type": kind, "object": object}));
-        let mut fake = self.fake.lock().unwrap();
-        let list = fake.lists.entry(collection).or_default();
-        let key = |o: &Value| {
-            (
-                o["metadata"]["namespace"].clone(),
-                o["metadata"]["name"].clone(),
-            )
-        };
-        list.retain(|o| key(o) != key(&object));
-        if kind != "DELETED" {
-            list.push(object.clone());
-        }
-        for tx in fake.watches.get(collection).into_iter().flatten() {
-            tx.unbounded_send(Ok(Frame::data(Bytes::from(line.clone()))))
-                .ok();
-        }
-    }
-
-    fn watching(&self, collection: &str) -> bool {
-        self.fake
-            .lock()
-            .unwrap()
-            .watches
-            .get(collection)
-            .is_some_and(|w| !w.is_empty())
-    }
-
-    /// Events pushed before the controller's watch request arrives would be lost.
-    async fn wait_watching(&self, collection: &str) {
-        timeout(WAIT, async {
-            while !self.watching(collection) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no watch of {collection} within {WAIT:?}"));
-    }
-
-    fn queries_of(&self, collection: &str) -> Vec<BTreeMap<String, String>> {
-        let fake = self.fake.lock().unwrap();
-        fake.queries
-            .iter()
-            .filter(|(p, _)| p == collection)
-            .map(|(_, q)| q.clone())
-            .collect()
-    }
-}
-
-fn respond(status: StatusCode, body: &Value) -> Response<MockBody> {
-    let (tx, rx) = mpsc::unbounded();
-    tx.unbounded_send(Ok(Frame::data(Bytes::from(body.to_string()))))
-        .ok();
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(StreamBody::new(rx))
-        .unwrap()
-}
-
-fn parse_query(q: &str) -> BTreeMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_string(), v.replace("%3D", "=").replace("%2F", "/"))
-        })
-        .collect()
-}
 
 fn network(edit: impl FnOnce(&mut Value)) -> Value {
     let mut v: Value = serde_yaml::from_str(SAMPLE).unwrap();
@@ -285,6 +46,7 @@ fn config() -> ControllerConfig {
         leader_poll: Duration::from_millis(50),
         requeue: Duration::from_secs(300),
         cleanup_every: Duration::from_millis(100),
+        coalesce: Duration::from_millis(50),
     }
 }
 
@@ -294,24 +56,6 @@ fn start_controller(
     guard: Option<Compare>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move { run_controller(client, store, guard, &config()).await })
-}
-
-/// The next write matching `pred`, skipping others.
-async fn next_matching(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>,
-    what: &str,
-    pred: impl Fn(&Seen) -> bool,
-) -> Seen {
-    timeout(WAIT, async {
-        loop {
-            let s = rx.recv().await.expect("the fake server runs");
-            if pred(&s) {
-                return s;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
 }
 
 fn is_nad_apply(s: &Seen) -> bool {
@@ -329,29 +73,6 @@ fn condition(status_patch: &Seen, kind: &str) -> Value {
         .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
         .cloned()
         .unwrap_or_else(|| panic!("no {kind} condition in {}", status_patch.body))
-}
-
-fn assert_server_side_apply(s: &Seen) {
-    assert_eq!(s.content_type, "application/apply-patch+yaml", "{s:?}");
-    assert_eq!(
-        s.query.get("fieldManager").map(String::as_str),
-        Some("railyard"),
-        "{s:?}"
-    );
-    assert_eq!(
-        s.query.get("force").map(String::as_str),
-        Some("true"),
-        "{s:?}"
-    );
-}
-
-/// Drains writes until none arrives for `quiet`; returns them.
-async fn settle(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>, quiet: Duration) -> Vec<Seen> {
-    let mut out = Vec::new();
-    while let Ok(Some(s)) = timeout(quiet, rx.recv()).await {
-        out.push(s);
-    }
-    out
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use railyard_planner::k8s::crd::{
 };
 use railyard_planner::k8s::nad::{self, NadPlan};
 use railyard_planner::k8s::status::{network_status, Observed};
-use railyard_planner::k8s::{cleanup, controller, convert, leader};
+use railyard_planner::k8s::{cleanup, controller, convert, devclass, leader, views};
 use railyard_planner::status::{Capacity, Condition, NetworkStatus};
 use railyard_planner::world::ALLOW_RENUMBER;
 use railyard_store::{Compare, KeyValue, StoreError, WatchEvent, WatchUpdate};
@@ -954,4 +954,325 @@ fn views_mirror_inventory_and_plan() {
     assert_eq!(cidr.hosts[0].host, "node-1");
     assert_eq!(cidr.hosts[0].blocks[0].nic_address, "10.0.1.5");
     assert_eq!(cidr.hosts[0].blocks[0].cidr, "192.168.0.0/24");
+}
+
+// ---------------------------------------------------------------------------
+// HostInterface and CIDR views: what to apply and delete
+
+fn put(key: &str, value: &impl serde::Serialize) -> WatchEvent {
+    WatchEvent::Put(kv(key, &serde_json::to_vec(value).unwrap(), 10))
+}
+
+fn gone(key: &str) -> WatchEvent {
+    WatchEvent::Delete {
+        key: key.into(),
+        mod_revision: 11,
+    }
+}
+
+fn snapshot(events: Vec<WatchEvent>) -> WatchUpdate {
+    let kvs = events
+        .into_iter()
+        .filter_map(|e| match e {
+            WatchEvent::Put(kv) => Some(kv),
+            WatchEvent::Delete { .. } => None,
+        })
+        .collect();
+    WatchUpdate::Snapshot(railyard_store::Range { kvs, revision: 10 })
+}
+
+fn inventory(name: &str, third_octet: u8) -> HostInventory {
+    HostInventory {
+        name: name.into(),
+        nics: vec![Nic {
+            name: "eth1".into(),
+            addresses: vec![format!("10.0.1.{third_octet}/24").parse().unwrap()],
+            up: true,
+            ..Nic::default()
+        }],
+    }
+}
+
+fn names(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// What the controller would hold after applying everything `mirror` shows.
+fn applied_hosts(mirror: &views::Mirror) -> BTreeMap<String, HostInterfaceSpec> {
+    mirror
+        .host_names()
+        .map(|n| (n.clone(), mirror.host_view(n).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_burst_applies_only_the_views_that_changed() {
+    let mut mirror = views::Mirror::default();
+    let start = snapshot(
+        (1..=3)
+            .map(|i| {
+                put(
+                    &keys::host(&format!("node-{i}")),
+                    &inventory(&format!("node-{i}"), i),
+                )
+            })
+            .collect(),
+    );
+    assert_eq!(
+        mirror.follow_hosts(&start),
+        names(&["node-1", "node-2", "node-3"])
+    );
+    let applied = applied_hosts(&mirror);
+    let everything = names(&["node-1", "node-2", "node-3"]);
+    assert!(
+        views::decide(&everything, |n| mirror.host_view(n), &applied).is_empty(),
+        "nothing changed, nothing to send"
+    );
+
+    // One batch: node-4 joins, node-1 re-registers unchanged, node-2 leaves,
+    // node-3 changes.
+    let batch = WatchUpdate::Events(vec![
+        put(&keys::host("node-4"), &inventory("node-4", 4)),
+        put(&keys::host("node-1"), &inventory("node-1", 1)),
+        gone(&keys::host("node-2")),
+        put(&keys::host("node-3"), &inventory("node-3", 33)),
+    ]);
+    let touched = mirror.follow_hosts(&batch);
+    assert_eq!(touched, names(&["node-1", "node-2", "node-3", "node-4"]));
+    let changes = views::decide(&touched, |n| mirror.host_view(n), &applied);
+    let applied_names: Vec<&str> = changes.apply.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(applied_names, vec!["node-3", "node-4"]);
+    assert_eq!(
+        changes.apply[0].1.interfaces[0].addresses,
+        vec!["10.0.1.33/24"]
+    );
+    assert_eq!(changes.delete, vec!["node-2"]);
+    assert!(changes.unnamable.is_empty());
+}
+
+#[test]
+fn a_snapshot_touches_hosts_before_and_after_it() {
+    let mut mirror = views::Mirror::default();
+    mirror.follow_hosts(&snapshot(vec![put(
+        &keys::host("old"),
+        &inventory("old", 1),
+    )]));
+    // After a compaction or reconnect: "old" left while nobody watched.
+    let touched = mirror.follow_hosts(&snapshot(vec![put(
+        &keys::host("new"),
+        &inventory("new", 2),
+    )]));
+    assert_eq!(touched, names(&["new", "old"]));
+    assert!(mirror.host_view("old").is_none());
+    let applied = BTreeMap::from([("old".to_string(), HostInterfaceSpec::default())]);
+    let changes = views::decide(&touched, |n| mirror.host_view(n), &applied);
+    assert_eq!(changes.delete, vec!["old"]);
+    assert_eq!(changes.apply.len(), 1);
+}
+
+#[test]
+fn an_unreadable_registration_keeps_its_last_view() {
+    let mut mirror = views::Mirror::default();
+    mirror.follow_hosts(&snapshot(vec![put(
+        &keys::host("node-1"),
+        &inventory("node-1", 1),
+    )]));
+    let before = mirror.host_view("node-1");
+    mirror.follow_hosts(&WatchUpdate::Events(vec![WatchEvent::Put(kv(
+        &keys::host("node-1"),
+        b"{not json",
+        12,
+    ))]));
+    assert_eq!(mirror.host_view("node-1"), before);
+    assert!(before.is_some());
+}
+
+#[test]
+fn hosts_whose_names_cannot_be_object_names_get_no_view() {
+    let mut mirror = views::Mirror::default();
+    let touched = mirror.follow_hosts(&snapshot(vec![put(
+        &keys::host("Node_1"),
+        &inventory("Node_1", 1),
+    )]));
+    let changes = views::decide(&touched, |n| mirror.host_view(n), &BTreeMap::new());
+    assert!(changes.apply.is_empty());
+    assert_eq!(changes.unnamable.len(), 1);
+    let (name, reason) = &changes.unnamable[0];
+    assert_eq!(name, "Node_1");
+    assert!(
+        reason.contains("metadata.name") && reason.contains("\"Node_1\""),
+        "{reason}"
+    );
+}
+
+#[test]
+fn the_cidr_view_follows_the_plan_keys() {
+    let net = validated(&sample());
+    let hosts = vec![inventory("node-1", 5), inventory("node-2", 6)];
+    let plan = railyard_core::plan(&net, &hosts, None, 0, 600);
+    let (meta, host_plans) = plan.split();
+    let name = "multi-nic-sample";
+    let mut events = vec![put(&keys::plan_meta(name), &meta)];
+    events.extend(
+        host_plans
+            .iter()
+            .map(|(h, p)| put(&keys::plan_host(name, h), p)),
+    );
+    // Keys of another shape under the prefix are not plan parts.
+    events.push(put(&format!("{}{name}/other", keys::PLANS), &json!({})));
+    let mut mirror = views::Mirror::default();
+    assert_eq!(mirror.follow_plans(&snapshot(events)), names(&[name]));
+    assert_eq!(mirror.cidr_view(name), Some(CidrSpec::from(&plan)));
+
+    // One host's entry goes (its grace period ran out): one CIDR apply.
+    let applied = BTreeMap::from([(name.to_string(), CidrSpec::from(&plan))]);
+    let touched = mirror.follow_plans(&WatchUpdate::Events(vec![gone(&keys::plan_host(
+        name, "node-2",
+    ))]));
+    let changes = views::decide(&touched, |n| mirror.cidr_view(n), &applied);
+    assert_eq!(changes.apply.len(), 1);
+    assert_eq!(changes.apply[0].1.hosts.len(), 1);
+    assert_eq!(changes.apply[0].1.hosts[0].host, "node-1");
+
+    // The network is deleted (the planner drops the whole prefix): the CIDR goes,
+    // also while host keys are still being removed.
+    let touched = mirror.follow_plans(&WatchUpdate::Events(vec![gone(&keys::plan_meta(name))]));
+    assert_eq!(mirror.cidr_view(name), None);
+    let changes = views::decide(&touched, |n| mirror.cidr_view(n), &applied);
+    assert_eq!(changes.delete, vec![name]);
+}
+
+// ---------------------------------------------------------------------------
+// DeviceClass → etcd
+
+fn device_class(name: &str, rules: Value) -> DeviceClass {
+    let mut c: DeviceClass = serde_json::from_value(json!({
+        "apiVersion": "railyard.dev/v1", "kind": "DeviceClass",
+        "metadata": {"name": name},
+        "spec": {"rules": rules},
+    }))
+    .unwrap();
+    c.metadata.uid = Some(format!("uid-{name}"));
+    c
+}
+
+fn refusal(rules: Value) -> (String, String) {
+    match device_class("c", rules).validated() {
+        Err(CoreError::Invalid { field, value, .. }) => (field, value),
+        other => panic!("expected a field error, got {other:?}"),
+    }
+}
+
+#[test]
+fn device_class_validation_names_the_field_and_the_value() {
+    let ok = device_class("fast", json!([{"vendor": "15b3"}, {"minSpeedMbps": 1}]));
+    assert_eq!(ok.validated(), Ok(ok.to_core()));
+    let cases = [
+        (json!([]), ("spec.rules", "0 rules")),
+        (
+            json!([{"vendor": "nvidia"}]),
+            ("spec.rules[0].vendor", "nvidia"),
+        ),
+        (
+            json!([{"driver": "ice"}, {"products": ["1017", "0x101b", "10"]}]),
+            ("spec.rules[1].products[2]", "10"),
+        ),
+        (
+            json!([{"driver": "mlx5/core"}]),
+            ("spec.rules[0].driver", "mlx5/core"),
+        ),
+        (json!([{"driver": ""}]), ("spec.rules[0].driver", "")),
+        (
+            json!([{"minSpeedMbps": 0}]),
+            ("spec.rules[0].minSpeedMbps", "0"),
+        ),
+        // What the apiserver leaves of `- vender: 15b3`: it would match every NIC.
+        (json!([{"driver": "ice"}, {}]), ("spec.rules[1]", "{}")),
+    ];
+    for (rules, (field, value)) in cases {
+        assert_eq!(
+            refusal(rules.clone()),
+            (field.to_string(), value.to_string()),
+            "{rules}"
+        );
+    }
+    let many: Vec<Value> = (0..65).map(|_| json!({"driver": "ice"})).collect();
+    assert_eq!(refusal(json!(many)).0, "spec.rules");
+}
+
+fn stored_kv(name: &str, value: &[u8], rev: i64) -> KeyValue {
+    kv(&keys::device_class(name), value, rev)
+}
+
+#[test]
+fn the_stored_class_is_what_the_daemon_reads_plus_the_owner_marker() {
+    let c = device_class(
+        "fast",
+        json!([{"vendor": "0x15b3", "minSpeedMbps": 100000}]),
+    );
+    let value = devclass::stored_value(&c).unwrap();
+    let raw: Value = serde_json::from_slice(&value).unwrap();
+    assert_eq!(raw["k8sUid"], "uid-fast");
+    let daemon: railyard_core::attach::DeviceClass = serde_json::from_slice(&value).unwrap();
+    assert_eq!(daemon, c.to_core());
+    assert!(devclass::written_by_controller(&stored_kv(
+        "fast", &value, 3
+    )));
+    assert!(!devclass::written_by_controller(&stored_kv(
+        "cli",
+        br#"{"name":"cli","rules":[{"driver":"ice"}]}"#,
+        3
+    )));
+    assert!(!devclass::written_by_controller(&stored_kv(
+        "junk", b"{", 3
+    )));
+}
+
+#[test]
+fn device_classes_are_written_when_changed_and_deleted_only_when_ours() {
+    let fast = device_class("fast", json!([{"driver": "mlx5_core"}]));
+    let new = device_class("new", json!([{"driver": "ice"}]));
+    let broken = device_class("broken", json!([{"vendor": "nvidia"}]));
+    let same = devclass::stored_value(&fast).unwrap();
+    let objects: Vec<Arc<DeviceClass>> = vec![fast, new.clone(), broken]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let marked = br#"{"name":"x","rules":[{"driver":"ice"}],"k8sUid":"u"}"#;
+    let stored = vec![
+        stored_kv("fast", &same, 4),
+        // The last valid version of an object that is now invalid: kept.
+        stored_kv("broken", marked, 5),
+        stored_kv("orphan", marked, 6),
+        stored_kv("by-hand", br#"{"name":"by-hand","rules":[]}"#, 7),
+        stored_kv("junk", b"not json", 8),
+    ];
+    let sync = devclass::decide(&objects, &stored).unwrap();
+    assert_eq!(
+        sync.put,
+        vec![(
+            keys::device_class("new"),
+            devclass::stored_value(&new).unwrap(),
+            0
+        )]
+    );
+    assert_eq!(sync.delete, vec![(keys::device_class("orphan"), 6)]);
+    assert_eq!(sync.refused.len(), 1);
+    assert_eq!(sync.refused[0].0, "broken");
+    assert!(
+        sync.refused[0]
+            .1
+            .starts_with("DeviceClass broken: spec.rules[0].vendor: \"nvidia\""),
+        "{}",
+        sync.refused[0].1
+    );
+
+    // A changed object replaces the stored value, conditional on its revision.
+    let faster = Arc::new(device_class(
+        "fast",
+        json!([{"driver": "mlx5_core", "minSpeedMbps": 1}]),
+    ));
+    let sync = devclass::decide(&[faster], &[stored_kv("fast", &same, 4)]).unwrap();
+    assert_eq!(sync.put.len(), 1);
+    assert_eq!(sync.put[0].2, 4);
 }

@@ -8,6 +8,10 @@
 //! - its status or spec changes in etcd (the planner wrote a new status, or someone
 //!   overwrote the spec with the CLI: the MultiNicNetwork wins);
 //! - every `requeue`, in case anything was missed.
+//!
+//! Beside the MultiNicNetwork controller run the views of etcd ([`views_sync`])
+//! and the DeviceClass copy into etcd ([`devclass_sync`]): same leadership, same
+//! lifetime.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +30,7 @@ use tracing::{debug, info, warn};
 
 use super::crd::{MultiNicNetwork, NetworkAttachmentDefinition};
 use super::reconcile::{reconcile, Context};
-use super::{cleanup, leader, K8sError, LABEL_MANAGED_BY, MANAGED_BY};
+use super::{cleanup, devclass_sync, leader, views_sync, K8sError, LABEL_MANAGED_BY, MANAGED_BY};
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -34,8 +38,14 @@ pub struct ControllerConfig {
     pub identity: String,
     /// How often leadership is checked.
     pub leader_poll: Duration,
+    /// Also the period after which the HostInterface and CIDR views are listed
+    /// again and compared (repairs hand edits and deletions).
     pub requeue: Duration,
     pub cleanup_every: Duration,
+    /// etcd changes arriving within this window of the first are written as one
+    /// batch (views, device classes): a burst of joins rewrites the CIDR a few
+    /// times, not once per host.
+    pub coalesce: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -45,6 +55,7 @@ impl Default for ControllerConfig {
             leader_poll: Duration::from_secs(2),
             requeue: Duration::from_secs(300),
             cleanup_every: Duration::from_secs(10),
+            coalesce: Duration::from_millis(250),
         }
     }
 }
@@ -125,6 +136,18 @@ pub async fn run_controller(
         let nets = net_cache.clone();
         move |ns: Namespace| networks_in(&nets, &ns.name_any())
     };
+    let views = views_sync::run(
+        client.clone(),
+        Arc::clone(&store),
+        cfg.coalesce,
+        cfg.requeue,
+    );
+    let classes = devclass_sync::run(
+        client.clone(),
+        Arc::clone(&store),
+        guard.clone(),
+        cfg.coalesce,
+    );
     let ctx = Arc::new(Context {
         client,
         store: Arc::clone(&store),
@@ -152,6 +175,8 @@ pub async fn run_controller(
     tokio::select! {
         () = controller => {}
         () = sweeper => {}
+        () = views => {}
+        () = classes => {}
     }
 }
 

@@ -18,6 +18,14 @@ pub enum K8sError {
     },
     #[error("{0}")]
     Encode(String),
+    /// An object the controller refuses to act on (`object` is "Kind name"); the
+    /// source names the field and the value.
+    #[error("{object}: {source}")]
+    Invalid {
+        object: String,
+        #[source]
+        source: railyard_core::CoreError,
+    },
     /// A leadership-guarded etcd write failed: another planner replica leads now and
     /// runs the controller; this one stops.
     #[error("lost planner leadership: {0}")]

@@ -3,20 +3,29 @@
 //! already understands (the network spec in etcd, exactly as `railyard apply`
 //! writes it) and into what Multus understands (NetworkAttachmentDefinitions).
 //!
+//! It also mirrors etcd into read-only HostInterface and CIDR objects
+//! ([`views_sync`]) and copies DeviceClass objects into etcd for the route-daemons
+//! ([`devclass_sync`]).
+//!
 //! The split follows the project rule: decisions are pure functions ([`convert`],
-//! [`nad`], [`status`], [`leader::leading_guard`]) tested on their own; the
-//! controller ([`controller`], [`reconcile`], [`cleanup`]) only fetches and applies.
+//! [`nad`], [`status`], [`leader::leading_guard`], [`views`], [`devclass`]) tested
+//! on their own; the controller ([`controller`], [`reconcile`], [`cleanup`],
+//! [`views_sync`], [`devclass_sync`]) only fetches and applies.
 
 pub mod cleanup;
 pub mod controller;
 pub mod convert;
 pub mod crd;
 pub mod crdgen;
+pub mod devclass;
+pub mod devclass_sync;
 pub mod error;
 pub mod leader;
 pub mod nad;
 pub mod reconcile;
 pub mod status;
+pub mod views;
+pub mod views_sync;
 
 pub use controller::{run, ControllerConfig};
 pub use error::K8sError;
@@ -48,5 +57,7 @@ pub const ANNOTATION_K8S_UID: &str = "railyard.dev/k8s-uid";
 pub const NAD_RESOURCE_NAME: &str = "k8s.v1.cni.cncf.io/resourceName";
 /// NAD label: which network a NAD belongs to (the controller lists its NADs by it).
 pub const LABEL_NETWORK: &str = "railyard.dev/network";
+/// Label on every object railyard writes (NADs, HostInterfaces, CIDRs): railyard
+/// lists, and so ever deletes, only objects carrying it.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "railyard";

@@ -121,7 +121,7 @@ fn invalid(
 }
 
 /// A Kubernetes object name (RFC 1123 subdomain).
-fn validate_object_name(field: &str, name: &str) -> Result<(), CoreError> {
+pub(crate) fn validate_object_name(field: &str, name: &str) -> Result<(), CoreError> {
     if name.len() > 253
         || name
             .split('.')

@@ -8,8 +8,14 @@
 //! two in step.
 
 use kube::{CustomResource, KubeSchema, ResourceExt};
-use railyard_core::attach;
+use railyard_core::{attach, validate_key_segment, CoreError};
 use serde::{Deserialize, Serialize};
+
+/// The schema's bounds (the `#[schemars]` attributes below), repeated for
+/// [`DeviceClass::validated`], which checks objects the schema never saw.
+const MAX_RULES: usize = 64;
+const MAX_PRODUCTS: usize = 64;
+const MAX_DRIVER: usize = 64;
 
 #[derive(CustomResource, KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
@@ -73,5 +79,110 @@ impl DeviceClass {
                 })
                 .collect(),
         }
+    }
+
+    /// [`to_core`](Self::to_core), refusing what must not reach the route-daemons.
+    ///
+    /// The schema already refuses most of this at `kubectl apply`, but a CRD
+    /// installed from an older release, or an object stored before a schema change,
+    /// skips it; the daemons trust etcd, so the controller checks again. One rule
+    /// more than the schema: a rule that sets no field. The apiserver prunes unknown
+    /// fields, so a misspelt key (`vender:`) arrives as `{}`, which would match every
+    /// NIC and grant a `devClass` network all of them.
+    pub fn validated(&self) -> Result<attach::DeviceClass, CoreError> {
+        let name = self.name_any();
+        validate_key_segment("metadata.name", &name)?;
+        let rules = &self.spec.rules;
+        if rules.is_empty() || rules.len() > MAX_RULES {
+            return Err(invalid(
+                "spec.rules",
+                format!("{} rules", rules.len()),
+                format!("must hold 1 to {MAX_RULES} rules; a class without rules matches no NIC"),
+            ));
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            rule.validate(&format!("spec.rules[{i}]"))?;
+        }
+        Ok(self.to_core())
+    }
+}
+
+impl DeviceMatchSpec {
+    fn validate(&self, at: &str) -> Result<(), CoreError> {
+        if self.vendor.is_none()
+            && self.products.is_empty()
+            && self.driver.is_none()
+            && self.min_speed_mbps.is_none()
+        {
+            return Err(invalid(
+                at,
+                "{}",
+                "sets none of vendor, products, driver, minSpeedMbps and would match every NIC \
+                 (a misspelt field is dropped by the apiserver)",
+            ));
+        }
+        if let Some(v) = &self.vendor {
+            check_pci_id(&format!("{at}.vendor"), v)?;
+        }
+        if self.products.len() > MAX_PRODUCTS {
+            return Err(invalid(
+                format!("{at}.products"),
+                format!("{} IDs", self.products.len()),
+                format!("must hold at most {MAX_PRODUCTS} IDs"),
+            ));
+        }
+        for (j, p) in self.products.iter().enumerate() {
+            check_pci_id(&format!("{at}.products[{j}]"), p)?;
+        }
+        if let Some(d) = &self.driver {
+            if d.is_empty()
+                || d.len() > MAX_DRIVER
+                || d.contains('/')
+                || d.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(invalid(
+                    format!("{at}.driver"),
+                    d,
+                    format!("must be a kernel driver name: 1 to {MAX_DRIVER} characters, no '/' or whitespace"),
+                ));
+            }
+        }
+        if self.min_speed_mbps == Some(0) {
+            return Err(invalid(
+                format!("{at}.minSpeedMbps"),
+                "0",
+                "must be at least 1 (leave it out for no minimum)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A PCI ID as sysfs (`0x15b3`) or lspci (`15b3`) writes it.
+fn check_pci_id(field: &str, value: &str) -> Result<(), CoreError> {
+    let hex = value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+        .unwrap_or(value);
+    if hex.len() == 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            value,
+            "must be a 4-digit hexadecimal PCI ID (15b3 or 0x15b3)",
+        ))
+    }
+}
+
+fn invalid(
+    field: impl Into<String>,
+    value: impl Into<String>,
+    reason: impl Into<String>,
+) -> CoreError {
+    CoreError::Invalid {
+        field: field.into(),
+        value: value.into(),
+        reason: reason.into(),
     }
 }

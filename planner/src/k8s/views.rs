@@ -1,0 +1,290 @@
+//! HostInterface and CIDR views: what etcd holds, and which objects to apply or
+//! delete given what was applied last.
+//!
+//! Pure, so the burst behaviour is tested without IO: etcd updates only mark the
+//! hosts and networks they touch, and [`decide`] applies an object only when its
+//! content differs from the last one applied. A thousand registrations are then a
+//! thousand small applies (one per new host) and a handful of CIDR applies (one per
+//! coalesced batch), not a rewrite of every object per event.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+
+use kube::core::ClusterResourceScope;
+use kube::Resource;
+use railyard_core::{keys, HostInventory, HostPlan, Plan, PlanMeta};
+use railyard_store::{KeyValue, WatchEvent, WatchUpdate};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::warn;
+
+use super::crd::{Cidr, CidrSpec, HostInterface, HostInterfaceSpec};
+use super::nad::validate_object_name;
+use super::{LABEL_MANAGED_BY, MANAGED_BY};
+
+/// One network's plan as stored: the meta key and one key per host.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct StoredPlan {
+    meta: Option<PlanMeta>,
+    hosts: BTreeMap<String, HostPlan>,
+}
+
+/// The registrations and plans, as followed from etcd.
+#[derive(Debug, Default)]
+pub struct Mirror {
+    hosts: BTreeMap<String, HostInventory>,
+    plans: BTreeMap<String, StoredPlan>,
+}
+
+impl Mirror {
+    /// Takes one update of `/railyard/v1/hosts/`; returns the hosts it touched (for a
+    /// snapshot: every host before or after it, since any of them may have changed).
+    pub fn follow_hosts(&mut self, update: &WatchUpdate) -> BTreeSet<String> {
+        let mut touched = BTreeSet::new();
+        match update {
+            WatchUpdate::Snapshot(range) => {
+                let before = std::mem::take(&mut self.hosts);
+                touched.extend(before.keys().cloned());
+                for kv in &range.kvs {
+                    if let Some(name) = host_of(&kv.key) {
+                        // Unreadable (a newer daemon's format?): keep what we knew.
+                        if let Some(h) = decode(kv).or_else(|| before.get(name).cloned()) {
+                            self.hosts.insert(name.to_string(), h);
+                        }
+                        touched.insert(name.to_string());
+                    }
+                }
+            }
+            WatchUpdate::Events(events) => {
+                for e in events {
+                    let Some(name) = host_of(e.key()) else {
+                        continue;
+                    };
+                    match e {
+                        WatchEvent::Put(kv) => {
+                            if let Some(h) = decode(kv) {
+                                self.hosts.insert(name.to_string(), h);
+                            }
+                        }
+                        WatchEvent::Delete { .. } => {
+                            self.hosts.remove(name);
+                        }
+                    }
+                    touched.insert(name.to_string());
+                }
+            }
+        }
+        touched
+    }
+
+    /// Takes one update of `/railyard/v1/plans/`; returns the networks it touched.
+    pub fn follow_plans(&mut self, update: &WatchUpdate) -> BTreeSet<String> {
+        let mut touched = BTreeSet::new();
+        match update {
+            WatchUpdate::Snapshot(range) => {
+                let before = std::mem::take(&mut self.plans);
+                touched.extend(before.keys().cloned());
+                for kv in &range.kvs {
+                    if let Some(net) = self.put_plan_key(kv, Some(&before)) {
+                        touched.insert(net);
+                    }
+                }
+            }
+            WatchUpdate::Events(events) => {
+                for e in events {
+                    let net = match e {
+                        WatchEvent::Put(kv) => self.put_plan_key(kv, None),
+                        WatchEvent::Delete { key, .. } => self.delete_plan_key(key),
+                    };
+                    touched.extend(net);
+                }
+            }
+        }
+        touched
+    }
+
+    /// Stores one plan key. An unreadable value keeps what was known: the entry
+    /// from `before` for a snapshot (which starts from an empty map), the current
+    /// one for an event.
+    fn put_plan_key(
+        &mut self,
+        kv: &KeyValue,
+        before: Option<&BTreeMap<String, StoredPlan>>,
+    ) -> Option<String> {
+        let (net, part) = plan_key(&kv.key)?;
+        let old = before.and_then(|b| b.get(net));
+        let entry = self.plans.entry(net.to_string()).or_default();
+        match part {
+            PlanPart::Meta => {
+                if let Some(meta) = decode(kv).or_else(|| old.and_then(|p| p.meta.clone())) {
+                    entry.meta = Some(meta);
+                }
+            }
+            PlanPart::Host(host) => {
+                if let Some(h) = decode(kv).or_else(|| old.and_then(|p| p.hosts.get(host).cloned()))
+                {
+                    entry.hosts.insert(host.to_string(), h);
+                }
+            }
+        }
+        Some(net.to_string())
+    }
+
+    fn delete_plan_key(&mut self, key: &str) -> Option<String> {
+        let (net, part) = plan_key(key)?;
+        if let Some(entry) = self.plans.get_mut(net) {
+            match part {
+                PlanPart::Meta => entry.meta = None,
+                PlanPart::Host(host) => {
+                    entry.hosts.remove(host);
+                }
+            }
+            if entry.meta.is_none() && entry.hosts.is_empty() {
+                self.plans.remove(net);
+            }
+        }
+        Some(net.to_string())
+    }
+
+    pub fn host_names(&self) -> impl Iterator<Item = &String> {
+        self.hosts.keys()
+    }
+
+    pub fn network_names(&self) -> impl Iterator<Item = &String> {
+        self.plans.keys()
+    }
+
+    /// The HostInterface of a registered host.
+    pub fn host_view(&self, host: &str) -> Option<HostInterfaceSpec> {
+        self.hosts.get(host).map(HostInterfaceSpec::from)
+    }
+
+    /// The CIDR of a planned network: none until the planner wrote its meta key
+    /// (host keys alone are a plan being written or being deleted).
+    pub fn cidr_view(&self, network: &str) -> Option<CidrSpec> {
+        let stored = self.plans.get(network)?;
+        let meta = stored.meta.clone()?;
+        Some(CidrSpec::from(&Plan::assemble(meta, stored.hosts.clone())))
+    }
+}
+
+enum PlanPart<'a> {
+    Meta,
+    Host(&'a str),
+}
+
+fn plan_key(key: &str) -> Option<(&str, PlanPart<'_>)> {
+    let (net, tail) = key.strip_prefix(keys::PLANS)?.split_once('/')?;
+    let part = match tail {
+        "meta" => PlanPart::Meta,
+        _ => PlanPart::Host(tail.strip_prefix("hosts/").filter(|h| !h.is_empty())?),
+    };
+    (!net.is_empty()).then_some((net, part))
+}
+
+fn host_of(key: &str) -> Option<&str> {
+    key.strip_prefix(keys::HOSTS)
+        .filter(|h| !h.is_empty() && !h.contains('/'))
+}
+
+fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Option<T> {
+    kv.decode_json()
+        .map_err(|e| warn!(key = kv.key, error = %e, "unreadable value; keeping its last view"))
+        .ok()
+}
+
+/// What to send to the API server for one kind of view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changes<S> {
+    /// Objects whose content differs from the last one applied (or that were never
+    /// applied).
+    pub apply: Vec<(String, S)>,
+    /// Objects applied before whose host or network is gone from etcd.
+    pub delete: Vec<String>,
+    /// Names in etcd that cannot be Kubernetes object names (etcd allows host names
+    /// with capitals or `_`), with the reason; they get no view.
+    pub unnamable: Vec<(String, String)>,
+}
+
+impl<S> Changes<S> {
+    pub fn is_empty(&self) -> bool {
+        self.apply.is_empty() && self.delete.is_empty() && self.unnamable.is_empty()
+    }
+}
+
+/// The changes for the `touched` names: `want` is the view etcd asks for (`None`:
+/// no such host or network any more), `applied` what was applied last.
+pub fn decide<S: PartialEq + Clone>(
+    touched: &BTreeSet<String>,
+    want: impl Fn(&str) -> Option<S>,
+    applied: &BTreeMap<String, S>,
+) -> Changes<S> {
+    let mut out = Changes {
+        apply: Vec::new(),
+        delete: Vec::new(),
+        unnamable: Vec::new(),
+    };
+    for name in touched {
+        match (want(name), applied.get(name)) {
+            (Some(w), Some(a)) if w == *a => {}
+            (Some(w), _) => match validate_object_name("metadata.name", name) {
+                Ok(()) => out.apply.push((name.clone(), w)),
+                Err(e) => out.unnamable.push((name.clone(), e.to_string())),
+            },
+            (None, Some(_)) => out.delete.push(name.clone()),
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// A kind of view: one object per etcd name, cluster-scoped, content in `spec`.
+pub trait View:
+    Resource<DynamicType = (), Scope = ClusterResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    type Spec: PartialEq + Clone + Debug + Send + Sync + 'static;
+    fn with_spec(name: &str, spec: Self::Spec) -> Self;
+    fn spec_of(&self) -> &Self::Spec;
+}
+
+impl View for HostInterface {
+    type Spec = HostInterfaceSpec;
+    fn with_spec(name: &str, spec: HostInterfaceSpec) -> Self {
+        HostInterface::new(name, spec)
+    }
+    fn spec_of(&self) -> &HostInterfaceSpec {
+        &self.spec
+    }
+}
+
+impl View for Cidr {
+    type Spec = CidrSpec;
+    fn with_spec(name: &str, spec: CidrSpec) -> Self {
+        Cidr::new(name, spec)
+    }
+    fn spec_of(&self) -> &CidrSpec {
+        &self.spec
+    }
+}
+
+/// The object as applied: the spec and the label that marks it railyard's (the
+/// listing, and so every delete, is limited to objects carrying it).
+pub fn object<V: View>(name: &str, spec: V::Spec) -> V {
+    let mut obj = V::with_spec(name, spec);
+    obj.meta_mut().labels = Some(BTreeMap::from([(
+        LABEL_MANAGED_BY.to_string(),
+        MANAGED_BY.to_string(),
+    )]));
+    obj
+}
+
+pub fn managed_selector() -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY}")
+}
