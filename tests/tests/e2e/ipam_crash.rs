@@ -238,10 +238,7 @@ fn a_daemon_killed_during_an_add_burst_duplicates_and_leaks_nothing() {
     });
     let orphans: Vec<&String> = before.keys().filter(|c| !valid.contains(*c)).collect();
     for o in &orphans {
-        assert!(
-            abandoned.contains(o),
-            "{o} is held but was never added"
-        );
+        assert!(abandoned.contains(o), "{o} is held but was never added");
     }
 
     // GC with the runtime's list of live attachments: the orphans are released,
