@@ -298,13 +298,8 @@ mod tests {
             );
             assert_ne!(x.from, x.to);
         }
-        for i in 0..pods.len() {
-            assert_eq!(
-                p.iter().filter(|x| x.to == i).count(),
-                2,
-                "{}",
-                pods[i].name
-            );
+        for (i, pod) in pods.iter().enumerate() {
+            assert_eq!(p.iter().filter(|x| x.to == i).count(), 2, "{}", pod.name);
             assert_eq!(p.iter().filter(|x| x.from == i).count(), 2);
         }
         // Without a limit, every ordered pair once.
