@@ -57,7 +57,7 @@ pub fn allocations_of_host(network: &str, host: &str) -> String {
 }
 
 /// A DeviceClass (the devClass attach policy's match rules), from the Kubernetes
-/// DeviceClass resource or `railyard apply`; route-daemons read them all.
+/// DeviceClass resource (or written by hand); route-daemons read them all.
 pub fn device_class(name: &str) -> String {
     format!("{DEVICE_CLASSES}{name}")
 }
