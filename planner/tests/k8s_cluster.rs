@@ -45,9 +45,8 @@ where
     panic!("{what} did not happen within 60s");
 }
 
-#[tokio::test]
-#[ignore = "needs a cluster"]
-async fn multinicnetwork_becomes_a_nad_that_comes_back_after_delete() {
+/// A client for the cluster, with railyard's CRDs applied to it.
+async fn client_with_crds() -> (Client, Api<CustomResourceDefinition>) {
     let client = Client::try_default()
         .await
         .expect("KUBECONFIG or in-cluster config");
@@ -59,6 +58,14 @@ async fn multinicnetwork_becomes_a_nad_that_comes_back_after_delete() {
             .await
             .expect("CRD accepted by the apiserver");
     }
+    (client, crds)
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn multinicnetwork_becomes_a_nad_that_comes_back_after_delete() {
+    let (client, crds) = client_with_crds().await;
+    let pp = PatchParams::apply("railyard-test").force();
     crds.get("network-attachment-definitions.k8s.cni.cncf.io")
         .await
         .expect("Multus's NetworkAttachmentDefinition CRD must be installed");
@@ -148,17 +155,8 @@ async fn multinicnetwork_becomes_a_nad_that_comes_back_after_delete() {
 async fn views_follow_etcd_and_device_classes_reach_it() {
     const HOST: &str = "railyard-k8s-test-host";
     const CLASS: &str = "railyard-k8s-test-class";
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG or in-cluster config");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let (client, _) = client_with_crds().await;
     let pp = PatchParams::apply("railyard-test").force();
-    for (_, c) in crd::all() {
-        let name = c.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &pp, &Patch::Apply(&c))
-            .await
-            .expect("CRD accepted by the apiserver");
-    }
     let store: Arc<dyn Store> = Arc::new(MemStore::new());
     let host = HostInventory {
         name: HOST.into(),

@@ -16,12 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fake_api::{
-    assert_server_side_apply, next_matching, settle, Seen, Server, NADS, NAMESPACES, NETWORKS, WAIT,
+    assert_server_side_apply, controller_config, next_matching, settle, start_controller, Seen,
+    Server, NADS, NAMESPACES, NETWORKS, WAIT,
 };
-use kube::Client;
 use railyard_core::{keys, NetworkManifest};
-use railyard_planner::k8s::controller::run_controller;
-use railyard_planner::k8s::{self, ControllerConfig};
+use railyard_planner::k8s;
 use railyard_planner::status::{Capacity, Condition, NetworkStatus};
 use railyard_store::{Compare, MemStore, Store};
 use serde_json::{json, Value};
@@ -38,24 +37,6 @@ fn network(edit: impl FnOnce(&mut Value)) -> Value {
     v["metadata"]["generation"] = json!(1);
     edit(&mut v);
     v
-}
-
-fn config() -> ControllerConfig {
-    ControllerConfig {
-        identity: "me".into(),
-        leader_poll: Duration::from_millis(50),
-        requeue: Duration::from_secs(300),
-        cleanup_every: Duration::from_millis(100),
-        coalesce: Duration::from_millis(50),
-    }
-}
-
-fn start_controller(
-    client: Client,
-    store: Arc<dyn Store>,
-    guard: Option<Compare>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move { run_controller(client, store, guard, &config()).await })
 }
 
 fn is_nad_apply(s: &Seen) -> bool {
@@ -314,7 +295,12 @@ async fn the_controller_runs_only_while_this_replica_leads_the_planner() {
         .await
         .unwrap();
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(k8s::run(client, Arc::clone(&store), config(), stop_rx));
+    let task = tokio::spawn(k8s::run(
+        client,
+        Arc::clone(&store),
+        controller_config(),
+        stop_rx,
+    ));
     let idle = settle(&mut seen, Duration::from_millis(500)).await;
     assert!(
         idle.is_empty() && !server.watching(NETWORKS),

@@ -14,33 +14,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fake_api::{settle, Server, DEVICE_CLASSES, WAIT};
-use kube::Client;
+use fake_api::{settle, start_controller, Server, DEVICE_CLASSES, WAIT};
 use railyard_core::{attach, keys};
-use railyard_planner::k8s::controller::run_controller;
-use railyard_planner::k8s::ControllerConfig;
 use railyard_store::{Compare, MemStore, Store};
 use serde_json::{json, Value};
 use tokio::time::timeout;
 use tracing_subscriber::fmt::MakeWriter;
-
-fn config() -> ControllerConfig {
-    ControllerConfig {
-        identity: "me".into(),
-        leader_poll: Duration::from_millis(50),
-        requeue: Duration::from_secs(300),
-        cleanup_every: Duration::from_millis(100),
-        coalesce: Duration::from_millis(50),
-    }
-}
-
-fn start_controller(
-    client: Client,
-    store: Arc<dyn Store>,
-    guard: Option<Compare>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move { run_controller(client, store, guard, &config()).await })
-}
 
 fn class(name: &str, rules: Value) -> Value {
     json!({

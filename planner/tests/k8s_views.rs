@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fake_api::{
-    assert_server_side_apply, next_matching, settle, Seen, Server, CIDRS, HOST_INTERFACES,
+    assert_server_side_apply, controller_config, next_matching, settle, start_controller_with,
+    Seen, Server, CIDRS, HOST_INTERFACES,
 };
 use kube::Client;
 use railyard_core::{keys, HostInventory, NetworkManifest, Plan};
-use railyard_planner::k8s::controller::run_controller;
 use railyard_planner::k8s::crd::{CidrSpec, HostInterfaceSpec};
 use railyard_planner::k8s::ControllerConfig;
 use railyard_store::{MemStore, Store};
@@ -30,18 +30,16 @@ use serde_json::{json, Value};
 const SAMPLE: &str = include_str!("../../docs/examples/network.yaml");
 const NET: &str = "multi-nic-sample";
 
+/// The burst test counts coalescing windows: 100 ms ones keep it quick.
 fn config() -> ControllerConfig {
     ControllerConfig {
-        identity: "me".into(),
-        leader_poll: Duration::from_millis(50),
-        requeue: Duration::from_secs(300),
-        cleanup_every: Duration::from_millis(100),
         coalesce: Duration::from_millis(100),
+        ..controller_config()
     }
 }
 
 fn start_controller(client: Client, store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move { run_controller(client, store, None, &config()).await })
+    start_controller_with(client, store, None, config())
 }
 
 fn is_view_apply(collection: &'static str, name: &str) -> impl Fn(&Seen) -> bool {

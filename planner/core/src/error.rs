@@ -30,7 +30,8 @@ pub enum CoreError {
 }
 
 impl CoreError {
-    pub(crate) fn invalid(
+    /// The usual error for a field: its name, the value found and what is wrong.
+    pub fn invalid(
         field: impl Into<String>,
         value: impl ToString,
         reason: impl Into<String>,

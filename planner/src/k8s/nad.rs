@@ -108,18 +108,6 @@ impl Delegate {
     }
 }
 
-fn invalid(
-    field: impl Into<String>,
-    value: impl Into<String>,
-    reason: impl Into<String>,
-) -> CoreError {
-    CoreError::Invalid {
-        field: field.into(),
-        value: value.into(),
-        reason: reason.into(),
-    }
-}
-
 /// A Kubernetes object name (RFC 1123 subdomain).
 pub(crate) fn validate_object_name(field: &str, name: &str) -> Result<(), CoreError> {
     if name.len() > 253
@@ -150,7 +138,7 @@ pub fn plan(
     let ipam = net.spec.ipam_spec()?;
     if let Some(t) = ipam.kind.as_deref().filter(|t| !t.is_empty()) {
         if !IPAM_TYPES.contains(&t) {
-            return Err(invalid(
+            return Err(CoreError::invalid(
                 "spec.ipam.type",
                 t,
                 "is not railyard's IPAM; railyard allocates with railyard-ipam (write multi-nic-ipam or railyard-ipam)",
@@ -167,7 +155,7 @@ pub fn plan(
     let plugin = net.spec.plugin.clone().unwrap_or_default();
     let cni_version = cni_version(annotations, &plugin.cni_version)?;
     let kind = Delegate::parse(&plugin.kind).ok_or_else(|| {
-        invalid(
+        CoreError::invalid(
             "spec.plugin.type",
             &plugin.kind,
             "must be one of ipvlan, macvlan, ptp, host-device, sriov",
@@ -182,7 +170,7 @@ pub fn plan(
         .or(from_args)
         .filter(|r| !r.is_empty());
     if kind == Delegate::Sriov && resource.is_none() {
-        return Err(invalid(
+        return Err(CoreError::invalid(
             "spec.plugin.args.resourceName",
             "",
             format!("is required for sriov (the device plugin's resource, e.g. intel.com/sriov_netdevice; or set the {ANNOTATION_RESOURCE_NAME} annotation)"),
@@ -219,7 +207,7 @@ fn cni_version(annotations: &BTreeMap<String, String>, plugin: &str) -> Result<S
     if CNI_VERSIONS.contains(&value) {
         Ok(value.to_string())
     } else {
-        Err(invalid(
+        Err(CoreError::invalid(
             field,
             value,
             format!(
@@ -244,7 +232,7 @@ fn delegate(
         .chain(kind.reserved())
     {
         if let Some(v) = args.get(*key) {
-            return Err(invalid(
+            return Err(CoreError::invalid(
                 arg_field(key),
                 v,
                 format!(
@@ -260,10 +248,14 @@ fn delegate(
             let explicit = explicit_vlan_mode.filter(|m| !m.is_empty());
             let mode = match args.remove("mode") {
                 Some(m) if !["l2", "l3", "l3s"].contains(&m.as_str()) => {
-                    return Err(invalid(arg_field("mode"), m, "must be l2, l3 or l3s"));
+                    return Err(CoreError::invalid(
+                        arg_field("mode"),
+                        m,
+                        "must be l2, l3 or l3s",
+                    ));
                 }
                 Some(m) if explicit.is_some_and(|v| v != m) => {
-                    return Err(invalid(
+                    return Err(CoreError::invalid(
                         arg_field("mode"),
                         &m,
                         format!(
@@ -280,7 +272,7 @@ fn delegate(
         Delegate::Macvlan => {
             let mode = args.remove("mode").unwrap_or_else(|| "bridge".into());
             if !["bridge", "private", "vepa", "passthru"].contains(&mode.as_str()) {
-                return Err(invalid(
+                return Err(CoreError::invalid(
                     arg_field("mode"),
                     mode,
                     "must be bridge, private, vepa or passthru",
@@ -291,21 +283,20 @@ fn delegate(
         Delegate::Ptp | Delegate::HostDevice | Delegate::Sriov => {}
     }
     for (key, raw) in args {
-        let value = if kind.integer_keys().contains(&key.as_str()) {
-            Value::from(
-                raw.trim()
-                    .parse::<i64>()
-                    .map_err(|_| invalid(arg_field(&key), &raw, "must be an integer"))?,
-            )
-        } else if kind.boolean_keys().contains(&key.as_str()) {
-            Value::from(
-                raw.trim()
-                    .parse::<bool>()
-                    .map_err(|_| invalid(arg_field(&key), &raw, "must be true or false"))?,
-            )
-        } else {
-            Value::from(raw)
-        };
+        let value =
+            if kind.integer_keys().contains(&key.as_str()) {
+                Value::from(
+                    raw.trim().parse::<i64>().map_err(|_| {
+                        CoreError::invalid(arg_field(&key), &raw, "must be an integer")
+                    })?,
+                )
+            } else if kind.boolean_keys().contains(&key.as_str()) {
+                Value::from(raw.trim().parse::<bool>().map_err(|_| {
+                    CoreError::invalid(arg_field(&key), &raw, "must be true or false")
+                })?)
+            } else {
+                Value::from(raw)
+            };
         out.insert(key, value);
     }
     Ok(out)

@@ -23,9 +23,41 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use kube::client::Body;
 use kube::Client;
+use railyard_planner::k8s::controller::run_controller;
+use railyard_planner::k8s::ControllerConfig;
+use railyard_store::{Compare, Store};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::timeout;
+
+/// Controller timings for tests: leadership polled and orphans cleaned up every
+/// tenth of a second, changes coalesced over 50 ms.
+pub fn controller_config() -> ControllerConfig {
+    ControllerConfig {
+        identity: "me".into(),
+        leader_poll: Duration::from_millis(50),
+        requeue: Duration::from_secs(300),
+        cleanup_every: Duration::from_millis(100),
+        coalesce: Duration::from_millis(50),
+    }
+}
+
+pub fn start_controller(
+    client: Client,
+    store: Arc<dyn Store>,
+    guard: Option<Compare>,
+) -> tokio::task::JoinHandle<()> {
+    start_controller_with(client, store, guard, controller_config())
+}
+
+pub fn start_controller_with(
+    client: Client,
+    store: Arc<dyn Store>,
+    guard: Option<Compare>,
+    cfg: ControllerConfig,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move { run_controller(client, store, guard, &cfg).await })
+}
 
 type MockBody = StreamBody<mpsc::UnboundedReceiver<Result<Frame<Bytes>, Infallible>>>;
 /// The sending end of one open watch body.

@@ -94,7 +94,7 @@ impl DeviceClass {
         validate_key_segment("metadata.name", &name)?;
         let rules = &self.spec.rules;
         if rules.is_empty() || rules.len() > MAX_RULES {
-            return Err(invalid(
+            return Err(CoreError::invalid(
                 "spec.rules",
                 format!("{} rules", rules.len()),
                 format!("must hold 1 to {MAX_RULES} rules; a class without rules matches no NIC"),
@@ -114,7 +114,7 @@ impl DeviceMatchSpec {
             && self.driver.is_none()
             && self.min_speed_mbps.is_none()
         {
-            return Err(invalid(
+            return Err(CoreError::invalid(
                 at,
                 "{}",
                 "sets none of vendor, products, driver, minSpeedMbps and would match every NIC \
@@ -125,7 +125,7 @@ impl DeviceMatchSpec {
             check_pci_id(&format!("{at}.vendor"), v)?;
         }
         if self.products.len() > MAX_PRODUCTS {
-            return Err(invalid(
+            return Err(CoreError::invalid(
                 format!("{at}.products"),
                 format!("{} IDs", self.products.len()),
                 format!("must hold at most {MAX_PRODUCTS} IDs"),
@@ -140,7 +140,7 @@ impl DeviceMatchSpec {
                 || d.contains('/')
                 || d.chars().any(|c| c.is_whitespace() || c.is_control())
             {
-                return Err(invalid(
+                return Err(CoreError::invalid(
                     format!("{at}.driver"),
                     d,
                     format!("must be a kernel driver name: 1 to {MAX_DRIVER} characters, no '/' or whitespace"),
@@ -148,7 +148,7 @@ impl DeviceMatchSpec {
             }
         }
         if self.min_speed_mbps == Some(0) {
-            return Err(invalid(
+            return Err(CoreError::invalid(
                 format!("{at}.minSpeedMbps"),
                 "0",
                 "must be at least 1 (leave it out for no minimum)",
@@ -167,22 +167,10 @@ fn check_pci_id(field: &str, value: &str) -> Result<(), CoreError> {
     if hex.len() == 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(invalid(
+        Err(CoreError::invalid(
             field,
             value,
             "must be a 4-digit hexadecimal PCI ID (15b3 or 0x15b3)",
         ))
-    }
-}
-
-fn invalid(
-    field: impl Into<String>,
-    value: impl Into<String>,
-    reason: impl Into<String>,
-) -> CoreError {
-    CoreError::Invalid {
-        field: field.into(),
-        value: value.into(),
-        reason: reason.into(),
     }
 }
