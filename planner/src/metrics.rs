@@ -2,19 +2,12 @@
 //! A hand-rolled responder instead of a web framework: it answers one GET, and
 //! pulling in an HTTP stack for that would double the binary's dependency tree.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tracing::{debug, info};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NetworkLabel {
@@ -80,40 +73,12 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
+        railyard_telemetry::render(&self.registry)
     }
 }
 
-/// Serves `GET /metrics` (any path, in fact) on `addr` until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    info!(%addr, "serving metrics");
-    loop {
-        let (mut conn, peer) = listener.accept().await?;
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            // One read is enough for a scrape request; the body is ignored.
-            if conn.read(&mut buf).await.is_err() {
-                return;
-            }
-            let body = metrics.render();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            if let Err(e) = async {
-                conn.write_all(head.as_bytes()).await?;
-                conn.write_all(body.as_bytes()).await?;
-                conn.shutdown().await
-            }
-            .await
-            {
-                debug!(%peer, error = %e, "metrics scrape failed");
-            }
-        });
+impl railyard_telemetry::Exposition for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
     }
 }

@@ -1,10 +1,8 @@
 //! Prometheus metrics of the route-daemon, and the small endpoint serving them
 //! (the planner's hand-rolled responder: one GET does not justify an HTTP stack).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -13,9 +11,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::ipam::IpamMetrics;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tracing::{debug, info};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NetworkLabel {
@@ -178,40 +173,12 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
+        railyard_telemetry::render(&self.registry)
     }
 }
 
-/// Serves the metrics on `addr` (any path) until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    info!(%addr, "serving metrics");
-    loop {
-        let (mut conn, peer) = listener.accept().await?;
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            // One read is enough for a scrape request; the body is ignored.
-            if conn.read(&mut buf).await.is_err() {
-                return;
-            }
-            let body = metrics.render();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            if let Err(e) = async {
-                conn.write_all(head.as_bytes()).await?;
-                conn.write_all(body.as_bytes()).await?;
-                conn.shutdown().await
-            }
-            .await
-            {
-                debug!(%peer, error = %e, "metrics scrape failed");
-            }
-        });
+impl railyard_telemetry::Exposition for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use railyard_planner::etcd_args::{parse_duration, EtcdArgs};
 use railyard_planner::k8s::{self, ControllerConfig};
-use railyard_planner::metrics::{self, Metrics};
+use railyard_planner::metrics::Metrics;
 use railyard_planner::service::{self, ServiceConfig};
 use tracing::error;
 
@@ -62,23 +62,14 @@ impl KubernetesMode {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        fmt.json().init();
-    } else {
-        fmt.init();
-    }
+    railyard_telemetry::init_logging(args.log_json);
     let metrics = Arc::new(Metrics::default());
     if args.metrics_addr != "off" {
         match args.metrics_addr.parse::<SocketAddr>() {
             Ok(addr) => {
                 let m = Arc::clone(&metrics);
                 tokio::spawn(async move {
-                    if let Err(e) = metrics::serve(addr, m).await {
+                    if let Err(e) = railyard_telemetry::serve(addr, m).await {
                         error!(%addr, error = %e, "metrics endpoint failed");
                     }
                 });

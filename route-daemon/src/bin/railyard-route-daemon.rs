@@ -10,16 +10,7 @@ use railyard_route_daemon::daemon;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        fmt.json().init();
-    } else {
-        fmt.init();
-    }
+    railyard_telemetry::init_logging(args.log_json);
     let config = match args.config(hostname) {
         Ok(c) => c,
         Err(e) => {

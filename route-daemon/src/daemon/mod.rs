@@ -22,7 +22,7 @@ use crate::backoff::Backoff;
 use crate::discovery::{NicFilter, SysfsDir};
 use crate::error::{Error, Result};
 use crate::kernel_routes::NetlinkRoutes;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::netlink::Netlink;
 use crate::registration::{run_registration, Discovered, RegistrationConfig};
 use crate::watch::{KernelEvent, KernelWatch};
@@ -139,7 +139,7 @@ fn serve_metrics(config: &DaemonConfig, metrics: &Arc<Metrics>) {
     if let Some(addr) = config.metrics_addr {
         let m = Arc::clone(metrics);
         tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, m).await {
+            if let Err(e) = railyard_telemetry::serve(addr, m).await {
                 error!(%addr, error = %e, "metrics endpoint failed");
             }
         });
