@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use railyard_store::EtcdConfig;
+use railyard_store::cli::EtcdArgs;
 
 use crate::daemon::DaemonConfig;
 use crate::discovery::FilterConfig;
@@ -20,23 +20,8 @@ pub struct Args {
     /// This host's name in the plans; defaults to the kernel's host name.
     #[arg(long, env = "RAILYARD_NODE_NAME")]
     pub node_name: Option<String>,
-    /// etcd client URLs, comma separated.
-    #[arg(
-        long = "etcd-endpoints",
-        env = "RAILYARD_ETCD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
-    )]
-    pub etcd_endpoints: Vec<String>,
-    /// CA bundle (PEM) to verify etcd's certificate.
-    #[arg(long, env = "RAILYARD_ETCD_CA")]
-    pub etcd_ca: Option<PathBuf>,
-    /// Client certificate (PEM) for mutual TLS.
-    #[arg(long, env = "RAILYARD_ETCD_CERT", requires = "etcd_key")]
-    pub etcd_cert: Option<PathBuf>,
-    /// Client key (PEM) for mutual TLS.
-    #[arg(long, env = "RAILYARD_ETCD_KEY", requires = "etcd_cert")]
-    pub etcd_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// TTL of the registration lease in seconds: a dead daemon's host is seen
     /// departed after about this long.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..))]
@@ -84,10 +69,7 @@ impl Args {
     /// The daemon's configuration; `hostname` is asked only without --node-name.
     pub fn config(&self, hostname: impl FnOnce() -> String) -> Result<DaemonConfig, String> {
         let node_name = self.node_name.clone().unwrap_or_else(hostname);
-        let mut etcd = EtcdConfig::new(self.etcd_endpoints.clone());
-        etcd.ca.clone_from(&self.etcd_ca);
-        etcd.cert.clone_from(&self.etcd_cert);
-        etcd.key.clone_from(&self.etcd_key);
+        let etcd = self.etcd.config();
         let metrics_addr = match self.metrics_addr.as_str() {
             "off" => None,
             s => Some(s.parse::<SocketAddr>().map_err(|_| {

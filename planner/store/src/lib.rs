@@ -18,6 +18,8 @@
 //! Features: `testing` adds `testing::EtcdServer` (a throwaway real etcd);
 //! `conformance` adds the shared suite that every `Store` must pass.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod etcd;
 mod follow;
