@@ -3,6 +3,7 @@
 //! because netlink-proto sends one request per wake-up.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use railyard_core::IfName;
@@ -13,6 +14,7 @@ use rtnetlink::packet_route::rule::RuleMessage;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::sys::Socket;
 use rtnetlink::{Handle, IpVersion};
+use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
 
@@ -23,6 +25,10 @@ const ENOENT: i32 = 2;
 #[derive(Debug, Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// The kernel runs one dump per socket at a time and refuses a second with
+    /// EBUSY; registration, reconcile and drift repair dump concurrently, so
+    /// every dump of this connection (and its clones) waits its turn here.
+    dumping: Arc<Mutex<()>>,
 }
 
 impl Netlink {
@@ -33,7 +39,10 @@ impl Netlink {
         let (conn, handle, _unsolicited) = rtnetlink::new_connection_with_strict_check()
             .map_err(|e| Error::socket("open rtnetlink connection", e))?;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            dumping: Arc::new(Mutex::new(())),
+        })
     }
 
     pub(crate) fn handle(&self) -> &Handle {
@@ -41,6 +50,7 @@ impl Netlink {
     }
 
     pub(crate) async fn links(&self) -> Result<Vec<LinkMessage>> {
+        let _turn = self.dumping.lock().await;
         self.handle
             .link()
             .get()
@@ -51,6 +61,7 @@ impl Netlink {
     }
 
     pub(crate) async fn addresses(&self) -> Result<Vec<AddressMessage>> {
+        let _turn = self.dumping.lock().await;
         self.handle
             .address()
             .get()
@@ -71,8 +82,10 @@ impl Netlink {
         };
         query.header.table = u8::try_from(table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
         query.attributes.push(RouteAttribute::Table(table));
-        let dumped: std::result::Result<Vec<RouteMessage>, _> =
-            self.handle.route().get(query).execute().try_collect().await;
+        let dumped: std::result::Result<Vec<RouteMessage>, _> = {
+            let _turn = self.dumping.lock().await;
+            self.handle.route().get(query).execute().try_collect().await
+        };
         match dumped {
             Ok(routes) => Ok(routes),
             Err(e) => {
@@ -88,6 +101,7 @@ impl Netlink {
 
     pub(crate) async fn rules(&self, v6: bool) -> Result<Vec<RuleMessage>> {
         let version = if v6 { IpVersion::V6 } else { IpVersion::V4 };
+        let _turn = self.dumping.lock().await;
         self.handle
             .rule()
             .get(version)

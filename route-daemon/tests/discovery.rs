@@ -86,3 +86,37 @@ fn rediscovery_sees_link_and_address_changes() {
         vec!["fd00:10::5/64".parse().expect("net")]
     );
 }
+
+/// The kernel runs one dump at a time per netlink socket and answers a second
+/// with EBUSY; registration, reconcile and drift repair all dump through one
+/// connection, so the connection must queue them.
+#[test]
+fn concurrent_dumps_on_one_connection_all_succeed() {
+    let ns = netns();
+    for k in 0..8 {
+        veth(
+            &ns,
+            &format!("rail{k}"),
+            &format!("veth-r{k}"),
+            &[&format!("10.{k}.0.5/16")],
+        );
+    }
+    let failures = ns
+        .run(|| async {
+            let nl = Netlink::connect().expect("netlink");
+            let (sysfs, filter) = (SysfsDir::default(), NicFilter::default());
+            let runs = (0..32).map(|_| discover(&nl, &sysfs, &filter));
+            futures::future::join_all(runs)
+                .await
+                .into_iter()
+                .filter_map(|r| r.err().map(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .expect("netns");
+    assert!(
+        failures.is_empty(),
+        "{} of 32 discoveries failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
