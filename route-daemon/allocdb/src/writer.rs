@@ -186,7 +186,10 @@ impl Writer {
                 }
             }
             if let Err(e) = self.write(&mut buf, batch, drained) {
-                self.shared.fail("write", &e);
+                // An inline fsync that failed has already said so.
+                if !self.shared.failed() {
+                    self.shared.fail("write", &e);
+                }
                 break;
             }
         }
