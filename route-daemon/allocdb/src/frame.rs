@@ -155,6 +155,34 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever follows good frames (a torn write, garbage, another file's
+        /// bytes), recovery never panics, keeps every good frame before it and
+        /// stops inside the file.
+        #[test]
+        fn any_tail_after_good_frames_is_read_safely(
+            good in 0u64..4,
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut buf = frames(good);
+            let clean = buf.len();
+            buf.extend_from_slice(&tail);
+            let mut seen = Vec::new();
+            let end = read(&buf, |lsn, _| {
+                seen.push(lsn);
+                Ok(())
+            });
+            proptest::prop_assert!(seen.len() as u64 >= good);
+            proptest::prop_assert_eq!(&seen[..good as usize], &(1..=good).collect::<Vec<_>>()[..]);
+            match end {
+                End::Clean => {}
+                End::Torn { offset, .. } | End::Unreadable { offset, .. } => {
+                    proptest::prop_assert!(offset >= clean && offset < buf.len());
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_flipped_bit_stops_the_read_there() {
         let mut buf = frames(3);
