@@ -1,17 +1,14 @@
-//! The CIDR plan: which rail index each NIC subnet gets, which host index each host
-//! gets, and the blocks that follow from them.
-//!
-//! [`Planner`] is incremental so the planner service can apply one join in
-//! microseconds; [`plan`] is the whole computation from a snapshot, built on it so
-//! both paths give the same answer.
+//! [`Planner`]: the incremental computation behind every plan.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 
+use super::model::{
+    Block, Change, HostPlan, Interface, Plan, Renumber, Unplanned, UnplannedInterface,
+};
 use crate::bitmap::Bitmap;
 use crate::host_index::HostIndexes;
 use crate::ifname::IfName;
@@ -19,85 +16,6 @@ use crate::inventory::{HostInventory, Nic};
 use crate::layout::Layout;
 use crate::spec::Network;
 use crate::stored::PlanMeta;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Plan {
-    pub network: String,
-    pub interfaces: Vec<Interface>,
-    pub hosts: BTreeMap<String, HostPlan>,
-    /// Host indexes freed after their grace period, oldest first. They are reused
-    /// only when no never-used index is left, so a returning pod address is
-    /// unlikely to meet stale state elsewhere.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub retired: Vec<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unplanned: Vec<Unplanned>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unplanned_interfaces: Vec<UnplannedInterface>,
-}
-
-/// A rail: one NIC subnet shared by the same-numbered NIC of every host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Interface {
-    pub index: u32,
-    pub net_address: IpNet,
-    /// The rail's share of the pod subnet, one per family.
-    pub cidrs: Vec<IpNet>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HostPlan {
-    pub index: u32,
-    /// Unix seconds at which the host's registration disappeared. The index and
-    /// blocks stay reserved until the grace period after it runs out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub departed_at: Option<u64>,
-    pub blocks: Vec<Block>,
-}
-
-/// One host's pod block on one rail in one family.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Block {
-    pub interface: u32,
-    pub nic: IfName,
-    /// The NIC's own address: the next hop other hosts use to reach this block.
-    pub nic_address: IpAddr,
-    pub cidr: IpNet,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Unplanned {
-    pub host: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UnplannedInterface {
-    pub net_address: IpNet,
-    pub reason: String,
-}
-
-/// An assignment of the previous plan that the current spec cannot keep (an index
-/// now excluded or beyond a shrunk block). The service refuses such a spec change
-/// unless forced, because it renumbers hosts that may hold pod addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Renumber {
-    pub subject: String,
-    pub old_index: u32,
-    pub reason: String,
-}
-
-/// What an operation did to one host, so the service writes only what changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Unchanged,
-    Changed,
-}
 
 #[derive(Debug, Clone)]
 pub struct Planner {
@@ -596,33 +514,4 @@ fn is_link_local(a: &IpAddr) -> bool {
         IpAddr::V4(v) => v.is_link_local(),
         IpAddr::V6(v) => v.is_unicast_link_local(),
     }
-}
-
-/// The whole plan from a snapshot: `hosts` are the registered hosts now, `previous`
-/// the plan last written. Deterministic: the same inputs give the same plan.
-pub fn plan(
-    network: &Network,
-    hosts: &[HostInventory],
-    previous: Option<&Plan>,
-    now: u64,
-    grace_secs: u64,
-) -> Plan {
-    let mut p = Planner::new(network, previous);
-    if let Some(prev) = previous {
-        let live: BTreeSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-        for name in prev.hosts.keys().filter(|n| !live.contains(n.as_str())) {
-            p.remove_host(name, now);
-        }
-        p.expire(now, grace_secs);
-    }
-    p.register_rails(hosts);
-    let mut sorted: Vec<&HostInventory> = hosts.iter().collect();
-    // Registrations listed from etcd arrive sorted by key, i.e. by name.
-    if !sorted.is_sorted_by(|a, b| a.name <= b.name) {
-        sorted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    }
-    for h in sorted {
-        p.upsert_host(h);
-    }
-    p.into_plan()
 }
