@@ -1,0 +1,249 @@
+//! The read-only views and DeviceClass: CRD shapes, what to apply and delete.
+
+use super::*;
+
+#[test]
+fn device_class_converts_to_the_policy_type() {
+    let class = DeviceClass::new(
+        "fast",
+        DeviceClassSpec {
+            rules: vec![DeviceMatchSpec {
+                vendor: Some("0x15b3".into()),
+                products: vec!["1017".into()],
+                driver: Some("mlx5_core".into()),
+                min_speed_mbps: Some(100_000),
+            }],
+        },
+    );
+    let core = class.to_core();
+    assert_eq!(core.name, "fast");
+    let nic = railyard_core::attach::Candidate {
+        name: "eth1".into(),
+        vendor: Some("15b3".into()),
+        product: Some("0x1017".into()),
+        driver: Some("mlx5_core".into()),
+        speed_mbps: Some(200_000),
+        up: true,
+        ..Default::default()
+    };
+    assert!(core.matches(&nic));
+    let slow = railyard_core::attach::Candidate {
+        speed_mbps: Some(25_000),
+        ..nic
+    };
+    assert!(!core.matches(&slow));
+}
+
+#[test]
+fn views_mirror_inventory_and_plan() {
+    let host = HostInventory {
+        name: "node-1".into(),
+        nics: vec![Nic {
+            name: "eth1".into(),
+            addresses: vec!["10.0.1.5/24".parse().unwrap()],
+            speed_mbps: Some(100_000),
+            up: true,
+            ..Nic::default()
+        }],
+    };
+    let view = HostInterfaceSpec::from(&host);
+    assert_eq!(view.host_name, "node-1");
+    assert_eq!(view.interfaces[0].addresses, vec!["10.0.1.5/24"]);
+    assert_eq!(view.interfaces[0].speed_mbps, Some(100_000));
+
+    let net = validated(&sample());
+    let plan = railyard_core::plan(&net, std::slice::from_ref(&host), None, 0, 600);
+    let cidr = CidrSpec::from(&plan);
+    assert_eq!(cidr.network, "multi-nic-sample");
+    assert_eq!(cidr.interfaces.len(), 1);
+    assert_eq!(cidr.interfaces[0].net_address, "10.0.1.0/24");
+    assert_eq!(cidr.hosts[0].host, "node-1");
+    assert_eq!(cidr.hosts[0].blocks[0].nic_address, "10.0.1.5");
+    assert_eq!(cidr.hosts[0].blocks[0].cidr, "192.168.0.0/24");
+}
+
+// ---------------------------------------------------------------------------
+// HostInterface and CIDR views: what to apply and delete
+
+fn put(key: &str, value: &impl serde::Serialize) -> WatchEvent {
+    WatchEvent::Put(kv(key, &serde_json::to_vec(value).unwrap(), 10))
+}
+
+fn gone(key: &str) -> WatchEvent {
+    WatchEvent::Delete {
+        key: key.into(),
+        mod_revision: 11,
+    }
+}
+
+fn snapshot(events: Vec<WatchEvent>) -> WatchUpdate {
+    let kvs = events
+        .into_iter()
+        .filter_map(|e| match e {
+            WatchEvent::Put(kv) => Some(kv),
+            WatchEvent::Delete { .. } => None,
+        })
+        .collect();
+    WatchUpdate::Snapshot(railyard_store::Range { kvs, revision: 10 })
+}
+
+fn inventory(name: &str, third_octet: u8) -> HostInventory {
+    HostInventory {
+        name: name.into(),
+        nics: vec![Nic {
+            name: "eth1".into(),
+            addresses: vec![format!("10.0.1.{third_octet}/24").parse().unwrap()],
+            up: true,
+            ..Nic::default()
+        }],
+    }
+}
+
+fn names(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// What the controller would hold after applying everything `mirror` shows.
+fn applied_hosts(mirror: &views::Mirror) -> BTreeMap<String, HostInterfaceSpec> {
+    mirror
+        .host_names()
+        .map(|n| (n.clone(), mirror.host_view(n).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_burst_applies_only_the_views_that_changed() {
+    let mut mirror = views::Mirror::default();
+    let start = snapshot(
+        (1..=3)
+            .map(|i| {
+                put(
+                    &keys::host(&format!("node-{i}")),
+                    &inventory(&format!("node-{i}"), i),
+                )
+            })
+            .collect(),
+    );
+    assert_eq!(
+        mirror.follow_hosts(&start),
+        names(&["node-1", "node-2", "node-3"])
+    );
+    let applied = applied_hosts(&mirror);
+    let everything = names(&["node-1", "node-2", "node-3"]);
+    assert!(
+        views::decide(&everything, |n| mirror.host_view(n), &applied).is_empty(),
+        "nothing changed, nothing to send"
+    );
+
+    // One batch: node-4 joins, node-1 re-registers unchanged, node-2 leaves,
+    // node-3 changes.
+    let batch = WatchUpdate::Events(vec![
+        put(&keys::host("node-4"), &inventory("node-4", 4)),
+        put(&keys::host("node-1"), &inventory("node-1", 1)),
+        gone(&keys::host("node-2")),
+        put(&keys::host("node-3"), &inventory("node-3", 33)),
+    ]);
+    let touched = mirror.follow_hosts(&batch);
+    assert_eq!(touched, names(&["node-1", "node-2", "node-3", "node-4"]));
+    let changes = views::decide(&touched, |n| mirror.host_view(n), &applied);
+    let applied_names: Vec<&str> = changes.apply.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(applied_names, vec!["node-3", "node-4"]);
+    assert_eq!(
+        changes.apply[0].1.interfaces[0].addresses,
+        vec!["10.0.1.33/24"]
+    );
+    assert_eq!(changes.delete, vec!["node-2"]);
+    assert!(changes.unnamable.is_empty());
+}
+
+#[test]
+fn a_snapshot_touches_hosts_before_and_after_it() {
+    let mut mirror = views::Mirror::default();
+    mirror.follow_hosts(&snapshot(vec![put(
+        &keys::host("old"),
+        &inventory("old", 1),
+    )]));
+    // After a compaction or reconnect: "old" left while nobody watched.
+    let touched = mirror.follow_hosts(&snapshot(vec![put(
+        &keys::host("new"),
+        &inventory("new", 2),
+    )]));
+    assert_eq!(touched, names(&["new", "old"]));
+    assert!(mirror.host_view("old").is_none());
+    let applied = BTreeMap::from([("old".to_string(), HostInterfaceSpec::default())]);
+    let changes = views::decide(&touched, |n| mirror.host_view(n), &applied);
+    assert_eq!(changes.delete, vec!["old"]);
+    assert_eq!(changes.apply.len(), 1);
+}
+
+#[test]
+fn an_unreadable_registration_keeps_its_last_view() {
+    let mut mirror = views::Mirror::default();
+    mirror.follow_hosts(&snapshot(vec![put(
+        &keys::host("node-1"),
+        &inventory("node-1", 1),
+    )]));
+    let before = mirror.host_view("node-1");
+    mirror.follow_hosts(&WatchUpdate::Events(vec![WatchEvent::Put(kv(
+        &keys::host("node-1"),
+        b"{not json",
+        12,
+    ))]));
+    assert_eq!(mirror.host_view("node-1"), before);
+    assert!(before.is_some());
+}
+
+#[test]
+fn hosts_whose_names_cannot_be_object_names_get_no_view() {
+    let mut mirror = views::Mirror::default();
+    let touched = mirror.follow_hosts(&snapshot(vec![put(
+        &keys::host("Node_1"),
+        &inventory("Node_1", 1),
+    )]));
+    let changes = views::decide(&touched, |n| mirror.host_view(n), &BTreeMap::new());
+    assert!(changes.apply.is_empty());
+    assert_eq!(changes.unnamable.len(), 1);
+    let (name, reason) = &changes.unnamable[0];
+    assert_eq!(name, "Node_1");
+    assert!(
+        reason.contains("metadata.name") && reason.contains("\"Node_1\""),
+        "{reason}"
+    );
+}
+
+#[test]
+fn the_cidr_view_follows_the_plan_keys() {
+    let net = validated(&sample());
+    let hosts = vec![inventory("node-1", 5), inventory("node-2", 6)];
+    let plan = railyard_core::plan(&net, &hosts, None, 0, 600);
+    let (meta, host_plans) = plan.split();
+    let name = "multi-nic-sample";
+    let mut events = vec![put(&keys::plan_meta(name), &meta)];
+    events.extend(
+        host_plans
+            .iter()
+            .map(|(h, p)| put(&keys::plan_host(name, h), p)),
+    );
+    // Keys of another shape under the prefix are not plan parts.
+    events.push(put(&format!("{}{name}/other", keys::PLANS), &json!({})));
+    let mut mirror = views::Mirror::default();
+    assert_eq!(mirror.follow_plans(&snapshot(events)), names(&[name]));
+    assert_eq!(mirror.cidr_view(name), Some(CidrSpec::from(&plan)));
+
+    // One host's entry goes (its grace period ran out): one CIDR apply.
+    let applied = BTreeMap::from([(name.to_string(), CidrSpec::from(&plan))]);
+    let touched = mirror.follow_plans(&WatchUpdate::Events(vec![gone(&keys::plan_host(
+        name, "node-2",
+    ))]));
+    let changes = views::decide(&touched, |n| mirror.cidr_view(n), &applied);
+    assert_eq!(changes.apply.len(), 1);
+    assert_eq!(changes.apply[0].1.hosts.len(), 1);
+    assert_eq!(changes.apply[0].1.hosts[0].host, "node-1");
+
+    // The network is deleted (the planner drops the whole prefix): the CIDR goes,
+    // also while host keys are still being removed.
+    let touched = mirror.follow_plans(&WatchUpdate::Events(vec![gone(&keys::plan_meta(name))]));
+    assert_eq!(mirror.cidr_view(name), None);
+    let changes = views::decide(&touched, |n| mirror.cidr_view(n), &applied);
+    assert_eq!(changes.delete, vec![name]);
+}
