@@ -4,7 +4,7 @@
 //!
 //! The pods come from the allocation records the route-daemons mirror to etcd. The
 //! probes run where the pods are: this module decides what to probe and how to
-//! report it (pure); a [`Prober`] runs the probes (in the local cluster, `ping`
+//! report it (pure); `check_run` runs the probes (in the local cluster, `ping`
 //! inside the pod's network namespace).
 
 use std::collections::BTreeMap;

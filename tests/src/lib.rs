@@ -1,6 +1,6 @@
 //! railyard end to end: a local multi-host rail cluster in network namespaces
 //! ([`cluster`]), run from the real binaries, and the measurements made on it
-//! ([`bench`]). `railyard-local` is its command line; `tests/e2e` its tests.
+//! ([`bench`](mod@bench)). `railyard-local` is its command line; `tests/e2e` its tests.
 //!
 //! Nothing here reimplements railyard: the cluster runs `railyard-planner`,
 //! `railyard-route-daemon`, `railyard-cni` and `railyard` as a user would, and

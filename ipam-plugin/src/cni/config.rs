@@ -103,7 +103,7 @@ impl NetConf {
     }
 
     /// Decodes the `ipam` section into a plugin's own schema, with errors that
-    /// name the path inside it ("ipam.rails[1]: ...").
+    /// name the path inside it (`ipam.rails[1]: ...`).
     pub fn ipam_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
         let Some(ipam) = &self.ipam else {
             return Err(Error::invalid_config("ipam", "is missing"));

@@ -1,7 +1,7 @@
 //! The CNI protocol, spec versions 0.3.0 to 1.1.0, as a plugin sees it.
 //!
 //! Split by what changes for different reasons: the environment
-//! ([`env`]), the stdin config ([`config`]), versions ([`version`]), the
+//! ([`env`](mod@env)), the stdin config ([`config`]), versions ([`version`]), the
 //! result format ([`result`]) and the invocation contract ([`driver`]).
 
 pub mod config;

@@ -33,7 +33,7 @@ use crate::Error;
 pub use config::MetaConfig;
 use state::{Member, State, StateStore};
 
-/// The plugin. Per-invocation state lives in [`Run`].
+/// The plugin. Per-invocation state lives in `Run`.
 #[derive(Debug, Default)]
 pub struct MetaPlugin;
 

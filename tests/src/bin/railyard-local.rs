@@ -85,7 +85,7 @@ struct ClusterArgs {
     /// etcd's client port (the peer port is the next one).
     #[arg(long, default_value_t = 23790)]
     etcd_port: u16,
-    /// The management subnet is 10.254.<id>.0/24; change it to run two clusters.
+    /// The management subnet is `10.254.<id>.0/24`; change it to run two clusters.
     #[arg(long, default_value_t = 0)]
     mgmt_id: u8,
     /// Prefix of namespace, host and pod names.

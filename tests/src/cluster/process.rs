@@ -20,7 +20,7 @@ pub struct ProcRecord {
     /// `etcd`, `planner-0`, or a host name (its route-daemon).
     pub role: String,
     pub pid: u32,
-    /// Field 22 of /proc/<pid>/stat: with the pid, identifies the process.
+    /// Field 22 of `/proc/<pid>/stat`: with the pid, identifies the process.
     pub start_ticks: u64,
     pub argv: Vec<String>,
     pub log: PathBuf,

@@ -54,7 +54,7 @@ pub struct ClusterSpec {
     pub network: String,
     /// etcd's client port; its peer port is the next one.
     pub etcd_port: u16,
-    /// Picks the management subnet 10.254.<id>.0/24, one per concurrent cluster.
+    /// Picks the management subnet `10.254.<id>.0/24`, one per concurrent cluster.
     pub mgmt_id: u8,
     pub state_dir: PathBuf,
     /// Where the railyard binaries are.
