@@ -7,10 +7,11 @@ CARGO ?= cargo
 test:
 	$(CARGO) test --workspace --all-features --no-fail-fast
 
-## fmt and clippy, as the review expects them.
+## fmt, clippy and rustdoc, as the review expects them.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 ## The criterion benchmarks of the pure core (see docs/benchmarks.md).
 bench:
