@@ -139,7 +139,7 @@ fn wait_held(
 
 #[test]
 fn a_daemon_killed_during_an_add_burst_duplicates_and_leaks_nothing() {
-    let mut s = spec("e2e-ipamkill", 207);
+    let mut s = spec("e2e-ipamkill", 208);
     s.hosts = 2;
     s.pods = 0;
     let mut c = TestCluster::up(s);
