@@ -32,7 +32,10 @@ pub fn spec(name: &str, mgmt_id: u8) -> ClusterSpec {
     // Two clusters on one management subnet would route over each other.
     static TAKEN: std::sync::Mutex<BTreeSet<u8>> = std::sync::Mutex::new(BTreeSet::new());
     let fresh = TAKEN.lock().map(|mut t| t.insert(mgmt_id)).unwrap_or(true);
-    assert!(fresh, "{name}: management id {mgmt_id} is already used by another test");
+    assert!(
+        fresh,
+        "{name}: management id {mgmt_id} is already used by another test"
+    );
     let bin_dir = bins::for_tests().unwrap_or_else(|e| panic!("{e}"));
     let state = PathBuf::from("/tmp/railyard-e2e").join(name);
     let mut s = ClusterSpec::new(state, bin_dir);
