@@ -1,10 +1,15 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: test lint bench fmt release cni-plugins
+.PHONY: deps test lint bench fmt release cni-plugins
+
+## Install what `make demo` and `make test` need and this machine lacks (root,
+## Debian or Ubuntu): the one list is deploy/deps/. Safe to run again.
+deps:
+	deploy/deps/install.sh
 
 ## Run every test: unit, property, real etcd, and root network-namespace tests.
-test:
+test: deps
 	$(CARGO) test --workspace --all-features --no-fail-fast
 
 ## fmt, clippy and rustdoc, as the review expects them.
@@ -36,7 +41,7 @@ cni-plugins:
 		$(CARGO) rustc --release -p railyard-ipam-plugin --bin $$b -- -C target-feature=+crt-static || exit 1; \
 	done
 
-.PHONY: demo demo-down demo-deps
+.PHONY: demo demo-down
 
 # The local cluster's state (etcd data, logs, allocation logs) and its flags,
 # e.g. `make demo DEMO_FLAGS="--hosts 6 --dual-stack"` (see deploy/local/README.md).
@@ -47,7 +52,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 ## A 4-host x 2-rail x 3-pod rail cluster in network namespaces (needs root):
 ## etcd, the planner, a route-daemon per host, pods attached through railyard-cni,
 ## then `railyard check`'s connection table. `make demo-down` removes it.
-demo: demo-deps release
+demo: deps release
 	$(TARGET_DIR)/release/railyard-local up --state $(DEMO_STATE) $(DEMO_FLAGS)
 
 demo-down:
@@ -55,18 +60,4 @@ demo-down:
 		$(TARGET_DIR)/release/railyard-local down --state $(DEMO_STATE); \
 	else \
 		echo "no $(TARGET_DIR)/release/railyard-local: nothing was started by make demo"; \
-	fi
-
-# Debian packages the demo needs, installed only when missing.
-demo-deps:
-	@need=""; \
-	command -v etcd >/dev/null || need="$$need etcd-server"; \
-	[ -x /usr/lib/cni/ptp ] || need="$$need containernetworking-plugins"; \
-	command -v ip >/dev/null || need="$$need iproute2"; \
-	command -v ping >/dev/null || need="$$need iputils-ping"; \
-	command -v protoc >/dev/null || need="$$need protobuf-compiler"; \
-	if [ -n "$$need" ]; then \
-		echo "installing:$$need"; \
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
 	fi
