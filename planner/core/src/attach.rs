@@ -8,7 +8,10 @@
 //!
 //! A request that cannot be met in full is refused, never half-served: a pod asking
 //! for three NICs that silently gets two would train on a slower topology than its
-//! owner believes.
+//! owner believes. The default request (no count, no names) means *every* NIC of
+//! this host with a block, so a NIC that is down or otherwise unusable right now
+//! makes it fail instead of shrinking it: once attached, a pod keeps its
+//! interfaces for good, and CHECK cannot tell a rail it never got.
 
 use std::cmp::{Ordering, Reverse};
 
@@ -41,6 +44,11 @@ pub struct Candidate {
     /// Pod addresses currently allocated on this NIC (the balance policy's load).
     #[serde(default)]
     pub allocations: u32,
+    /// Why the NIC cannot carry a pod interface now although the host is planned
+    /// on its rail (it lost an address the plan needs, say). Treated like a NIC
+    /// that is down: left out, and named in the error of a request it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unusable: Option<String>,
 }
 
 impl Candidate {
@@ -55,6 +63,7 @@ impl Candidate {
             driver: nic.driver.clone(),
             up: nic.up,
             allocations,
+            unusable: None,
         }
     }
 }
@@ -249,10 +258,16 @@ pub fn select_nics<'a>(
         }
     };
     let mut pool = Vec::with_capacity(universe.len());
+    // What "every NIC" means: a down or unusable NIC is still one the pod is owed.
+    let mut owed = 0;
     for c in universe {
+        let in_class = class.is_none_or(|k| k.matches(c));
+        owed += usize::from(in_class);
         if !c.up {
             left_out.push(format!("{} (down)", c.name));
-        } else if class.is_some_and(|k| !k.matches(c)) {
+        } else if let Some(why) = c.unusable.as_deref() {
+            left_out.push(format!("{} ({why})", c.name));
+        } else if !in_class {
             left_out.push(format!(
                 "{} (not in DeviceClass {})",
                 c.name,
@@ -266,7 +281,7 @@ pub fn select_nics<'a>(
     let wanted = match (selection.nics, &named) {
         (Some(n), _) => n as usize,
         (None, Some(names)) => names.list.len(),
-        (None, None) => pool.len().max(1),
+        (None, None) => owed.max(1),
     };
     if wanted > pool.len() {
         return Err(unsatisfiable(

@@ -20,6 +20,7 @@ fn nic(name: &str, rail: u32, speed: u32, numa: i32, load: u32) -> Candidate {
         driver: Some("mlx5_core".into()),
         up: true,
         allocations: load,
+        unusable: None,
     }
 }
 
@@ -376,6 +377,35 @@ fn selection() -> impl Strategy<Value = Selection> {
         })
 }
 
+/// The default asks for every NIC with a block: one that is down or lost an
+/// address the plan needs fails the request (naming it) instead of shrinking it.
+#[test]
+fn every_nic_means_every_planned_nic_even_when_one_is_down_or_unusable() {
+    let mut h = host();
+    h[1].up = false; // eth0
+    let e = select_nics(Policy::None, "", &h, &sel(), None).unwrap_err();
+    assert_eq!(e.code(), codes::NO_NIC);
+    assert_eq!(
+        e.to_string(),
+        "attach policy none: asked for every NIC, 3 available (eth1, eth2, eth3); left out: eth0 (down)"
+    );
+    let mut h = host();
+    h[2].unusable = Some("no IPv6 address".into()); // eth1
+    let e = select_nics(Policy::Balance, "", &h, &sel(), None).unwrap_err();
+    assert!(e.to_string().contains("eth1 (no IPv6 address)"), "{e}");
+    // A count or a name list that avoids the NIC is fine: a subset was asked.
+    let two = Selection {
+        nics: Some(2),
+        ..sel()
+    };
+    assert_eq!(
+        names(&select_nics(Policy::None, "", &h, &two, None).unwrap()),
+        ["eth0", "eth2"]
+    );
+    assert!(select_nics(Policy::Masters, "eth2,eth3", &h, &sel(), None).is_ok());
+    assert!(select_nics(Policy::Masters, "eth1,eth3", &h, &sel(), None).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -456,6 +486,18 @@ proptest! {
             for c in cands.iter().filter(|c| c.up && !got_names.contains(&c.name)) {
                 prop_assert!(c.allocations >= worst);
             }
+        }
+    }
+
+    #[test]
+    fn without_a_count_or_names_a_down_nic_fails_the_request(
+        cands in candidates(),
+        s in strategy(),
+    ) {
+        let sel = Selection::default();
+        let r = select_nics(s, "", &cands, &sel, None);
+        if s != Policy::Masters && s != Policy::DevClass && cands.iter().any(|c| !c.up) {
+            prop_assert!(r.is_err(), "{:?} with a down NIC gave {:?}", s, r.map(|v| names(&v)));
         }
     }
 
