@@ -98,7 +98,22 @@ pub struct IpamSpec {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub exclude_cidrs: Vec<String>,
+    /// Keys railyard does not know. Kept only to be refused by `ipam_spec` with
+    /// the key's name: a typo (`excludeCIDR`) silently ignored would plan
+    /// without the exclusion the user asked for, while the CNI side refuses it.
+    #[serde(flatten, skip_serializing)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
+
+/// The `ipam` keys a MultiNicNetwork may carry: those of multi-nic-cni's own
+/// sample manifests.
+pub const IPAM_KEYS: [&str; 5] = [
+    "type",
+    "hostBlock",
+    "interfaceBlock",
+    "vlanMode",
+    "excludeCIDRs",
+];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -277,19 +292,28 @@ impl NetworkSpec {
         })
     }
 
-    /// The ipam block, decoding multi-nic-cni's JSON-in-a-string form.
+    /// The ipam block, decoding multi-nic-cni's JSON-in-a-string form. Unknown
+    /// keys are refused, naming the first (`spec.ipam.excludeCIDR`).
     pub fn ipam_spec(&self) -> Result<IpamSpec> {
-        match &self.ipam {
-            IpamField::Object(o) => Ok(o.clone()),
-            IpamField::Text(t) if t.trim().is_empty() => Ok(IpamSpec::default()),
+        let spec: IpamSpec = match &self.ipam {
+            IpamField::Object(o) => o.clone(),
+            IpamField::Text(t) if t.trim().is_empty() => IpamSpec::default(),
             IpamField::Text(t) => serde_json::from_str(t).map_err(|e| {
                 CoreError::invalid(
                     "spec.ipam",
                     t.trim(),
                     format!("is not valid IPAM JSON: {e}"),
                 )
-            }),
+            })?,
+        };
+        if let Some((key, value)) = spec.unknown.iter().next() {
+            return Err(CoreError::invalid(
+                format!("spec.ipam.{key}"),
+                value,
+                format!("is not an ipam key (known: {})", IPAM_KEYS.join(", ")),
+            ));
         }
+        Ok(spec)
     }
 }
 

@@ -187,13 +187,15 @@ fn spec_change_that_excludes_a_live_index_is_reported() {
         "metadata: {name: multi-nic-sample}\nspec:\n  subnet: 192.168.0.0/16\n  ipam: '{\"hostBlock\": 1, \"interfaceBlock\": 2}'\n",
     );
     let planner = Planner::new(&shrunk, Some(&p1));
-    let subjects: Vec<&str> = planner
+    let r = planner
         .renumbered()
         .iter()
-        .map(|r| r.subject.as_str())
-        .collect();
-    assert_eq!(subjects, vec!["host host-00002"]);
-    assert!(planner.renumbered()[0].reason.contains("beyond hostBlock"));
+        .find(|r| r.subject == "host host-00002")
+        .expect("host-00002 is renumbered");
+    assert!(r.reason.contains("beyond hostBlock"), "{}", r.reason);
+    // The others keep their index, but their blocks move (hostBlock 6 -> 1
+    // widens every block): that is renumbering too (tests/renumber.rs).
+    assert!(planner.renumbered().len() > 1);
 }
 
 #[test]

@@ -122,3 +122,39 @@ fn errors_name_the_field_and_value() {
     let e = bad_name.validate().unwrap_err().to_string();
     assert!(e.contains("metadata.name") && e.contains("My/Net"), "{e}");
 }
+
+#[test]
+fn an_unknown_ipam_key_is_refused_by_name() {
+    // A typo of excludeCIDRs, in multi-nic-cni's string form and as an object.
+    rejects(
+        "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2, \"excludeCIDR\": [\"192.168.0.0/24\"]}'\n",
+        &["spec.ipam.excludeCIDR", "192.168.0.0/24", "not an ipam key"],
+    );
+    rejects(
+        "  ipam: {hostBlock: 6, interfaceBlock: 2, hostblock: 5}\n",
+        &["spec.ipam.hostblock", "not an ipam key"],
+    );
+}
+
+#[test]
+fn every_ipam_key_of_the_multi_nic_cni_samples_is_accepted() {
+    // The keys multi-nic-cni's README and sample manifests use (seeds/001).
+    let n = validate(
+        "  subnet: 192.168.0.0/16\n  ipam: '{\"type\": \"multi-nic-ipam\", \"hostBlock\": 6, \"interfaceBlock\": 2, \"vlanMode\": \"l3\", \"excludeCIDRs\": [\"192.168.0.0/28\"]}'\n",
+    )
+    .unwrap();
+    assert_eq!(n.excludes.len(), 1);
+    for key in railyard_core::spec::IPAM_KEYS {
+        assert!(
+            [
+                "type",
+                "hostBlock",
+                "interfaceBlock",
+                "vlanMode",
+                "excludeCIDRs"
+            ]
+            .contains(&key),
+            "{key}"
+        );
+    }
+}

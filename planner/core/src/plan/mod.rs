@@ -8,7 +8,7 @@
 mod model;
 mod planner;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use model::{
     Block, Change, HostPlan, Interface, Plan, Renumber, Unplanned, UnplannedInterface,
@@ -30,12 +30,27 @@ pub fn plan(
     let mut p = Planner::new(network, previous);
     if let Some(prev) = previous {
         let live: BTreeSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-        for name in prev.hosts.keys().filter(|n| !live.contains(n.as_str())) {
+        let gone = prev
+            .hosts
+            .keys()
+            .chain(prev.unplanned.iter().map(|u| &u.host));
+        for name in gone.filter(|n| !live.contains(n.as_str())) {
             p.remove_host(name, now);
         }
         p.expire(now, grace_secs);
     }
     p.register_rails(hosts);
+    // Hosts already waiting for an index go first, longest waiting first.
+    let waiting = p.waiting();
+    if !waiting.is_empty() {
+        let by_name: BTreeMap<&str, &HostInventory> =
+            hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+        for name in &waiting {
+            if let Some(h) = by_name.get(name.as_str()) {
+                p.upsert_host(h);
+            }
+        }
+    }
     let mut sorted: Vec<&HostInventory> = hosts.iter().collect();
     // Registrations listed from etcd arrive sorted by key, i.e. by name.
     if !sorted.is_sorted_by(|a, b| a.name <= b.name) {

@@ -31,7 +31,11 @@ pub struct Planner {
     rail_taken: Bitmap,
     hosts: BTreeMap<String, HostPlan>,
     indexes: HostIndexes,
-    unplanned: BTreeMap<String, String>,
+    /// Hosts left out, with the reason and their place in the queue: the order in
+    /// which they became unplanned, so the longest-waiting host gets the next
+    /// free index (see `waiting`).
+    unplanned: BTreeMap<String, (u64, String)>,
+    next_wait: u64,
     unplanned_rails: BTreeMap<IpNet, String>,
     renumbered: Vec<Renumber>,
 }
@@ -53,6 +57,7 @@ impl Planner {
             rail_cache: Vec::new(),
             hosts: BTreeMap::new(),
             unplanned: BTreeMap::new(),
+            next_wait: 0,
             unplanned_rails: BTreeMap::new(),
             renumbered: Vec::new(),
         };
@@ -65,10 +70,29 @@ impl Planner {
         p
     }
 
+    /// Keeps what the previous plan assigned where the network still allows it.
+    /// Anything that would *move* an existing block (an index no longer valid, but
+    /// equally a new subnet, hostBlock, interfaceBlock or exclude that recomputes
+    /// the same index to another CIDR) is listed in `renumbered`: pods keep the
+    /// addresses they were given, so a moved block strands them.
     fn adopt(&mut self, prev: &Plan) {
         for rail in &prev.interfaces {
+            if let Some(s) = self
+                .layout
+                .subnets()
+                .iter()
+                .find(|s| crate::spec::overlaps(s, &rail.net_address))
+            {
+                // Its NICs' addresses are now pod addresses and no longer name it.
+                self.renumbered.push(Renumber {
+                    subject: format!("interface {}", rail.net_address),
+                    old_index: rail.index,
+                    reason: format!("its NIC subnet is now inside the pod subnet {s}"),
+                });
+                continue;
+            }
             match self.rail_index(&rail.net_address) {
-                Some(i) if i == rail.index => {}
+                Some(i) if i == rail.index => self.check_rail_moved(rail),
                 Some(i) => self.renumbered.push(Renumber {
                     subject: format!("interface {}", rail.net_address),
                     old_index: rail.index,
@@ -88,6 +112,7 @@ impl Planner {
                         });
                     } else {
                         self.place_rail(rail.net_address, Some(rail.index));
+                        self.check_rail_moved(rail);
                     }
                 }
             }
@@ -115,12 +140,49 @@ impl Planner {
                     ))
                 }),
             );
+            if let Some(reason) = moved_block(&host.blocks, &plan.blocks) {
+                self.renumbered.push(Renumber {
+                    subject: format!("host {name}"),
+                    old_index: host.index,
+                    reason,
+                });
+            }
             self.hosts.insert(name.clone(), plan);
         }
         for &i in &prev.retired {
             if self.indexes.check(i).is_ok() {
                 self.indexes.retire(i);
             }
+        }
+        // Hosts that waited for an index keep their place in the queue.
+        for u in &prev.unplanned {
+            if !self.hosts.contains_key(&u.host) {
+                self.mark_unplanned(&u.host, u.reason.clone());
+            }
+        }
+    }
+
+    /// A rail kept at its index whose CIDRs the new layout puts elsewhere.
+    fn check_rail_moved(&mut self, prev: &Interface) {
+        let Some(now) = self.rails.get(&prev.index) else {
+            return;
+        };
+        if now.cidrs != prev.cidrs {
+            let show = |c: &[IpNet]| {
+                c.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            self.renumbered.push(Renumber {
+                subject: format!("interface {}", prev.net_address),
+                old_index: prev.index,
+                reason: format!(
+                    "its block moves from {} to {} (subnet, interfaceBlock or hostBlock changed)",
+                    show(&prev.cidrs),
+                    show(&now.cidrs)
+                ),
+            });
         }
     }
 
@@ -342,11 +404,30 @@ impl Planner {
         }
     }
 
+    /// Records why `host` is left out. A host already waiting keeps its place.
     fn mark_unplanned(&mut self, host: &str, reason: String) -> Change {
-        match self.unplanned.insert(host.to_string(), reason.clone()) {
-            Some(old) if old == reason => Change::Unchanged,
-            _ => Change::Changed,
+        match self.unplanned.get_mut(host) {
+            Some((_, old)) if *old == reason => Change::Unchanged,
+            Some((_, old)) => {
+                *old = reason;
+                Change::Changed
+            }
+            None => {
+                self.unplanned
+                    .insert(host.to_string(), (self.next_wait, reason));
+                self.next_wait += 1;
+                Change::Changed
+            }
         }
+    }
+
+    /// Unplanned hosts, longest waiting first. After indexes free up (`expire`, a
+    /// spec change) the caller upserts these before anyone else, so a host that
+    /// joined later never takes an index ahead of one that has been waiting.
+    pub fn waiting(&self) -> Vec<String> {
+        let mut w: Vec<(&u64, &String)> = self.unplanned.iter().map(|(h, (n, _))| (n, h)).collect();
+        w.sort_unstable();
+        w.into_iter().map(|(_, h)| h.clone()).collect()
     }
 
     fn no_rail_reason(&self, host: &HostInventory) -> String {
@@ -433,12 +514,14 @@ impl Planner {
         }
     }
 
+    /// The unplanned hosts in queue order (longest waiting first): the stored
+    /// order carries each host's place across a planner restart.
     fn unplanned_list(&self) -> Vec<Unplanned> {
-        self.unplanned
-            .iter()
-            .map(|(h, r)| Unplanned {
-                host: h.clone(),
-                reason: r.clone(),
+        self.waiting()
+            .into_iter()
+            .map(|host| Unplanned {
+                reason: self.unplanned[&host].1.clone(),
+                host,
             })
             .collect()
     }
@@ -462,16 +545,13 @@ impl Planner {
     }
 
     pub fn into_plan(self) -> Plan {
+        let unplanned = self.unplanned_list();
         Plan {
             network: self.network,
             interfaces: self.rails.into_values().collect(),
             hosts: self.hosts,
             retired: self.indexes.retired().collect(),
-            unplanned: self
-                .unplanned
-                .into_iter()
-                .map(|(host, reason)| Unplanned { host, reason })
-                .collect(),
+            unplanned,
             unplanned_interfaces: self
                 .unplanned_rails
                 .into_iter()
@@ -507,6 +587,35 @@ fn blocks_for(
         blocks.sort_unstable_by_key(|b| (b.interface, b.cidr));
     }
     blocks
+}
+
+/// Why a host's recomputed blocks no longer hold what it held, if they do not:
+/// every previous block must come back with the same CIDR on the same rail.
+fn moved_block(before: &[Block], after: &[Block]) -> Option<String> {
+    let mut moved = before.iter().filter(|b| {
+        !after
+            .iter()
+            .any(|a| a.interface == b.interface && a.cidr == b.cidr)
+    });
+    let first = moved.next()?;
+    let to = after
+        .iter()
+        .find(|a| a.interface == first.interface && a.nic_address == first.nic_address)
+        .map_or_else(
+            || "is dropped".to_string(),
+            |a| format!("moves to {}", a.cidr),
+        );
+    let more = moved.count();
+    Some(format!(
+        "block {} on interface {} {to}{}",
+        first.cidr,
+        first.interface,
+        if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        }
+    ))
 }
 
 fn is_link_local(a: &IpAddr) -> bool {
