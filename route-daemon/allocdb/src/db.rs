@@ -6,13 +6,26 @@
 //! then reaches the same state). It then waits, without the lock, until the
 //! writer reports its record durable; only then does the caller get an answer.
 //! A crash before that point loses a decision nobody was told about.
+//!
+//! When the log cannot be written (a full disk, an IO error), nothing that needs
+//! a record is served, but the engine does not give up: at most once a
+//! [`RETRY_EVERY`] it reopens the log, which means exactly what a restart does
+//! (replay what is on disk, the only state known to be durable) followed by a
+//! snapshot written to a fresh file; once that snapshot is on disk, serving
+//! resumes. A DEL meanwhile is accepted: the release is queued in memory, its
+//! addresses stay held (nobody else can get them), and it goes into that
+//! snapshot. Should the daemon die before, the attachment comes back from the log
+//! and the runtime's next CNI GC (which lists the live attachments) releases it:
+//! a release is delayed, never turned into a duplicate.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use railyard_core::attach::DeviceClass;
@@ -20,12 +33,23 @@ use railyard_core::ipam::{AttachmentId, NicAllocation, Request, Response};
 use railyard_core::Nic;
 use tokio::sync::watch;
 
-use crate::error::{DbError, Result};
+use crate::error::{DbError, Result, NOT_READY};
 use crate::frame::Record;
-use crate::model::{AddArgs, Attachment, Change, ChangeEvent, Changes, NetworkConfig, Stats};
-use crate::recover::recover;
+use crate::model::{
+    AddArgs, Adopted, Attachment, Change, ChangeEvent, Changes, NetworkConfig, Stats,
+};
+use crate::recover::{recover, Recovered};
 use crate::state::Core;
-use crate::writer::{open_append, remove_stale_tmp, Cmd, Counters, Durable, Writer, LOG_FILE};
+use crate::writer::{
+    open_append, remove_stale_tmp, rotate, Cmd, Counters, Durable, Writer, LOG_FILE,
+};
+
+/// How often a log that cannot be written is reopened (see the module doc).
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// Mode of the log directory and its files: they name every pod of the host.
+const DIR_MODE: u32 = 0o700;
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -57,8 +81,12 @@ pub struct AllocDb {
     opts: Options,
     inner: Mutex<Inner>,
     durable: watch::Receiver<Durable>,
+    durable_tx: watch::Sender<Durable>,
     counters: Arc<Counters>,
-    writer: Option<JoinHandle<()>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The log held no record at all when opened: a new host, or a state dir
+    /// that was lost. The daemon must not trust such an empty state blindly.
+    opened_empty: bool,
     _lock: Flock<File>,
 }
 
@@ -70,6 +98,11 @@ struct Inner {
     changes: VecDeque<ChangeEvent>,
     overflowed: bool,
     tx: Option<mpsc::Sender<Cmd>>,
+    /// DELs accepted while the log could not be written (see the module doc).
+    pending_releases: Vec<AttachmentId>,
+    /// Plan configs that arrived meanwhile; applied on reopen.
+    pending_networks: BTreeMap<String, NetworkConfig>,
+    last_reopen: Option<Instant>,
 }
 
 impl fmt::Debug for AllocDb {
@@ -83,46 +116,78 @@ impl AllocDb {
     /// Blocking IO: call it before serving, or from `spawn_blocking`.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| DbError::io(&dir, e))?;
+        make_private_dir(&dir).map_err(|e| DbError::io(&dir, e))?;
         let lock = lock_dir(&dir)?;
         remove_stale_tmp(&dir).map_err(|e| DbError::io(&dir, e))?;
         let path = dir.join(LOG_FILE);
         let rec = recover(&dir, &path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(FILE_MODE))
+            .map_err(|e| DbError::io(&path, e))?;
         let file = open_append(&path).map_err(|e| DbError::io(&path, e))?;
-        let (tx, rx) = mpsc::channel();
         let (dtx, drx) = watch::channel(Durable {
             lsn: rec.last_lsn,
             failed: None,
         });
         let counters = Arc::new(Counters::default());
-        let writer = Writer::new(dir.clone(), file, rx, dtx, counters.clone(), rec.last_lsn);
-        let syncers = opts.sync_threads;
-        let handle = std::thread::Builder::new()
-            .name("allocdb-log".into())
-            .spawn(move || writer.run(syncers))
-            .map_err(|e| DbError::io(&dir, e))?;
+        let opened_empty = rec.last_lsn == 0;
         tracing::info!(dir = %dir.display(), attachments = rec.core.live(), records = rec.records, "allocation log recovered");
         let db = AllocDb {
-            dir,
             inner: Mutex::new(Inner {
-                core: rec.core,
+                core: Core::default(),
                 next_lsn: rec.last_lsn + 1,
                 since_snapshot: rec.records,
                 changes: VecDeque::new(),
                 overflowed: false,
-                tx: Some(tx),
+                tx: None,
+                pending_releases: Vec::new(),
+                pending_networks: BTreeMap::new(),
+                last_reopen: None,
             }),
             durable: drx,
+            durable_tx: dtx,
             counters,
-            writer: Some(handle),
+            writer: Mutex::new(None),
+            opened_empty,
             _lock: lock,
             opts,
+            dir,
         };
         {
             let mut g = db.lock()?;
+            db.start_writer(&mut g, rec, file)?;
             g.maybe_compact(&db.opts)?;
         }
         Ok(db)
+    }
+
+    /// Installs a recovered state and a writer appending to `file`.
+    fn start_writer(&self, g: &mut Inner, rec: Recovered, file: File) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(
+            self.dir.clone(),
+            file,
+            rx,
+            self.durable_tx.clone(),
+            self.counters.clone(),
+            rec.last_lsn,
+        );
+        let syncers = self.opts.sync_threads;
+        let handle = std::thread::Builder::new()
+            .name("allocdb-log".into())
+            .spawn(move || writer.run(syncers))
+            .map_err(|e| DbError::io(&self.dir, e))?;
+        if let Ok(mut w) = self.writer.lock() {
+            *w = Some(handle);
+        }
+        g.core = rec.core;
+        g.next_lsn = rec.last_lsn + 1;
+        g.tx = Some(tx);
+        Ok(())
+    }
+
+    /// Whether the log held no record at all when it was opened (new, or lost).
+    pub fn opened_empty(&self) -> bool {
+        self.opened_empty
     }
 
     /// Installs or updates a network's config from the plan. Unchanged configs
@@ -130,6 +195,11 @@ impl AllocDb {
     pub async fn set_network(&self, cfg: NetworkConfig) -> Result<()> {
         let lsn = {
             let mut g = self.lock()?;
+            if !self.writable(&mut g) {
+                // Not a decision: it is applied when the log can be written again.
+                g.pending_networks.insert(cfg.name.clone(), cfg);
+                return Ok(());
+            }
             if g.core.config(&cfg.name) == Some(&cfg) {
                 g.next_lsn - 1
             } else {
@@ -156,6 +226,7 @@ impl AllocDb {
         validate(&args.attachment)?;
         let (att, lsn) = {
             let mut g = self.lock()?;
+            self.ensure_writable(&mut g)?;
             match g.core.get(&args.attachment) {
                 // It may be another caller's, still in flight: wait for everything.
                 Some(a) => (a.clone(), g.next_lsn - 1),
@@ -173,9 +244,19 @@ impl AllocDb {
     }
 
     /// DEL: releases the attachment's addresses. An unknown attachment succeeds.
+    /// While the log cannot be written the release is queued (see the module doc).
     pub async fn del(&self, id: &AttachmentId) -> Result<()> {
+        validate(id)?;
         let lsn = {
             let mut g = self.lock()?;
+            if !self.writable(&mut g) {
+                if g.core.get(id).is_some() && !g.pending_releases.contains(id) {
+                    tracing::warn!(network = %id.network, container = %id.container_id, ifname = %id.ifname,
+                        "allocation log cannot be written: DEL accepted, release queued until it can (its addresses stay held meanwhile)");
+                    g.pending_releases.push(id.clone());
+                }
+                return Ok(());
+            }
             match g.core.release(id) {
                 Some(_) => {
                     let lsn = g.log(Record::Release(vec![id.clone()]))?;
@@ -193,7 +274,8 @@ impl AllocDb {
     /// CHECK: the attachment exists and still holds its addresses.
     pub async fn check(&self, id: &AttachmentId) -> Result<Arc<Attachment>> {
         let (att, lsn) = {
-            let g = self.lock()?;
+            let mut g = self.lock()?;
+            self.ensure_writable(&mut g)?;
             (g.core.check(id)?, g.next_lsn - 1)
         };
         self.wait(lsn).await?;
@@ -205,6 +287,7 @@ impl AllocDb {
         let keep: HashSet<&AttachmentId> = valid.iter().collect();
         let (released, lsn) = {
             let mut g = self.lock()?;
+            self.ensure_writable(&mut g)?;
             let gone: Vec<AttachmentId> = g
                 .core
                 .attachment_ids(network)
@@ -232,8 +315,9 @@ impl AllocDb {
 
     /// STATUS: whether `network` can allocate now.
     pub fn status(&self, network: &str) -> Result<()> {
-        self.healthy()?;
-        if self.lock()?.core.ready(network) {
+        let mut g = self.lock()?;
+        self.ensure_writable(&mut g)?;
+        if g.core.ready(network) {
             Ok(())
         } else {
             Err(DbError::UnknownNetwork(network.to_string()))
@@ -265,9 +349,168 @@ impl AllocDb {
                 .gc(&network, &valid)
                 .await
                 .map(|released| Response::Collected { released }),
-            Request::Status { network } => self.status(&network).map(|()| Response::Done),
+            Request::Status { network } => {
+                return match self.status(&network) {
+                    Ok(()) => Response::Done,
+                    Err(e) => {
+                        let mut reply = e.reply();
+                        // STATUS speaks the CNI spec's "not ready" for a log that
+                        // cannot be written: the runtime stops sending pods.
+                        if matches!(e, DbError::LogUnwritable(_)) {
+                            reply.code = NOT_READY;
+                        }
+                        Response::Error(reply)
+                    }
+                };
+            }
         };
         result.unwrap_or_else(|e| Response::Error(e.reply()))
+    }
+
+    /// Takes records found in etcd for this host that the log has no account of
+    /// (see `railyard-route-daemon`'s mirror): each is logged as held, unless an
+    /// address of it is held here by another attachment (then the log decided
+    /// later and the record is stale; it is returned with the reason). Records
+    /// already held are skipped. Durable before it returns.
+    pub async fn adopt(&self, found: Vec<Attachment>) -> Result<Adopted> {
+        let mut out = Adopted::default();
+        let lsn = {
+            let mut g = self.lock()?;
+            self.ensure_writable(&mut g)?;
+            let mut lsn = g.next_lsn - 1;
+            for att in found {
+                validate(&att.id)?;
+                if g.core.get(&att.id).is_some() {
+                    continue;
+                }
+                if let Some(why) = g.core.adopt_conflict(&att) {
+                    out.stale.push((att.id, why));
+                    continue;
+                }
+                let att = Arc::new(att);
+                g.core.claim(att.clone());
+                lsn = g.log(Record::Add(att.clone()))?;
+                out.adopted.push(att.id.clone());
+            }
+            g.maybe_compact(&self.opts)?;
+            lsn
+        };
+        self.wait(lsn).await?;
+        Ok(out)
+    }
+
+    /// Whether `id` was released here and its etcd record may still exist: the
+    /// only records of this host the mirror may delete without a stale address.
+    pub fn released_unmirrored(&self, id: &AttachmentId) -> bool {
+        self.lock().is_ok_and(|g| g.core.released.contains(id))
+    }
+
+    /// The mirror deleted these records from etcd: forget their releases.
+    pub fn mirrored_releases(&self, ids: &[AttachmentId]) {
+        if let Ok(mut g) = self.lock() {
+            for id in ids {
+                if g.core.get(id).is_none() {
+                    g.core.released.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Retries a log that could not be written; whether it can be now. The
+    /// daemon calls it on a timer so a host with no requests recovers too.
+    pub fn retry(&self) -> bool {
+        match self.lock() {
+            Ok(mut g) => self.writable(&mut g),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the log can be written, reopening it first when it could not
+    /// (at most once per [`RETRY_EVERY`]).
+    fn writable(&self, g: &mut Inner) -> bool {
+        if self.durable.borrow().failed.is_none() && g.tx.is_some() {
+            return true;
+        }
+        if g.last_reopen.is_some_and(|t| t.elapsed() < RETRY_EVERY) {
+            return false;
+        }
+        g.last_reopen = Some(Instant::now());
+        match self.reopen(g) {
+            Ok(()) => {
+                tracing::warn!(dir = %self.dir.display(), "allocation log writable again: reopened from what is on disk, serving resumes");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "allocation log still cannot be written; retrying");
+                false
+            }
+        }
+    }
+
+    fn ensure_writable(&self, g: &mut Inner) -> Result<()> {
+        if self.writable(g) {
+            return Ok(());
+        }
+        let why = self
+            .durable
+            .borrow()
+            .failed
+            .as_deref()
+            .unwrap_or("the log writer stopped")
+            .to_string();
+        Err(DbError::LogUnwritable(why))
+    }
+
+    /// What a restart would do, in place: stop the writer, replay the log on
+    /// disk, apply what was queued meanwhile, and write it all as a snapshot to a
+    /// fresh file. Only once that is durable is the old failure cleared.
+    fn reopen(&self, g: &mut Inner) -> Result<()> {
+        g.tx = None;
+        let old = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = old {
+            let _ = h.join();
+        }
+        let path = self.dir.join(LOG_FILE);
+        remove_stale_tmp(&self.dir).map_err(|e| DbError::io(&self.dir, e))?;
+        let mut rec = recover(&self.dir, &path)?;
+        for cfg in g.pending_networks.values() {
+            if rec.core.config(&cfg.name) != Some(cfg) {
+                rec.core.apply_network(Arc::new(cfg.clone()));
+            }
+        }
+        for id in &g.pending_releases {
+            rec.core.release(id);
+        }
+        rec.core.resume_all();
+        // Above every number ever queued, so the waiters' order still holds.
+        let lsn = g.next_lsn.max(rec.last_lsn + 1);
+        let snap = Record::Snapshot(Box::new(rec.core.snapshot()));
+        let file = match rotate(&self.dir, lsn, &snap) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = remove_stale_tmp(&self.dir);
+                return Err(DbError::io(&path, e));
+            }
+        };
+        rec.last_lsn = lsn;
+        let released = std::mem::take(&mut g.pending_releases);
+        g.pending_networks.clear();
+        self.durable_tx.send_modify(|d| {
+            d.lsn = d.lsn.max(lsn);
+            d.failed = None;
+        });
+        self.start_writer(g, rec, file)?;
+        g.since_snapshot = 0;
+        // The feed may name decisions that never reached the disk: resync.
+        g.changes.clear();
+        g.overflowed = true;
+        if !released.is_empty() {
+            tracing::warn!(
+                releases = released.len(),
+                "queued DEL releases are now durable"
+            );
+        }
+        Ok(())
     }
 
     /// Durable changes since the last drain, oldest first, for mirroring to etcd.
@@ -328,17 +571,9 @@ impl AllocDb {
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
-        self.healthy()?;
         self.inner
             .lock()
             .map_err(|_| DbError::Failed("a caller panicked while holding the state lock".into()))
-    }
-
-    fn healthy(&self) -> Result<()> {
-        match &self.durable.borrow().failed {
-            Some(e) => Err(DbError::Failed(e.to_string())),
-            None => Ok(()),
-        }
     }
 
     async fn wait(&self, lsn: u64) -> Result<()> {
@@ -348,7 +583,7 @@ impl AllocDb {
             .await
             .map_err(|_| DbError::Failed("the log writer stopped".into()))?;
         match &d.failed {
-            Some(e) if d.lsn < lsn => Err(DbError::Failed(e.to_string())),
+            Some(e) if d.lsn < lsn => Err(DbError::LogUnwritable(e.to_string())),
             _ => Ok(()),
         }
     }
@@ -363,9 +598,10 @@ impl Inner {
             None => false,
         };
         if !sent {
-            // The state now holds a decision the log lacks: refuse everything.
+            // The writer stopped on a failure; reopening replaces this state by
+            // the log's, so the decision just made is dropped with it.
             self.tx = None;
-            return Err(DbError::Failed("the log writer stopped".into()));
+            return Err(DbError::LogUnwritable("the log writer stopped".into()));
         }
         self.next_lsn += 1;
         self.since_snapshot += 1;
@@ -401,23 +637,56 @@ impl Drop for AllocDb {
         if let Ok(mut g) = self.inner.lock() {
             g.tx = None;
         }
-        if let Some(h) = self.writer.take() {
+        let handle = self.writer.get_mut().ok().and_then(Option::take);
+        if let Some(h) = handle {
             let _ = h.join();
         }
     }
 }
 
+/// Longest container ID accepted. CNI sets no limit and nothing on the daemon
+/// side stores it in a file name (the log is one file; etcd keys are not length
+/// limited), so long IDs work; the bound only keeps a request, its log record
+/// and its etcd key small.
+pub const MAX_CONTAINER_ID: usize = 1024;
+
+/// A field that is empty, too long, or holds a `/` (it is a segment of the etcd
+/// key `/railyard/v1/allocations/<net>/<host>/<containerID>/<ifname>`) or a
+/// control character is refused, naming the field and the value.
 fn validate(id: &AttachmentId) -> Result<()> {
-    for (field, v) in [
-        ("network", &id.network),
-        ("containerId", &id.container_id),
-        ("ifname", &id.ifname),
+    for (field, v, max) in [
+        ("network", &id.network, 253),
+        ("containerId", &id.container_id, MAX_CONTAINER_ID),
+        ("ifname", &id.ifname, 15),
     ] {
-        if v.is_empty() {
-            return Err(DbError::Invalid(format!("attachment {field} is empty")));
+        let bad = if v.is_empty() {
+            Some("is empty".to_string())
+        } else if v.len() > max {
+            Some(format!("is {} bytes long, more than {max}", v.len()))
+        } else if v.contains('/') || v.chars().any(char::is_control) {
+            Some("contains '/' or a control character".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            let shown: String = v.chars().take(80).collect();
+            return Err(DbError::Invalid(format!(
+                "attachment {field} {shown:?}{} {why}",
+                if v.len() > 80 { "..." } else { "" }
+            )));
         }
     }
     Ok(())
+}
+
+/// Creates `dir` (and parents) mode 0700, and narrows an existing one to it:
+/// the log names every pod of the host.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
 }
 
 /// One process per log: two daemons appending to one file would interleave
@@ -428,6 +697,7 @@ fn lock_dir(dir: &Path) -> Result<Flock<File>> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(FILE_MODE)
         .open(&path)
         .map_err(|e| DbError::io(&path, e))?;
     Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {

@@ -28,11 +28,15 @@ pub enum DbError {
         "allocation log {path} is locked by another process (is a second route-daemon running?)"
     )]
     Locked { path: PathBuf },
-    /// A write or fsync of the log failed. After a failed fsync the kernel may have
-    /// dropped the pages, so the only safe state is the one on disk: every further
-    /// request is refused until the daemon restarts and replays the log.
-    #[error("the allocation log failed ({0}); refusing allocations until the daemon restarts and recovers from the log")]
+    /// An internal failure (a panic under the state lock).
+    #[error("the allocation engine failed: {0}")]
     Failed(String),
+    /// A write or fsync of the log failed (a full disk, say). After a failed
+    /// fsync the kernel may have dropped the pages, so the only safe state is
+    /// the one on disk: requests that need a record wait (try again later) until
+    /// the log is reopened from it, which is retried every second.
+    #[error("the allocation log cannot be written ({0}); no address is handed out until it can (retried every second)")]
+    LogUnwritable(String),
     #[error("network {0:?} has no plan on this host yet")]
     UnknownNetwork(String),
     #[error("no attachment {} (interface {}) on network {}", .0.container_id, .0.ifname, .0.network)]
@@ -59,7 +63,7 @@ impl DbError {
     /// The IPAM protocol code (see `railyard_core::ipam::codes`).
     pub fn code(&self) -> u32 {
         match self {
-            DbError::UnknownNetwork(_) => codes::TRY_AGAIN_LATER,
+            DbError::UnknownNetwork(_) | DbError::LogUnwritable(_) => codes::TRY_AGAIN_LATER,
             DbError::UnknownAttachment(_) => codes::UNKNOWN_CONTAINER,
             DbError::Select(e) => e.code(),
             DbError::Exhausted { .. } => codes::BLOCK_EXHAUSTED,
@@ -86,5 +90,9 @@ impl DbError {
         }
     }
 }
+
+/// The CNI spec's code 50, "the plugin is not available": what STATUS answers
+/// while nothing can be allocated, so the runtime marks the network not ready.
+pub const NOT_READY: u32 = 50;
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use railyard_core::ipam::AttachmentId;
+use railyard_core::IfName;
 use serde::{Deserialize, Serialize};
 
 use crate::crc;
@@ -39,6 +40,12 @@ pub(crate) struct Snapshot {
     pub attachments: Vec<Arc<Attachment>>,
     /// Per block, the last address handed out: delayed reuse resumes after it.
     pub cursors: Vec<(IpNet, IpAddr)>,
+    /// (network, rail, family index, NIC): the rails this host is owed.
+    #[serde(default)]
+    pub rails_seen: Vec<(String, u32, usize, IfName)>,
+    /// Releases whose etcd mirror record may still exist.
+    #[serde(default)]
+    pub released: Vec<AttachmentId>,
 }
 
 #[derive(Serialize)]

@@ -27,8 +27,9 @@ mod recover;
 mod state;
 mod writer;
 
-pub use db::{AllocDb, Options};
-pub use error::{DbError, Result};
+pub use db::{AllocDb, Options, MAX_CONTAINER_ID, RETRY_EVERY};
+pub use error::{DbError, Result, NOT_READY};
 pub use model::{
-    AddArgs, Attachment, BlockStats, Change, ChangeEvent, Changes, NetworkConfig, Stats, WalStats,
+    AddArgs, Adopted, Attachment, BlockStats, Change, ChangeEvent, Changes, NetworkConfig, Stats,
+    WalStats,
 };

@@ -77,6 +77,16 @@ pub struct Attachment {
     pub nics: Vec<NicAllocation>,
 }
 
+/// The result of [`crate::AllocDb::adopt`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adopted {
+    /// Now held here, as etcd said.
+    pub adopted: Vec<AttachmentId>,
+    /// Refused: an address is held here by another attachment (the reason says
+    /// which), so the record is older than the log's decision.
+    pub stale: Vec<(AttachmentId, String)>,
+}
+
 /// A durable change, for the daemon to mirror to etcd in batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {

@@ -1,7 +1,7 @@
 //! Opening a log: replay every complete record, cut a torn tail, rebuild the
 //! bitmaps and cursors.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
@@ -94,7 +94,7 @@ pub(crate) fn recover(dir: &Path, path: &Path) -> Result<Recovered> {
 }
 
 fn create(dir: &Path, path: &Path) -> std::io::Result<()> {
-    let mut f = File::create(path)?;
+    let mut f = crate::writer::create_private(path)?;
     f.write_all(MAGIC)?;
     f.sync_all()?;
     sync_dir(dir)

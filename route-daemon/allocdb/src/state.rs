@@ -5,8 +5,13 @@
 //! One invariant keeps an address from ever being handed out twice even when a
 //! plan change leaves an old block overlapping a new one: every held address is
 //! marked in every block of its network that contains it.
+//!
+//! A second keeps a pod from silently getting fewer rails than it is owed: the
+//! rails (and families) this host has been planned on are remembered, so a rail
+//! whose NIC lost its address, and whose block the planner therefore withdrew,
+//! still counts for "every NIC" and fails the ADD by name instead of vanishing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -25,6 +30,10 @@ pub(crate) struct NetState {
     pub config: Arc<NetworkConfig>,
     pub blocks: Vec<BlockState>,
     pub attachments: HashMap<AttachmentId, Arc<Attachment>>,
+    /// (rail, family index) -> NIC for every block this host has been planned
+    /// with, kept after the block leaves the plan while the rail still exists:
+    /// what a pod on this host is owed.
+    pub rails_seen: BTreeMap<(u32, usize), IfName>,
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +41,11 @@ pub(crate) struct Core {
     pub networks: BTreeMap<String, NetState>,
     /// Attachments per NIC across networks: the load `balance` spreads.
     pub nic_load: HashMap<IfName, u32>,
+    /// Attachments released whose etcd mirror record is not known to be deleted
+    /// yet. The mirror may delete a record of this host only if it is here (or
+    /// stale by the addresses): anything else in etcd it cannot account for and
+    /// must adopt rather than erase.
+    pub released: HashSet<AttachmentId>,
 }
 
 impl NetState {
@@ -47,6 +61,7 @@ impl NetState {
             }),
             blocks: Vec::new(),
             attachments: HashMap::new(),
+            rails_seen: BTreeMap::new(),
         }
     }
 
@@ -86,6 +101,39 @@ impl NetState {
     fn unhold(&mut self, addr: IpAddr) {
         for b in self.blocks.iter_mut().filter(|b| b.cidr().contains(&addr)) {
             b.alloc.release(addr);
+        }
+    }
+
+    /// Updates `rails_seen` from the config just applied. A host with no block at
+    /// all is not planned on the network (not ready anyway): nothing is owed. A
+    /// rail the network no longer has is forgotten.
+    fn remember_rails(&mut self) {
+        let cfg = self.config.clone();
+        if cfg.blocks.is_empty() {
+            self.rails_seen.clear();
+            return;
+        }
+        self.rails_seen
+            .retain(|(rail, _), _| cfg.interfaces.iter().any(|i| i.index == *rail));
+        for b in &cfg.blocks {
+            let family = self.family_of(b);
+            self.rails_seen.insert((b.interface, family), b.nic);
+        }
+    }
+
+    /// "IPv4"/"IPv6" for a family index of `rail`, from the rail's subnets.
+    fn family_name(&self, rail: u32, family: usize) -> &'static str {
+        let v4 = self
+            .config
+            .interfaces
+            .iter()
+            .find(|i| i.index == rail)
+            .and_then(|i| i.cidrs.get(family))
+            .map_or(family == 0, |c| c.addr().is_ipv4());
+        if v4 {
+            "IPv4"
+        } else {
+            "IPv6"
         }
     }
 
@@ -144,6 +192,7 @@ impl Core {
         net.drop_empty_leftovers();
         net.blocks
             .sort_by_key(|s| (s.block.interface, s.family, s.cidr()));
+        net.remember_rails();
     }
 
     pub fn config(&self, network: &str) -> Option<&NetworkConfig> {
@@ -170,7 +219,11 @@ impl Core {
         classes: &[DeviceClass],
     ) -> Result<Arc<Attachment>> {
         let id = &args.attachment;
-        let Core { networks, nic_load } = self;
+        let Core {
+            networks,
+            nic_load,
+            released,
+        } = self;
         let net = networks
             .get_mut(&id.network)
             .filter(|n| n.blocks.iter().any(|b| b.in_plan))
@@ -250,6 +303,7 @@ impl Core {
         for n in &att.nics {
             *nic_load.entry(n.nic).or_default() += 1;
         }
+        released.remove(id);
         net.attachments.insert(id.clone(), att.clone());
         Ok(att)
     }
@@ -284,12 +338,34 @@ impl Core {
             }
             *self.nic_load.entry(n.nic).or_default() += 1;
         }
+        self.released.remove(&att.id);
         net.attachments.insert(att.id.clone(), att);
+    }
+
+    /// Why `att` (a record found in etcd and not in the log) cannot be adopted:
+    /// one of its addresses is held here by another attachment. The log decided
+    /// later than that record, so the record is stale.
+    pub fn adopt_conflict(&self, att: &Attachment) -> Option<String> {
+        let net = self.networks.get(&att.id.network)?;
+        for addr in addresses(att) {
+            let holder = net
+                .attachments
+                .values()
+                .find(|a| a.id != att.id && addresses(a).any(|x| x == addr));
+            if let Some(h) = holder {
+                return Some(format!(
+                    "{addr} is held by container {} (interface {})",
+                    h.id.container_id, h.id.ifname
+                ));
+            }
+        }
+        None
     }
 
     pub fn release(&mut self, id: &AttachmentId) -> Option<Arc<Attachment>> {
         let net = self.networks.get_mut(&id.network)?;
         let att = net.attachments.remove(id)?;
+        self.released.insert(id.clone());
         for n in &att.nics {
             for a in &n.addresses {
                 net.unhold(a.addr());
@@ -355,7 +431,14 @@ impl Core {
             s.attachments.extend(n.attachments.values().cloned());
             s.cursors
                 .extend(n.blocks.iter().filter_map(|b| Some((b.cidr(), b.last?))));
+            s.rails_seen.extend(
+                n.rails_seen
+                    .iter()
+                    .map(|((rail, family), nic)| (n.config.name.clone(), *rail, *family, *nic)),
+            );
         }
+        s.released = self.released.iter().cloned().collect();
+        s.released.sort();
         s
     }
 
@@ -366,6 +449,12 @@ impl Core {
         for a in s.attachments {
             self.claim(a);
         }
+        for (net, rail, family, nic) in s.rails_seen {
+            if let Some(n) = self.networks.get_mut(&net) {
+                n.rails_seen.entry((rail, family)).or_insert(nic);
+            }
+        }
+        self.released.extend(s.released);
         for (cidr, last) in s.cursors {
             for n in self.networks.values_mut() {
                 for b in n.blocks.iter_mut().filter(|b| b.cidr() == cidr) {
@@ -421,19 +510,81 @@ fn effective_selection(args: &AddArgs) -> Result<Selection> {
     Ok(sel)
 }
 
-/// One candidate per NIC with a planned block, with the host's facts about it.
-/// A planned NIC the host no longer reports is not a candidate: it cannot carry a
-/// pod interface.
+/// One candidate per rail this host is owed (see [`NetState::rails_seen`]), with
+/// the host's facts about its NIC. A rail whose NIC cannot carry a pod interface
+/// now is a candidate marked `unusable` with the reason, so a request for every
+/// NIC fails naming it rather than silently getting one rail fewer:
+///
+/// - a planned NIC the host does not report (gone, renamed);
+/// - a rail or family owed whose block is not in the plan now (the planner
+///   withdraws a block when its NIC loses the address the rail is known by);
+/// - a planned NIC that no longer holds the block's `nicAddress`, the next hop
+///   every other host routes the block through (the plan has not caught up yet).
+///
+/// A remembered rail whose NIC is gone from the host is not owed any more: the
+/// NIC was removed, not broken.
 fn candidates(net: &NetState, nics: &[Nic], load: &HashMap<IfName, u32>) -> Vec<Candidate> {
-    let mut out: Vec<Candidate> = Vec::new();
+    let families: BTreeSet<usize> = net.rails_seen.keys().map(|(_, f)| *f).collect();
+    let mut rails: BTreeMap<u32, (IfName, bool)> = BTreeMap::new();
+    for ((rail, _), nic) in &net.rails_seen {
+        rails.entry(*rail).or_insert((*nic, false));
+    }
     for b in net.blocks.iter().filter(|b| b.in_plan) {
-        if out.iter().any(|c| c.name == b.block.nic) {
+        rails.insert(b.block.interface, (b.block.nic, true));
+    }
+    let mut out: Vec<Candidate> = Vec::new();
+    for (rail, (name, planned)) in rails {
+        if out.iter().any(|c| c.name == name.as_str()) {
             continue;
         }
-        if let Some(nic) = nics.iter().find(|n| n.name == b.block.nic) {
-            let l = load.get(nic.name.as_str()).copied().unwrap_or(0);
-            out.push(Candidate::from_nic(nic, b.block.interface, l));
-        }
+        let Some(nic) = nics.iter().find(|n| n.name == name.as_str()) else {
+            if planned {
+                out.push(Candidate {
+                    name: name.to_string(),
+                    interface: rail,
+                    up: true,
+                    unusable: Some("the host has no NIC of that name now".into()),
+                    ..Candidate::default()
+                });
+            }
+            continue;
+        };
+        let l = load.get(nic.name.as_str()).copied().unwrap_or(0);
+        let mut c = Candidate::from_nic(nic, rail, l);
+        c.unusable = unusable(net, rail, &families, nic);
+        out.push(c);
     }
     out
+}
+
+/// Why the NIC of `rail` cannot carry a pod interface with every family owed.
+fn unusable(net: &NetState, rail: u32, families: &BTreeSet<usize>, nic: &Nic) -> Option<String> {
+    let planned: Vec<&BlockState> = net
+        .blocks
+        .iter()
+        .filter(|b| b.in_plan && b.block.interface == rail)
+        .collect();
+    let mut why = Vec::new();
+    for &f in families {
+        if !planned.iter().any(|b| b.family == f) {
+            let fam = net.family_name(rail, f);
+            why.push(format!(
+                "no {fam} block for it in this host's plan: has it lost its {fam} address?"
+            ));
+        }
+    }
+    for b in &planned {
+        if !nic
+            .addresses
+            .iter()
+            .any(|a| a.addr() == b.block.nic_address)
+        {
+            why.push(format!(
+                "it does not hold {}, the address the plan routes block {} through",
+                b.block.nic_address,
+                b.cidr()
+            ));
+        }
+    }
+    (!why.is_empty()).then(|| why.join("; "))
 }

@@ -92,7 +92,7 @@ impl Shared {
     }
 
     fn fail(&self, what: &str, e: &std::io::Error) {
-        tracing::error!(error = %e, "allocation log {what} failed; refusing further allocations");
+        tracing::error!(error = %e, "allocation log {what} failed; no allocations until it can be written again (retried every second)");
         let msg: Arc<str> = format!("{what}: {e}").into();
         self.durable.send_modify(|d| {
             if d.failed.is_none() {
@@ -303,17 +303,28 @@ fn sync_and_publish(shared: &Shared, file: &File, target: u64) -> std::io::Resul
 /// Writes a new log holding only `snapshot` beside the old one, then renames it over
 /// the old one: a crash at any point leaves either the old log or the new one,
 /// never a mix. The directory fsync makes the rename itself durable.
-fn rotate(dir: &Path, lsn: u64, snapshot: &Record) -> std::io::Result<File> {
+pub(crate) fn rotate(dir: &Path, lsn: u64, snapshot: &Record) -> std::io::Result<File> {
     let tmp = dir.join(TMP_FILE);
     let mut buf = MAGIC.to_vec();
     frame::encode(&mut buf, lsn, snapshot)?;
-    let mut f = File::create(&tmp)?;
+    let mut f = create_private(&tmp)?;
     f.write_all(&buf)?;
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, dir.join(LOG_FILE))?;
     sync_dir(dir)?;
     open_append(&dir.join(LOG_FILE))
+}
+
+/// A new file, mode 0600 (truncated if it exists): it names the host's pods.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::db::FILE_MODE)
+        .open(path)
 }
 
 pub(crate) fn open_append(path: &Path) -> std::io::Result<File> {

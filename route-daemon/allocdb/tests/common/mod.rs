@@ -61,13 +61,22 @@ pub fn dual_stack() -> NetworkConfig {
     ])
 }
 
+/// The host's NICs as discovered: `ethR` holds 10.0.R.1, the `nicAddress` of
+/// its blocks in [`config`] (a NIC without it could not carry pod traffic).
 pub fn nics(names: &[&str]) -> Vec<Nic> {
     names
         .iter()
-        .map(|n| Nic {
-            name: n.to_string(),
-            up: true,
-            ..Nic::default()
+        .map(|n| {
+            let rail: u32 = n
+                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .unwrap_or(0);
+            Nic {
+                name: n.to_string(),
+                addresses: vec![format!("10.0.{rail}.1/24").parse().unwrap()],
+                up: true,
+                ..Nic::default()
+            }
         })
         .collect()
 }
