@@ -113,13 +113,22 @@ fn every_cel_rule_compiles_and_fits_the_cost_budget() {
         total += all.len();
     }
     assert_eq!(
-        total, 5,
-        "the documented rules: subnet, masterNets, two plugin modes, devClass target"
+        total, 6,
+        "the documented rules: metadata.name, subnet, masterNets, two plugin modes, devClass target"
     );
 }
 
+/// The CRD as committed (generated and post-processed), by file name.
+fn committed(file: &str) -> Value {
+    let (_, crd) = crd::all()
+        .into_iter()
+        .find(|(f, _)| *f == file)
+        .unwrap_or_else(|| panic!("no CRD {file}"));
+    schema_of(&crd)
+}
+
 fn validate(object: &Value) -> Result<(), String> {
-    let schema = schema_of(&MultiNicNetwork::crd());
+    let schema = committed("multinicnetworks.yaml");
     Validator::new()
         .validate(&schema, object, None)
         .map_err(|e| format!("{e:?}"))
@@ -262,4 +271,85 @@ fn device_class_needs_a_rule() {
         1
     );
     assert_eq!(DeviceClass::crd().spec.scope, "Cluster");
+}
+
+/// Every integer schema below `v`, with its path.
+fn integers(v: &Value, path: &str, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(m) => {
+            if m.get("type") == Some(&json!("integer")) {
+                out.push((path.to_string(), v.clone()));
+            }
+            for (k, c) in m {
+                integers(c, &format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, c)| integers(c, &format!("{path}[{i}]"), out)),
+        _ => {}
+    }
+}
+
+/// The apiserver checks `minimum`/`maximum` but not integer formats: an unbounded
+/// integer field takes any number, and a value too large for the Rust type would
+/// stall the watch that lists it. (kube-cel evaluates only the CEL rules, so the
+/// bounds are checked here as schema text; a real apiserver test can send 2^32.)
+#[test]
+fn every_integer_field_is_bounded_within_its_rust_type() {
+    let mut seen = 0;
+    for (file, crd) in crd::all() {
+        let mut found = Vec::new();
+        integers(&schema_of(&crd), "", &mut found);
+        for (path, schema) in found {
+            let (min, max) = (schema["minimum"].as_f64(), schema["maximum"].as_f64());
+            let (Some(min), Some(max)) = (min, max) else {
+                panic!("{file}{path}: unbounded integer {schema}");
+            };
+            assert!(
+                min >= -crd::MAX_SAFE_INTEGER && max <= crd::MAX_SAFE_INTEGER && min <= max,
+                "{file}{path}: {schema}"
+            );
+            if let Some(format) = schema["format"].as_str() {
+                let (fmin, fmax) = crd::format_range(Some(format));
+                assert!(min >= fmin && max <= fmax, "{file}{path}: {schema}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 19, "integer fields found: {seen}");
+    let speed = &committed("deviceclasses.yaml")["properties"]["spec"]["properties"]["rules"]
+        ["items"]["properties"]["minSpeedMbps"];
+    assert_eq!(
+        (speed["minimum"].as_f64(), speed["maximum"].as_f64()),
+        (Some(1.0), Some(4_294_967_295.0)),
+        "the route-daemon reads a u32"
+    );
+}
+
+#[test]
+fn conditions_are_a_map_keyed_by_type() {
+    let schema = committed("multinicnetworks.yaml");
+    let conditions = &schema["properties"]["status"]["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map");
+    assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+    let required = conditions["items"]["required"].as_array().unwrap();
+    assert!(
+        required.contains(&json!("type")),
+        "a map key must be required"
+    );
+}
+
+/// The apiserver accepts any DNS subdomain as the name of a cluster-scoped object;
+/// the network name must be a DNS label (it is an etcd key segment and the CNI
+/// config's name), so the root rule refuses dots and long names at `kubectl apply`.
+#[test]
+fn a_network_name_with_a_dot_or_over_63_characters_is_refused() {
+    let named = |name: &str| with(|v| v["metadata"]["name"] = json!(name));
+    validate(&named("rail-fast")).unwrap();
+    validate(&named(&"a".repeat(63))).unwrap();
+    let err = validate(&named("rail.fast")).unwrap_err();
+    assert!(err.contains("metadata.name must be a DNS label"), "{err}");
+    assert!(validate(&named(&"a".repeat(64))).is_err());
 }

@@ -56,14 +56,22 @@ pub struct DeviceMatchSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub driver: Option<String>,
-    /// A NIC of unknown speed never meets a minimum.
+    /// A NIC of unknown speed never meets a minimum. At most 4294967295 (the
+    /// route-daemon's `u32`).
+    ///
+    /// `i64` here, not `u32`, and bounded in the schema: the apiserver checks
+    /// `minimum`/`maximum` but not integer formats, so without the bound a value of
+    /// 2^32 is stored and would fail to deserialize as a `u32`. Read as `i64`, such a
+    /// value (from an object stored before the bound) reaches
+    /// [`DeviceClass::validated`], which names the field and the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub min_speed_mbps: Option<u32>,
+    #[schemars(range(min = 1, max = 4_294_967_295_i64))]
+    pub min_speed_mbps: Option<i64>,
 }
 
 impl DeviceClass {
-    /// The class as the attach policy evaluates it.
+    /// The class as the attach policy evaluates it, unchecked (see
+    /// [`validated`](Self::validated) for what may go to etcd).
     pub fn to_core(&self) -> attach::DeviceClass {
         attach::DeviceClass {
             name: self.name_any(),
@@ -75,7 +83,11 @@ impl DeviceClass {
                     vendor: r.vendor.clone(),
                     products: r.products.clone(),
                     driver: r.driver.clone(),
-                    min_speed_mbps: r.min_speed_mbps,
+                    // Saturates: only `validated` callers reach the daemons, and it
+                    // refuses what does not fit.
+                    min_speed_mbps: r
+                        .min_speed_mbps
+                        .map(|s| u32::try_from(s.max(0)).unwrap_or(u32::MAX)),
                 })
                 .collect(),
         }
@@ -147,12 +159,17 @@ impl DeviceMatchSpec {
                 ));
             }
         }
-        if self.min_speed_mbps == Some(0) {
-            return Err(CoreError::invalid(
-                format!("{at}.minSpeedMbps"),
-                "0",
-                "must be at least 1 (leave it out for no minimum)",
-            ));
+        if let Some(speed) = self.min_speed_mbps {
+            if speed < 1 || u32::try_from(speed).is_err() {
+                return Err(CoreError::invalid(
+                    format!("{at}.minSpeedMbps"),
+                    speed.to_string(),
+                    format!(
+                        "must be between 1 and {} (leave it out for no minimum)",
+                        u32::MAX
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -40,6 +40,14 @@ use serde::{Deserialize, Serialize};
     derive = "Default",
     doc = "A rail network: one pod subnet split into per-NIC and per-host blocks, with the attachment Multus uses (multi-nic-cni's MultiNicNetwork)."
 )]
+// The name becomes the network's name in etcd keys and in the CNI config, which
+// must be a DNS label; the apiserver itself accepts any DNS subdomain for a
+// cluster-scoped object (dots, up to 253 characters). A root rule may read
+// `self.metadata.name` (only it and `generateName`); `size` and `contains` keep
+// its cost linear in the name's length, unlike a regex.
+#[kube(
+    validation = Rule::new("size(self.metadata.name) <= 63 && !self.metadata.name.contains('.')").message("metadata.name must be a DNS label (no '.', at most 63 characters): it is the network's name in etcd and in the CNI config")
+)]
 #[kube(printcolumn(name = "Subnet", type_ = "string", json_path = ".spec.subnet"))]
 #[kube(printcolumn(
     name = "Planned",
@@ -98,7 +106,10 @@ pub struct MultiNicNetworkSpec {
 #[x_kube(validation = Rule::new("self.type != 'macvlan' || !has(self.args) || !('mode' in self.args) || self.args['mode'] in ['bridge', 'private', 'vepa', 'passthru']").message("macvlan mode must be bridge, private, vepa or passthru"))]
 pub struct PluginSpec {
     /// The CNI version of the generated config (the `railyard.dev/cni-version`
-    /// annotation overrides it); 1.0.0 when empty.
+    /// annotation overrides it); 1.0.0 when empty. Multus must speak it: 0.3.0 to
+    /// 0.4.0 need Multus 3.x or later, 1.0.0 needs Multus 4.0 or later, and 1.1.0
+    /// needs Multus 4.1 or later (built with CNI library 1.2 or later); an older
+    /// Multus fails every pod's attachment with an incompatible-version error.
     #[serde(default)]
     #[schemars(extend("enum" = ["", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]))]
     pub cni_version: String,
@@ -132,23 +143,32 @@ pub struct AttachPolicySpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MultiNicNetworkStatus {
+    /// `Ready`, `Invalid`, `Exhausted` and `NADsApplied`. A map keyed by `type`
+    /// (as Kubernetes' own conditions are), so a server-side apply by another
+    /// field manager adds or replaces a condition instead of the whole list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` these conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub observed_generation: Option<i64>,
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub hosts_planned: i64,
     /// Hosts whose registration is gone, keeping their blocks for the grace period.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub hosts_departed: i64,
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub hosts_unplanned: i64,
     /// The first unplanned hosts and why (the full list: `railyard get plan`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unplanned_hosts: Vec<UnplannedHost>,
     /// Rails (NIC subnets) in the plan.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub interfaces: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacityStatus>,
@@ -156,12 +176,14 @@ pub struct MultiNicNetworkStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nad_name: Option<String>,
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub nad_namespaces: i64,
     /// Listed namespaces that do not exist (yet): they get the NAD once created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_namespaces: Vec<String>,
     /// The etcd revision of the last plan write: a route-daemon at or past it has it.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub plan_revision: i64,
 }
 
