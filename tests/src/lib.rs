@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bins;
 pub mod cluster;
 pub mod error;
+pub mod vm;
 
 pub use cluster::{Cluster, ClusterSpec, Delegate, Family};
 pub use error::{Error, Result};
