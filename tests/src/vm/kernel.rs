@@ -40,7 +40,7 @@ impl Kernel {
             })
             .filter(|r| modules_dir(r).join("kernel/drivers/net/ipvlan").is_dir())
             .collect();
-        releases.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+        releases.sort_by_key(|r| version_key(r));
         let release = releases
             .pop()
             .ok_or_else(|| missing("no kernel with ipvlan in /boot and /lib/modules".to_owned()))?;
