@@ -64,11 +64,15 @@ impl Handler for Recorder {
     }
 }
 
+/// A netns that exists wherever the tests run, root or not: ADD and CHECK
+/// refuse a `CNI_NETNS` that is not a namespace.
+const NETNS: &str = "/proc/self/ns/net";
+
 fn env(command: &str) -> HashMap<String, String> {
     [
         ("CNI_COMMAND", command),
         ("CNI_CONTAINERID", "c0ffee"),
-        ("CNI_NETNS", "/var/run/netns/pod"),
+        ("CNI_NETNS", NETNS),
         ("CNI_IFNAME", "net1"),
         ("CNI_PATH", "/usr/lib/cni"),
         ("CNI_ARGS", "K8S_POD_NAMESPACE=ml;K8S_POD_NAME=trainer-0"),
@@ -223,6 +227,29 @@ fn errors_are_stamped_with_the_config_version() {
 }
 
 #[test]
+fn a_netns_that_is_gone_fails_add_and_check_but_not_del() {
+    let gone = "/var/run/netns/railyard-test-no-such-netns";
+    for command in ["ADD", "CHECK"] {
+        let mut vars = env(command);
+        vars.insert("CNI_NETNS".into(), gone.into());
+        let mut h = Recorder::default();
+        let (code, msg) = expect_error(&run(&vars, &config("1.0.0"), &mut h));
+        assert_eq!(code, 4, "{command}: {msg}");
+        assert!(
+            msg.contains(&format!("CNI_NETNS={gone:?}")) && msg.contains("does not exist"),
+            "{command}: {msg}"
+        );
+        assert!(h.calls.is_empty(), "{command} reached the handler");
+    }
+    // DEL must release the allocation even when the sandbox is gone.
+    let mut vars = env("DEL");
+    vars.insert("CNI_NETNS".into(), gone.into());
+    let mut h = Recorder::default();
+    assert_eq!(run(&vars, &config("1.0.0"), &mut h).exit_code, 0);
+    assert_eq!(h.calls, vec![(Command::Del, "c0ffee".into())]);
+}
+
+#[test]
 fn missing_env_is_code_4_naming_the_variables() {
     let mut vars = env("ADD");
     vars.remove("CNI_NETNS");
@@ -315,6 +342,7 @@ fn arb_env() -> impl Strategy<Value = HashMap<String, String>> {
             "c0ffee",
             "net1",
             "/var/run/netns/x",
+            NETNS,
             "K8S_POD_NAME=a;K8S_POD_NAMESPACE=b",
             "a=b;;c",
             ";=;",

@@ -11,7 +11,11 @@ use common::{attach_env, exec, ipam_bin, plain_env, Outcome};
 use railyard_core::ipam::{AttachmentId, PodRef, Request, Selection};
 use serde_json::{json, Value};
 
-const NETNS: &str = "/var/run/netns/pod";
+/// A netns that exists wherever the tests run (the plugin's own): ADD and
+/// CHECK refuse a `CNI_NETNS` that is not a namespace.
+const NETNS: &str = "/proc/self/ns/net";
+/// One that does not.
+const GONE: &str = "/var/run/netns/railyard-test-gone";
 const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 fn conf(version: &str, socket: &Path) -> Value {
@@ -305,6 +309,7 @@ fn invalid_invocations_get_spec_codes_and_never_reach_the_daemon() {
     let attach = |command: &str| attach_env(command, "c1", "net1", NETNS, "/usr/lib/cni");
     let mut no_container = attach("ADD");
     no_container.retain(|(k, _)| *k != "CNI_CONTAINERID");
+    let gone = |command: &str| attach_env(command, "c1", "net1", GONE, "/usr/lib/cni");
     let mut bad_ifname = attach("ADD");
     bad_ifname.retain(|(k, _)| *k != "CNI_IFNAME");
     bad_ifname.push(("CNI_IFNAME", "net1/../x".into()));
@@ -394,6 +399,18 @@ fn invalid_invocations_get_spec_codes_and_never_reach_the_daemon() {
             4,
         ),
         (
+            "ADD into a netns that is gone",
+            gone("ADD"),
+            good.to_string().into_bytes(),
+            4,
+        ),
+        (
+            "CHECK of a netns that is gone",
+            gone("CHECK"),
+            good.to_string().into_bytes(),
+            4,
+        ),
+        (
             "unknown command",
             attach("FROB"),
             good.to_string().into_bytes(),
@@ -417,4 +434,41 @@ fn invalid_invocations_get_spec_codes_and_never_reach_the_daemon() {
         assert_eq!(got, code, "{what}: {msg}");
     }
     assert_eq!(daemon.request_count(), 0, "{:?}", daemon.requests());
+}
+
+/// ADD refuses a netns that is gone, naming it, before the daemon hears of
+/// it; DEL must still release what an earlier ADD got (the spec: DEL
+/// succeeds and frees IPAM resources even when the netns is gone).
+#[test]
+fn a_netns_that_is_gone_is_refused_by_add_but_del_still_releases() {
+    let daemon = dual_stack_daemon();
+    let c = conf("1.0.0", &daemon.socket);
+    let env = |command: &str, netns: &str| attach_env(command, "c1", "net1", netns, "/usr/lib/cni");
+    let (code, msg) = exec(
+        &ipam_bin(),
+        &env("ADD", GONE),
+        c.to_string().as_bytes(),
+        None,
+    )
+    .err();
+    assert_eq!(code, 4, "{msg}");
+    assert!(
+        msg.contains(&format!("CNI_NETNS={GONE:?}")) && msg.contains("does not exist"),
+        "{msg}"
+    );
+    assert_eq!(daemon.request_count(), 0, "{:?}", daemon.requests());
+
+    run("ADD", "c1", &c).ok();
+    assert_eq!(daemon.allocations().len(), 1);
+    exec(
+        &ipam_bin(),
+        &env("DEL", GONE),
+        c.to_string().as_bytes(),
+        None,
+    )
+    .ok();
+    assert!(
+        daemon.allocations().is_empty(),
+        "DEL released the addresses"
+    );
 }

@@ -8,75 +8,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::daemon::TestDaemon;
-use common::netns::{require_root, two_rail_host, Netns};
-use common::{attach_env, exec, meta_bin, plain_env, CniPath, Outcome};
+use common::netns::Netns;
+use common::world::World;
+use common::{attach_env, NETNS};
 use railyard_core::ipam::Request;
 use serde_json::{json, Value};
-
-/// One test's world: host netns, stand-in daemon, CNI_PATH, state dir.
-struct World {
-    host: Option<Netns>,
-    daemon: TestDaemon,
-    cni_path: CniPath,
-    state: tempfile::TempDir,
-}
-
-impl World {
-    fn with_host(daemon: TestDaemon) -> World {
-        require_root();
-        World {
-            host: Some(two_rail_host()),
-            ..World::without_host(daemon)
-        }
-    }
-
-    fn without_host(daemon: TestDaemon) -> World {
-        World {
-            host: None,
-            daemon,
-            cni_path: CniPath::new(),
-            state: tempfile::tempdir().expect("state dir"),
-        }
-    }
-
-    fn conf(&self, version: &str, delegate: Value) -> Value {
-        json!({
-            "cniVersion": version,
-            "name": "rdma",
-            "type": "railyard-cni",
-            "ipam": {"type": "railyard-ipam", "socket": self.daemon.socket},
-            "delegate": delegate,
-            "stateDir": self.state.path(),
-        })
-    }
-
-    fn state_file(&self, container: &str) -> PathBuf {
-        self.state.path().join(format!("{container}@net1.json"))
-    }
-
-    fn run(&self, command: &str, container: &str, pod: &str, conf: &Value) -> Outcome {
-        let env = attach_env(command, container, "net1", pod, &self.cni_path.value());
-        self.exec(&env, conf)
-    }
-
-    fn run_plain(&self, command: &str, conf: &Value) -> Outcome {
-        self.exec(&plain_env(command, &self.cni_path.value()), conf)
-    }
-
-    fn exec(&self, env: &[(&str, String)], conf: &Value) -> Outcome {
-        let netns = self.host.as_ref().map(|h| h.name.as_str());
-        exec(&meta_bin(), env, conf.to_string().as_bytes(), netns)
-    }
-
-    fn with_prev(conf: &Value, prev: &Value) -> Value {
-        let mut c = conf.clone();
-        c["prevResult"] = prev.clone();
-        c
-    }
-}
 
 fn macvlan() -> Value {
     json!({"type": "macvlan", "mode": "bridge"})
@@ -303,7 +240,7 @@ fn gc_removes_interfaces_and_addresses_of_forgotten_attachments() {
 #[test]
 fn invalid_meta_configs_fail_before_anything_is_allocated() {
     let world = World::without_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
-    let pod = "/var/run/netns/not-used";
+    let pod = NETNS;
     let base = world.conf("1.0.0", macvlan());
     let with = |f: &dyn Fn(&mut Value)| {
         let mut c = base.clone();
@@ -361,7 +298,7 @@ fn daemon_errors_reach_the_runtime_through_the_meta_plugin() {
         .daemon
         .fail_with(101, "block 192.168.0.0/24 is exhausted");
     let conf = world.conf("1.0.0", macvlan());
-    let (code, msg) = world.run("ADD", "c1", "/var/run/netns/x", &conf).err();
+    let (code, msg) = world.run("ADD", "c1", NETNS, &conf).err();
     assert_eq!(code, 101, "{msg}");
     assert_eq!(
         msg,

@@ -2,7 +2,8 @@
 //!
 //! The runtime only ever sees stdout and the exit code, so [`run`] owns the
 //! whole contract: validation order (environment, then config, then
-//! version gates), the result's version, the error JSON, and the guarantee
+//! version gates, then for ADD and CHECK that `CNI_NETNS` is a namespace),
+//! the result's version, the error JSON, and the guarantee
 //! that nothing — malformed input or a panicking handler — escapes as
 //! anything but the spec's error object.
 
@@ -15,7 +16,7 @@ use serde_json::Value;
 
 use crate::cni::config::VALID_ATTACHMENTS;
 use crate::cni::{
-    Attachment, CniEnv, CniResult, CniVersion, Command, GcAttachment, NetConf, VersionInfo,
+    netns, Attachment, CniEnv, CniResult, CniVersion, Command, GcAttachment, NetConf, VersionInfo,
 };
 use crate::Error;
 
@@ -159,6 +160,9 @@ fn dispatch<H: Handler + ?Sized>(
                 env,
                 config,
             };
+            if req.env.command != Command::Del {
+                netns::require(&req.attachment)?;
+            }
             match req.env.command {
                 Command::Add => Ok(Some(handler.add(&req)?.to_value(version))),
                 Command::Del => handler.del(&req).map(|()| None),

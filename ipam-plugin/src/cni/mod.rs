@@ -2,12 +2,14 @@
 //!
 //! Split by what changes for different reasons: the environment
 //! ([`env`](mod@env)), the stdin config ([`config`]), versions ([`version`]), the
-//! result format ([`result`]) and the invocation contract ([`driver`]).
+//! result format ([`result`]), the invocation contract ([`driver`]) and
+//! the one check that looks at the host, [`netns`].
 
 pub mod config;
 pub(crate) mod decode;
 pub mod driver;
 pub mod env;
+pub mod netns;
 pub mod result;
 pub mod version;
 

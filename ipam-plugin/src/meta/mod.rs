@@ -11,10 +11,15 @@
 //!   gone (a released address can be handed to another pod at once);
 //! - a failed ADD leaves nothing behind, or says in its error what is left
 //!   and keeps the state the next DEL needs to finish the job;
-//! - DEL succeeds when everything is already gone.
+//! - DEL succeeds when everything is already gone;
+//! - the daemon's record and the pod's interfaces change together: every
+//!   command holds the attachment's [`lock`] from before it reads the state
+//!   until its last delegate and IPAM call has returned.
 
+mod add;
 pub mod config;
 pub mod layout;
+pub mod lock;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -38,34 +43,29 @@ use state::{Member, State, StateStore};
 pub struct MetaPlugin;
 
 impl Handler for MetaPlugin {
+    /// Under the attachment's lock; the steps and their order are in
+    /// [`add`](mod@add).
     fn add(&mut self, req: &AttachRequest) -> Result<CniResult, Error> {
         let a = &req.attachment;
         layout::check_ifname_room(&a.ifname, 1)?;
         let mut run = Run::new(&req.config, &req.env.path)?;
         // Fail on a missing delegate before anything is allocated.
         run.delegates.get(&run.meta.delegate_type)?;
-        if let Some(stale) = run.store.load(&a.container_id, &a.ifname)? {
-            // ADD again without DEL (after a crash): free the interface names.
-            // The allocation is kept; the daemon hands the same one back.
-            run.del_members(&stale, &req.env).map_or(Ok(()), Err)?;
-            run.store.remove(&a.container_id, &a.ifname)?;
-        }
-        let allocated = run.ipam.add(&req.env, &run.ipam_conf)?;
-        let mut progress = None;
-        match run.create(req, &allocated, &mut progress) {
-            Ok(result) => Ok(result),
-            Err(cause) => Err(run.rollback(cause, progress.as_ref(), &req.env)),
-        }
+        let lock = run.store.lock(&a.container_id, &a.ifname)?;
+        let outcome = run.add(req);
+        run.store.unlock(lock, &a.container_id, &a.ifname);
+        outcome
     }
 
+    /// Under the attachment's lock, so no ADD can be between reading the
+    /// state and releasing the allocation.
     fn del(&mut self, req: &AttachRequest) -> Result<(), Error> {
         let a = &req.attachment;
         let mut run = Run::new(&req.config, &req.env.path)?;
-        if let Some(state) = run.store.load(&a.container_id, &a.ifname)? {
-            run.del_members(&state, &req.env).map_or(Ok(()), Err)?;
-        }
-        run.ipam.del(&req.env, &run.ipam_conf)?;
-        run.store.remove(&a.container_id, &a.ifname)
+        let lock = run.store.lock(&a.container_id, &a.ifname)?;
+        let outcome = run.del(req);
+        run.store.unlock(lock, &a.container_id, &a.ifname);
+        outcome
     }
 
     /// Checks the allocation, then each interface against the result its
@@ -74,25 +74,10 @@ impl Handler for MetaPlugin {
     fn check(&mut self, req: &AttachRequest) -> Result<(), Error> {
         let a = &req.attachment;
         let mut run = Run::new(&req.config, &req.env.path)?;
-        let unknown = || Error::ContainerUnknown {
-            container_id: a.container_id.clone(),
-        };
-        let state = run
-            .store
-            .load(&a.container_id, &a.ifname)?
-            .ok_or_else(unknown)?;
-        run.ipam.check(&req.env, &run.ipam_conf)?;
-        for member in &state.members {
-            // No result: that ADD never completed, so there is nothing to check against.
-            let result = member.result.clone().ok_or_else(unknown)?;
-            let mut conf = member.config.clone();
-            conf.insert("prevResult".into(), result);
-            let delegate = run.delegates.get(member_type(member)?)?;
-            delegate
-                .check(&member_env(&req.env, Command::Check, &member.ifname), &conf)
-                .map_err(|e| about_member(e, member))?;
-        }
-        Ok(())
+        let lock = run.store.lock(&a.container_id, &a.ifname)?;
+        let outcome = run.check(req);
+        run.store.unlock(lock, &a.container_id, &a.ifname);
+        outcome
     }
 
     /// Removes the interfaces of attachments the runtime no longer knows,
@@ -107,34 +92,27 @@ impl Handler for MetaPlugin {
             .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
             .collect();
         let mut keep = req.valid_attachments.clone();
-        for state in run.store.list()? {
-            if state.network != req.config.name
-                || valid.contains(&(state.container_id.as_str(), state.ifname.as_str()))
+        for listed in run.store.list()? {
+            if listed.network != req.config.name
+                || valid.contains(&(listed.container_id.as_str(), listed.ifname.as_str()))
             {
                 continue;
             }
-            let env = CniEnv {
-                command: Command::Del,
-                attachment: Some(Attachment {
-                    container_id: state.container_id.clone(),
-                    ifname: state.ifname.clone(),
-                    netns: state.netns.clone(),
-                }),
-                args: Default::default(),
-                path: req.env.path.clone(),
+            // Read again under the lock: an ADD or DEL may have changed it.
+            let (cid, ifname) = (listed.container_id, listed.ifname);
+            let lock = run.store.lock(&cid, &ifname)?;
+            let kept = match run.store.load(&cid, &ifname) {
+                Ok(Some(state)) => run.collect(&state, &req.env),
+                Ok(None) => None,
+                Err(e) => Some(e),
             };
-            match run.del_members(&state, &env) {
-                None => run.store.remove(&state.container_id, &state.ifname)?,
-                Some(e) => {
-                    eprintln!(
-                        "railyard-cni: GC keeps {}/{}: {e}",
-                        state.container_id, state.ifname
-                    );
-                    keep.push(GcAttachment {
-                        container_id: state.container_id,
-                        ifname: state.ifname,
-                    });
-                }
+            run.store.unlock(lock, &cid, &ifname);
+            if let Some(e) = kept {
+                eprintln!("railyard-cni: GC keeps {cid}/{ifname}: {e}");
+                keep.push(GcAttachment {
+                    container_id: cid,
+                    ifname,
+                });
             }
         }
         let mut conf = run.ipam_conf.clone();
@@ -188,76 +166,61 @@ impl Run {
         })
     }
 
-    /// Records the plan, then creates the members one by one, recording
-    /// each success. `progress` holds what exists so far for the rollback.
-    fn create(
-        &mut self,
-        req: &AttachRequest,
-        allocated: &CniResult,
-        progress: &mut Option<State>,
-    ) -> Result<CniResult, Error> {
+    /// DEL, holding the lock: interfaces, then the allocation, then the record.
+    fn del(&mut self, req: &AttachRequest) -> Result<(), Error> {
         let a = &req.attachment;
-        let plans = layout::split_by_nic(allocated, &self.meta.ipam_type)?;
-        layout::check_ifname_room(&a.ifname, plans.len())?;
-        let nic_field = self.meta.nic_field.as_deref();
-        let members = plans
-            .iter()
-            .enumerate()
-            .map(|(i, plan)| Member {
-                ifname: layout::member_ifname(&a.ifname, i),
-                nic: plan.nic.clone(),
-                nic_field: nic_field.map(str::to_owned),
-                config: layout::delegate_config(
-                    &self.meta.delegate,
-                    &self.name,
-                    self.version,
-                    nic_field,
-                    plan,
-                ),
-                result: None,
-            })
-            .collect();
-        let state = progress.insert(State {
-            network: self.name.clone(),
-            container_id: a.container_id.clone(),
-            ifname: a.ifname.clone(),
-            netns: a.netns.clone(),
-            members,
-        });
-        self.store.save(state)?;
-        let delegate = self.delegates.get(&self.meta.delegate_type)?;
-        let mut results = Vec::with_capacity(state.members.len());
-        for i in 0..state.members.len() {
-            let member = &state.members[i];
-            let env = member_env(&req.env, Command::Add, &member.ifname);
-            let result = delegate
-                .add(&env, &member.config)
-                .map_err(|e| about_member(e, member))?;
-            state.members[i].result = Some(result.to_value(self.version));
-            self.store.save(state)?;
-            results.push(result);
+        if let Some(state) = self.store.load(&a.container_id, &a.ifname)? {
+            self.del_members(&state, &req.env).map_or(Ok(()), Err)?;
         }
-        Ok(layout::merge(&results, &allocated.dns))
+        self.ipam.del(&req.env, &self.ipam_conf)?;
+        self.store.remove(&a.container_id, &a.ifname)
     }
 
-    /// Undoes a failed ADD: members (reverse), then the allocation, then
-    /// the record. Stops before releasing the allocation if a member
-    /// survived, and keeps the record for the runtime's DEL.
-    fn rollback(&mut self, cause: Error, state: Option<&State>, env: &CniEnv) -> Error {
-        let mut problem = state.and_then(|s| self.del_members(s, env));
-        if problem.is_none() {
-            problem = self.ipam.del(env, &self.ipam_conf).err();
+    /// CHECK, holding the lock: the allocation, then each interface
+    /// against the result its own delegate returned (delegates validate a
+    /// prevResult in their own shape, not our merged one).
+    fn check(&mut self, req: &AttachRequest) -> Result<(), Error> {
+        let a = &req.attachment;
+        let unknown = || Error::ContainerUnknown {
+            container_id: a.container_id.clone(),
+        };
+        let state = self
+            .store
+            .load(&a.container_id, &a.ifname)?
+            .ok_or_else(unknown)?;
+        self.ipam.check(&req.env, &self.ipam_conf)?;
+        for member in &state.members {
+            // No result: that ADD never completed, so there is nothing to check against.
+            let result = member.result.as_ref().ok_or_else(unknown)?;
+            self.check_member(member, result, &req.env)?;
         }
-        if let (None, Some(s)) = (&problem, state) {
-            problem = self.store.remove(&s.container_id, &s.ifname).err();
-        }
-        match problem {
-            None => cause,
-            Some(p) => Error::CleanupFailed {
-                cause: Box::new(cause),
-                cleanup: p.to_string(),
-            },
-        }
+        Ok(())
+    }
+
+    fn check_member(&mut self, member: &Member, result: &Value, env: &CniEnv) -> Result<(), Error> {
+        let mut conf = member.config.clone();
+        conf.insert("prevResult".into(), result.clone());
+        let delegate = self.delegates.get(member_type(member)?)?;
+        delegate
+            .check(&member_env(env, Command::Check, &member.ifname), &conf)
+            .map_err(|e| about_member(e, member))
+    }
+
+    /// GC of one forgotten attachment, holding its lock: its interfaces
+    /// and its record. `None` when both are gone.
+    fn collect(&mut self, state: &State, env: &CniEnv) -> Option<Error> {
+        let env = CniEnv {
+            command: Command::Del,
+            attachment: Some(Attachment {
+                container_id: state.container_id.clone(),
+                ifname: state.ifname.clone(),
+                netns: state.netns.clone(),
+            }),
+            args: Default::default(),
+            path: env.path.clone(),
+        };
+        self.del_members(state, &env)
+            .or_else(|| self.store.remove(&state.container_id, &state.ifname).err())
     }
 
     /// DELs every member, last first, and returns the first failure that

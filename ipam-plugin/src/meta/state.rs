@@ -12,7 +12,14 @@
 //! that never came to be is a no-op for every delegate.
 //!
 //! File name: `<containerID>@<ifname>.json`. The `@` (unlike `-`) cannot
-//! occur in a container ID, so no two attachments share a file.
+//! occur in a container ID, so no two attachments share a file. A name
+//! must fit Linux's 255 bytes, and the spec sets no length limit on
+//! container IDs, so an ID too long for that is stored as its first 64
+//! characters, `~` and a 128-bit hash of the whole ID (`~` cannot occur in
+//! an ID either, so such a name never equals a plain one). The file keeps
+//! the full ID, and a load checks it: two IDs that hash alike get an error
+//! naming both, never each other's interfaces. Short IDs keep the plain
+//! name, so state written by earlier versions is still found.
 //! Writes are atomic (temp file, fsync, rename, fsync of the directory):
 //! a torn state file would make DEL fail forever.
 
@@ -24,7 +31,16 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::lock::AttachmentLock;
 use crate::Error;
+
+/// Linux's limit on one file name (NAME_MAX).
+const NAME_MAX: usize = 255;
+/// The longest suffix put after a stem: `.tmp` and a pid (at most 7
+/// digits: pid_max is at most 2^22).
+const LONGEST_SUFFIX: usize = ".tmp".len() + 7;
+/// How much of a long container ID stays readable in its file name.
+const KEPT_PREFIX: usize = 64;
 
 /// One attachment's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,11 +84,58 @@ impl StateStore {
     }
 
     pub fn path(&self, container_id: &str, ifname: &str) -> PathBuf {
-        self.dir.join(format!("{container_id}@{ifname}.json"))
+        self.dir
+            .join(format!("{}.json", file_stem(container_id, ifname)))
     }
 
+    /// Takes the attachment's lock (see [`super::lock`]), creating the
+    /// directory first: the lock file lives next to the state it guards.
+    pub fn lock(&self, container_id: &str, ifname: &str) -> Result<AttachmentLock, Error> {
+        self.create_dir()?;
+        let stem = file_stem(container_id, ifname);
+        AttachmentLock::acquire(&self.dir.join(format!("{stem}.lock")))
+    }
+
+    /// Releases `lock`, removing its file when the attachment has no state
+    /// left (after a DEL, a rolled-back ADD, a CHECK of an unknown one).
+    pub fn unlock(&self, lock: AttachmentLock, container_id: &str, ifname: &str) {
+        if !self.path(container_id, ifname).exists() {
+            lock.release_and_remove();
+        }
+    }
+
+    /// The attachment's record. One that names another attachment (two
+    /// long container IDs with the same hash) is an error, not a match.
     pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<State>, Error> {
-        read(&self.path(container_id, ifname))
+        let path = self.path(container_id, ifname);
+        let state = read(&path)?;
+        if let Some(s) = &state {
+            if s.container_id != container_id || s.ifname != ifname {
+                return Err(Error::Io {
+                    context: format!("reading {}", path.display()),
+                    source: std::io::Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!(
+                            "it is the state of container {:?} interface {:?}, not of container \
+                             {container_id:?} interface {ifname:?}: their IDs share a file name",
+                            s.container_id, s.ifname
+                        ),
+                    ),
+                });
+            }
+        }
+        Ok(state)
+    }
+
+    fn create_dir(&self) -> Result<(), Error> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|source| Error::Io {
+                context: format!("creating the state directory {}", self.dir.display()),
+                source,
+            })
     }
 
     pub fn save(&self, state: &State) -> Result<(), Error> {
@@ -81,11 +144,7 @@ impl StateStore {
             context: format!("{context} {}", path.display()),
             source,
         };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|e| io("creating the directory of", e))?;
+        self.create_dir()?;
         let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::Internal {
             reason: format!("serializing state: {e}"),
         })?;
@@ -138,6 +197,31 @@ impl StateStore {
     }
 }
 
+/// `<containerID>@<ifname>` when that fits a file name with any of our
+/// suffixes, else the hashed form (see the module doc).
+fn file_stem(container_id: &str, ifname: &str) -> String {
+    let plain = format!("{container_id}@{ifname}");
+    if plain.len() + LONGEST_SUFFIX <= NAME_MAX {
+        return plain;
+    }
+    let kept: String = container_id.chars().take(KEPT_PREFIX).collect();
+    format!(
+        "{kept}~{:032x}@{ifname}",
+        fnv1a_128(container_id.as_bytes())
+    )
+}
+
+/// FNV-1a, 128 bits: stable forever (file names depend on it), no
+/// dependency, and wide enough that a collision is not a practical worry;
+/// [`StateStore::load`] still detects one.
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    bytes
+        .iter()
+        .fold(OFFSET, |h, b| (h ^ u128::from(*b)).wrapping_mul(PRIME))
+}
+
 fn read(path: &Path) -> Result<Option<State>, Error> {
     let bytes = match fs::read(path) {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -187,6 +271,79 @@ mod tests {
         store.remove("a-b", "c").unwrap();
         store.remove("a-b", "c").unwrap();
         assert_eq!(store.list().unwrap(), vec![b]);
+    }
+
+    #[test]
+    fn long_ids_get_bounded_names_and_short_ones_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        // The plain name, as every earlier version wrote it.
+        assert_eq!(store.path("c1", "net1"), dir.path().join("c1@net1.json"));
+        let long = "a".repeat(300);
+        let longer = format!("{long}b");
+        let name = |cid: &str| {
+            let path = store.path(cid, "abcdefghijklmno");
+            path.file_name().unwrap().to_str().unwrap().to_owned()
+        };
+        assert!(name(&long).len() + LONGEST_SUFFIX - ".json".len() <= NAME_MAX);
+        assert!(
+            name(&long).starts_with(&"a".repeat(KEPT_PREFIX)),
+            "{}",
+            name(&long)
+        );
+        assert_ne!(name(&long), name(&longer));
+        // The longest plain stem and the shortest hashed one.
+        let edge = "e".repeat(NAME_MAX - LONGEST_SUFFIX - "@net1".len());
+        assert_eq!(name_of(&store, &edge), format!("{edge}@net1.json"));
+        assert!(name_of(&store, &format!("{edge}e")).contains('~'));
+
+        let state = state(&long, "net1");
+        store.save(&state).unwrap();
+        assert_eq!(store.load(&long, "net1").unwrap(), Some(state.clone()));
+        assert_eq!(store.list().unwrap(), vec![state]);
+        let lock = store.lock(&long, "net1").unwrap();
+        store.unlock(lock, &long, "net1");
+        store.remove(&long, "net1").unwrap();
+        assert_eq!(store.load(&long, "net1").unwrap(), None);
+    }
+
+    fn name_of(store: &StateStore, cid: &str) -> String {
+        let path = store.path(cid, "net1");
+        path.file_name().unwrap().to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_file_of_another_attachment_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let (mine, theirs) = ("a".repeat(300), "b".repeat(300));
+        // As if both IDs hashed alike: their state sits at my path.
+        fs::write(
+            store.path(&mine, "net1"),
+            serde_json::to_vec(&state(&theirs, "net1")).unwrap(),
+        )
+        .unwrap();
+        let err = store.load(&mine, "net1").unwrap_err();
+        assert_eq!(err.code(), crate::error::codes::IO_FAILURE);
+        let msg = err.to_string();
+        assert!(msg.contains(&mine) && msg.contains(&theirs), "{msg}");
+    }
+
+    #[test]
+    fn the_lock_file_goes_with_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("new"));
+        let lock_file = dir.path().join("new/c1@net1.lock");
+        let lock = store.lock("c1", "net1").unwrap();
+        assert!(lock_file.exists());
+        store.save(&state("c1", "net1")).unwrap();
+        store.unlock(lock, "c1", "net1");
+        assert!(lock_file.exists(), "kept while the attachment has state");
+        let lock = store.lock("c1", "net1").unwrap();
+        store.remove("c1", "net1").unwrap();
+        store.unlock(lock, "c1", "net1");
+        assert!(!lock_file.exists(), "removed with the state");
+        assert!(store.list().unwrap().is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod daemon;
 pub mod netns;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,6 +14,11 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 pub const REFERENCE_DIR: &str = "/usr/lib/cni";
+
+/// A netns that exists wherever the tests run (the plugin's own), for
+/// tests that never reach an interface plugin: ADD and CHECK refuse a
+/// `CNI_NETNS` that is not a namespace.
+pub const NETNS: &str = "/proc/self/ns/net";
 
 pub fn ipam_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_railyard-ipam"))

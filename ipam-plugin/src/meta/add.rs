@@ -1,0 +1,168 @@
+//! railyard-cni's ADD, which is most of its logic: ask IPAM, plan one
+//! member per NIC, create them, and undo everything if one fails.
+//!
+//! The order serves one rule: the daemon's record and the pod's interfaces
+//! change together. IPAM comes first, so a re-ADD (ADD without DEL) that
+//! fails there leaves a working attachment as it was; a re-ADD that would
+//! build the same interfaces, which still pass their delegate's CHECK,
+//! returns the recorded result without touching them (a runtime retrying
+//! an ADD it timed out on must not cut the pod off); any other re-ADD
+//! replaces them, and a failure from then on rolls back interfaces and
+//! allocation together.
+
+use super::state::{Member, State};
+use super::{about_member, layout, member_env, Run};
+use crate::cni::{AttachRequest, CniEnv, CniResult, Command};
+use crate::Error;
+
+impl Run {
+    /// ADD, holding the lock; see [`MetaPlugin::add`] for the order.
+    pub(super) fn add(&mut self, req: &AttachRequest) -> Result<CniResult, Error> {
+        let a = &req.attachment;
+        let recorded = self.store.load(&a.container_id, &a.ifname)?;
+        let allocated = self.ipam.add(&req.env, &self.ipam_conf)?;
+        let planned = match self.plan(req, &allocated) {
+            Ok(planned) => planned,
+            // The daemon answered a re-ADD with the recorded attachment's
+            // own allocation: releasing it would strand its interfaces.
+            Err(e) if recorded.is_some() => return Err(e),
+            Err(e) => return Err(self.rollback(e, None, &req.env)),
+        };
+        if let Some(old) = recorded {
+            if let Some(result) = self.intact(&old, &planned, &req.env, &allocated) {
+                return Ok(result);
+            }
+            // Free the interface names. If one survives, the old record
+            // stays with the allocation, for the runtime's DEL to finish.
+            if let Some(e) = self.del_members(&old, &req.env) {
+                return Err(e);
+            }
+        }
+        let mut progress = None;
+        match self.create(req, planned, &allocated, &mut progress) {
+            Ok(result) => Ok(result),
+            Err(cause) => Err(self.rollback(cause, progress.as_ref(), &req.env)),
+        }
+    }
+
+    /// The record ADD will write: one member per NIC of the IPAM answer,
+    /// each with its delegate config, none created yet.
+    fn plan(&self, req: &AttachRequest, allocated: &CniResult) -> Result<State, Error> {
+        let a = &req.attachment;
+        let plans = layout::split_by_nic(allocated, &self.meta.ipam_type)?;
+        layout::check_ifname_room(&a.ifname, plans.len())?;
+        let nic_field = self.meta.nic_field.as_deref();
+        let members = plans
+            .iter()
+            .enumerate()
+            .map(|(i, plan)| Member {
+                ifname: layout::member_ifname(&a.ifname, i),
+                nic: plan.nic.clone(),
+                nic_field: nic_field.map(str::to_owned),
+                config: layout::delegate_config(
+                    &self.meta.delegate,
+                    &self.name,
+                    self.version,
+                    nic_field,
+                    plan,
+                ),
+                result: None,
+            })
+            .collect();
+        Ok(State {
+            network: self.name.clone(),
+            container_id: a.container_id.clone(),
+            ifname: a.ifname.clone(),
+            netns: a.netns.clone(),
+            members,
+        })
+    }
+
+    /// The recorded result of a re-ADD's attachment, when the last ADD
+    /// completed with exactly the members this one would create and each
+    /// still passes its delegate's CHECK. `None` means: build it again.
+    fn intact(
+        &mut self,
+        old: &State,
+        planned: &State,
+        env: &CniEnv,
+        allocated: &CniResult,
+    ) -> Option<CniResult> {
+        let same = |o: &Member, p: &Member| {
+            (&o.ifname, &o.nic, &o.nic_field, &o.config)
+                == (&p.ifname, &p.nic, &p.nic_field, &p.config)
+        };
+        if (&old.network, &old.netns) != (&planned.network, &planned.netns)
+            || old.members.len() != planned.members.len()
+            || !old
+                .members
+                .iter()
+                .zip(&planned.members)
+                .all(|(o, p)| same(o, p))
+        {
+            return None;
+        }
+        let mut results = Vec::with_capacity(old.members.len());
+        for member in &old.members {
+            let recorded = member.result.as_ref()?;
+            let what = format!("recorded result of {}", member.ifname);
+            let checked = self.check_member(member, recorded, env).and_then(|()| {
+                CniResult::from_value(recorded, &what, self.version).map(|(_, r)| r)
+            });
+            match checked {
+                Ok(result) => results.push(result),
+                Err(e) => {
+                    eprintln!("railyard-cni: re-ADD rebuilds {}: {e}", member.ifname);
+                    return None;
+                }
+            }
+        }
+        Some(layout::merge(&results, &allocated.dns))
+    }
+
+    /// Records the plan, then creates the members one by one, recording
+    /// each success. `progress` holds what exists so far for the rollback.
+    fn create(
+        &mut self,
+        req: &AttachRequest,
+        planned: State,
+        allocated: &CniResult,
+        progress: &mut Option<State>,
+    ) -> Result<CniResult, Error> {
+        let state = progress.insert(planned);
+        self.store.save(state)?;
+        let delegate = self.delegates.get(&self.meta.delegate_type)?;
+        let mut results = Vec::with_capacity(state.members.len());
+        for i in 0..state.members.len() {
+            let member = &state.members[i];
+            let env = member_env(&req.env, Command::Add, &member.ifname);
+            let result = delegate
+                .add(&env, &member.config)
+                .map_err(|e| about_member(e, member))?;
+            state.members[i].result = Some(result.to_value(self.version));
+            self.store.save(state)?;
+            results.push(result);
+        }
+        Ok(layout::merge(&results, &allocated.dns))
+    }
+
+    /// Undoes a failed ADD: members (reverse), then the allocation, then
+    /// the record. Stops before releasing the allocation if a member
+    /// survived, and keeps the record for the runtime's DEL.
+    fn rollback(&mut self, cause: Error, state: Option<&State>, env: &CniEnv) -> Error {
+        let mut problem = state.and_then(|s| self.del_members(s, env));
+        if problem.is_none() {
+            problem = self.ipam.del(env, &self.ipam_conf).err();
+        }
+        if let (None, Some(s)) = (&problem, state) {
+            problem = self.store.remove(&s.container_id, &s.ifname).err();
+        }
+        match problem {
+            None => cause,
+            Some(p) => Error::CleanupFailed {
+                cause: Box::new(cause),
+                cleanup: p.to_string(),
+            },
+        }
+    }
+}
