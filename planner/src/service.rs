@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::election::{self, Leadership};
 use crate::error::{PlannerError, Result};
 use crate::metrics::{Metrics, NetworkLabel};
-use crate::world::{PendingChange, SpecOutcome, World, ALLOW_RENUMBER};
+use crate::world::{Listing, PendingChange, SpecOutcome, World, ALLOW_RENUMBER};
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -98,12 +98,17 @@ async fn lead(
 ) -> Result<()> {
     let nets = store.range(keys::NETWORKS).await?;
     let hosts = store.range(keys::HOSTS).await?;
-    let plans = store.range(keys::PLANS).await?;
-    let statuses = store.range(keys::STATUS).await?;
+    let listing = Listing {
+        plans: store.range(keys::PLANS).await?.kvs,
+        statuses: store.range(keys::STATUS).await?.kvs,
+        tombstones: store.range(keys::TOMBSTONES).await?.kvs,
+        networks: nets.kvs.clone(),
+        hosts: hosts.kvs.clone(),
+    };
     let mut world = World::new(cfg.grace.as_secs());
-    for (_, outcome) in world.load(&nets.kvs, &hosts.kvs, &plans.kvs, &statuses.kvs, now()) {
-        settle(store.as_ref(), &mut world, outcome).await?;
-    }
+    let outcomes = world.load(&listing, now());
+    settle_all(store.as_ref(), &mut world, outcomes).await?;
+    sweep_tombstones(store.as_ref(), &mut world).await?;
     let mut writer = Writer {
         store: store.as_ref(),
         leadership,
@@ -128,7 +133,10 @@ async fn lead(
                 apply_networks(store.as_ref(), &mut world, u).await?;
             }
             u = host_events.next() => apply_hosts(&mut world, u)?,
-            _ = tick.tick() => world.expire(now()),
+            _ = tick.tick() => {
+                world.expire(now());
+                sweep_tombstones(store.as_ref(), &mut world).await?;
+            }
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 window = None;
                 writer.flush(&mut world).await?;
@@ -232,7 +240,7 @@ async fn apply_networks(
                 .map(str::to_string)
                 .collect();
             for n in gone {
-                world.delete_network(&n);
+                world.delete_network(&n, now());
             }
             puts.extend(range.kvs);
         }
@@ -242,26 +250,64 @@ async fn apply_networks(
                     WatchEvent::Put(kv) => puts.push(kv),
                     WatchEvent::Delete { key, .. } => {
                         info!(network = keys::last_segment(&key), "network deleted");
-                        world.delete_network(keys::last_segment(&key));
+                        world.delete_network(keys::last_segment(&key), now());
                     }
                 }
             }
         }
     }
+    // Deleted networks' ranges free at once when no pod holds an address there.
+    sweep_tombstones(store, world).await?;
+    let mut outcomes = Vec::new();
     for kv in puts {
         let name = keys::last_segment(&kv.key).to_string();
-        let outcome = world.put_network(&name, &kv.value, now());
-        settle(store, world, outcome).await?;
+        outcomes.push((name, world.put_network(&kv, now())));
     }
-    Ok(())
+    settle_all(store, world, outcomes).await
+}
+
+/// Settles `outcomes`, then judges again the networks a freed range may now let
+/// in, until a round frees nothing more.
+async fn settle_all(
+    store: &dyn Store,
+    world: &mut World,
+    mut outcomes: Vec<(String, SpecOutcome)>,
+) -> Result<()> {
+    loop {
+        for (network, outcome) in outcomes {
+            settle(store, world, &network, outcome).await?;
+        }
+        outcomes = world.reevaluate(now());
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+/// Counts what each tombstoned network still holds; an empty one frees its range.
+async fn sweep_tombstones(store: &dyn Store, world: &mut World) -> Result<()> {
+    let names = world.tombstones();
+    if names.is_empty() {
+        return Ok(());
+    }
+    for name in names {
+        let held = store.range(&keys::allocations_of(&name)).await?.kvs.len();
+        world.tombstone_allocations(&name, held);
+    }
+    settle_all(store, world, Vec::new()).await
 }
 
 /// Logs a spec outcome and decides spec changes that would renumber hosts.
-async fn settle(store: &dyn Store, world: &mut World, outcome: SpecOutcome) -> Result<()> {
+async fn settle(
+    store: &dyn Store,
+    world: &mut World,
+    network: &str,
+    outcome: SpecOutcome,
+) -> Result<()> {
     match outcome {
         SpecOutcome::Unchanged => {}
-        SpecOutcome::Applied => info!("network spec applied"),
-        SpecOutcome::Invalid(e) => warn!(error = %e, "network spec rejected"),
+        SpecOutcome::Applied => info!(network, "network spec applied"),
+        SpecOutcome::Invalid(e) => warn!(network, error = %e, "network spec refused"),
         SpecOutcome::NeedsApproval(change) => {
             let holders = allocation_holders(store, &change).await?;
             if holders.is_empty() {
@@ -289,7 +335,7 @@ async fn allocation_holders(store: &dyn Store, change: &PendingChange) -> Result
         let prefix = match r.subject.strip_prefix("host ") {
             Some(host) => keys::allocations_of_host(&change.network, host),
             // A rail that moves renumbers every host's block on it.
-            None => format!("{}{}/", keys::ALLOCATIONS, change.network),
+            None => keys::allocations_of(&change.network),
         };
         if !store.range(&prefix).await?.kvs.is_empty() {
             holders.push(format!("{} ({})", r.subject, r.reason));

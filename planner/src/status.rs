@@ -34,6 +34,15 @@ pub struct NetworkStatus {
     pub last_error: Option<String>,
     /// The store revision of the last plan write: a daemon at or past it has seen it.
     pub plan_revision: i64,
+    /// The mod revision of the `/networks` value in force (the accepted spec, which
+    /// the plan publishes and every daemon follows); 0 when none was accepted.
+    #[serde(default)]
+    pub applied_revision: i64,
+    /// The mod revision of the latest `/networks` value the planner judged. Equal
+    /// to `applied_revision` when it was accepted; otherwise `lastError` says why
+    /// not. `railyard apply` waits for this to reach its write.
+    #[serde(default)]
+    pub observed_revision: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +93,8 @@ impl NetworkStatus {
             },
             last_error,
             plan_revision,
+            applied_revision: 0,
+            observed_revision: 0,
         }
     }
 
@@ -100,6 +111,8 @@ impl NetworkStatus {
             capacity: Capacity::default(),
             last_error: Some(error),
             plan_revision: 0,
+            applied_revision: 0,
+            observed_revision: 0,
         }
     }
 }

@@ -12,6 +12,7 @@ pub const STATUS: &str = "/railyard/v1/status/";
 pub const ALLOCATIONS: &str = "/railyard/v1/allocations/";
 pub const ELECTION: &str = "/railyard/v1/election/planner/";
 pub const DEVICE_CLASSES: &str = "/railyard/v1/deviceclasses/";
+pub const TOMBSTONES: &str = "/railyard/v1/tombstones/";
 
 /// The network spec as applied (`railyard apply`, or the Kubernetes controller).
 pub fn network(name: &str) -> String {
@@ -52,6 +53,11 @@ pub fn allocation(network: &str, host: &str, container_id: &str, ifname: &str) -
     format!("{ALLOCATIONS}{network}/{host}/{container_id}/{ifname}")
 }
 
+/// Every allocation of one network, on every host.
+pub fn allocations_of(network: &str) -> String {
+    format!("{ALLOCATIONS}{network}/")
+}
+
 pub fn allocations_of_host(network: &str, host: &str) -> String {
     format!("{ALLOCATIONS}{network}/{host}/")
 }
@@ -60,6 +66,12 @@ pub fn allocations_of_host(network: &str, host: &str) -> String {
 /// DeviceClass resource (or written by hand); route-daemons read them all.
 pub fn device_class(name: &str) -> String {
     format!("{DEVICE_CLASSES}{name}")
+}
+
+/// The range of a deleted network whose pods still hold addresses: kept reserved
+/// (no other network may overlap it) until its allocations are gone.
+pub fn tombstone(network: &str) -> String {
+    format!("{TOMBSTONES}{network}")
 }
 
 /// The last path segment of a key (the name of the object it stores).
@@ -78,7 +90,13 @@ mod tests {
         assert!(!plan_host("net-ab", "h1").starts_with(&plan_prefix("net-a")));
         assert!(allocation("n", "h", "c", "net1").starts_with(&allocations_of_host("n", "h")));
         assert_eq!(last_segment(&host("node-7")), "node-7");
-        for k in [network("x"), host("x"), status("x"), plan_meta("x")] {
+        for k in [
+            network("x"),
+            host("x"),
+            status("x"),
+            plan_meta("x"),
+            tombstone("x"),
+        ] {
             assert!(k.starts_with(ROOT), "{k}");
         }
     }

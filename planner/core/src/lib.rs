@@ -28,4 +28,4 @@ pub use names::{validate_dns_label, validate_host_name, validate_key_segment};
 pub use plan::{plan, Block, Change, HostPlan, Interface, Plan, Planner, Renumber, Unplanned};
 pub use routes::{desired_routes, diff, ActualRoute, Route, RouteDiff};
 pub use spec::{Network, NetworkManifest, NetworkSpec, Strategy, VlanMode};
-pub use stored::{route_table_for, PlanMeta};
+pub use stored::{route_table_for, PlanMeta, Tombstone};

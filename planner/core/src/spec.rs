@@ -45,7 +45,7 @@ pub struct Metadata {
 
 /// `MultiNicNetwork.spec`. Unknown fields are kept out of the way rather than rejected:
 /// a manifest written for multi-nic-cni must load after changing only `apiVersion`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkSpec {
     /// One CIDR, or an IPv4 and an IPv6 CIDR separated by a comma for dual stack
@@ -68,7 +68,7 @@ pub struct NetworkSpec {
 }
 
 /// The `ipam` field: a JSON document in a string (multi-nic-cni) or an inline object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum IpamField {
     Text(String),
@@ -81,7 +81,7 @@ impl Default for IpamField {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IpamSpec {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
@@ -115,7 +115,7 @@ pub const IPAM_KEYS: [&str; 5] = [
     "excludeCIDRs",
 ];
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginSpec {
     #[serde(default)]
@@ -126,7 +126,7 @@ pub struct PluginSpec {
     pub args: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachPolicySpec {
     #[serde(default)]
     pub strategy: String,
@@ -394,6 +394,6 @@ pub(crate) fn is_v4(n: &IpNet) -> bool {
 }
 
 /// Two CIDRs overlap exactly when one contains the other's network address.
-pub(crate) fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{HostPlan, Interface, Plan, Unplanned, UnplannedInterface};
+use crate::spec::NetworkSpec;
 
 /// Everything in a [`Plan`] except the per-host entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +22,21 @@ pub struct PlanMeta {
     pub unplanned: Vec<Unplanned>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unplanned_interfaces: Vec<UnplannedInterface>,
+    /// The network spec this plan follows: the last one the planner accepted,
+    /// which is not always what `/railyard/v1/networks/<net>` holds (a refused
+    /// change stays there until fixed). Route-daemons read the spec here, never
+    /// from `/networks`, so a refused spec changes nothing on any host. `None`
+    /// only in a plan written before railyard published it (the planner
+    /// rewrites the meta with it when it loads such a plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<NetworkSpec>,
+    /// The mod revision of the `/railyard/v1/networks/<net>` key `spec` came from.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spec_revision: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl Plan {
@@ -32,6 +49,8 @@ impl Plan {
                 retired: self.retired.clone(),
                 unplanned: self.unplanned.clone(),
                 unplanned_interfaces: self.unplanned_interfaces.clone(),
+                spec: None,
+                spec_revision: 0,
             },
             &self.hosts,
         )
@@ -48,6 +67,19 @@ impl Plan {
             unplanned_interfaces: meta.unplanned_interfaces,
         }
     }
+}
+
+/// A deleted network whose pods still held addresses (`keys::tombstone`). Its
+/// subnets stay reserved: a network overlapping them is refused until the
+/// allocations under `/railyard/v1/allocations/<network>/` are gone, so no
+/// address is handed out twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tombstone {
+    pub network: String,
+    pub subnets: Vec<IpNet>,
+    /// Unix seconds of the deletion.
+    pub deleted_at: u64,
 }
 
 /// The kernel routing table a network's routes live in when it has its own table.

@@ -511,6 +511,8 @@ impl Planner {
                     reason: r.clone(),
                 })
                 .collect(),
+            spec: None,
+            spec_revision: 0,
         }
     }
 

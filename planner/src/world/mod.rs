@@ -1,0 +1,631 @@
+//! The planner leader's state: every network's planner, the live host registrations,
+//! and what the store holds. Pure: events go in, store operations come out. The
+//! service (`service.rs`) does the IO around it, which keeps every planning decision
+//! testable without etcd.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ipnet::IpNet;
+use railyard_core::{
+    keys, Change, HostInventory, Network, NetworkManifest, NetworkSpec, Plan, PlanMeta, Planner,
+    Renumber,
+};
+use railyard_store::{KeyValue, Op};
+use tracing::warn;
+
+use crate::status::NetworkStatus;
+
+mod ranges;
+
+pub use ranges::Tombstones;
+
+/// Set to "true" on a network to accept a spec change that renumbers hosts.
+pub const ALLOW_RENUMBER: &str = "railyard.dev/allow-renumber";
+
+#[derive(Debug)]
+pub struct World {
+    grace_secs: u64,
+    hosts: BTreeMap<String, HostInventory>,
+    nets: BTreeMap<String, NetState>,
+    /// Deletions of plans whose network spec is gone.
+    orphans: Vec<Op>,
+    /// Ranges of deleted networks whose pods still hold addresses.
+    tombstones: Tombstones,
+    /// A range was freed (a network deleted, a tombstone cleared, a subnet
+    /// changed): networks refused for overlapping are evaluated again.
+    recheck: bool,
+}
+
+#[derive(Debug, Default)]
+struct NetState {
+    /// The latest value of the network's `/networks` key (None once deleted).
+    spec: Option<Vec<u8>>,
+    create_revision: i64,
+    /// The mod revision of that value: the status says which value it judged.
+    observed_revision: i64,
+    /// The spec in force: what the plan follows and the daemons enforce.
+    accepted: Option<Accepted>,
+    /// The latest spec overlaps another network's range; evaluated again when
+    /// a range frees.
+    blocked: bool,
+    active: Option<Planner>,
+    /// A plan read from the store at startup, adopted when the spec is applied.
+    loaded: Option<Plan>,
+    error: Option<String>,
+    dirty: BTreeSet<String>,
+    all_dirty: bool,
+    status_dirty: bool,
+    plan_written: bool,
+    /// What the store holds (as far as this leader knows), by key: writes are
+    /// skipped when the value would not change.
+    written: HashMap<String, Vec<u8>>,
+    plan_revision: i64,
+}
+
+/// The spec a network's plan follows, published in the plan's meta key.
+#[derive(Debug, Clone)]
+struct Accepted {
+    spec: NetworkSpec,
+    subnets: Vec<IpNet>,
+    /// The mod revision of the `/networks` value it came from.
+    revision: i64,
+}
+
+/// A valid spec change that would renumber hosts. The service asks the store whether
+/// any of them hold allocations, then approves or refuses.
+#[derive(Debug)]
+pub struct PendingChange {
+    pub network: String,
+    pub renumbered: Vec<Renumber>,
+    planner: Planner,
+    accepted: Accepted,
+}
+
+#[derive(Debug)]
+pub enum SpecOutcome {
+    Unchanged,
+    Applied,
+    Invalid(String),
+    /// Boxed: it carries a whole planner, far larger than the other outcomes.
+    NeedsApproval(Box<PendingChange>),
+}
+
+impl World {
+    pub fn new(grace_secs: u64) -> Self {
+        World {
+            grace_secs,
+            hosts: BTreeMap::new(),
+            nets: BTreeMap::new(),
+            orphans: Vec::new(),
+            tombstones: Tombstones::default(),
+            recheck: false,
+        }
+    }
+
+    /// Rebuilds the state from a listing of the store (a new leader's first step).
+    ///
+    /// Networks are judged in a fixed order so overlapping ones resolve the same
+    /// way on every leader: a network with a plan first (it is live on the hosts),
+    /// then the oldest `/networks` key (create revision), then by name. A plan's
+    /// published spec is taken back first, so a change refused before the restart
+    /// stays refused and the accepted spec stays in force.
+    pub fn load(&mut self, store: &Listing, now: u64) -> Vec<(String, SpecOutcome)> {
+        let Listing {
+            networks,
+            hosts,
+            plans,
+            statuses,
+            tombstones,
+        } = store;
+        self.tombstones.load(tombstones);
+        for kv in hosts {
+            match kv.decode_json::<HostInventory>() {
+                Ok(h) if h.validate("registration").is_ok() => {
+                    self.hosts.insert(h.name.clone(), h);
+                }
+                _ => warn!(key = kv.key, "ignoring an unreadable host registration"),
+            }
+        }
+        let mut metas = BTreeMap::new();
+        let mut host_plans: BTreeMap<String, Vec<(String, railyard_core::HostPlan)>> =
+            BTreeMap::new();
+        for kv in plans {
+            let Some(rest) = kv.key.strip_prefix(keys::PLANS) else {
+                continue;
+            };
+            let Some((net, tail)) = rest.split_once('/') else {
+                continue;
+            };
+            self.state(net)
+                .written
+                .insert(kv.key.clone(), kv.value.clone());
+            if tail == "meta" {
+                if let Ok(m) = kv.decode_json() {
+                    metas.insert(net.to_string(), m);
+                }
+            } else if let Some(host) = tail.strip_prefix("hosts/") {
+                if let Ok(p) = kv.decode_json() {
+                    host_plans
+                        .entry(net.to_string())
+                        .or_default()
+                        .push((host.to_string(), p));
+                }
+            }
+        }
+        for kv in statuses {
+            let net = keys::last_segment(&kv.key).to_string();
+            self.state(&net)
+                .written
+                .insert(kv.key.clone(), kv.value.clone());
+        }
+        let created: HashMap<&str, i64> = networks
+            .iter()
+            .map(|kv| (keys::last_segment(&kv.key), kv.create_revision))
+            .collect();
+        let mut published: Vec<(i64, String, Accepted)> = Vec::new();
+        for (net, meta) in metas {
+            let meta: PlanMeta = meta;
+            if let Some(spec) = &meta.spec {
+                match spec.validate(&net) {
+                    Ok(n) => published.push((
+                        created.get(net.as_str()).copied().unwrap_or(i64::MAX),
+                        net.clone(),
+                        Accepted {
+                            spec: spec.clone(),
+                            subnets: n.subnets,
+                            revision: meta.spec_revision,
+                        },
+                    )),
+                    Err(e) => {
+                        warn!(network = net, error = %e, "the plan's published spec is invalid")
+                    }
+                }
+            }
+            let hosts = host_plans.remove(&net).unwrap_or_default();
+            self.state(&net).loaded = Some(Plan::assemble(meta, hosts));
+        }
+        published.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, net, accepted) in published {
+            self.restore(&net, accepted, now);
+        }
+        let mut order: Vec<&KeyValue> = networks.iter().collect();
+        order.sort_by_key(|kv| {
+            let name = keys::last_segment(&kv.key);
+            let live = self.nets.get(name).is_some_and(|st| st.loaded.is_some());
+            (!live, kv.create_revision, name.to_string())
+        });
+        let mut outcomes = Vec::new();
+        for kv in order {
+            let name = keys::last_segment(&kv.key).to_string();
+            let outcome = self.put_network(kv, now);
+            outcomes.push((name, outcome));
+        }
+        let orphaned: Vec<String> = self
+            .nets
+            .iter()
+            .filter(|(_, st)| st.spec.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in orphaned {
+            self.delete_network(&name, now);
+        }
+        self.recheck = false;
+        outcomes
+    }
+
+    /// Takes back a plan's published spec at load: the spec in force until the
+    /// `/networks` value is judged. A legacy plan overlapping one restored
+    /// before it (written before overlaps were refused) loses: its plan goes.
+    fn restore(&mut self, name: &str, accepted: Accepted, now: u64) {
+        if let Some(conflict) = self.overlap(name, &accepted.subnets) {
+            warn!(network = name, %conflict, "dropping the plan of an overlapping network");
+            let st = self.state(name);
+            st.loaded = None;
+            st.written.clear();
+            self.orphans.push(Op::DeletePrefix {
+                prefix: keys::plan_prefix(name),
+            });
+            return;
+        }
+        let Ok(net) = accepted.spec.validate(name) else {
+            return;
+        };
+        let loaded = self.state(name).loaded.clone();
+        let planner = Planner::new(&net, loaded.as_ref());
+        self.commit(name, planner, accepted, now);
+    }
+
+    fn state(&mut self, net: &str) -> &mut NetState {
+        self.nets.entry(net.to_string()).or_default()
+    }
+
+    /// A network spec was written (or re-read). A refused spec (invalid, overlapping
+    /// another network, or a renumbering the service refuses) changes nothing:
+    /// the accepted spec stays in force and the error goes to the status.
+    pub fn put_network(&mut self, kv: &KeyValue, now: u64) -> SpecOutcome {
+        let name = keys::last_segment(&kv.key).to_string();
+        let st = self.state(&name);
+        if st.spec.as_deref() == Some(kv.value.as_slice())
+            && st.observed_revision == kv.mod_revision
+        {
+            return SpecOutcome::Unchanged;
+        }
+        st.spec = Some(kv.value.clone());
+        st.create_revision = kv.create_revision;
+        st.observed_revision = kv.mod_revision;
+        st.status_dirty = true;
+        self.evaluate(&name, now)
+    }
+
+    /// Judges the network's latest spec against the accepted one and the other
+    /// networks' ranges.
+    fn evaluate(&mut self, name: &str, now: u64) -> SpecOutcome {
+        let Some(value) = self.nets.get(name).and_then(|st| st.spec.clone()) else {
+            return SpecOutcome::Unchanged;
+        };
+        let (net, forced) = match parse_network(name, &value) {
+            Ok(ok) => ok,
+            Err(msg) => return self.refuse_with(name, msg, false),
+        };
+        if let Some(conflict) = self.overlap(name, &net.subnets) {
+            return self.refuse_with(name, conflict, true);
+        }
+        let st = self.state(name);
+        st.blocked = false;
+        let accepted = Accepted {
+            spec: net.spec.clone(),
+            subnets: net.subnets.clone(),
+            revision: st.observed_revision,
+        };
+        let previous = match &st.active {
+            Some(p) => Some(p.to_plan()),
+            None => st.loaded.clone(),
+        };
+        let planner = Planner::new(&net, previous.as_ref());
+        if !planner.renumbered().is_empty() && !forced {
+            return SpecOutcome::NeedsApproval(Box::new(PendingChange {
+                network: name.to_string(),
+                renumbered: planner.renumbered().to_vec(),
+                planner,
+                accepted,
+            }));
+        }
+        self.commit(name, planner, accepted, now);
+        SpecOutcome::Applied
+    }
+
+    fn refuse_with(&mut self, name: &str, msg: String, blocked: bool) -> SpecOutcome {
+        let st = self.state(name);
+        st.error = Some(msg.clone());
+        st.blocked = blocked;
+        st.status_dirty = true;
+        SpecOutcome::Invalid(msg)
+    }
+
+    pub fn approve(&mut self, change: PendingChange, now: u64) {
+        self.commit(&change.network, change.planner, change.accepted, now);
+    }
+
+    pub fn refuse(&mut self, change: PendingChange, reason: String) {
+        self.refuse_with(&change.network, reason, false);
+    }
+
+    fn commit(&mut self, name: &str, mut planner: Planner, accepted: Accepted, now: u64) {
+        planner.register_rails(self.hosts.values());
+        // Hosts already waiting for an index first, longest waiting first.
+        for waiting in planner.waiting() {
+            if let Some(h) = self.hosts.get(&waiting) {
+                planner.upsert_host(h);
+            }
+        }
+        for h in self.hosts.values() {
+            planner.upsert_host(h);
+        }
+        let gone: Vec<String> = planner
+            .hosts()
+            .map(|(n, _)| n.clone())
+            .chain(planner.waiting())
+            .filter(|n| !self.hosts.contains_key(n))
+            .collect();
+        for n in gone {
+            planner.remove_host(&n, now);
+        }
+        planner.expire(now, self.grace_secs);
+        let st = self.state(name);
+        let moved = st
+            .accepted
+            .as_ref()
+            .is_some_and(|a| a.subnets != accepted.subnets);
+        st.active = Some(planner);
+        st.accepted = Some(accepted);
+        st.loaded = None;
+        st.error = None;
+        st.blocked = false;
+        st.all_dirty = true;
+        st.status_dirty = true;
+        self.recheck |= moved;
+    }
+
+    /// Networks refused because their range overlapped another one, judged
+    /// again after a range freed (oldest `/networks` key first). Empty when
+    /// nothing freed since the last call.
+    pub fn reevaluate(&mut self, now: u64) -> Vec<(String, SpecOutcome)> {
+        if !std::mem::take(&mut self.recheck) {
+            return Vec::new();
+        }
+        let mut blocked: Vec<(i64, String)> = self
+            .nets
+            .iter()
+            .filter(|(_, st)| st.blocked)
+            .map(|(n, st)| (st.create_revision, n.clone()))
+            .collect();
+        blocked.sort();
+        blocked
+            .into_iter()
+            .map(|(_, name)| {
+                let outcome = self.evaluate(&name, now);
+                (name, outcome)
+            })
+            .collect()
+    }
+
+    /// The network was deleted: its plan and status go too (see `take_deletions`),
+    /// so every daemon removes its routes and rules. Its range stays reserved by
+    /// a tombstone until the service finds no allocation left under it.
+    pub fn delete_network(&mut self, name: &str, now: u64) {
+        if let Some(st) = self.nets.remove(name) {
+            self.orphans.push(Op::DeletePrefix {
+                prefix: keys::plan_prefix(name),
+            });
+            self.orphans.push(Op::delete(keys::status(name)));
+            if let Some(a) = st.accepted {
+                self.tombstones.bury(name, a.subnets, now);
+            }
+            self.recheck = true;
+        }
+    }
+
+    /// Deletions of removed networks' keys, and tombstone writes. Written before
+    /// `take_plan_ops`, in their own transactions, so a network deleted and
+    /// re-created never puts and deletes one key in a single transaction.
+    pub fn take_deletions(&mut self) -> Vec<Op> {
+        let mut ops = std::mem::take(&mut self.orphans);
+        ops.extend(self.tombstones.take_ops());
+        ops
+    }
+
+    /// Deleted networks whose range is still reserved.
+    pub fn tombstones(&self) -> Vec<String> {
+        self.tombstones.names()
+    }
+
+    /// How many allocations a tombstoned network still has; at 0 its range frees.
+    pub fn tombstone_allocations(&mut self, name: &str, count: usize) {
+        if self.tombstones.set_allocations(name, count) {
+            self.recheck = true;
+        }
+    }
+
+    /// Why `subnets` cannot be given to `name`: another accepted network or a
+    /// tombstone holds an overlapping range.
+    fn overlap(&self, name: &str, subnets: &[IpNet]) -> Option<String> {
+        for (other, st) in &self.nets {
+            let Some(a) = st.accepted.as_ref().filter(|_| other != name) else {
+                continue;
+            };
+            if let Some((mine, theirs)) = ranges::first_overlap(subnets, &a.subnets) {
+                return Some(format!(
+                    "spec.subnet: {mine} overlaps {theirs} of network {other}, which holds it; network {name} is refused (it gets no plan and no addresses) until {other} releases that range"
+                ));
+            }
+        }
+        self.tombstones.overlap(name, subnets)
+    }
+
+    pub fn host_names(&self) -> Vec<String> {
+        self.hosts.keys().cloned().collect()
+    }
+
+    /// A host registered or re-registered (its NICs may have changed).
+    pub fn put_host(&mut self, host: HostInventory) {
+        for st in self.nets.values_mut() {
+            if let Some(p) = &mut st.active {
+                if p.upsert_host(&host) == Change::Changed {
+                    st.dirty.insert(host.name.clone());
+                    st.status_dirty = true;
+                }
+            }
+        }
+        self.hosts.insert(host.name.clone(), host);
+    }
+
+    /// A registration vanished (its lease expired): the grace period starts.
+    pub fn delete_host(&mut self, name: &str, now: u64) {
+        self.hosts.remove(name);
+        for st in self.nets.values_mut() {
+            if let Some(p) = &mut st.active {
+                if p.remove_host(name, now) == Change::Changed {
+                    st.dirty.insert(name.to_string());
+                    st.status_dirty = true;
+                }
+            }
+        }
+    }
+
+    /// Frees the indexes of hosts whose grace period is over.
+    /// Hosts waiting for an index are planned as soon as one frees, longest
+    /// waiting first, before any later joiner can take it.
+    pub fn expire(&mut self, now: u64) {
+        for st in self.nets.values_mut() {
+            if let Some(p) = &mut st.active {
+                let freed = p.expire(now, self.grace_secs);
+                if freed.is_empty() {
+                    continue;
+                }
+                for name in freed {
+                    st.dirty.insert(name);
+                }
+                st.status_dirty = true;
+                for name in p.waiting() {
+                    if let Some(h) = self.hosts.get(&name) {
+                        if p.upsert_host(h) == Change::Changed {
+                            st.dirty.insert(name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The plan writes needed to bring the store in line, each key at most once.
+    /// Marks them as written: if the write fails, leadership is lost anyway and the
+    /// next leader starts from a fresh listing.
+    pub fn take_plan_ops(&mut self) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for (name, st) in &mut self.nets {
+            let Some(planner) = &st.active else { continue };
+            if !st.all_dirty && st.dirty.is_empty() {
+                continue;
+            }
+            let before = ops.len();
+            let candidates: BTreeSet<String> = if st.all_dirty {
+                let prefix = keys::plan_hosts_prefix(name);
+                planner
+                    .hosts()
+                    .map(|(h, _)| h.clone())
+                    .chain(
+                        st.written
+                            .keys()
+                            .filter_map(|k| k.strip_prefix(prefix.as_str()).map(str::to_string)),
+                    )
+                    .collect()
+            } else {
+                std::mem::take(&mut st.dirty)
+            };
+            for host in candidates {
+                let value = planner.host(&host).map(to_json);
+                sync_key(
+                    &mut st.written,
+                    keys::plan_host(name, &host),
+                    value,
+                    &mut ops,
+                );
+            }
+            let mut meta = planner.meta();
+            if let Some(a) = &st.accepted {
+                meta.spec = Some(a.spec.clone());
+                meta.spec_revision = a.revision;
+            }
+            sync_key(
+                &mut st.written,
+                keys::plan_meta(name),
+                Some(to_json(&meta)),
+                &mut ops,
+            );
+            st.dirty.clear();
+            st.all_dirty = false;
+            st.plan_written |= ops.len() > before;
+        }
+        ops
+    }
+
+    /// Status writes, given the store revision the plan writes reached.
+    pub fn take_status_ops(&mut self, plan_revision: i64) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for (name, st) in &mut self.nets {
+            if st.plan_written {
+                st.plan_revision = plan_revision;
+                st.plan_written = false;
+                st.status_dirty = true;
+            }
+            if !st.status_dirty {
+                continue;
+            }
+            st.status_dirty = false;
+            let mut status = match &st.active {
+                Some(p) => NetworkStatus::of(p, st.error.clone(), st.plan_revision),
+                None => NetworkStatus::invalid(name, st.error.clone().unwrap_or_default()),
+            };
+            status.applied_revision = st.accepted.as_ref().map_or(0, |a| a.revision);
+            status.observed_revision = st.observed_revision;
+            sync_key(
+                &mut st.written,
+                keys::status(name),
+                Some(to_json(&status)),
+                &mut ops,
+            );
+        }
+        ops
+    }
+
+    pub fn planner(&self, network: &str) -> Option<&Planner> {
+        self.nets.get(network).and_then(|s| s.active.as_ref())
+    }
+
+    pub fn networks(&self) -> impl Iterator<Item = &str> {
+        self.nets.keys().map(String::as_str)
+    }
+
+    /// The subnets in force for `network` (its accepted spec's), if any.
+    pub fn accepted_subnets(&self, network: &str) -> Option<&[IpNet]> {
+        self.nets
+            .get(network)
+            .and_then(|st| st.accepted.as_ref())
+            .map(|a| a.subnets.as_slice())
+    }
+}
+
+/// What a new leader lists from the store before it plans.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub networks: Vec<KeyValue>,
+    pub hosts: Vec<KeyValue>,
+    pub plans: Vec<KeyValue>,
+    pub statuses: Vec<KeyValue>,
+    pub tombstones: Vec<KeyValue>,
+}
+
+fn parse_network(name: &str, value: &[u8]) -> Result<(Network, bool), String> {
+    let manifest: NetworkManifest = serde_json::from_slice(value)
+        .map_err(|e| format!("network {name}: the stored spec is not a MultiNicNetwork: {e}"))?;
+    if manifest.metadata.name != name {
+        return Err(format!(
+            "metadata.name: {:?} does not match the key's network name {name:?}",
+            manifest.metadata.name
+        ));
+    }
+    let forced = manifest
+        .metadata
+        .annotations
+        .get(ALLOW_RENUMBER)
+        .is_some_and(|v| v == "true");
+    manifest
+        .validate()
+        .map(|n| (n, forced))
+        .map_err(|e| e.to_string())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Plan types serialize infallibly (string keys, no custom serializers).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn sync_key(
+    written: &mut HashMap<String, Vec<u8>>,
+    key: String,
+    value: Option<Vec<u8>>,
+    ops: &mut Vec<Op>,
+) {
+    match value {
+        Some(v) if written.get(&key) == Some(&v) => {}
+        Some(v) => {
+            ops.push(Op::put(key.clone(), v.clone()));
+            written.insert(key, v);
+        }
+        None => {
+            if written.remove(&key).is_some() {
+                ops.push(Op::delete(key));
+            }
+        }
+    }
+}
