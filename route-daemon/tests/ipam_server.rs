@@ -47,6 +47,7 @@ async fn start(dir: &std::path::Path, uid: u32) -> (std::path::PathBuf, watch::S
         classes: class_rx,
         metrics: Arc::new(IpamMetrics::new(&mut registry)),
         allowed_uid: uid,
+        trusted: watch::channel(true).1,
     });
     let socket = dir.join("ipam.sock");
     let (stop, rx) = watch::channel(false);

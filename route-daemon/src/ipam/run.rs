@@ -52,6 +52,12 @@ pub async fn run(
             ))
         })?;
     let db = Arc::new(db);
+    // An empty log is believed only once etcd was asked (see IpamContext::trusted).
+    let (trusted_tx, trusted) = watch::channel(!db.opened_empty());
+    if db.opened_empty() {
+        warn!(dir = %db.dir().display(), "allocation log is empty (a new host, or a lost state dir): \
+            serving nothing until this host's allocations in etcd are recovered");
+    }
     let source = Discovered {
         node_name: cfg.node_name.clone(),
         netlink: Netlink::connect()?,
@@ -67,6 +73,7 @@ pub async fn run(
         cfg.clone(),
         Arc::clone(&db),
         class_tx,
+        trusted_tx,
         shutdown.clone(),
     ));
     {
@@ -74,10 +81,16 @@ pub async fn run(
         let metrics = Arc::clone(&metrics);
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            loop {
-                metrics.update_blocks(&db.stats());
+            for tick in 0u64.. {
+                // A log that could not be written (a full disk) is retried
+                // even when no request comes.
+                let db2 = Arc::clone(&db);
+                let _ = tokio::task::spawn_blocking(move || db2.retry()).await;
+                if tick % 5 == 0 {
+                    metrics.update_blocks(&db.stats());
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = tokio::time::sleep(railyard_allocdb::RETRY_EVERY) => {}
                     _ = stop.changed() => return,
                 }
             }
@@ -89,6 +102,7 @@ pub async fn run(
         classes: class_rx,
         metrics,
         allowed_uid: cfg.allowed_uid,
+        trusted,
     });
     serve(&cfg.socket, ctx, shutdown)
         .await
@@ -140,6 +154,7 @@ async fn with_store(
     cfg: IpamConfig,
     db: Arc<AllocDb>,
     classes: watch::Sender<Vec<railyard_core::attach::DeviceClass>>,
+    trusted: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut wait = Duration::from_millis(200);
@@ -169,6 +184,7 @@ async fn with_store(
             host: cfg.node_name.clone(),
             interval: Duration::from_millis(50),
         },
+        trusted,
         shutdown.clone(),
     ));
     follow_networks(store, db, cfg.node_name, shutdown).await;

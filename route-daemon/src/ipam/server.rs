@@ -32,6 +32,12 @@ pub struct IpamContext {
     pub metrics: Arc<IpamMetrics>,
     /// Peers must run as this uid (root in production; the test's own uid in tests).
     pub allowed_uid: u32,
+    /// Whether the local log may be believed. True at once for a log with
+    /// records; for a log that was empty at start (a new host, or a state dir
+    /// that was lost while its pods run) only after the first re-sync with etcd
+    /// adopted what etcd holds for this host. Until then nothing is served: an
+    /// empty state would hand out addresses live pods hold.
+    pub trusted: watch::Receiver<bool>,
 }
 
 /// Serves `path` until `shutdown` flips. Removes a stale socket first.
@@ -123,9 +129,13 @@ async fn handle(ctx: &IpamContext, req: Request) -> Response {
         Request::Status { .. } => "status",
     };
     let started = Instant::now();
-    let nics = ctx.nics.borrow().clone();
-    let classes = ctx.classes.borrow().clone();
-    let response = ctx.db.handle(req, &nics, &classes).await;
+    let response = if *ctx.trusted.borrow() {
+        let nics = ctx.nics.borrow().clone();
+        let classes = ctx.classes.borrow().clone();
+        ctx.db.handle(req, &nics, &classes).await
+    } else {
+        untrusted(&ctx.db, op)
+    };
     ctx.metrics.observe(op, &response, started.elapsed());
     if let Response::Error(e) = &response {
         warn!(
@@ -136,6 +146,23 @@ async fn handle(ctx: &IpamContext, req: Request) -> Response {
         );
     }
     response
+}
+
+/// The answer while an empty log waits for etcd: retry later (STATUS: not ready).
+fn untrusted(db: &AllocDb, op: &str) -> Response {
+    Response::Error(ErrorReply {
+        code: if op == "status" {
+            railyard_allocdb::NOT_READY
+        } else {
+            codes::TRY_AGAIN_LATER
+        },
+        message: format!(
+            "the allocation log in {} was empty when the daemon started (a new host, or a lost state dir): \
+             nothing is served until this host's allocations are recovered from etcd \
+             (/railyard/v1/allocations/<network>/<host>/); is etcd reachable?",
+            db.dir().display()
+        ),
+    })
 }
 
 fn refuse(message: String) -> Response {
