@@ -21,7 +21,7 @@ use fake_api::{
 };
 use railyard_core::{keys, NetworkManifest};
 use railyard_planner::k8s;
-use railyard_planner::status::{Capacity, Condition, NetworkStatus};
+use railyard_planner::status::{Condition, NetworkStatus};
 use railyard_store::{Compare, MemStore, Store};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -131,23 +131,18 @@ async fn the_status_follows_the_planner_status_in_etcd() {
     let first = next_matching(&mut seen, "status patch", is_status_patch).await;
     assert_eq!(condition(&first, "Ready")["status"], "Unknown");
 
-    let planned = NetworkStatus {
-        network: "multi-nic-sample".into(),
-        condition: Condition::Ready,
-        hosts_planned: 12,
-        hosts_departed: 0,
-        hosts_unplanned: Vec::new(),
-        interfaces: 4,
-        unplanned_interfaces: Vec::new(),
-        capacity: Capacity {
-            hosts_total: 64,
-            hosts_free: 52,
-            interfaces_total: 4,
-            pods_per_host_per_rail: vec![254],
-        },
-        last_error: None,
-        plan_revision: 77,
-    };
+    // As JSON, the form the planner writes (later fields have serde defaults).
+    let planned: NetworkStatus = serde_json::from_value(json!({
+        "network": "multi-nic-sample",
+        "condition": Condition::Ready,
+        "hostsPlanned": 12,
+        "hostsDeparted": 0,
+        "hostsUnplanned": [],
+        "interfaces": 4,
+        "capacity": {"hostsTotal": 64, "hostsFree": 52, "interfacesTotal": 4, "podsPerHostPerRail": [254]},
+        "planRevision": 77,
+    }))
+    .unwrap();
     store
         .put(
             &keys::status("multi-nic-sample"),

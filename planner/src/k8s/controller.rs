@@ -7,15 +7,18 @@
 //! - a namespace appears, changes or goes, for networks that target it or all;
 //! - its status or spec changes in etcd (the planner wrote a new status, or someone
 //!   overwrote the spec with the CLI: the MultiNicNetwork wins);
-//! - every `requeue`, in case anything was missed.
+//! - every `requeue`, in case anything was missed;
+//! - all of them when Multus's NAD CRD appears (listed after a 404), so networks
+//!   reconciled without it get their NADs.
 //!
 //! Beside the MultiNicNetwork controller run the views of etcd ([`views_sync`])
 //! and the DeviceClass copy into etcd ([`devclass_sync`]): same leadership, same
 //! lifetime.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::channel::mpsc;
 use futures::{future, stream, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
@@ -29,7 +32,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::crd::{MultiNicNetwork, NetworkAttachmentDefinition};
-use super::reconcile::{reconcile, Context};
+use super::reconcile::{reconcile, Context, NadApi};
 use super::{cleanup, devclass_sync, leader, views_sync, K8sError, LABEL_MANAGED_BY, MANAGED_BY};
 
 #[derive(Debug, Clone)]
@@ -119,12 +122,31 @@ pub async fn run_controller(
     .reflect(ns_writer)
     .touched_objects();
     let (nad_cache, nad_writer) = reflector::store::<NetworkAttachmentDefinition>();
+    let (nad_api_tx, nad_api) = watch::channel(NadApi::Unknown);
+    let (crd_appeared, reconcile_all) = mpsc::unbounded::<()>();
     let nads = watcher(
         Api::<NetworkAttachmentDefinition>::all(client.clone()),
         watcher::Config::default().labels(&managed),
     )
     .default_backoff()
     .reflect(nad_writer)
+    .inspect(move |event| {
+        let Some(now) = nad_api_after(event) else {
+            return;
+        };
+        let before = nad_api_tx.send_replace(now);
+        if before != now {
+            match now {
+                NadApi::Missing => warn!(
+                    "the NetworkAttachmentDefinition CRD (Multus) is not installed: networks get their etcd spec and status, NADs wait for it"
+                ),
+                _ => info!("the NetworkAttachmentDefinition CRD is installed"),
+            }
+        }
+        if before == NadApi::Missing && now == NadApi::Available {
+            crd_appeared.unbounded_send(()).ok();
+        }
+    })
     .touched_objects();
 
     let controller = Controller::new(
@@ -154,13 +176,17 @@ pub async fn run_controller(
         guard: guard.clone(),
         namespaces: ns_cache,
         nads: nad_cache,
+        nad_api,
+        networks: net_cache.clone(),
         requeue: cfg.requeue,
+        failures: Mutex::default(),
     });
     let sweeper = cleanup::run(Arc::clone(&store), guard, net_cache, cfg.cleanup_every);
     let controller = controller
         .watches_stream(nads, |nad| owners_of(&nad))
         .watches_stream(namespaces, for_namespace)
         .reconcile_on(etcd_triggers(store))
+        .reconcile_all_on(reconcile_all)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
             match result {
@@ -180,9 +206,32 @@ pub async fn run_controller(
     }
 }
 
-fn error_policy(net: Arc<MultiNicNetwork>, error: &K8sError, _: Arc<Context>) -> Action {
-    warn!(network = net.name_any(), error = %error, "reconcile failed; retrying in 5s");
-    Action::requeue(Duration::from_secs(5))
+/// A failed reconcile (etcd unreachable, the status patch refused) is retried
+/// with the same doubling backoff as NADs that could not be written.
+fn error_policy(net: Arc<MultiNicNetwork>, error: &K8sError, ctx: Arc<Context>) -> Action {
+    let name = net.name_any();
+    let wait = ctx.failed(&name);
+    warn!(network = name, error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+/// What one NAD watch event says about Multus's CRD: listed (`InitDone`) means
+/// installed; a 404 from the list or the watch means not installed. Other errors
+/// (a timeout, a 500) say nothing about it.
+pub fn nad_api_after(
+    event: &Result<watcher::Event<NetworkAttachmentDefinition>, watcher::Error>,
+) -> Option<NadApi> {
+    match event {
+        Ok(watcher::Event::InitDone) => Some(NadApi::Available),
+        Ok(_) => None,
+        Err(
+            watcher::Error::InitialListFailed(kube::Error::Api(s))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+            | watcher::Error::WatchFailed(kube::Error::Api(s)),
+        ) if s.code == 404 => Some(NadApi::Missing),
+        Err(watcher::Error::WatchError(s)) if s.code == 404 => Some(NadApi::Missing),
+        Err(_) => None,
+    }
 }
 
 /// The networks a NAD belongs to, from its owner references. Built by hand because

@@ -12,10 +12,17 @@
 //! An invalid object writes nothing and removes nothing: the last valid class stays
 //! in etcd (the daemons keep attaching with it) until the object is fixed or
 //! deleted, as with an invalid MultiNicNetwork.
+//!
+//! Objects are listed untyped and decoded one by one ([`decide_listed`]): the
+//! apiserver stores what its schema lets through (integer formats are not
+//! enforced, and an object may predate a schema bound), and one object that does
+//! not fit the Rust type must be refused alone, not fail the whole listing and
+//! stall every class.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use kube::api::DynamicObject;
 use kube::ResourceExt;
 use railyard_core::{attach, keys};
 use railyard_store::KeyValue;
@@ -70,15 +77,57 @@ pub fn written_by_controller(kv: &KeyValue) -> bool {
         .is_ok_and(|s| s.k8s_uid.is_some())
 }
 
+/// The objects of an untyped listing that decode as DeviceClasses, and (name,
+/// reason) of those that do not.
+pub fn decode(objects: &[Arc<DynamicObject>]) -> (Vec<Arc<DeviceClass>>, Vec<(String, String)>) {
+    let mut read = Vec::new();
+    let mut unreadable = Vec::new();
+    for obj in objects {
+        let name = obj.name_any();
+        match obj.as_ref().clone().try_parse::<DeviceClass>() {
+            Ok(class) => read.push(Arc::new(class)),
+            Err(e) => unreadable.push((
+                name.clone(),
+                format!("DeviceClass {name}: cannot be read as a DeviceClass (was it stored before the schema bounded it?): {e}"),
+            )),
+        }
+    }
+    (read, unreadable)
+}
+
+/// [`decide`] over an untyped listing: an object that does not decode is refused
+/// like an invalid one (its last stored version stays), the others are decided.
+pub fn decide_listed(
+    objects: &[Arc<DynamicObject>],
+    stored: &[KeyValue],
+) -> Result<DeviceClassSync, K8sError> {
+    let (read, unreadable) = decode(objects);
+    decide_with(&read, unreadable, stored)
+}
+
 /// The writes that make etcd match `objects` (a complete listing), given the keys
 /// under `/railyard/v1/deviceclasses/`.
 pub fn decide(
     objects: &[Arc<DeviceClass>],
     stored: &[KeyValue],
 ) -> Result<DeviceClassSync, K8sError> {
+    decide_with(objects, Vec::new(), stored)
+}
+
+/// `unreadable`: (name, reason) of listed objects that could not be decoded; they
+/// exist, so their keys are neither written nor deleted.
+fn decide_with(
+    objects: &[Arc<DeviceClass>],
+    unreadable: Vec<(String, String)>,
+    stored: &[KeyValue],
+) -> Result<DeviceClassSync, K8sError> {
     let by_key: BTreeMap<&str, &KeyValue> = stored.iter().map(|kv| (kv.key.as_str(), kv)).collect();
     let mut out = DeviceClassSync::default();
-    let mut live = BTreeSet::new();
+    let mut live: BTreeSet<String> = unreadable
+        .iter()
+        .map(|(name, _)| keys::device_class(name))
+        .collect();
+    out.refused = unreadable;
     for obj in objects {
         let name = obj.name_any();
         let key = keys::device_class(&name);

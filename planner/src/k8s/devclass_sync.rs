@@ -7,14 +7,19 @@
 //! deleted while no controller ran are all repaired the same way. Nothing is
 //! decided before the first complete listing of the objects: an empty cache would
 //! otherwise delete every class.
+//!
+//! The watch is untyped (`DynamicObject`): a typed watch fails its whole listing
+//! on one object that does not deserialize and would retry it forever, leaving
+//! every class unsynced. Each object is decoded on its own in
+//! [`devclass::decide_listed`]; one that does not decode is logged by name.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{stream, StreamExt};
-use kube::api::Api;
-use kube::runtime::reflector::{self, Store as Cache};
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::reflector::{store::Writer, Store as Cache};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use railyard_core::keys;
@@ -46,19 +51,24 @@ pub async fn run(
     guard: Option<Compare>,
     coalesce: Duration,
 ) {
-    let (cache, writer) = reflector::store::<DeviceClass>();
-    let objects = watcher(Api::<DeviceClass>::all(client), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .map(|e| match e {
-            Ok(watcher::Event::InitDone) => Trigger::Listed,
-            Ok(_) => Trigger::Changed,
-            Err(e) => {
-                warn!(error = %e, "DeviceClass watch failed; retrying");
-                Trigger::Nothing
-            }
-        })
-        .boxed();
+    let resource = ApiResource::erase::<DeviceClass>(&());
+    let writer = Writer::<DynamicObject>::new(resource.clone());
+    let cache = writer.as_reader();
+    let objects = watcher(
+        Api::<DynamicObject>::all_with(client, &resource),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .map(|e| match e {
+        Ok(watcher::Event::InitDone) => Trigger::Listed,
+        Ok(_) => Trigger::Changed,
+        Err(e) => {
+            warn!(error = %e, "DeviceClass watch failed; retrying");
+            Trigger::Nothing
+        }
+    })
+    .boxed();
     let keys_changed = watch_or_relist(Arc::clone(&store), keys::DEVICE_CLASSES, None).map(|u| {
         if let Err(e) = u {
             warn!(error = %e, "etcd watch of the device classes interrupted");
@@ -105,7 +115,7 @@ pub async fn run(
 async fn sync(
     store: &dyn Store,
     guard: Option<&Compare>,
-    cache: &Cache<DeviceClass>,
+    cache: &Cache<DynamicObject>,
     reported: &mut BTreeMap<String, String>,
 ) -> Result<bool, K8sError> {
     let stored = store
@@ -116,7 +126,7 @@ async fn sync(
         put,
         delete,
         refused,
-    } = devclass::decide(&cache.state(), &stored.kvs)?;
+    } = devclass::decide_listed(&cache.state(), &stored.kvs)?;
     report(refused, reported);
     let mut clean = true;
     for (key, value, rev) in put {

@@ -8,7 +8,7 @@
 //! ([`devclass_sync`]).
 //!
 //! The split follows the project rule: decisions are pure functions ([`convert`],
-//! [`nad`], [`status`], [`leader::leading_guard`], [`views`], [`devclass`]) tested
+//! [`nad`], [`nad_problems`], [`status`], [`leader::leading_guard`], [`views`], [`devclass`]) tested
 //! on their own; the controller ([`controller`], [`reconcile`], [`cleanup`],
 //! [`views_sync`], [`devclass_sync`]) only fetches and applies.
 
@@ -22,6 +22,7 @@ pub mod devclass_sync;
 pub mod error;
 pub mod leader;
 pub mod nad;
+pub mod nad_problems;
 pub mod reconcile;
 pub mod status;
 pub mod views;

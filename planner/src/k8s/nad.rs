@@ -377,15 +377,32 @@ impl NadPlan {
     }
 }
 
-/// Whether `have` (as stored) already carries everything `want` sets, so the
-/// apply can be skipped: with every namespace getting a NAD, re-applying all of
-/// them on each reconcile would be thousands of writes for nothing.
+/// NAD annotations railyard sets and therefore also removes: an apply without
+/// one drops it (server-side apply removes what the field manager stops sending).
+/// Any other annotation on a NAD belongs to someone else and is left alone.
+pub const OWNED_ANNOTATIONS: [&str; 1] = [NAD_RESOURCE_NAME];
+
+/// Whether `have` (as stored) already is what `want` makes it, so the apply can
+/// be skipped: with every namespace getting a NAD, re-applying all of them on each
+/// reconcile would be thousands of writes for nothing.
+///
+/// Labels and annotations others added do not count; railyard's own annotations
+/// ([`OWNED_ANNOTATIONS`]) are compared exactly, so one `want` no longer carries
+/// (`railyard.dev/resource-name` taken off a network that is no longer sriov) is
+/// removed by the next apply instead of staying forever.
 pub fn up_to_date(have: &NetworkAttachmentDefinition, want: &NetworkAttachmentDefinition) -> bool {
     let contains = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
         want.iter().all(|(k, v)| have.get(k) == Some(v))
     };
+    let owned = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter()
+            .filter(|(k, _)| OWNED_ANNOTATIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
     have.spec.config == want.spec.config
         && contains(have.labels(), want.labels())
+        && owned(have.annotations()) == owned(want.annotations())
         && contains(have.annotations(), want.annotations())
         && want
             .owner_references()

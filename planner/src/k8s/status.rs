@@ -2,7 +2,7 @@
 //! (its own verdict on the spec, the planner's status from etcd, the NADs written)
 //! and the previous status.
 //!
-//! All three conditions are always present, so `kubectl wait --for=condition=Ready`
+//! All four conditions are always present, so `kubectl wait --for=condition=Ready`
 //! and alerting on `Exhausted` work without special cases for "not set yet". A
 //! condition keeps its `lastTransitionTime` while its status stays the same: the
 //! time tells when it changed, not when the controller last looked.
@@ -11,11 +11,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition as K8sCondition, 
 
 use super::crd::{CapacityStatus, MultiNicNetworkStatus, UnplannedHost};
 use super::nad::NadPlan;
+use super::nad_problems::NadReport;
 use crate::status::{Condition, NetworkStatus};
 
 pub const READY: &str = "Ready";
 pub const INVALID: &str = "Invalid";
 pub const EXHAUSTED: &str = "Exhausted";
+/// Whether every target namespace has the NAD as wanted. Apart from `Ready`, which
+/// follows the planner: a network can be planned while one namespace's quota
+/// refuses its NAD, and both facts are worth knowing.
+pub const NADS_APPLIED: &str = "NADsApplied";
+/// Problems listed by name in the `NADsApplied` message; the rest are counted.
+pub const MAX_PROBLEMS_LISTED: usize = 10;
+/// An API message longer than this is cut: a policy engine's can run to pages.
+const MAX_API_MESSAGE: usize = 300;
 /// More than this many unplanned hosts are counted, not listed: a status is read
 /// by people, and the object must stay far below the apiserver's size limit.
 pub const MAX_UNPLANNED_LISTED: usize = 20;
@@ -28,8 +37,10 @@ pub struct Observed<'a> {
     pub invalid: Option<&'a str>,
     /// `/railyard/v1/status/<net>`; `None` until the planner has looked at the network.
     pub planner: Option<&'a NetworkStatus>,
-    /// The NADs written (absent while the spec is invalid).
+    /// The NADs wanted (absent while the spec is invalid).
     pub nads: Option<&'a NadPlan>,
+    /// What writing them came to; `None` counts as all written.
+    pub nad_report: Option<&'a NadReport>,
 }
 
 /// One condition before timestamps: (type, status, reason, message).
@@ -41,7 +52,9 @@ pub fn network_status(
     previous: Option<&MultiNicNetworkStatus>,
     now: &Time,
 ) -> MultiNicNetworkStatus {
-    let conditions = verdicts(seen)
+    let mut verdicts = verdicts(seen).to_vec();
+    verdicts.push(nads_verdict(seen));
+    let conditions = verdicts
         .into_iter()
         .map(|(kind, status, reason, message)| {
             let last_transition_time = previous
@@ -96,7 +109,10 @@ pub fn network_status(
     }
     if let Some(n) = seen.nads {
         out.nad_name = Some(n.name.clone());
-        out.nad_namespaces = count(n.namespaces.len());
+        out.nad_namespaces = count(
+            seen.nad_report
+                .map_or(n.namespaces.len(), |r| r.in_place(n)),
+        );
         out.missing_namespaces = n.missing_namespaces.clone();
     }
     out
@@ -179,6 +195,81 @@ fn verdicts(seen: &Observed<'_>) -> [Verdict; 3] {
             ]
         }
     }
+}
+
+fn nads_verdict(seen: &Observed<'_>) -> Verdict {
+    if seen.invalid.is_some() {
+        return (
+            NADS_APPLIED,
+            "Unknown",
+            "InvalidSpec",
+            "the spec is invalid: the NADs of the last valid spec, if any, stay as they are".into(),
+        );
+    }
+    let Some(plan) = seen.nads else {
+        return (NADS_APPLIED, "Unknown", "Pending", "not written yet".into());
+    };
+    let clean = NadReport::default();
+    let report = seen.nad_report.unwrap_or(&clean);
+    if report.crd_missing {
+        return (
+            NADS_APPLIED,
+            "False",
+            "CRDMissing",
+            format!(
+                "the NetworkAttachmentDefinition CRD (network-attachment-definitions.k8s.cni.cncf.io, installed with Multus) is missing: \
+                 the etcd spec is stored and the NADs {} are created in {} namespaces when the CRD appears",
+                plan.name,
+                plan.namespaces.len()
+            ),
+        );
+    }
+    if report.problems.is_empty() {
+        return (
+            NADS_APPLIED,
+            "True",
+            "Applied",
+            format!("NAD {} in {} namespaces", plan.name, plan.namespaces.len()),
+        );
+    }
+    let reason = if report.problems.iter().any(|p| p.is_conflict()) {
+        "NameConflict"
+    } else {
+        "ApplyFailed"
+    };
+    let failed = report.problems.len();
+    let mut listed: Vec<String> = report
+        .problems
+        .iter()
+        .take(MAX_PROBLEMS_LISTED)
+        .map(|p| cut(&p.describe(&plan.name), MAX_API_MESSAGE))
+        .collect();
+    if failed > MAX_PROBLEMS_LISTED {
+        listed.push(format!("and {} more", failed - MAX_PROBLEMS_LISTED));
+    }
+    (
+        NADS_APPLIED,
+        "False",
+        reason,
+        format!(
+            "NAD {} not written in {failed} of {} namespaces (retried with backoff; the others are written): {}",
+            plan.name,
+            plan.namespaces.len().max(failed),
+            listed.join("; ")
+        ),
+    )
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, marked with "...".
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 /// "2 hosts and 1 NIC subnet without an index: node-9 (...), ...".

@@ -138,3 +138,43 @@ fn device_classes_are_written_when_changed_and_deleted_only_when_ours() {
     assert_eq!(sync.put.len(), 1);
     assert_eq!(sync.put[0].2, 4);
 }
+
+/// An object the apiserver stored but the Rust type cannot read (a speed beyond
+/// `i64`, stored under a CRD without bounds) is refused alone, by name; the
+/// others are still written, and its last stored version is kept.
+#[test]
+fn an_object_that_does_not_decode_is_refused_alone() {
+    let dynamic = |name: &str, rules: Value| -> Arc<kube::api::DynamicObject> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "railyard.dev/v1", "kind": "DeviceClass",
+                "metadata": {"name": name, "uid": format!("uid-{name}")},
+                "spec": {"rules": rules},
+            }))
+            .unwrap(),
+        )
+    };
+    let objects = vec![
+        dynamic(
+            "huge",
+            json!([{"minSpeedMbps": 18_446_744_073_709_551_615_u64}]),
+        ),
+        dynamic("fast", json!([{"driver": "mlx5_core"}])),
+    ];
+    let (read, unreadable) = devclass::decode(&objects);
+    assert_eq!(read.len(), 1);
+    assert_eq!(unreadable.len(), 1);
+    let marked = br#"{"name":"huge","rules":[{"driver":"ice"}],"k8sUid":"uid-huge"}"#;
+    let sync = devclass::decide_listed(&objects, &[stored_kv("huge", marked, 9)]).unwrap();
+    assert_eq!(sync.put.len(), 1);
+    assert_eq!(sync.put[0].0, keys::device_class("fast"));
+    assert!(sync.delete.is_empty(), "the unreadable object still exists");
+    assert_eq!(sync.refused.len(), 1);
+    let (name, reason) = &sync.refused[0];
+    assert_eq!(name, "huge");
+    assert!(
+        reason.starts_with("DeviceClass huge: cannot be read"),
+        "{reason}"
+    );
+    assert!(reason.contains("18446744073709551615"), "{reason}");
+}

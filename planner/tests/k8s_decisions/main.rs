@@ -21,7 +21,7 @@ use railyard_planner::k8s::crd::{
 use railyard_planner::k8s::nad::{self, NadPlan};
 use railyard_planner::k8s::status::{network_status, Observed};
 use railyard_planner::k8s::{cleanup, controller, convert, devclass, leader, views};
-use railyard_planner::status::{Capacity, Condition, NetworkStatus};
+use railyard_planner::status::{Condition, NetworkStatus};
 use railyard_planner::world::ALLOW_RENUMBER;
 use railyard_store::{Compare, KeyValue, StoreError, WatchEvent, WatchUpdate};
 use serde_json::{json, Value};
@@ -31,6 +31,7 @@ const UID: &str = "5f0c2a1e-7a52-4d0c-9d3b-0e2f1c3a4b5d";
 
 mod device_classes;
 mod manifest;
+mod nad_problems;
 mod nads;
 mod selection;
 mod status;

@@ -407,3 +407,48 @@ fn stale_nads_are_this_owners_unwanted_ones() {
         ]
     );
 }
+
+/// `railyard.dev/resource-name` taken off a network that is no longer sriov: the
+/// NAD still carries `k8s.v1.cni.cncf.io/resourceName` from before, and a check
+/// that only looks for wanted annotations would never drop it.
+#[test]
+fn up_to_date_compares_railyards_own_annotations_exactly() {
+    let plan = plan_of(&sample(), &["default"]).unwrap();
+    let want = plan.objects("multi-nic-sample", &owner()).remove(0);
+    assert!(want.metadata.annotations.is_none(), "ipvlan: no resource");
+    let mut theirs = want.clone();
+    theirs.metadata.annotations = Some(BTreeMap::from([(
+        "team.example/contact".to_string(),
+        "ml-infra".to_string(),
+    )]));
+    assert!(
+        nad::up_to_date(&theirs, &want),
+        "someone else's annotation is left alone"
+    );
+    let mut leftover = theirs.clone();
+    leftover.metadata.annotations.as_mut().unwrap().insert(
+        "k8s.v1.cni.cncf.io/resourceName".into(),
+        "intel.com/sriov_rail".into(),
+    );
+    assert!(
+        !nad::up_to_date(&leftover, &want),
+        "a resource name railyard no longer sets is removed by re-applying"
+    );
+    let sriov = with_plugin("sriov", json!({"resourceName": "intel.com/rail"}));
+    let want = plan_of(&sriov, &["default"])
+        .unwrap()
+        .objects("multi-nic-sample", &owner())
+        .remove(0);
+    let mut other_resource = want.clone();
+    other_resource
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(
+            "k8s.v1.cni.cncf.io/resourceName".into(),
+            "intel.com/old".into(),
+        );
+    assert!(!nad::up_to_date(&other_resource, &want));
+    assert!(nad::up_to_date(&want, &want));
+}

@@ -2,24 +2,20 @@
 
 use super::*;
 
+/// Built from JSON, as the controller reads it from etcd: fields the planner adds
+/// later (with serde defaults) need no change here.
 fn planner_status(condition: Condition) -> NetworkStatus {
-    NetworkStatus {
-        network: "multi-nic-sample".into(),
-        condition,
-        hosts_planned: 62,
-        hosts_departed: 1,
-        hosts_unplanned: Vec::new(),
-        interfaces: 4,
-        unplanned_interfaces: Vec::new(),
-        capacity: Capacity {
-            hosts_total: 64,
-            hosts_free: 1,
-            interfaces_total: 4,
-            pods_per_host_per_rail: vec![254],
-        },
-        last_error: None,
-        plan_revision: 1234,
-    }
+    serde_json::from_value(json!({
+        "network": "multi-nic-sample",
+        "condition": condition,
+        "hostsPlanned": 62,
+        "hostsDeparted": 1,
+        "hostsUnplanned": [],
+        "interfaces": 4,
+        "capacity": {"hostsTotal": 64, "hostsFree": 1, "interfacesTotal": 4, "podsPerHostPerRail": [254]},
+        "planRevision": 1234,
+    }))
+    .expect("a planner status")
 }
 
 fn observe(p: &NetworkStatus) -> Observed<'_> {
@@ -31,11 +27,11 @@ fn observe(p: &NetworkStatus) -> Observed<'_> {
 }
 
 #[test]
-fn ready_network_reports_numbers_and_three_conditions() {
+fn ready_network_reports_numbers_and_four_conditions() {
     let p = planner_status(Condition::Ready);
     let s = network_status(&observe(&p), None, &at(100));
     let kinds: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
-    assert_eq!(kinds, vec!["Ready", "Invalid", "Exhausted"]);
+    assert_eq!(kinds, vec!["Ready", "Invalid", "Exhausted", "NADsApplied"]);
     let ready = condition(&s, "Ready");
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
