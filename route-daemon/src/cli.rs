@@ -1,7 +1,6 @@
 //! The flags of `railyard-route-daemon` and their translation into a
 //! [`DaemonConfig`]; here rather than in the binary so the translation is tested.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use railyard_store::cli::EtcdArgs;
@@ -44,8 +43,9 @@ pub struct Args {
     /// discovered NICs.
     #[arg(long, value_name = "FILE")]
     pub static_inventory: Option<PathBuf>,
-    /// Address of the Prometheus endpoint; "off" disables it.
-    #[arg(long, default_value = "0.0.0.0:9465")]
+    /// Address of the Prometheus endpoint; "off" disables it. Loopback unless
+    /// set: a scraper on another host needs an explicit address.
+    #[arg(long, default_value = railyard_telemetry::ROUTE_DAEMON_METRICS_ADDR)]
     pub metrics_addr: String,
     /// Log as JSON lines instead of text.
     #[arg(long)]
@@ -70,12 +70,7 @@ impl Args {
     pub fn config(&self, hostname: impl FnOnce() -> String) -> Result<DaemonConfig, String> {
         let node_name = self.node_name.clone().unwrap_or_else(hostname);
         let etcd = self.etcd.config();
-        let metrics_addr = match self.metrics_addr.as_str() {
-            "off" => None,
-            s => Some(s.parse::<SocketAddr>().map_err(|_| {
-                format!("--metrics-addr: {s:?} is not an address like 0.0.0.0:9465 (or \"off\")")
-            })?),
-        };
+        let metrics_addr = railyard_telemetry::parse_metrics_addr(&self.metrics_addr)?;
         let mut config = DaemonConfig::new(node_name, etcd);
         config.lease_ttl_secs = self.lease_ttl;
         config.routing = match self.routing {
@@ -128,7 +123,10 @@ mod tests {
         assert_eq!(c.node_name, "node-7");
         assert_eq!(c.lease_ttl_secs, 10);
         assert_eq!(c.routing, RoutingMode::OwnTable);
-        assert_eq!(c.metrics_addr, Some("0.0.0.0:9465".parse().expect("addr")));
+        assert_eq!(
+            c.metrics_addr,
+            Some("127.0.0.1:9465".parse().expect("addr"))
+        );
         assert_eq!(c.etcd.endpoints, ["http://127.0.0.1:2379"]);
     }
 

@@ -29,8 +29,8 @@ struct Args {
     /// How long a departed host keeps its index (e.g. 600s, 10m).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     grace: Duration,
-    /// Address of the Prometheus endpoint; "off" disables it.
-    #[arg(long, default_value = "0.0.0.0:9464")]
+    /// Address of the Prometheus endpoint; "off" disables it. Loopback unless set.
+    #[arg(long, default_value = railyard_telemetry::PLANNER_METRICS_ADDR)]
     metrics_addr: String,
     /// Log as JSON lines instead of text.
     #[arg(long)]
@@ -76,7 +76,7 @@ async fn main() -> std::process::ExitCode {
             }
             Err(_) => {
                 eprintln!(
-                    "error: --metrics-addr: {:?} is not an address like 0.0.0.0:9464",
+                    "error: --metrics-addr: {:?} is not an address like 127.0.0.1:9464 (or \"off\")",
                     args.metrics_addr
                 );
                 return std::process::ExitCode::FAILURE;

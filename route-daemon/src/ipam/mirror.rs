@@ -139,7 +139,9 @@ async fn full_resync(
                     pending.insert(kv.key, Write::Delete(att.id));
                 }
                 Ok(att) => unknown.push((kv.key, att)),
-                Err(e) => warn!(key = kv.key, error = %e, "unreadable allocation record in etcd; left alone"),
+                Err(e) => {
+                    warn!(key = kv.key, error = %e, "unreadable allocation record in etcd; left alone")
+                }
             },
         }
     }
@@ -170,7 +172,9 @@ async fn adopt(
         .map(|(k, a)| (a.id.clone(), k.clone()))
         .collect();
     let found = unknown.len();
-    let result = db.adopt(unknown.into_iter().map(|(_, a)| a).collect()).await?;
+    let result = db
+        .adopt(unknown.into_iter().map(|(_, a)| a).collect())
+        .await?;
     for id in &result.adopted {
         warn!(network = %id.network, container = %id.container_id, ifname = %id.ifname,
             "allocation found in etcd but not in the local log: adopted, its addresses stay held until DEL or GC");
