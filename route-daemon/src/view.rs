@@ -1,6 +1,13 @@
-//! The daemon's picture of the cluster: which networks exist (their specs) and
-//! each network's plan, kept up to date from the two watches. Pure: the loop
-//! feeds it watch updates and asks it what the kernel should hold.
+//! The daemon's picture of the cluster: which networks are live (their accepted
+//! specs) and each network's plan, kept up to date from the watches. Pure: the
+//! loop feeds it watch updates and asks it what the kernel should hold.
+//!
+//! A network is live here exactly while its plan meta carries an accepted spec:
+//! the planner publishes there the last spec it accepted, never a refused one.
+//! The `/railyard/v1/networks/` key is only what a user asked for (a refused
+//! change, an overlapping network or a deleted key with pods still attached all
+//! live there too), so it decides nothing on a host: a network's rules and routes
+//! go when the planner deletes its plan.
 //!
 //! A plan is kept assembled (`Plan`), and a watch event touches only the key it
 //! names: a join in a 10,000-host network costs one map insert, not a rebuild.
@@ -8,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
-use railyard_core::{desired_routes, keys, HostPlan, NetworkManifest, Plan, PlanMeta, Route};
+use railyard_core::{desired_routes, keys, HostPlan, Plan, PlanMeta, Route};
 use railyard_store::{KeyValue, WatchEvent, WatchUpdate};
 use tracing::{debug, info, warn};
 
@@ -17,8 +24,7 @@ use crate::policy::PolicyRule;
 
 #[derive(Debug, Default)]
 pub struct ClusterView {
-    /// Networks whose spec exists, with the subnets of the last valid spec (empty
-    /// when no valid spec was seen: then there is no subnet to write a rule for).
+    /// Live networks (a plan meta with an accepted spec) and that spec's subnets.
     networks: BTreeMap<String, Vec<IpNet>>,
     plans: BTreeMap<String, Plan>,
     specs_synced: bool,
@@ -85,83 +91,49 @@ impl ClusterView {
         self.plans.get(network)
     }
 
-    /// Applies an update of the spec watch; returns the networks that changed.
+    /// Notes the first listing of the `/networks` watch and nothing else: which
+    /// networks are live, and their subnets, come from the plan metas (see the
+    /// module doc). Returns no change, ever.
     pub fn apply_networks(&mut self, update: WatchUpdate) -> BTreeSet<String> {
-        let mut changed = BTreeSet::new();
-        match update {
-            WatchUpdate::Snapshot(range) => {
-                self.specs_synced = true;
-                let live: BTreeSet<&str> = range
-                    .kvs
-                    .iter()
-                    .map(|kv| keys::last_segment(&kv.key))
-                    .collect();
-                let gone: Vec<String> = self
-                    .networks
-                    .keys()
-                    .filter(|n| !live.contains(n.as_str()))
-                    .cloned()
-                    .collect();
-                for name in gone {
-                    info!(network = %name, "network deleted; its routes and rules go");
-                    self.networks.remove(&name);
-                    changed.insert(name);
-                }
-                for kv in &range.kvs {
-                    changed.extend(self.put_network(kv));
-                }
-            }
-            WatchUpdate::Events(events) => {
-                for e in events {
-                    match e {
-                        WatchEvent::Put(kv) => changed.extend(self.put_network(&kv)),
-                        WatchEvent::Delete { key, .. } => {
-                            let name = keys::last_segment(&key);
-                            if self.networks.remove(name).is_some() {
-                                info!(network = %name, "network deleted; its routes and rules go");
-                                changed.insert(name.to_owned());
-                            }
-                        }
-                    }
-                }
-            }
+        if matches!(update, WatchUpdate::Snapshot(_)) {
+            self.specs_synced = true;
         }
-        changed
+        BTreeSet::new()
     }
 
-    fn put_network(&mut self, kv: &KeyValue) -> Option<String> {
-        let name = keys::last_segment(&kv.key);
-        let subnets = match kv
-            .decode_json::<NetworkManifest>()
-            .map_err(|e| e.to_string())
-            .and_then(|m| m.spec.validate(name).map_err(|e| e.to_string()))
-        {
-            Ok(net) => Some(net.subnets),
-            Err(e) => {
-                // The planner refuses such a spec too and keeps the previous plan;
-                // so do we, with the previous subnets.
-                warn!(network = %name, error = %e, "invalid network spec; keeping what was known");
-                None
+    /// Takes the accepted spec a plan meta publishes; returns whether the
+    /// network's liveness or subnets changed.
+    fn put_meta(&mut self, network: &str, meta: &PlanMeta) -> bool {
+        let subnets = match meta.spec.as_ref().map(|s| s.validate(network)) {
+            Some(Ok(net)) => net.subnets,
+            Some(Err(e)) => {
+                // The planner validated it; a corrupt value must not take routes away.
+                warn!(network, error = %e, "the plan's accepted spec is invalid; keeping what was known");
+                return false;
+            }
+            None => {
+                warn!(network, "the plan publishes no accepted spec (a planner older than this daemon?); the network gets no rules or routes here");
+                return self.networks.remove(network).is_some();
             }
         };
-        match (self.networks.get_mut(name), subnets) {
-            (Some(old), Some(new)) if *old == new => None,
-            (Some(old), Some(new)) => {
-                *old = new;
-                Some(name.to_owned())
+        match self.networks.get_mut(network) {
+            Some(old) if *old == subnets => false,
+            Some(old) => {
+                info!(network, ?subnets, "accepted spec changed");
+                *old = subnets;
+                true
             }
-            (Some(_), None) => None,
-            (None, subnets) => {
-                info!(network = %name, "network exists");
-                self.networks
-                    .insert(name.to_owned(), subnets.unwrap_or_default());
-                Some(name.to_owned())
+            None => {
+                info!(network, ?subnets, "network is live");
+                self.networks.insert(network.to_owned(), subnets);
+                true
             }
         }
     }
 
-    /// Applies an update of the plan watch; returns what changed. A meta key
-    /// changes nothing routes depend on and is not reported.
+    /// Applies an update of the plan watch; returns what changed. A meta key is
+    /// reported (as the whole network) only when the accepted spec's subnets, or
+    /// the network's liveness, changed: the policy rules follow those.
     pub fn apply_plans(&mut self, update: WatchUpdate) -> Vec<PlanChange> {
         match update {
             WatchUpdate::Snapshot(range) => {
@@ -192,13 +164,22 @@ impl ClusterView {
                         }
                     }
                 }
+                let live = std::mem::take(&mut self.networks);
                 for (network, (meta, hosts)) in parts {
                     let meta = meta.unwrap_or_else(|| PlanMeta {
                         network: network.to_owned(),
                         ..PlanMeta::default()
                     });
+                    if let Some(subnets) = live.get(network) {
+                        // Kept if the re-listed spec is unreadable (see put_meta).
+                        self.networks.insert(network.to_owned(), subnets.clone());
+                    }
+                    self.put_meta(network, &meta);
                     self.plans
                         .insert(network.to_owned(), Plan::assemble(meta, hosts));
+                }
+                for gone in live.keys().filter(|n| !self.plans.contains_key(*n)) {
+                    info!(network = %gone, "network's plan deleted; its routes and rules go");
                 }
                 // Everything changed as far as the caller knows; a re-list is rare.
                 let networks: BTreeSet<String> =
@@ -216,15 +197,27 @@ impl ClusterView {
         let key = parse_plan_key(event.key())?;
         let (network, host) = match key {
             PlanKey::Meta { network } => {
-                if let WatchEvent::Put(kv) = event {
-                    let meta = decode::<PlanMeta>(kv)?;
-                    let plan = self.plan_mut(network);
-                    let hosts = std::mem::take(&mut plan.hosts);
-                    *plan = Plan::assemble(meta, hosts);
-                }
-                // A deleted meta leaves the hosts: the planner deletes a network's
-                // plan keys in one go, and their deletes come in the same batch.
-                return None;
+                let changed = match event {
+                    WatchEvent::Put(kv) => {
+                        let meta = decode::<PlanMeta>(kv)?;
+                        let changed = self.put_meta(network, &meta);
+                        let plan = self.plan_mut(network);
+                        let hosts = std::mem::take(&mut plan.hosts);
+                        *plan = Plan::assemble(meta, hosts);
+                        changed
+                    }
+                    // The planner deleted the network's plan (the network was
+                    // deleted): its rules and routes go. The host keys' deletes
+                    // come in the same batch.
+                    WatchEvent::Delete { .. } => {
+                        let was_live = self.networks.remove(network).is_some();
+                        if was_live {
+                            info!(network = %network, "network's plan deleted; its routes and rules go");
+                        }
+                        was_live
+                    }
+                };
+                return changed.then(|| PlanChange::Network(network.to_owned()));
             }
             PlanKey::Host { network, host } => (network, host),
         };

@@ -1,6 +1,11 @@
-//! Keeps the allocation database's view of each network current: the validated
+//! Keeps the allocation database's view of each network current: the accepted
 //! spec, the plan's rails and this host's blocks. Only this host's plan entry
 //! matters here, so every other host key is ignored.
+//!
+//! The spec is the one the plan meta publishes (the last the planner accepted),
+//! never the `/railyard/v1/networks/` key: a refused change (a renumbering, an
+//! overlap with another network's range) must not reach the allocator, or it
+//! would hand out addresses the planner never gave this host.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,35 +13,28 @@ use std::sync::Arc;
 use futures::StreamExt;
 use railyard_allocdb::{AllocDb, NetworkConfig};
 use railyard_core::attach::DeviceClass;
-use railyard_core::{keys, HostPlan, Network, NetworkManifest, PlanMeta};
+use railyard_core::{keys, HostPlan, PlanMeta};
 use railyard_store::{watch_or_relist, KeyValue, Store, WatchEvent, WatchUpdate};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 #[derive(Default)]
 struct Networks {
-    specs: BTreeMap<String, Network>,
     metas: BTreeMap<String, PlanMeta>,
     mine: BTreeMap<String, HostPlan>,
 }
 
-/// Follows specs and plans until `shutdown`; feeds `db.set_network` on change.
+/// Follows the plans until `shutdown`; feeds `db.set_network` on change.
 pub async fn follow_networks(
     store: Arc<dyn Store>,
     db: Arc<AllocDb>,
     host: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut specs = watch_or_relist(Arc::clone(&store), keys::NETWORKS, None);
     let mut plans = watch_or_relist(Arc::clone(&store), keys::PLANS, None);
     let mut state = Networks::default();
     loop {
         let touched = tokio::select! {
-            u = specs.next() => match u {
-                Some(Ok(u)) => state.apply_specs(u),
-                Some(Err(e)) => { warn!(error = %e, "network spec watch interrupted"); Vec::new() }
-                None => return,
-            },
             u = plans.next() => match u {
                 Some(Ok(u)) => state.apply_plans(u, &host),
                 Some(Err(e)) => { warn!(error = %e, "plan watch interrupted"); Vec::new() }
@@ -45,10 +43,21 @@ pub async fn follow_networks(
             _ = shutdown.changed() => return,
         };
         for net in touched {
-            let (Some(spec), Some(meta)) = (state.specs.get(&net), state.metas.get(&net)) else {
+            let Some(meta) = state.metas.get(&net) else {
                 continue;
             };
-            let cfg = NetworkConfig::new(spec, &meta.interfaces, state.mine.get(&net));
+            let spec = match meta.spec.as_ref().map(|s| s.validate(&net)) {
+                Some(Ok(spec)) => spec,
+                Some(Err(e)) => {
+                    warn!(network = net, error = %e, "the plan's accepted spec is invalid; keeping the previous one");
+                    continue;
+                }
+                None => {
+                    warn!(network = net, "the plan publishes no accepted spec (a planner older than this daemon?); not allocating from it");
+                    continue;
+                }
+            };
+            let cfg = NetworkConfig::new(&spec, &meta.interfaces, state.mine.get(&net));
             if let Err(e) = db.set_network(cfg).await {
                 warn!(network = net, error = %e, "could not record the network's blocks");
             }
@@ -57,42 +66,6 @@ pub async fn follow_networks(
 }
 
 impl Networks {
-    fn apply_specs(&mut self, u: WatchUpdate) -> Vec<String> {
-        let mut touched = Vec::new();
-        let mut put = |s: &mut Self, kv: &KeyValue| {
-            let name = keys::last_segment(&kv.key).to_string();
-            match kv.decode_json::<NetworkManifest>().map(|m| m.validate()) {
-                Ok(Ok(net)) => {
-                    s.specs.insert(name.clone(), net);
-                    touched.push(name);
-                }
-                _ => warn!(
-                    network = name,
-                    "ignoring an invalid network spec (the planner reports why)"
-                ),
-            }
-        };
-        match u {
-            WatchUpdate::Snapshot(range) => {
-                self.specs.clear();
-                for kv in &range.kvs {
-                    put(self, kv);
-                }
-            }
-            WatchUpdate::Events(events) => {
-                for e in events {
-                    match e {
-                        WatchEvent::Put(kv) => put(self, &kv),
-                        WatchEvent::Delete { key, .. } => {
-                            self.specs.remove(keys::last_segment(&key));
-                        }
-                    }
-                }
-            }
-        }
-        touched
-    }
-
     fn apply_plans(&mut self, u: WatchUpdate, host: &str) -> Vec<String> {
         let mut touched = Vec::new();
         let events: Vec<(String, Option<KeyValue>)> = match u {

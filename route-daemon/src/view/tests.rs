@@ -1,4 +1,4 @@
-use railyard_core::{Block, Interface};
+use railyard_core::{Block, Interface, NetworkManifest};
 use railyard_store::Range;
 
 use super::*;
@@ -41,7 +41,16 @@ fn host_kv(net: &str, host: &str, plan: &HostPlan) -> KeyValue {
 }
 
 fn meta_kv(net: &str) -> KeyValue {
+    meta_kv_with(net, "192.168.0.0/16")
+}
+
+/// The plan meta publishing an accepted spec with `subnet`.
+fn meta_kv_with(net: &str, subnet: &str) -> KeyValue {
+    let accepted: NetworkManifest =
+        serde_json::from_slice(&spec(net, subnet).value).expect("manifest");
     let meta = PlanMeta {
+        spec: Some(accepted.spec),
+        spec_revision: 2,
         network: net.to_owned(),
         interfaces: vec![Interface {
             index: 0,
@@ -174,13 +183,26 @@ fn host_events_change_only_that_host() {
 }
 
 #[test]
-fn deleted_spec_takes_the_network_away() {
+fn only_the_planner_deleting_the_plan_takes_the_network_away() {
     let mut v = synced_view();
+    // The /networks key going (a raw delete, pods still attached) changes nothing
+    // here: the planner decides, and deletes the plan when the network goes.
     let changed = v.apply_networks(WatchUpdate::Events(vec![WatchEvent::Delete {
         key: keys::network("net-a"),
         mod_revision: 20,
     }]));
-    assert_eq!(changed.len(), 1);
+    assert!(changed.is_empty());
+    assert_eq!(v.rules(OWN, 3000).len(), 1);
+    let mut deletes = vec![WatchEvent::Delete {
+        key: keys::plan_meta("net-a"),
+        mod_revision: 21,
+    }];
+    deletes.extend((0..3).map(|i| WatchEvent::Delete {
+        key: keys::plan_host("net-a", &format!("h{i}")),
+        mod_revision: 21,
+    }));
+    let changed = v.apply_plans(WatchUpdate::Events(deletes));
+    assert!(changed.contains(&PlanChange::Network("net-a".into())));
     assert!(v.tables(OWN).is_empty());
     assert!(v.desired("h0", OWN.table("net-a"), OWN).is_empty());
     assert!(v.rules(OWN, 3000).is_empty());
@@ -189,27 +211,44 @@ fn deleted_spec_takes_the_network_away() {
 #[test]
 fn relisting_drops_what_vanished_meanwhile() {
     let mut v = synced_view();
-    v.apply_networks(snapshot(vec![spec("net-b", "10.64.0.0/16")]));
+    let changed = v.apply_plans(snapshot(vec![meta_kv_with("net-b", "10.64.0.0/16")]));
     assert_eq!(v.networks().collect::<Vec<_>>(), ["net-b"]);
-    let changed = v.apply_plans(snapshot(vec![meta_kv("net-a")]));
     assert!(changed.contains(&PlanChange::Network("net-a".into())));
-    assert_eq!(v.plan("net-a").map(|p| p.hosts.len()), Some(0));
+    assert!(v.plan("net-a").is_none());
 }
 
 #[test]
-fn an_invalid_spec_keeps_the_known_subnets() {
+fn a_refused_spec_changes_nothing_and_an_accepted_one_moves_the_rules() {
     let mut v = synced_view();
+    // A change the planner refuses lives only in /networks: no rule follows it.
+    let refused = spec("net-a", "10.99.0.0/16");
+    let changed = v.apply_networks(WatchUpdate::Events(vec![WatchEvent::Put(refused)]));
+    assert!(changed.is_empty());
+    let froms: Vec<String> = v
+        .rules(OWN, 3000)
+        .iter()
+        .map(|r| r.from.to_string())
+        .collect();
+    assert_eq!(froms, ["192.168.0.0/16"]);
+    // An overlapping network the planner refused has no plan: nothing at all.
+    v.apply_networks(WatchUpdate::Events(vec![WatchEvent::Put(spec(
+        "net-b",
+        "192.168.0.0/17",
+    ))]));
+    assert_eq!(v.networks().collect::<Vec<_>>(), ["net-a"]);
+    // A meta without a readable spec keeps the known subnets.
     let bad = kv(
-        &keys::network("net-a"),
-        br#"{"metadata":{"name":"net-a"},"spec":{"subnet":"nope"}}"#,
+        &keys::plan_meta("net-a"),
+        br#"{"network":"net-a","interfaces":[],"spec":{"subnet":"nope"}}"#,
         30,
     );
-    let changed = v.apply_networks(WatchUpdate::Events(vec![WatchEvent::Put(bad)]));
+    let changed = v.apply_plans(WatchUpdate::Events(vec![WatchEvent::Put(bad)]));
     assert!(changed.is_empty());
     assert_eq!(v.rules(OWN, 3000).len(), 1);
-    // A dual-stack change brings a rule per family.
-    let dual = spec("net-a", "192.168.0.0/16,fd00:ab::/48");
-    v.apply_networks(WatchUpdate::Events(vec![WatchEvent::Put(dual)]));
+    // The planner accepts a dual-stack change: a rule per family, reported.
+    let dual = meta_kv_with("net-a", "192.168.0.0/16,fd00:ab::/48");
+    let changed = v.apply_plans(WatchUpdate::Events(vec![WatchEvent::Put(dual)]));
+    assert_eq!(changed, [PlanChange::Network("net-a".into())]);
     assert_eq!(v.rules(OWN, 3000).len(), 2);
 }
 
@@ -231,13 +270,12 @@ fn unreadable_plan_values_keep_the_previous_entry() {
 #[test]
 fn networks_sharing_the_main_table_merge_sorted() {
     let mut v = ClusterView::default();
-    v.apply_networks(snapshot(vec![
-        spec("net-a", "192.168.0.0/16"),
-        spec("net-b", "10.64.0.0/16"),
-    ]));
+    v.apply_networks(snapshot(Vec::new()));
     let mut b1 = host_plan(1);
     b1.blocks[0].cidr = "10.64.1.0/24".parse().expect("net");
     v.apply_plans(snapshot(vec![
+        meta_kv("net-a"),
+        meta_kv_with("net-b", "10.64.0.0/16"),
         host_kv("net-a", "h0", &host_plan(0)),
         host_kv("net-a", "h1", &host_plan(1)),
         host_kv("net-b", "h0", &host_plan(0)),

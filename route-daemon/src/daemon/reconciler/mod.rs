@@ -184,6 +184,8 @@ impl<K: Kernel + 'static> Reconciler<K> {
         } else {
             let changes = self.view.apply_plans(update);
             let touched = !changes.is_empty();
+            // Rules follow the accepted spec, which the plan meta publishes.
+            self.dirty.rules |= changes.iter().any(|c| matches!(c, PlanChange::Network(_)));
             for change in changes {
                 self.note_plan_change(change);
             }
