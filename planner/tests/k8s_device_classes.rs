@@ -260,3 +260,36 @@ async fn a_deposed_leader_writes_no_device_class() {
     assert!(stored(store.as_ref(), "orphan").await.is_some());
     task.abort();
 }
+
+/// The apiserver does not enforce integer formats: under a CRD without bounds a
+/// speed beyond any integer type is stored. That object is skipped and named in
+/// the log; it must not fail the listing and stall every other class.
+#[tokio::test]
+async fn an_object_that_does_not_decode_is_skipped_and_named_the_others_sync() {
+    let log = Log::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+    let huge = class(
+        "huge",
+        json!([{"minSpeedMbps": 18_446_744_073_709_551_615_u64}]),
+    );
+    let (_server, client, _seen) = Server::start_with(vec![(DEVICE_CLASSES, vec![huge, fast()])]);
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let task = start_controller(client, Arc::clone(&store), None);
+    wait_for_key(store.as_ref(), "fast", "the readable class in etcd", |v| {
+        v.is_some()
+    })
+    .await;
+    timeout(WAIT, async {
+        while !log.text().contains("DeviceClass huge: cannot be read") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no log line naming the object:\n{}", log.text()));
+    assert!(stored(store.as_ref(), "huge").await.is_none());
+    task.abort();
+}

@@ -9,6 +9,13 @@
 //! is recorded so the test can assert it exactly: method, path, query, content type
 //! and body. A server-side apply or a DELETE of a cluster-scoped object of a
 //! registered collection also updates its listing, as a real server would.
+//!
+//! What a real apiserver would refuse is staged by the test, in the apiserver's
+//! own answers, so the tests can move to a real one: [`Server::refuse`] answers a
+//! write with a `Status` (a quota's 403, a second controller's 422),
+//! [`Server::serve_object`] answers a GET of one object, and
+//! [`Server::uninstall`] makes a collection answer 404, as a resource whose CRD
+//! is not installed does.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -87,6 +94,12 @@ struct Fake {
     lists: BTreeMap<&'static str, Vec<Value>>,
     watches: BTreeMap<String, Vec<WatchTx>>,
     queries: Vec<(String, BTreeMap<String, String>)>,
+    /// (method, path) → (code, reason, message): answered with a failure Status.
+    refusals: BTreeMap<(String, String), (u16, String, String)>,
+    /// path → object, for GETs of one object.
+    objects: BTreeMap<String, Value>,
+    /// Collections that answer 404 (their CRD is not installed).
+    uninstalled: BTreeMap<&'static str, Vec<Value>>,
 }
 
 #[derive(Clone)]
@@ -194,6 +207,20 @@ impl Server {
             body: body.clone(),
         })
         .ok();
+        let staged = {
+            let fake = self.fake.lock().unwrap();
+            let refusal = fake.refusals.get(&(method.clone(), path.clone())).cloned();
+            (refusal, fake.objects.get(&path).cloned())
+        };
+        if let Some((code, reason, message)) = staged.0 {
+            return respond(
+                StatusCode::from_u16(code).unwrap(),
+                &json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": reason, "code": code, "message": message}),
+            );
+        }
+        if let (Some(object), "GET") = (staged.1, method.as_str()) {
+            return respond(StatusCode::OK, &object);
+        }
         match method.as_str() {
             "PATCH" if path.ends_with("/status") => {
                 let name = path
@@ -298,6 +325,48 @@ impl Server {
             tx.unbounded_send(Ok(Frame::data(Bytes::from(line.clone()))))
                 .ok();
         }
+    }
+
+    /// Answers `method path` with a failure Status until [`Server::allow`].
+    pub fn refuse(&self, method: &str, path: &str, code: u16, reason: &str, message: &str) {
+        self.fake.lock().unwrap().refusals.insert(
+            (method.to_string(), path.to_string()),
+            (code, reason.to_string(), message.to_string()),
+        );
+    }
+
+    pub fn allow(&self, method: &str, path: &str) {
+        self.fake
+            .lock()
+            .unwrap()
+            .refusals
+            .remove(&(method.to_string(), path.to_string()));
+    }
+
+    /// Answers a GET of `path` with `object`.
+    pub fn serve_object(&self, path: &str, object: Value) {
+        self.fake
+            .lock()
+            .unwrap()
+            .objects
+            .insert(path.to_string(), object);
+    }
+
+    /// `collection` answers LIST and WATCH with 404, as a resource whose CRD is
+    /// not installed; its open watches end.
+    pub fn uninstall(&self, collection: &'static str) {
+        let mut fake = self.fake.lock().unwrap();
+        if let Some(items) = fake.lists.remove(collection) {
+            fake.uninstalled.insert(collection, items);
+        }
+        fake.watches.remove(collection);
+    }
+
+    /// The CRD of `collection` is installed (again).
+    pub fn install(&self, collection: &'static str) {
+        let mut fake = self.fake.lock().unwrap();
+        let items = fake.uninstalled.remove(collection).unwrap_or_default();
+        fake.lists.insert(collection, items);
     }
 
     /// What a LIST of `collection` returns now (without selector).
