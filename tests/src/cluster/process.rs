@@ -3,7 +3,8 @@
 //! time: `down` runs in another process, maybe much later, and must never signal
 //! an unrelated process that reused the pid.
 
-use std::fs::File;
+use std::fs::{DirBuilder, File};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,11 +39,13 @@ pub fn spawn(
         .split_first()
         .ok_or_else(|| Error::Refused(format!("{role}: empty command line")))?;
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create log dir", dir, e))?;
+        private_dir(dir).map_err(|e| Error::io("create log dir", dir, e))?;
     }
+    // The services log pod names and addresses: owner only.
     let out = File::options()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(log)
         .map_err(|e| Error::io("open log", log, e))?;
     let err = out.try_clone().map_err(|e| Error::io("open log", log, e))?;
@@ -68,6 +71,12 @@ pub fn spawn(
         log: log.to_owned(),
     };
     Ok((record, child))
+}
+
+/// Creates `dir` (and missing parents) mode 0700: the cluster's logs and state
+/// name its pods and hosts.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 /// The start time of `pid` and whether it is a zombie (exited, not yet reaped).

@@ -74,11 +74,11 @@ impl State {
     pub fn save(&self) -> Result<()> {
         let path = self.spec.state_file();
         let dir = &self.spec.state_dir;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create the state dir", dir, e))?;
+        super::process::private_dir(dir).map_err(|e| Error::io("create the state dir", dir, e))?;
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Refused(format!("cannot encode the state: {e}")))?;
-        std::fs::write(&tmp, text).map_err(|e| Error::io("write the state file", &tmp, e))?;
+        write_private(&tmp, &text).map_err(|e| Error::io("write the state file", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("write the state file", &path, e))
     }
 
@@ -103,4 +103,17 @@ impl State {
             self.dirs.push(dir.to_owned());
         }
     }
+}
+
+/// Writes `path` mode 0600 (replacing what was there).
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
 }

@@ -11,5 +11,6 @@ mod common;
 mod connectivity;
 mod failover;
 mod ipam_crash;
+mod ipam_state_loss;
 mod membership;
 mod outage;
