@@ -8,6 +8,7 @@
 
 mod common;
 
+mod cni_runtime;
 mod connectivity;
 mod failover;
 mod ipam_crash;
