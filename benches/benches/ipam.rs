@@ -130,7 +130,8 @@ fn exec(bin: &Path, command: &str, cid: &str, config: &str) -> Duration {
         .env_clear()
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", cid)
-        .env("CNI_NETNS", "/var/run/netns/bench")
+        // A namespace that exists (the plugin's own): ADD refuses one that does not.
+        .env("CNI_NETNS", "/proc/self/ns/net")
         .env("CNI_IFNAME", "net1")
         .env("CNI_PATH", "/usr/lib/cni")
         .stdin(Stdio::piped())
