@@ -16,7 +16,7 @@ use crate::cni::{AttachRequest, CniEnv, CniResult, Command};
 use crate::Error;
 
 impl Run {
-    /// ADD, holding the lock; see [`MetaPlugin::add`] for the order.
+    /// ADD, holding the lock; the order of its steps is the module doc's.
     pub(super) fn add(&mut self, req: &AttachRequest) -> Result<CniResult, Error> {
         let a = &req.attachment;
         let recorded = self.store.load(&a.container_id, &a.ifname)?;

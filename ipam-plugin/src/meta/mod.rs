@@ -16,7 +16,7 @@
 //!   command holds the attachment's [`lock`] from before it reads the state
 //!   until its last delegate and IPAM call has returned.
 
-mod add;
+pub mod add;
 pub mod config;
 pub mod layout;
 pub mod lock;
