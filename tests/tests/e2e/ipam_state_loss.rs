@@ -93,7 +93,7 @@ fn a_daemon_with_an_emptied_state_dir_recovers_its_pods_from_etcd() {
     // The recovered pods are released normally.
     let first = running[0].name.clone();
     let failed = c
-        .detach_pods(Some(&[first.clone()]), 1)
+        .detach_pods(Some(std::slice::from_ref(&first)), 1)
         .expect("detach a recovered pod");
     assert!(failed.is_empty(), "DEL failed: {failed:?}");
     let start = std::time::Instant::now();
