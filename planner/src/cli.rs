@@ -2,10 +2,13 @@
 //! binary stays a dispatcher and the tests can call these directly.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use ipnet::IpNet;
+use railyard_core::spec::overlaps;
 use railyard_core::{
     desired_routes, keys, route_table_for, HostInventory, HostPlan, Layout, NetworkManifest, Plan,
-    PlanMeta,
+    PlanMeta, Tombstone,
 };
 use railyard_store::Store;
 use serde::Serialize;
@@ -16,13 +19,63 @@ use crate::status::NetworkStatus;
 use crate::table;
 use crate::world::ALLOW_RENUMBER;
 
-/// `railyard apply -f FILE [--force]`: validates locally (same rules as the
-/// planner) and stores each network. Returns one line per network.
-pub async fn apply(store: &dyn Store, path: &str, text: &str, force: bool) -> Result<Vec<String>> {
+/// How `railyard apply` writes and waits.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Accept a change that renumbers hosts holding pod addresses.
+    pub force: bool,
+    /// How long to wait for the planner's verdict on each network.
+    pub wait: Duration,
+}
+
+/// `railyard apply -f FILE [--force] [--wait D]`: validates everything it can
+/// before writing (the spec, as the planner does; overlaps with the live
+/// networks and reserved ranges it can see), stores each network, then waits for
+/// the planner's verdict in its status. Calls `say` with one line per network as
+/// it is judged: "created"/"configured" only once the planner accepted it,
+/// "pending" when no planner answered in time. A refusal is an error naming why
+/// (the previous spec stays in force).
+pub async fn apply(
+    store: &dyn Store,
+    path: &str,
+    text: &str,
+    opts: &ApplyOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<()> {
     let manifests = offline::parse_manifests(path, text)?;
-    let mut lines = Vec::new();
+    let taken = taken_ranges(store).await?;
+    for (i, (_, net)) in manifests.iter().enumerate() {
+        let earlier = manifests[..i].iter().map(|(_, n)| {
+            (
+                n.name.as_str(),
+                "earlier in this file",
+                n.subnets.as_slice(),
+            )
+        });
+        let others = taken
+            .iter()
+            .map(|(n, what, s)| (n.as_str(), *what, s.as_slice()))
+            // A network may overlap its own accepted spec, not its tombstone.
+            .filter(|(n, what, _)| *n != net.name || *what == TOMBSTONED);
+        for (other, what, subnets) in earlier.chain(others) {
+            let hit = net
+                .subnets
+                .iter()
+                .find_map(|m| subnets.iter().find(|t| overlaps(m, t)).map(|t| (m, t)));
+            if let Some((mine, theirs)) = hit {
+                return Err(PlannerError::Parse {
+                    path: path.to_string(),
+                    message: format!(
+                        "network {}: spec.subnet: {mine} overlaps {theirs} of network {other} ({what}); the planner would refuse it",
+                        net.name
+                    ),
+                });
+            }
+        }
+    }
+    let planner_running = crate::election::leader(store).await?.is_some();
     for (mut manifest, net) in manifests {
-        if force {
+        if opts.force {
             manifest
                 .metadata
                 .annotations
@@ -34,18 +87,121 @@ pub async fn apply(store: &dyn Store, path: &str, text: &str, force: bool) -> Re
         let existed = store.get(&key).await?.is_some();
         let value =
             serde_json::to_vec(&manifest).map_err(|e| PlannerError::Usage(e.to_string()))?;
-        store.put(&key, value, None).await?;
+        let revision = store.put(&key, value, None).await?;
         let verb = if existed { "configured" } else { "created" };
-        lines.push(format!("network/{} {verb}", net.name));
+        if !planner_running {
+            say(&format!(
+                "network/{} {verb}: pending (no planner is running to judge it)",
+                net.name
+            ));
+            continue;
+        }
+        match verdict(store, &net.name, revision, opts.wait).await? {
+            Some(s) if s.applied_revision >= revision => {
+                say(&format!("network/{} {verb}", net.name));
+            }
+            Some(s) => {
+                return Err(PlannerError::Usage(format!(
+                    "network/{} refused by the planner: {} (the spec in force is still the one of revision {})",
+                    net.name,
+                    s.last_error.unwrap_or_else(|| "no reason given".into()),
+                    s.applied_revision
+                )));
+            }
+            None => say(&format!(
+                "network/{} {verb}: pending (no planner answered in {}s)",
+                net.name,
+                opts.wait.as_secs_f64()
+            )),
+        }
     }
-    Ok(lines)
+    Ok(())
 }
 
-pub async fn delete_network(store: &dyn Store, name: &str) -> Result<String> {
-    if store.delete(&keys::network(name)).await? {
-        Ok(format!("network/{name} deleted"))
+const TOMBSTONED: &str = "deleted, its pods still hold addresses";
+
+/// The ranges a new spec must not overlap, as far as the CLI can see: each
+/// network's accepted spec (published in its plan meta) and the tombstones.
+async fn taken_ranges(store: &dyn Store) -> Result<Vec<(String, &'static str, Vec<IpNet>)>> {
+    let mut out = Vec::new();
+    for kv in store.range(keys::NETWORKS).await?.kvs {
+        let name = keys::last_segment(&kv.key).to_string();
+        let Some(meta) = store.get(&keys::plan_meta(&name)).await? else {
+            continue;
+        };
+        let Ok(meta) = meta.decode_json::<PlanMeta>() else {
+            continue;
+        };
+        if let Some(Ok(net)) = meta.spec.map(|s| s.validate(&name)) {
+            out.push((name, "live", net.subnets));
+        }
+    }
+    for kv in store.range(keys::TOMBSTONES).await?.kvs {
+        if let Ok(t) = kv.decode_json::<Tombstone>() {
+            out.push((t.network, TOMBSTONED, t.subnets));
+        }
+    }
+    Ok(out)
+}
+
+/// The status once the planner judged the value written at `revision`, or None
+/// if it did not within `wait`.
+async fn verdict(
+    store: &dyn Store,
+    network: &str,
+    revision: i64,
+    wait: Duration,
+) -> Result<Option<NetworkStatus>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(kv) = store.get(&keys::status(network)).await? {
+            if let Ok(s) = kv.decode_json::<NetworkStatus>() {
+                if s.observed_revision >= revision {
+                    return Ok(Some(s));
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `railyard delete network NAME [--force]`. Refuses while pods hold addresses
+/// in the network (naming how many and where) unless forced; forced, the
+/// planner keeps the range reserved until those addresses are released.
+pub async fn delete_network(store: &dyn Store, name: &str, force: bool) -> Result<String> {
+    let key = keys::network(name);
+    if store.get(&key).await?.is_none() {
+        return Err(PlannerError::Usage(format!("network {name:?} not found")));
+    }
+    let prefix = keys::allocations_of(name);
+    let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
+    for kv in store.range(&prefix).await?.kvs {
+        let host = kv.key[prefix.len()..].split('/').next().unwrap_or("?");
+        *per_host.entry(host.to_string()).or_default() += 1;
+    }
+    let total: usize = per_host.values().sum();
+    let hosts = per_host
+        .iter()
+        .map(|(h, n)| format!("{h}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if total > 0 && !force {
+        return Err(PlannerError::Usage(format!(
+            "network {name} has {total} live allocation(s) ({hosts}): its pods still hold addresses. Delete those pods first, or use --force (the range then stays reserved until they are released)"
+        )));
+    }
+    if !store.delete(&key).await? {
+        return Err(PlannerError::Usage(format!("network {name:?} not found")));
+    }
+    if total > 0 {
+        Ok(format!(
+            "network/{name} deleted; {total} allocation(s) remain ({hosts}), its range stays reserved until they are released"
+        ))
     } else {
-        Err(PlannerError::Usage(format!("network {name:?} not found")))
+        Ok(format!("network/{name} deleted"))
     }
 }
 

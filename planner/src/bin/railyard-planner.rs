@@ -111,7 +111,12 @@ async fn main() -> std::process::ExitCode {
     } else {
         None
     };
-    let store = args.etcd.connect_with_retry().await;
+    // Waiting for etcd must not make the process deaf to SIGTERM/SIGINT.
+    let mut stopping = stop_rx.clone();
+    let store = tokio::select! {
+        s = args.etcd.connect_with_retry() => s,
+        _ = stopping.changed() => return std::process::ExitCode::SUCCESS,
+    };
     if let Some(client) = kube_client {
         let cfg = ControllerConfig {
             identity: identity.clone(),

@@ -40,21 +40,29 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Json)]
         output: Output,
     },
-    /// Store network specs in etcd; the planner picks them up.
+    /// Store network specs in etcd and wait for the planner's verdict.
     Apply {
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
         /// Accept a change that renumbers hosts holding pod addresses.
         #[arg(long)]
         force: bool,
+        /// How long to wait for the planner to accept or refuse each network
+        /// (e.g. 5s, 500ms); after it the network is reported as pending.
+        #[arg(long, default_value = "5s", value_parser = railyard_planner::etcd_args::parse_duration)]
+        wait: std::time::Duration,
         #[command(flatten)]
         etcd: EtcdArgs,
     },
-    /// Delete a network (its plan and status go with it).
+    /// Delete a network (its plan and status go with it). Refused while pods
+    /// hold addresses in it, unless --force.
     Delete {
         #[arg(value_parser = ["network"])]
         kind: String,
         name: String,
+        /// Delete even though pods hold addresses (their range stays reserved).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         etcd: EtcdArgs,
     },
@@ -163,19 +171,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => print(output, &offline::plan_output(&plans), None),
             }
         }
-        Command::Apply { file, force, etcd } => {
+        Command::Apply {
+            file,
+            force,
+            wait,
+            etcd,
+        } => {
             let text = offline::read(&file)?;
             let store = etcd.connect().await?;
-            for line in
-                cli::apply(store.as_ref(), &file.display().to_string(), &text, force).await?
-            {
-                println!("{line}");
-            }
+            let opts = cli::ApplyOptions { force, wait };
+            let mut say = |line: &str| println!("{line}");
+            cli::apply(
+                store.as_ref(),
+                &file.display().to_string(),
+                &text,
+                &opts,
+                &mut say,
+            )
+            .await?;
             Ok(())
         }
-        Command::Delete { name, etcd, .. } => {
+        Command::Delete {
+            name, force, etcd, ..
+        } => {
             let store = etcd.connect().await?;
-            println!("{}", cli::delete_network(store.as_ref(), &name).await?);
+            println!(
+                "{}",
+                cli::delete_network(store.as_ref(), &name, force).await?
+            );
             Ok(())
         }
         Command::Get {
