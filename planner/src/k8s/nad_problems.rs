@@ -51,7 +51,7 @@ impl NadProblem {
         !matches!(self, NadProblem::Refused { .. })
     }
 
-    /// "team-a: <why>", for the condition message.
+    /// `"team-a: <why>"`, for the condition message.
     pub fn describe(&self, nad: &str) -> String {
         match self {
             NadProblem::SharedName { namespace, network } => format!(
