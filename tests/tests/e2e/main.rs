@@ -15,3 +15,4 @@ mod ipam_crash;
 mod ipam_state_loss;
 mod membership;
 mod outage;
+mod spec_safety;
