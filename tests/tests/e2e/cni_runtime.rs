@@ -1,7 +1,8 @@
 //! `railyard-cni` against the real route-daemon when the runtime does what the
 //! CNI spec says it should not, as runtimes do after a timeout: an ADD and a
 //! DEL of one container at once; and the inputs a runtime may send anyway: a
-//! container ID longer than a file name, a netns that is already gone.
+//! container ID longer than a file name (or than the daemon takes), a netns
+//! that is already gone.
 //!
 //! What must hold throughout: a pod has interfaces exactly when the daemon
 //! holds its addresses, those very addresses, and no address is held twice.
@@ -284,6 +285,20 @@ fn a_300_character_container_id_and_a_netns_that_is_gone_with_the_real_daemon() 
         &BTreeMap::from([(long, BTreeSet::new())]),
         "after DEL",
     );
+
+    // Longer than the daemon takes: ADD gets the daemon's reason, naming the
+    // field, and the runtime's DEL succeeds (a failing one is retried forever).
+    let absurd = "c".repeat(2000);
+    let (code, msg) = run(&spec, "railyard-cni", "ADD", &absurd, &pod.path(), None)
+        .expect_err("ADD of a 2000-character ID");
+    assert_eq!(code, 7, "{msg}");
+    assert!(msg.contains("containerId"), "{msg}");
+    run(&spec, "railyard-cni", "DEL", &absurd, &pod.path(), None)
+        .unwrap_or_else(|(code, msg)| panic!("DEL of a 2000-character ID: {code}: {msg}"));
+    let left: Vec<_> = std::fs::read_dir(spec.cni_state())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "state or lock files left: {left:?}");
 
     // ADD into a netns that does not exist: refused, nothing allocated.
     let missing = format!("/run/netns/{}never-made", spec.prefix);
