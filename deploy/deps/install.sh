@@ -29,3 +29,7 @@ if ((${#missing[@]})); then
 else
   echo "make deps: all Debian packages present"
 fi
+
+# The upstream components built from source (upstream.list): etcd 3.6, the
+# Kubernetes control plane, Multus, current CNI plugins and cnitool.
+"$here/upstream.sh"
