@@ -64,6 +64,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (0..2)
             .map(|k| Nic {
                 name: format!("eth{k}"),
+                // The blocks' nicAddress: a NIC without it is refused.
+                addresses: vec![format!("192.168.{k}.1/24").parse().expect("literal")],
                 up: true,
                 ..Nic::default()
             })
