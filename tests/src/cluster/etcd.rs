@@ -9,10 +9,21 @@ use std::time::{Duration, Instant};
 use super::spec::ClusterSpec;
 use crate::error::{Error, Result};
 
-pub const ETCD_BIN: &str = "/usr/bin/etcd";
+/// The etcd 3.6 `make deps` builds (deploy/deps/upstream.list), unless
+/// `RAILYARD_ETCD_BIN` names another.
+pub const ETCD_BIN: &str = "/opt/railyard-upstream/bin/etcd";
+
+/// What to tell a user whose etcd binary is missing.
+pub const MISSING_HINT: &str =
+    "run `make deps` (it builds etcd 3.6 into /opt/railyard-upstream/bin) or set RAILYARD_ETCD_BIN";
+
+/// The etcd binary a cluster starts.
+pub fn bin() -> String {
+    std::env::var("RAILYARD_ETCD_BIN").unwrap_or_else(|_| ETCD_BIN.to_owned())
+}
 
 pub fn argv(spec: &ClusterSpec) -> Vec<String> {
-    let bin = std::env::var("RAILYARD_ETCD_BIN").unwrap_or_else(|_| ETCD_BIN.to_owned());
+    let bin = bin();
     let peer = format!("http://127.0.0.1:{}", spec.etcd_port + 1);
     vec![
         bin,

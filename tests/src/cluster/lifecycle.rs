@@ -256,7 +256,8 @@ fn preflight(spec: &ClusterSpec) -> Result<()> {
     let etcd = super::etcd::argv(spec).remove(0);
     if !Path::new(&etcd).is_file() {
         return Err(Error::Missing(format!(
-            "{etcd} not found (install etcd-server or set RAILYARD_ETCD_BIN)"
+            "{etcd} not found: {}",
+            super::etcd::MISSING_HINT
         )));
     }
     if !bins::on_path("ip") {

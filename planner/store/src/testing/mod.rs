@@ -20,8 +20,16 @@ use std::time::{Duration, Instant};
 
 use crate::{EtcdConfig, EtcdStore, StoreError};
 
-/// Where etcd is looked for unless `RAILYARD_ETCD_BIN` says otherwise.
-pub const DEFAULT_ETCD_BIN: &str = "/usr/bin/etcd";
+/// Where etcd is looked for unless `RAILYARD_ETCD_BIN` says otherwise: the etcd 3.6
+/// that `make deps` builds from source (deploy/deps/upstream.list). Debian's
+/// `etcd-server` is 3.4, end of life, and no longer what the tests run against.
+pub const DEFAULT_ETCD_BIN: &str = "/opt/railyard-upstream/bin/etcd";
+
+/// The etcd binary tests start: `$RAILYARD_ETCD_BIN`, else [`DEFAULT_ETCD_BIN`].
+pub fn etcd_bin() -> PathBuf {
+    std::env::var_os("RAILYARD_ETCD_BIN")
+        .map_or_else(|| PathBuf::from(DEFAULT_ETCD_BIN), PathBuf::from)
+}
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const LOG_FILE: &str = "etcd.log";
@@ -48,12 +56,10 @@ struct Running {
 }
 
 impl EtcdServer {
-    /// Starts etcd (`$RAILYARD_ETCD_BIN` or `/usr/bin/etcd`) on free loopback ports
-    /// and waits until it serves requests.
+    /// Starts etcd ([`etcd_bin`]) on free loopback ports and waits until it serves
+    /// requests.
     pub fn start() -> Result<EtcdServer, StoreError> {
-        let bin = std::env::var_os("RAILYARD_ETCD_BIN")
-            .map_or_else(|| PathBuf::from(DEFAULT_ETCD_BIN), PathBuf::from);
-        EtcdServer::start_with(&bin)
+        EtcdServer::start_with(&etcd_bin())
     }
 
     /// Like `start`, with an explicit etcd binary.
@@ -64,16 +70,15 @@ impl EtcdServer {
     /// Like `start`, but clients must use mutual TLS with certificates made for this
     /// server (needs the `openssl` command); `config()` carries them.
     pub fn start_tls() -> Result<EtcdServer, StoreError> {
-        let bin = std::env::var_os("RAILYARD_ETCD_BIN")
-            .map_or_else(|| PathBuf::from(DEFAULT_ETCD_BIN), PathBuf::from);
-        EtcdServer::launch_new(&bin, true)
+        EtcdServer::launch_new(&etcd_bin(), true)
     }
 
     fn launch_new(bin: &Path, tls: bool) -> Result<EtcdServer, StoreError> {
         if !bin.is_file() {
             return Err(harness_error(
                 bin,
-                "binary not found (install the etcd-server package or set RAILYARD_ETCD_BIN)"
+                "binary not found: run `make deps` (it builds etcd 3.6 into \
+                 /opt/railyard-upstream/bin), or set RAILYARD_ETCD_BIN"
                     .to_string(),
             ));
         }
