@@ -58,23 +58,29 @@ for list in /var/lib/dpkg/info/*.list; do
   sed "s#\$#\t$pkg#" "$list"
 done | canon | awk -F'\t' '!($1 in o) { o[$1] = $2; print }' >"$work/owners"
 
-# path <TAB> the first program seen opening it
-canon <"$work/opened" | sort -u -t$'\t' -k1,1 >"$work/opened.canon"
+# path <TAB> the first program seen opening it. Directories are left out: many
+# packages list the same directory (/etc/ssl/certs), and reading one needs none.
+canon <"$work/opened" | sort -u -t$'\t' -k1,1 \
+  | while IFS=$'\t' read -r path comm; do [[ -d "$path" ]] || printf '%s\t%s\n' "$path" "$comm"; done \
+  >"$work/opened.canon"
 # package <TAB> path <TAB> program
 awk -F'\t' 'NR == FNR { used[$1] = $2; next } ($1 in used) { print $2 "\t" $1 "\t" used[$1] }' \
   "$work/opened.canon" "$work/owners" | sort -u >"$work/used"
 
-# The packages accounted for.
-listed="$(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$here/debian.list")"
-{
-  # shellcheck disable=SC2086
+# The packages accounted for: the listed ones, the ignored ones (opened when
+# present, never needed: see audit-ignore.list), what either pulls in, and
+# what every Debian system has.
+names() { sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$1"; }
+closure() {
   apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
-    --no-breaks --no-replaces --no-enhances $listed 2>/dev/null \
+    --no-breaks --no-replaces --no-enhances "$@" 2>/dev/null \
     | sed -nE 's/^ *(Pre)?Depends: <?([^ >]+)>?$/\2/p; s/^([a-z0-9][^ ]*)$/\1/p'
+}
+{
+  # shellcheck disable=SC2046
+  closure $(names "$here/debian.list") $(names "$here/audit-ignore.list")
   dpkg-query -W -f='${Package} ${Essential} ${Priority}\n' \
     | awk '$2 == "yes" || $3 == "required" { print $1 }'
-  # Opened when present, never needed (see the file).
-  sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$here/audit-ignore.list"
 } | sed 's/:.*//' | sort -u >"$work/allowed"
 
 awk -F'\t' 'NR == FNR { ok[$0] = 1; next } !($1 in ok)' "$work/allowed" "$work/used" >"$work/unlisted"
