@@ -197,6 +197,9 @@ async fn start_daemon(dir: &Path) -> PathBuf {
         .expect("network");
     let (_nt, nic_rx) = watch::channel(nics());
     let (_ct, class_rx) = watch::channel(Vec::new());
+    // A fresh log with no etcd behind it: the bench's daemon trusts it, as
+    // one whose re-sync with etcd has completed would.
+    let (_tt, trusted) = watch::channel(true);
     let mut registry = prometheus_client::registry::Registry::default();
     let ctx = Arc::new(IpamContext {
         db: Arc::new(db),
@@ -204,6 +207,7 @@ async fn start_daemon(dir: &Path) -> PathBuf {
         classes: class_rx,
         metrics: Arc::new(IpamMetrics::new(&mut registry)),
         allowed_uid: nix::unistd::geteuid().as_raw(),
+        trusted,
     });
     let socket = dir.join("ipam.sock");
     let (stop, rx) = watch::channel(false);
