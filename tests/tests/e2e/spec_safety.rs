@@ -169,6 +169,23 @@ fn a_refused_renumbering_changes_no_host_and_a_forced_one_is_applied() {
     );
     let meta = etcd.get_json(&keys::plan_meta(&net)).expect("meta");
     assert_eq!(meta["spec"]["subnet"], "192.168.0.0/16", "{meta}");
+    // A new pod gets addresses of the accepted plan's blocks: the allocator
+    // follows the accepted spec too.
+    let plan = c.observer().unwrap().plan(&net).unwrap().expect("plan");
+    let blocks: Vec<ipnet::IpNet> = plan.hosts[&c.spec().host(0)]
+        .blocks
+        .iter()
+        .map(|b| b.cidr)
+        .collect();
+    let next = c.spec().pods;
+    let fresh = c.attach_pods(&[(0, next)], 1).expect("a new pod");
+    for a in &fresh[0].addresses {
+        assert!(
+            blocks.iter().any(|b| b.contains(a)),
+            "{a} outside {blocks:?}"
+        );
+    }
+    c.assert_mesh();
 
     // Forced: applied, and every host follows the new plan.
     let out = railyard(&c, &["apply", "-f", &smaller, "--force"]);
