@@ -54,7 +54,11 @@ async fn write_network(store: &MemStore, hosts: &[&str]) -> Planner {
     for inv in &invs {
         planner.upsert_host(inv);
     }
-    let meta = serde_json::to_vec(&planner.meta()).expect("json");
+    // The planner publishes the spec it accepted with the plan; daemons follow that.
+    let mut meta = planner.meta();
+    meta.spec = Some(m.spec.clone());
+    meta.spec_revision = 1;
+    let meta = serde_json::to_vec(&meta).expect("json");
     store
         .put(&keys::plan_meta(NET), meta, None)
         .await
@@ -67,6 +71,43 @@ async fn write_network(store: &MemStore, hosts: &[&str]) -> Planner {
             .expect("host");
     }
     planner
+}
+
+/// The spec and an empty plan that publishes it, as the planner writes a
+/// network no host is planned in yet.
+async fn write_spec_only(store: &MemStore, name: &str, subnet: &str) {
+    store
+        .put(&keys::network(name), manifest(name, subnet), None)
+        .await
+        .expect("spec");
+    let m: NetworkManifest = serde_json::from_slice(&manifest(name, subnet)).expect("manifest");
+    let meta = railyard_core::PlanMeta {
+        network: name.to_owned(),
+        spec: Some(m.spec),
+        spec_revision: 1,
+        ..railyard_core::PlanMeta::default()
+    };
+    store
+        .put(
+            &keys::plan_meta(name),
+            serde_json::to_vec(&meta).expect("json"),
+            None,
+        )
+        .await
+        .expect("meta");
+}
+
+/// Deletes a network the way the planner does: the spec, then its whole plan.
+/// Daemons act on the plan going, not on the spec.
+async fn delete_network(store: &MemStore, name: &str) {
+    store
+        .delete(&keys::network(name))
+        .await
+        .expect("delete spec");
+    let txn = railyard_store::Txn::new().then(railyard_store::Op::DeletePrefix {
+        prefix: keys::plan_prefix(name),
+    });
+    store.txn(txn).await.expect("delete plan");
 }
 
 struct Daemon {
@@ -243,11 +284,7 @@ async fn a_deleted_spec_takes_its_routes_and_rule_along() {
     };
     d.kernel.add_foreign_rule(foreign);
 
-    // The plan keys stay: the spec alone decides whether a network exists.
-    store
-        .delete(&keys::network(NET))
-        .await
-        .expect("delete spec");
+    delete_network(&store, NET).await;
     eventually("routes and rule gone", || async {
         d.routes().is_empty() && d.kernel.rules() == [foreign]
     })
@@ -328,14 +365,7 @@ async fn nothing_is_touched_before_the_first_listing() {
 #[tokio::test]
 async fn a_network_deleted_while_down_is_cleaned_up_through_its_rule() {
     let store = MemStore::new();
-    store
-        .put(
-            &keys::network("other"),
-            manifest("other", "10.64.0.0/16"),
-            None,
-        )
-        .await
-        .expect("spec");
+    write_spec_only(&store, "other", "10.64.0.0/16").await;
     let gone = route_table_for("vanished");
     let kernel = MemoryRoutes::default();
     let leftover = Route {
@@ -369,7 +399,7 @@ async fn main_table_mode_shares_table_254_without_rules() {
     eventually("routes in main", || async { d.routes().len() == 4 }).await;
     assert!(d.routes().iter().all(|r| r.table == MAIN_TABLE));
     assert!(d.kernel.rules().is_empty());
-    store.delete(&keys::network(NET)).await.expect("delete");
+    delete_network(&store, NET).await;
     eventually("main table emptied of ours", || async {
         d.routes().is_empty()
     })
