@@ -337,3 +337,92 @@ fn a_waiting_host_gets_the_first_freed_index_before_a_later_joiner() {
     let ops = flush(&mut w);
     assert!(put_of(&ops, &keys::plan_host("t", "zz-waited")).is_some());
 }
+
+#[test]
+fn a_host_gone_past_its_grace_period_takes_its_allocation_records_along() {
+    // A node renamed (or removed without a drain): its old name's records must
+    // not stay in etcd forever, and they must stay while it may come back.
+    let deletes_records = |ops: &[Op], host: &str| {
+        ops.iter().any(|op| {
+            matches!(op, Op::DeletePrefix { prefix } if *prefix == keys::allocations_of_host("n", host))
+        })
+    };
+    let mut w = World::new(10);
+    w.put_host(host("old-name", 0));
+    w.put_host(host("b", 1));
+    w.put_network(
+        &net(
+            "n",
+            "192.168.0.0/16",
+            r#"{"hostBlock": 6, "interfaceBlock": 2}"#,
+            2,
+            2,
+        ),
+        0,
+    );
+    flush(&mut w);
+    w.delete_host("old-name", 100);
+    w.put_host(host("new-name", 0));
+    w.expire(109);
+    let ops = flush(&mut w);
+    assert!(
+        !deletes_records(&ops, "old-name"),
+        "released within the grace period"
+    );
+    w.expire(110);
+    let ops = flush(&mut w);
+    assert!(
+        deletes_records(&ops, "old-name"),
+        "not released after it: {ops:?}"
+    );
+    assert!(!deletes_records(&ops, "b") && !deletes_records(&ops, "new-name"));
+    w.expire(200);
+    assert!(
+        !deletes_records(&flush(&mut w), "old-name"),
+        "released once"
+    );
+}
+
+#[test]
+fn a_restarted_planner_releases_the_records_of_hosts_expired_while_it_was_away() {
+    // The grace period ended while no planner ran: the new leader expires the
+    // host when it loads the plan, and releases its records then.
+    let mut w = World::new(10);
+    w.put_host(host("gone", 0));
+    w.put_network(
+        &net(
+            "n",
+            "192.168.0.0/16",
+            r#"{"hostBlock": 6, "interfaceBlock": 2}"#,
+            2,
+            2,
+        ),
+        0,
+    );
+    w.delete_host("gone", 100);
+    let ops = flush(&mut w);
+    let mut listing = Listing {
+        networks: vec![net(
+            "n",
+            "192.168.0.0/16",
+            r#"{"hostBlock": 6, "interfaceBlock": 2}"#,
+            2,
+            2,
+        )],
+        ..Listing::default()
+    };
+    for op in &ops {
+        if let Op::Put { key, value, .. } = op {
+            if key.starts_with(keys::PLANS) {
+                listing.plans.push(kv(key.clone(), value.clone(), 3, 3));
+            }
+        }
+    }
+    let mut fresh = World::new(10);
+    fresh.load(&listing, 500);
+    let ops = flush(&mut fresh);
+    assert!(
+        ops.iter().any(|op| matches!(op, Op::DeletePrefix { prefix } if *prefix == keys::allocations_of_host("n", "gone"))),
+        "{ops:?}"
+    );
+}

@@ -27,7 +27,8 @@ pub struct World {
     grace_secs: u64,
     hosts: BTreeMap<String, HostInventory>,
     nets: BTreeMap<String, NetState>,
-    /// Deletions of plans whose network spec is gone.
+    /// Deletions of plans whose network spec is gone, and of the allocation
+    /// records of hosts whose grace period ended (see `release_departed`).
     orphans: Vec<Op>,
     /// Ranges of deleted networks whose pods still hold addresses.
     tombstones: Tombstones,
@@ -197,7 +198,8 @@ impl World {
         for n in gone {
             planner.remove_host(&n, now);
         }
-        planner.expire(now, self.grace_secs);
+        let expired = planner.expire(now, self.grace_secs);
+        self.release_departed(name, &expired);
         let st = self.state(name);
         let moved = st
             .accepted
@@ -323,13 +325,15 @@ impl World {
     /// Hosts waiting for an index are planned as soon as one frees, longest
     /// waiting first, before any later joiner can take it.
     pub fn expire(&mut self, now: u64) {
-        for st in self.nets.values_mut() {
+        let mut released = Vec::new();
+        for (net, st) in &mut self.nets {
             if let Some(p) = &mut st.active {
                 let freed = p.expire(now, self.grace_secs);
                 if freed.is_empty() {
                     continue;
                 }
                 for name in freed {
+                    released.push((net.clone(), name.clone()));
                     st.dirty.insert(name);
                 }
                 st.status_dirty = true;
@@ -341,6 +345,28 @@ impl World {
                     }
                 }
             }
+        }
+        for (net, host) in released {
+            self.release_departed(&net, std::slice::from_ref(&host));
+        }
+    }
+
+    /// Hosts whose grace period ended in `network` left for good (removed without
+    /// a drain, or renamed: the old name never comes back). Their allocation
+    /// records go with their plan entry, so a renamed node's old records are not
+    /// left behind forever and a deleted network's tombstone can clear. Nothing
+    /// live is lost: a host that does return re-mirrors what its own allocation
+    /// log holds, and its old index was already free for others.
+    fn release_departed(&mut self, network: &str, hosts: &[String]) {
+        for host in hosts {
+            tracing::info!(
+                network,
+                host,
+                "host departed longer than the grace period: releasing its allocation records"
+            );
+            self.orphans.push(Op::DeletePrefix {
+                prefix: keys::allocations_of_host(network, host),
+            });
         }
     }
 
