@@ -225,6 +225,7 @@ impl Cluster {
             remove(dir, &mut problems);
         }
         super::kernel_limits::restore(&self.state.sysctls, &mut problems);
+        self.unmount_all(&mut problems);
         let spec = self.spec().clone();
         for i in 0..self.state.hosts {
             remove(&spec.daemon_state(i), &mut problems);

@@ -16,6 +16,7 @@ pub mod process;
 mod services;
 pub mod spec;
 pub mod state;
+pub mod tmpfs;
 pub mod topology;
 mod wait;
 mod workload;

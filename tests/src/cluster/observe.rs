@@ -123,6 +123,19 @@ impl Observer {
         })
     }
 
+    /// `host`'s registration as its daemon last wrote it (the NICs it found).
+    pub fn registration(&mut self, host: &str) -> Result<Option<railyard_core::HostInventory>> {
+        let key = keys::host(host);
+        self.block_on(move |s| {
+            Box::pin(async move {
+                match s.get(&key).await? {
+                    Some(kv) => Ok(Some(kv.decode_json()?)),
+                    None => Ok(None),
+                }
+            })
+        })
+    }
+
     /// Revokes `host`'s registration lease: to the planner the host is gone at
     /// once, as if its daemon had died and the TTL had passed.
     pub fn revoke_registration(&mut self, host: &str) -> Result<bool> {

@@ -103,6 +103,7 @@ impl Cluster {
             "--metrics-addr=off".into(),
         ];
         if self.daemon_has_ipam() {
+            self.mount_state_tmpfs(i)?;
             argv.push(format!("--ipam-socket={}", spec.socket(i).display()));
             argv.push(format!("--state-dir={}", spec.daemon_state(i).display()));
         }

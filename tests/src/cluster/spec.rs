@@ -3,6 +3,7 @@
 //! lets `down` (a different process, maybe after a crash) find everything `up`
 //! made, and lets tests run side by side under different prefixes.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
@@ -71,6 +72,11 @@ pub struct ClusterSpec {
     /// Pods attached at once by `up`.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
+    /// Hosts whose daemon `--state-dir` is a tmpfs of this many KiB (host
+    /// index to size): mounted before the daemon first starts, unmounted by
+    /// `down`. A small one lets a test fill the allocation log's disk.
+    #[serde(default)]
+    pub state_tmpfs_kib: BTreeMap<usize, u64>,
 }
 
 fn default_parallel() -> usize {
@@ -98,6 +104,7 @@ impl ClusterSpec {
             grace: "10m".into(),
             lease_ttl: 5,
             parallel: default_parallel(),
+            state_tmpfs_kib: BTreeMap::new(),
         }
     }
 

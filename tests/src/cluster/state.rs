@@ -37,6 +37,10 @@ pub struct State {
     /// Root-namespace sysctls raised for the cluster, restored by `down`.
     #[serde(default)]
     pub sysctls: Vec<RaisedSysctl>,
+    /// File systems mounted for the cluster (`ClusterSpec::state_tmpfs_kib`),
+    /// recorded before they are mounted; `down` unmounts them.
+    #[serde(default)]
+    pub mounts: Vec<PathBuf>,
 }
 
 impl State {
@@ -49,6 +53,7 @@ impl State {
             dirs: Vec::new(),
             pods: Vec::new(),
             sysctls: Vec::new(),
+            mounts: Vec::new(),
             spec,
         }
     }
