@@ -1,0 +1,18 @@
+//! railyard's Kubernetes controller against a real API server: the local control
+//! plane of `railyard_e2e::kube` (etcd, kube-apiserver with RBAC,
+//! kube-controller-manager's garbage collector), the real `railyard-planner
+//! --kubernetes` with a token of the ServiceAccount in deploy/kubernetes/rbac.yaml,
+//! and kubectl. One control plane and one planner serve every test of this binary
+//! (each test uses its own namespaces and object names); the RBAC test starts a
+//! second plane because its crippled controller must not touch the others'
+//! objects.
+//!
+//! Needs `make deps` (the upstream binaries) and `cargo build --bins`; fails,
+//! never skips, without them. No root needed.
+
+mod common;
+mod crds;
+mod nads;
+mod rbac;
+mod scale;
+mod status_views;
