@@ -47,6 +47,13 @@ build() {
   local name="$1" version="$2" module="$3"; shift 3
   local dest="$root/$name-$version"
   local stamp="recipe $recipe: $name $version $module $*"
+  # Our own Go source (a package column `src:<dir>` under deploy/deps): its
+  # content is part of the stamp, so an edit rebuilds it.
+  local src=""
+  if [[ "${1:-}" == src:* ]]; then
+    src="$here/${1#src:}"
+    stamp="$stamp $(cat "$src"/*.go | sha256sum | cut -c1-16)"
+  fi
   if [[ "$(head -1 "$dest/.built" 2>/dev/null)" == "$stamp" ]]; then
     link "$dest"; return
   fi
@@ -60,7 +67,10 @@ build() {
     [[ "$name" == kubernetes ]] && kubernetes_replaces "$version" | sed 's/^/replace /'
   } >"$work/go.mod"
   rm -rf "$dest.tmp" && mkdir -p "$dest.tmp/bin"
-  if [[ "$name" == etcd ]]; then
+  if [[ -n "$src" ]]; then
+    cp "$src"/*.go "$work/"
+    (cd "$work" && go build -trimpath -ldflags="$(ldflags "$name" "$version")" -o "$dest.tmp/bin/railyard-$name" .)
+  elif [[ "$name" == etcd ]]; then
     # etcd's own main.go sits in a module with local replaces; it is one call.
     printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >"$work/main.go"
     (cd "$work" && go build -trimpath -ldflags="$(ldflags "$name" "$version")" -o "$dest.tmp/bin/etcd" .)
