@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use crate::common::{spec, TestCluster, CONVERGE};
 use crate::plugin_exec::{
-    cni_add, daemon_holds, result_addresses, wait_mirror, wait_registration, Pod, NO_NIC,
+    cni_add, cni_files, daemon_holds, result_addresses, wait_mirror, wait_registration, Pod, NO_NIC,
 };
 
 /// The broken rail's NIC on host 0.
@@ -75,6 +75,11 @@ fn assert_refused(spec: &ClusterSpec, pod: &Pod, what: &str) -> String {
         pod.links().is_empty(),
         "{what}: the failed ADD left interfaces {:?}",
         pod.links()
+    );
+    assert_eq!(
+        cni_files(spec, &pod.name),
+        Vec::<String>::new(),
+        "{what}: the failed ADD left railyard-cni state"
     );
     assert!(
         !daemon_holds(spec, 0, &pod.name),

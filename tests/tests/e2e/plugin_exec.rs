@@ -148,6 +148,19 @@ pub fn cni_add(spec: &ClusterSpec, host: usize, pod: &Pod, extra: Option<&Value>
     )
 }
 
+/// `railyard-cni`'s state and lock files of container `cid` (none once an
+/// ADD failed and cleaned up, or a DEL finished).
+pub fn cni_files(spec: &ClusterSpec, cid: &str) -> Vec<String> {
+    std::fs::read_dir(spec.cni_state())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{cid}@")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The addresses of a CNI result's `ips`.
 pub fn result_addresses(result: &Value) -> BTreeSet<IpAddr> {
     result["ips"]
