@@ -113,10 +113,5 @@ pub async fn campaign(store: Arc<dyn Store>, identity: &str, ttl_secs: i64) -> R
 
 /// Who leads now, if anyone.
 pub async fn leader(store: &dyn Store) -> Result<Option<String>> {
-    let range = store.range(keys::ELECTION).await?;
-    Ok(range
-        .kvs
-        .into_iter()
-        .min_by_key(|kv| kv.create_revision)
-        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+    Ok(railyard_store::election::leader(store, keys::ELECTION).await?)
 }

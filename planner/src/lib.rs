@@ -1,19 +1,13 @@
-//! The planning side of railyard: the `railyard` CLI's logic, the planner service
-//! and (later) the Kubernetes controller. Binaries in `src/bin` stay thin and call
-//! into here.
+//! The planner service: win the election, load the world from etcd, then follow
+//! network specs and host registrations and write the plans they cause
+//! ([`service`]); every decision is made by the pure [`world::World`]. While it
+//! leads, the `railyard-planner` binary also runs the Kubernetes controller
+//! (the `railyard-k8s` crate). `src/bin/railyard-planner.rs` stays thin.
 
-pub mod check;
-pub mod check_run;
-pub mod cli;
 pub mod election;
 pub mod error;
-pub mod etcd_args;
-pub mod k8s;
 pub mod metrics;
-pub mod offline;
 pub mod service;
-pub mod status;
-pub mod table;
 pub mod world;
 
 pub use error::{PlannerError, Result};

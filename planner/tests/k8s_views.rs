@@ -8,7 +8,7 @@
 //! in-memory store, as in `k8s_controller`, except for the last test, which runs
 //! the real planner over a real etcd (started on a loopback port by `support`).
 
-#[path = "support/fake_api.rs"]
+#[path = "../k8s/tests/support/fake_api.rs"]
 mod fake_api;
 mod support;
 
@@ -22,8 +22,8 @@ use fake_api::{
 };
 use kube::Client;
 use railyard_core::{keys, HostInventory, NetworkManifest, Plan};
-use railyard_planner::k8s::crd::{CidrSpec, HostInterfaceSpec};
-use railyard_planner::k8s::ControllerConfig;
+use railyard_k8s::crd::{CidrSpec, HostInterfaceSpec};
+use railyard_k8s::ControllerConfig;
 use railyard_store::{MemStore, Store};
 use serde_json::{json, Value};
 

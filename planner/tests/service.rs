@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use railyard_core::keys;
-use railyard_planner::status::Condition;
+use railyard_core::status::Condition;
 use support::{fast_config, host, wait_for, Cluster};
 
 const IPAM: &str = r#"{"hostBlock": 6, "interfaceBlock": 2}"#;

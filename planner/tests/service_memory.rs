@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use railyard_core::status::{Condition, NetworkStatus};
 use railyard_core::{keys, HostInventory, HostPlan, Nic};
 use railyard_planner::metrics::Metrics;
 use railyard_planner::service::{self, ServiceConfig};
-use railyard_planner::status::{Condition, NetworkStatus};
 use railyard_store::{LeaseId, MemStore, Store};
 use tokio::sync::watch;
 

@@ -3,8 +3,8 @@
 //! changes that must change nothing, tombstones of deleted networks, and hosts
 //! waiting for an index.
 
+use railyard_core::status::{Condition, NetworkStatus};
 use railyard_core::{keys, HostInventory, Nic, PlanMeta, Tombstone};
-use railyard_planner::status::{Condition, NetworkStatus};
 use railyard_planner::world::{Listing, SpecOutcome, World};
 use railyard_store::{KeyValue, Op};
 

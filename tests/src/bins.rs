@@ -93,23 +93,28 @@ pub fn for_tests() -> Result<PathBuf> {
 const SOURCES: [(&str, &[&str]); 5] = [
     (
         "railyard",
-        &["planner/src", "planner/core/src", "planner/store/src"],
+        &["planner/cli/src", "libs/core/src", "libs/store/src"],
     ),
     (
         "railyard-planner",
-        &["planner/src", "planner/core/src", "planner/store/src"],
+        &[
+            "planner/src",
+            "planner/k8s/src",
+            "libs/core/src",
+            "libs/store/src",
+        ],
     ),
     (
         "railyard-route-daemon",
         &[
             "route-daemon/src",
             "route-daemon/allocdb/src",
-            "planner/core/src",
-            "planner/store/src",
+            "libs/core/src",
+            "libs/store/src",
         ],
     ),
-    ("railyard-cni", &["ipam-plugin/src", "planner/core/src"]),
-    ("railyard-ipam", &["ipam-plugin/src", "planner/core/src"]),
+    ("railyard-cni", &["ipam-plugin/src", "libs/core/src"]),
+    ("railyard-ipam", &["ipam-plugin/src", "libs/core/src"]),
 ];
 
 /// Binaries in `dir` older than a source file they are built from: with

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use railyard_planner::etcd_args::{parse_duration, EtcdArgs};
-use railyard_planner::k8s::{self, ControllerConfig};
+use railyard_k8s::{self as k8s, ControllerConfig};
 use railyard_planner::metrics::Metrics;
 use railyard_planner::service::{self, ServiceConfig};
+use railyard_store::cli::{parse_duration, EtcdArgs};
 use tracing::error;
 
 #[derive(Parser)]

@@ -11,7 +11,7 @@ use railyard_core::{
 };
 use railyard_store::{KeyValue, Op};
 
-use crate::status::NetworkStatus;
+use railyard_core::status::NetworkStatus;
 
 mod load;
 mod ranges;
@@ -19,8 +19,7 @@ mod ranges;
 pub use load::Listing;
 pub use ranges::Tombstones;
 
-/// Set to "true" on a network to accept a spec change that renumbers hosts.
-pub const ALLOW_RENUMBER: &str = "railyard.dev/allow-renumber";
+pub use railyard_core::ALLOW_RENUMBER;
 
 #[derive(Debug)]
 pub struct World {

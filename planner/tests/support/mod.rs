@@ -7,10 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use railyard_core::status::NetworkStatus;
 use railyard_core::{keys, HostInventory, HostPlan, Nic};
 use railyard_planner::metrics::Metrics;
 use railyard_planner::service::{self, ServiceConfig};
-use railyard_planner::status::NetworkStatus;
 use railyard_store::testing::EtcdServer;
 use railyard_store::{LeaseId, Store};
 use tokio::sync::watch;

@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use railyard_core::{desired_routes, keys, route_table_for, Plan, PlanMeta};
-use railyard_planner::metrics::Metrics as PlannerMetrics;
-use railyard_planner::service::{self, ServiceConfig};
 use railyard_route_daemon::daemon::{self, DaemonConfig};
 use railyard_route_daemon::metrics::Metrics;
 use railyard_route_daemon::netns::{run_in_netns, NamedNetns};
@@ -72,7 +70,8 @@ pub struct Host {
 pub struct Cluster {
     pub etcd: EtcdServer,
     pub store: Arc<dyn Store>,
-    planner_stop: watch::Sender<bool>,
+    /// The real `railyard-planner`, on the loopback etcd; killed on drop.
+    planner: std::process::Child,
     // Declared (and so dropped) before the namespaces they run in.
     pub hosts: Vec<Host>,
     // Held for its drop: the fabric namespace goes last.
@@ -81,7 +80,8 @@ pub struct Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = self.planner_stop.send(true);
+        let _ = self.planner.kill();
+        let _ = self.planner.wait();
         for h in &mut self.hosts {
             h.daemon = None;
         }
@@ -103,23 +103,24 @@ impl Cluster {
             ip(&fabric, &format!("link set br{rail} up"));
         }
         let hosts = (0..HOSTS).map(|i| host(&fabric, i)).collect();
-        let (planner_stop, rx) = watch::channel(false);
-        let cfg = ServiceConfig {
-            identity: "test-planner".into(),
-            lease_ttl_secs: 2,
-            grace,
-            ..ServiceConfig::default()
-        };
-        tokio::spawn(service::run(
-            Arc::clone(&store),
-            cfg,
-            Arc::new(PlannerMetrics::default()),
-            rx,
-        ));
+        let planner = std::process::Command::new(planner_binary())
+            .arg(format!("--etcd-endpoints={}", etcd.endpoint()))
+            .args([
+                "--identity=test-planner",
+                "--lease-ttl=2",
+                "--metrics-addr=off",
+            ])
+            .args([
+                "--kubernetes=off",
+                &format!("--grace={}ms", grace.as_millis()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start railyard-planner: {e}"));
         let mut c = Cluster {
             etcd,
             store,
-            planner_stop,
+            planner,
             hosts,
             _fabric: fabric,
         };
@@ -314,4 +315,22 @@ pub fn nth(net: IpNet, n: u8) -> IpAddr {
         IpNet::V4(v4) => IpAddr::V4((u32::from(v4.network()) + u32::from(n)).into()),
         IpNet::V6(v6) => IpAddr::V6((u128::from(v6.network()) + u128::from(n)).into()),
     }
+}
+
+/// The planner binary next to this test's executable (`target/<profile>/`):
+/// `cargo test --workspace` builds every binary first. A planner in another
+/// crate's process, as in production, keeps this crate from depending on it.
+fn planner_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|d| d.join("railyard-planner"))
+        .expect("target dir");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --bins` (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
 }

@@ -1,0 +1,403 @@
+//! The network spec, accepted exactly as multi-nic-cni users write a `MultiNicNetwork`
+//! today, and its validation into a [`Network`] the planner can trust.
+//!
+//! The spec keeps raw strings (as the CRD does) so that validation, not
+//! deserialization, reports problems: a serde error cannot name the field path the
+//! way a user reads it (`spec.ipam.hostBlock`).
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::error::{CoreError, Result};
+use crate::names::validate_dns_label;
+
+/// Set to "true" on a network to accept a spec change that renumbers hosts
+/// holding pod addresses (`railyard apply --force` sets it).
+pub const ALLOW_RENUMBER: &str = "railyard.dev/allow-renumber";
+
+/// multi-nic-cni's default when `spec.subnet` is omitted.
+pub const DEFAULT_SUBNET: &str = "172.30.0.0/16";
+
+/// Host indexes are tracked in a bitmap; 2^24 hosts is far beyond any cluster and
+/// keeps the bitmap at 2 MiB even for an IPv6 network with generous bits.
+pub const MAX_HOST_BLOCK: u8 = 24;
+/// 256 rails: more NICs per host than any server carries.
+pub const MAX_INTERFACE_BLOCK: u8 = 8;
+/// Fewer than 2 pod bits leaves no usable address once network and gateway are reserved.
+pub const MIN_POD_BITS: u8 = 2;
+
+/// A `MultiNicNetwork` manifest (any apiVersion), or the same shape from a YAML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkManifest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub metadata: Metadata,
+    pub spec: NetworkSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `MultiNicNetwork.spec`. Unknown fields are kept out of the way rather than rejected:
+/// a manifest written for multi-nic-cni must load after changing only `apiVersion`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// One CIDR, or an IPv4 and an IPv6 CIDR separated by a comma for dual stack
+    /// (the Kubernetes `--cluster-cidr` convention).
+    #[serde(default)]
+    pub subnet: String,
+    /// multi-nic-cni writes this as a JSON string; an object is accepted too.
+    #[serde(default)]
+    pub ipam: IpamField,
+    #[serde(default, rename = "multiNICIPAM", alias = "multiNicIPAM")]
+    pub multi_nic_ipam: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach_policy: Option<AttachPolicySpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub master_nets: Vec<String>,
+}
+
+/// The `ipam` field: a JSON document in a string (multi-nic-cni) or an inline object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IpamField {
+    Text(String),
+    Object(IpamSpec),
+}
+
+impl Default for IpamField {
+    fn default() -> Self {
+        IpamField::Object(IpamSpec::default())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamSpec {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub host_block: Option<i64>,
+    #[serde(default)]
+    pub interface_block: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_mode: Option<String>,
+    #[serde(
+        default,
+        rename = "excludeCIDRs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub exclude_cidrs: Vec<String>,
+    /// Keys railyard does not know. Kept only to be refused by `ipam_spec` with
+    /// the key's name: a typo (`excludeCIDR`) silently ignored would plan
+    /// without the exclusion the user asked for, while the CNI side refuses it.
+    #[serde(flatten, skip_serializing)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
+}
+
+/// The `ipam` keys a MultiNicNetwork may carry: those of multi-nic-cni's own
+/// sample manifests.
+pub const IPAM_KEYS: [&str; 5] = [
+    "type",
+    "hostBlock",
+    "interfaceBlock",
+    "vlanMode",
+    "excludeCIDRs",
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginSpec {
+    #[serde(default)]
+    pub cni_version: String,
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachPolicySpec {
+    #[serde(default)]
+    pub strategy: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target: String,
+}
+
+/// How the pod side reaches the rail (multi-nic-cni's ipvlan modes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VlanMode {
+    L2,
+    #[default]
+    L3,
+    L3s,
+}
+
+/// Which NICs a pod gets. multi-nic-cni's `costOpt`/`perfOpt` names are accepted as
+/// aliases of `balance`/`perf` so existing manifests keep working.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Strategy {
+    #[default]
+    None,
+    Masters,
+    DevClass,
+    Perf,
+    Balance,
+    Topology,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "" | "none" => Strategy::None,
+            "masters" => Strategy::Masters,
+            "devClass" => Strategy::DevClass,
+            "perf" | "perfOpt" => Strategy::Perf,
+            "balance" | "costOpt" => Strategy::Balance,
+            "topology" => Strategy::Topology,
+            _ => return None,
+        })
+    }
+}
+
+/// A validated network: every field parsed, every bound checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Network {
+    pub name: String,
+    /// One subnet per family; the first is the primary family, whose NIC subnets
+    /// identify rails.
+    pub subnets: Vec<IpNet>,
+    pub interface_block: u8,
+    pub host_block: u8,
+    pub vlan_mode: VlanMode,
+    pub excludes: Vec<IpNet>,
+    pub master_nets: Vec<IpNet>,
+    pub strategy: Strategy,
+    pub policy_target: String,
+    /// The spec as written, for the parts only the CNI side reads (plugin, namespaces).
+    pub spec: NetworkSpec,
+}
+
+impl NetworkManifest {
+    pub fn validate(&self) -> Result<Network> {
+        validate_dns_label("metadata.name", &self.metadata.name)?;
+        self.spec.validate(&self.metadata.name)
+    }
+}
+
+impl NetworkSpec {
+    /// Checks every field and returns the network the planner works on.
+    pub fn validate(&self, name: &str) -> Result<Network> {
+        let subnets = parse_subnets(&self.subnet)?;
+        let ipam = self.ipam_spec()?;
+        let host_block = block_bits("spec.ipam.hostBlock", ipam.host_block, MAX_HOST_BLOCK)?;
+        let interface_block = block_bits(
+            "spec.ipam.interfaceBlock",
+            ipam.interface_block,
+            MAX_INTERFACE_BLOCK,
+        )?;
+        for subnet in &subnets {
+            let pod_bits = i32::from(subnet.max_prefix_len())
+                - i32::from(subnet.prefix_len())
+                - i32::from(interface_block)
+                - i32::from(host_block);
+            if pod_bits < i32::from(MIN_POD_BITS) {
+                return Err(CoreError::invalid(
+                    "spec.ipam.hostBlock",
+                    host_block,
+                    format!(
+                        "with interfaceBlock {interface_block} and subnet {subnet} leaves {pod_bits} pod bits; at least {MIN_POD_BITS} are needed (lower hostBlock or interfaceBlock, or widen the subnet)"
+                    ),
+                ));
+            }
+        }
+        let vlan_mode = match ipam.vlan_mode.as_deref() {
+            None | Some("") | Some("l3") => VlanMode::L3,
+            Some("l2") => VlanMode::L2,
+            Some("l3s") => VlanMode::L3s,
+            Some(other) => {
+                return Err(CoreError::invalid(
+                    "spec.ipam.vlanMode",
+                    other,
+                    "must be one of l2, l3, l3s",
+                ))
+            }
+        };
+        let excludes = parse_list("spec.ipam.excludeCIDRs", &ipam.exclude_cidrs, |c| {
+            if subnets.iter().any(|s| overlaps(s, c)) {
+                Ok(())
+            } else {
+                Err(format!("does not overlap the subnet {}", self.subnet))
+            }
+        })?;
+        let master_nets = parse_list("spec.masterNets", &self.master_nets, |n| {
+            if n.addr() != n.network() {
+                Err(format!(
+                    "has host bits set; the network address is {}",
+                    n.trunc()
+                ))
+            } else if subnets.iter().any(|s| overlaps(s, n)) {
+                Err(format!("overlaps the pod subnet {}", self.subnet))
+            } else {
+                Ok(())
+            }
+        })?;
+        let (strategy, policy_target) = match &self.attach_policy {
+            None => (Strategy::None, String::new()),
+            Some(p) => {
+                let s = Strategy::parse(&p.strategy).ok_or_else(|| {
+                    CoreError::invalid(
+                        "spec.attachPolicy.strategy",
+                        &p.strategy,
+                        "must be one of none, masters, devClass, perf (perfOpt), balance (costOpt), topology",
+                    )
+                })?;
+                (s, p.target.clone())
+            }
+        };
+        if strategy == Strategy::DevClass && policy_target.is_empty() {
+            return Err(CoreError::invalid(
+                "spec.attachPolicy.target",
+                "",
+                "names the DeviceClass and is required with strategy devClass",
+            ));
+        }
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            validate_dns_label(&format!("spec.namespaces[{i}]"), ns)?;
+        }
+        Ok(Network {
+            name: name.to_string(),
+            subnets,
+            interface_block,
+            host_block,
+            vlan_mode,
+            excludes,
+            master_nets,
+            strategy,
+            policy_target,
+            spec: self.clone(),
+        })
+    }
+
+    /// The ipam block, decoding multi-nic-cni's JSON-in-a-string form. Unknown
+    /// keys are refused, naming the first (`spec.ipam.excludeCIDR`).
+    pub fn ipam_spec(&self) -> Result<IpamSpec> {
+        let spec: IpamSpec = match &self.ipam {
+            IpamField::Object(o) => o.clone(),
+            IpamField::Text(t) if t.trim().is_empty() => IpamSpec::default(),
+            IpamField::Text(t) => serde_json::from_str(t).map_err(|e| {
+                CoreError::invalid(
+                    "spec.ipam",
+                    t.trim(),
+                    format!("is not valid IPAM JSON: {e}"),
+                )
+            })?,
+        };
+        if let Some((key, value)) = spec.unknown.iter().next() {
+            return Err(CoreError::invalid(
+                format!("spec.ipam.{key}"),
+                value,
+                format!("is not an ipam key (known: {})", IPAM_KEYS.join(", ")),
+            ));
+        }
+        Ok(spec)
+    }
+}
+
+fn parse_subnets(raw: &str) -> Result<Vec<IpNet>> {
+    let raw = if raw.trim().is_empty() {
+        DEFAULT_SUBNET
+    } else {
+        raw
+    };
+    let mut subnets = Vec::new();
+    for part in raw.split(',').map(str::trim) {
+        let net: IpNet = part.parse().map_err(|_| {
+            CoreError::invalid(
+                "spec.subnet",
+                part,
+                "is not a CIDR (expected e.g. 192.168.0.0/16)",
+            )
+        })?;
+        if net.addr() != net.network() {
+            return Err(CoreError::invalid(
+                "spec.subnet",
+                part,
+                format!("has host bits set; did you mean {}?", net.trunc()),
+            ));
+        }
+        subnets.push(net);
+    }
+    match subnets.as_slice() {
+        [_] => {}
+        [a, b] if is_v4(a) != is_v4(b) => {}
+        [_, _] => {
+            return Err(CoreError::invalid(
+                "spec.subnet",
+                raw,
+                "dual stack needs one IPv4 and one IPv6 CIDR",
+            ))
+        }
+        _ => {
+            return Err(CoreError::invalid(
+                "spec.subnet",
+                raw,
+                "takes one CIDR, or one IPv4 and one IPv6 CIDR separated by a comma",
+            ))
+        }
+    }
+    Ok(subnets)
+}
+
+fn block_bits(field: &str, value: Option<i64>, max: u8) -> Result<u8> {
+    let v = value.ok_or_else(|| CoreError::invalid(field, "", "is required"))?;
+    u8::try_from(v)
+        .ok()
+        .filter(|b| *b <= max)
+        .ok_or_else(|| CoreError::invalid(field, v, format!("must be between 0 and {max}")))
+}
+
+fn parse_list(
+    field: &str,
+    raw: &[String],
+    check: impl Fn(&IpNet) -> std::result::Result<(), String>,
+) -> Result<Vec<IpNet>> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let f = format!("{field}[{i}]");
+            let net: IpNet = s
+                .trim()
+                .parse()
+                .map_err(|_| CoreError::invalid(&f, s, "is not a CIDR"))?;
+            check(&net).map_err(|reason| CoreError::invalid(&f, s, reason))?;
+            Ok(net)
+        })
+        .collect()
+}
+
+pub(crate) fn is_v4(n: &IpNet) -> bool {
+    matches!(n, IpNet::V4(_))
+}
+
+/// Two CIDRs overlap exactly when one contains the other's network address.
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}

@@ -1,0 +1,219 @@
+//! Runs the probes of `railyard check` on this machine: pods and hosts are network
+//! namespaces (the local cluster of `deploy/local`), named by templates.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use railyard_core::{keys, Plan};
+use railyard_store::Store;
+use serde::Serialize;
+use tokio::process::Command;
+
+use crate::check::{self, AllocationRecord, Pod, Probe, Report};
+use crate::error::{CliError, Result};
+
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub network: String,
+    /// Probe only this many peers per pod (all when None).
+    pub peers: Option<usize>,
+    /// Network namespace of a pod; `{pod}` and `{host}` are replaced.
+    pub pod_netns: String,
+    /// Network namespace of a host; `{host}` is replaced.
+    pub host_netns: String,
+    pub concurrency: usize,
+    /// Print "checked X/Y" to stderr while running.
+    pub progress: bool,
+}
+
+/// A host's rail-j traffic leaving through another NIC than its rail-j NIC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathProblem {
+    pub host: String,
+    pub pod: String,
+    pub dst: IpAddr,
+    pub expected_dev: String,
+    pub actual: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckOutcome {
+    pub report: Report,
+    pub paths_checked: usize,
+    pub path_problems: Vec<PathProblem>,
+}
+
+impl CheckOutcome {
+    /// The connection table, then what was found of the host paths.
+    pub fn render(&self) -> String {
+        let mut table = crate::check::render(&self.report);
+        table.push_str(&format!("{} host paths checked", self.paths_checked));
+        if self.path_problems.is_empty() {
+            table.push_str(", all leave through the rail's NIC\n");
+        } else {
+            table.push('\n');
+            for p in &self.path_problems {
+                table.push_str(&format!(
+                    "PATH {} on {} -> {}: expected dev {}, got {}\n",
+                    p.pod, p.host, p.dst, p.expected_dev, p.actual
+                ));
+            }
+        }
+        table
+    }
+
+    pub fn ok(&self) -> bool {
+        self.report.ok() && self.path_problems.is_empty()
+    }
+}
+
+pub async fn run(store: &dyn Store, plan: &Plan, opts: &CheckOptions) -> Result<CheckOutcome> {
+    let stored = store
+        .range(&format!("{}{}/", keys::ALLOCATIONS, opts.network))
+        .await?;
+    let mut records = Vec::new();
+    for kv in &stored.kvs {
+        records.push((kv.key.clone(), kv.decode_json::<AllocationRecord>()?));
+    }
+    let pods = check::pods_of(&opts.network, &records);
+    if pods.len() < 2 {
+        return Err(CliError::Usage(format!(
+            "network {:?} has {} attached pod(s); the check needs at least 2",
+            opts.network,
+            pods.len()
+        )));
+    }
+    let probes = check::probes(&pods, opts.peers);
+    let done = Arc::new(AtomicUsize::new(0));
+    let progress = opts.progress.then(|| {
+        let done = Arc::clone(&done);
+        let total = probes.len();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                eprintln!("checked {}/{total} probes", done.load(Ordering::Relaxed));
+            }
+        })
+    });
+    let results: Vec<bool> = futures::stream::iter(probes.iter())
+        .map(|p| {
+            let done = Arc::clone(&done);
+            let netns = netns_of(&opts.pod_netns, &pods[p.from]);
+            async move {
+                let ok = ping(&netns, p.dst).await;
+                done.fetch_add(1, Ordering::Relaxed);
+                ok
+            }
+        })
+        .buffered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    if let Some(p) = progress {
+        p.abort();
+    }
+    let report = check::report(&opts.network, &pods, &probes, &results);
+    let (paths_checked, path_problems) = check_paths(plan, &pods, &probes, opts).await;
+    Ok(CheckOutcome {
+        report,
+        paths_checked,
+        path_problems,
+    })
+}
+
+fn netns_of(template: &str, pod: &Pod) -> String {
+    template
+        .replace("{pod}", &pod.name)
+        .replace("{host}", &pod.host)
+}
+
+async fn ping(netns: &str, dst: IpAddr) -> bool {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", netns, "ping", "-c", "1", "-W", "1", "-q"]);
+    if dst.is_ipv6() {
+        cmd.arg("-6");
+    }
+    cmd.arg(dst.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// For one cross-host probe per (pod, rail): the host's forwarding decision for the
+/// pod's traffic must use the host's NIC on that rail.
+async fn check_paths(
+    plan: &Plan,
+    pods: &[Pod],
+    probes: &[Probe],
+    opts: &CheckOptions,
+) -> (usize, Vec<PathProblem>) {
+    let mut seen = BTreeMap::new();
+    for p in probes {
+        let (src, dst) = (&pods[p.from], &pods[p.to]);
+        if src.host != dst.host {
+            seen.entry((p.from, p.rail, p.dst.is_ipv4())).or_insert(p);
+        }
+    }
+    let mut problems = Vec::new();
+    for p in seen.values() {
+        let pod = &pods[p.from];
+        let Some(src) = pod
+            .addresses
+            .get(&p.rail)
+            .and_then(|a| a.iter().find(|a| a.is_ipv4() == p.dst.is_ipv4()))
+        else {
+            continue;
+        };
+        let expected = plan
+            .hosts
+            .get(&pod.host)
+            .and_then(|h| h.blocks.iter().find(|b| b.interface == p.rail))
+            .map(|b| b.nic.to_string())
+            .unwrap_or_default();
+        let host_ns = opts.host_netns.replace("{host}", &pod.host);
+        let actual = route_dev(&host_ns, *src, p.dst).await;
+        if actual.as_deref() != Some(expected.as_str()) {
+            problems.push(PathProblem {
+                host: pod.host.clone(),
+                pod: pod.name.clone(),
+                dst: p.dst,
+                expected_dev: expected,
+                actual: actual.unwrap_or_else(|| "no route".into()),
+            });
+        }
+    }
+    (seen.len(), problems)
+}
+
+/// The device the host forwards `src -> dst` through: an input-route lookup as if
+/// the packet arrived from the pod (`iif` = the host's interface towards `src`).
+async fn route_dev(host_ns: &str, src: IpAddr, dst: IpAddr) -> Option<String> {
+    let towards_pod = route_get(host_ns, &[&src.to_string()]).await?;
+    route_get(
+        host_ns,
+        &[
+            &dst.to_string(),
+            "from",
+            &src.to_string(),
+            "iif",
+            &towards_pod,
+        ],
+    )
+    .await
+}
+
+async fn route_get(host_ns: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-n", host_ns, "-j", "route", "get"])
+        .args(args)
+        .output()
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.get(0)?.get("dev")?.as_str().map(str::to_string)
+}

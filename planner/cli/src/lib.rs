@@ -1,0 +1,16 @@
+//! The `railyard` command's work, apart from its argument parsing (`main.rs`):
+//! the offline plan ([`offline`]), the etcd commands ([`commands`]: apply, get,
+//! describe, delete) and the connection check ([`check`] decides, [`check_run`]
+//! probes from the pods' namespaces). Tested without spawning processes.
+
+pub mod args;
+pub mod check;
+pub mod check_run;
+pub mod commands;
+pub mod error;
+pub mod offline;
+mod run;
+pub mod table;
+
+pub use error::{CliError, Result};
+pub use run::run;

@@ -1,0 +1,59 @@
+//! MultiNicNetwork → the network manifest railyard stores in etcd.
+//!
+//! The controller stores exactly what `railyard apply` would for the same YAML, so
+//! the planner cannot tell (and need not care) where a network came from; the only
+//! addition is the object's UID, which lets the cleanup tell Kubernetes-made specs
+//! from CLI-made ones.
+
+use std::collections::BTreeMap;
+
+use kube::{Resource, ResourceExt};
+use railyard_core::spec::{AttachPolicySpec, IpamField, Metadata, PluginSpec};
+use railyard_core::{NetworkManifest, NetworkSpec};
+
+use super::crd::{MultiNicNetwork, MultiNicNetworkSpec};
+use super::ANNOTATION_K8S_UID;
+use railyard_core::ALLOW_RENUMBER;
+
+/// The spec in the core's terms. Field for field: the CRD and the core accept the
+/// same manifest.
+pub fn core_spec(spec: &MultiNicNetworkSpec) -> NetworkSpec {
+    NetworkSpec {
+        subnet: spec.subnet.clone(),
+        ipam: IpamField::Text(spec.ipam.clone()),
+        multi_nic_ipam: spec.multi_nic_ipam,
+        plugin: spec.plugin.as_ref().map(|p| PluginSpec {
+            cni_version: p.cni_version.clone(),
+            kind: p.kind.clone(),
+            args: p.args.clone(),
+        }),
+        attach_policy: spec.attach_policy.as_ref().map(|a| AttachPolicySpec {
+            strategy: a.strategy.clone(),
+            target: a.target.clone(),
+        }),
+        namespaces: spec.namespaces.clone(),
+        master_nets: spec.master_nets.clone(),
+    }
+}
+
+/// The manifest stored at `keys::network(name)`. Only railyard's own annotations
+/// are carried over: `kubectl.kubernetes.io/last-applied-configuration` and the
+/// like would change the stored bytes, and so wake the planner, on every edit.
+pub fn manifest(net: &MultiNicNetwork) -> NetworkManifest {
+    let mut annotations = BTreeMap::new();
+    if let Some(v) = net.annotations().get(ALLOW_RENUMBER) {
+        annotations.insert(ALLOW_RENUMBER.to_string(), v.clone());
+    }
+    if let Some(uid) = net.uid() {
+        annotations.insert(ANNOTATION_K8S_UID.to_string(), uid);
+    }
+    NetworkManifest {
+        api_version: Some(MultiNicNetwork::api_version(&()).into_owned()),
+        kind: Some(MultiNicNetwork::kind(&()).into_owned()),
+        metadata: Metadata {
+            name: net.name_any(),
+            annotations,
+        },
+        spec: core_spec(&net.spec),
+    }
+}
