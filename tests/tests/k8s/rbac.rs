@@ -47,6 +47,7 @@ fn a_removed_verb_is_reported_and_its_object_not_written() {
             }
         },
     );
+    eprintln!("without create on NADs: {refused:?}");
     assert_eq!(refused.1, "ApplyFailed", "{refused:?}");
     assert!(
         refused.2.contains("forbidden")
@@ -77,4 +78,70 @@ fn a_removed_verb_is_reported_and_its_object_not_written() {
                 .ok_or_else(|| "not yet".to_owned())
         },
     );
+
+    // Without `patch` on multinicnetworks/status: the NAD and the etcd spec are
+    // written, the status is not, and the log says why.
+    let status_rule = "resources: [\"multinicnetworks/status\"]\n    verbs: [\"patch\"]";
+    assert!(
+        shipped.contains(status_rule),
+        "rbac.yaml changed shape: {status_rule}"
+    );
+    env.apply(&shipped.replacen(
+        status_rule,
+        "resources: [\"multinicnetworks/status\"]\n    verbs: [\"get\"]",
+        1,
+    ));
+    env.apply(&network("t-rbac-status", "10.96.0.0/16", IPAM, IPVLAN, &ns));
+    env.wait_for("the NAD of t-rbac-status", TIMEOUT, || {
+        env.get("net-attach-def", "t-rbac-status", Some("t-rbac"))
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    let line = env.wait_for("the refused status patch in the log", TIMEOUT, || {
+        env.planner()
+            .log()
+            .lines()
+            .find(|l| l.contains("forbidden") && l.contains("multinicnetworks/status"))
+            .map(str::to_owned)
+            .ok_or_else(|| "not logged".to_owned())
+    });
+    eprintln!("without patch on status: {line}");
+    let obj = env.get("mnn", "t-rbac-status", None).expect("network");
+    assert!(
+        obj["status"]["conditions"].is_null(),
+        "a status was written: {}",
+        obj["status"]
+    );
+    assert!(env
+        .etcd_get("/railyard/v1/networks/t-rbac-status")
+        .is_some());
+
+    // Without `update` on multinicnetworks/finalizers, the admission plugin
+    // OwnerReferencesPermissionEnforcement (on in the local plane) refuses a NAD
+    // whose owner reference sets blockOwnerDeletion: why rbac.yaml grants it.
+    let finalizers_rule = "resources: [\"multinicnetworks/finalizers\"]\n    verbs: [\"update\"]";
+    assert!(
+        shipped.contains(finalizers_rule),
+        "rbac.yaml changed shape: {finalizers_rule}"
+    );
+    env.apply(&shipped.replacen(
+        finalizers_rule,
+        "resources: [\"multinicnetworks/finalizers\"]\n    verbs: [\"get\"]",
+        1,
+    ));
+    env.apply(&network("t-rbac-owner", "10.97.0.0/16", IPAM, IPVLAN, &ns));
+    let refused = env.wait_for("NADsApplied False for t-rbac-owner", TIMEOUT, || {
+        let obj = env.get("mnn", "t-rbac-owner", None).ok_or("no network")?;
+        match condition(&obj, "NADsApplied") {
+            Some(c) if c.0 == "False" => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    eprintln!("without update on finalizers: {refused:?}");
+    assert!(
+        refused.2.contains("blockOwnerDeletion"),
+        "the message should carry the admission plugin's reason: {refused:?}"
+    );
+    assert!(env
+        .get("net-attach-def", "t-rbac-owner", Some("t-rbac"))
+        .is_none());
 }
