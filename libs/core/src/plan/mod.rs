@@ -11,7 +11,7 @@ mod planner;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use model::{
-    Block, Change, HostPlan, Interface, Plan, Renumber, Unplanned, UnplannedInterface,
+    Block, Change, HostPlan, Interface, Plan, PlanMeta, Renumber, Unplanned, UnplannedInterface,
 };
 pub use planner::Planner;
 

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::ifname::IfName;
+use crate::spec::NetworkSpec;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,4 +87,63 @@ pub struct Renumber {
 pub enum Change {
     Unchanged,
     Changed,
+}
+
+/// Everything in a [`Plan`] except the per-host entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanMeta {
+    pub network: String,
+    pub interfaces: Vec<Interface>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unplanned: Vec<Unplanned>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unplanned_interfaces: Vec<UnplannedInterface>,
+    /// The network spec this plan follows: the last one the planner accepted,
+    /// which is not always what `/railyard/v1/networks/<net>` holds (a refused
+    /// change stays there until fixed). Route-daemons read the spec here, never
+    /// from `/networks`, so a refused spec changes nothing on any host. `None`
+    /// only in a plan written before railyard published it (the planner
+    /// rewrites the meta with it when it loads such a plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<NetworkSpec>,
+    /// The mod revision of the `/railyard/v1/networks/<net>` key `spec` came from.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spec_revision: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+impl Plan {
+    /// Splits a plan into its meta part and its host entries.
+    pub fn split(&self) -> (PlanMeta, &BTreeMap<String, HostPlan>) {
+        (
+            PlanMeta {
+                network: self.network.clone(),
+                interfaces: self.interfaces.clone(),
+                retired: self.retired.clone(),
+                unplanned: self.unplanned.clone(),
+                unplanned_interfaces: self.unplanned_interfaces.clone(),
+                spec: None,
+                spec_revision: 0,
+            },
+            &self.hosts,
+        )
+    }
+
+    /// Reassembles a plan read back from the store.
+    pub fn assemble(meta: PlanMeta, hosts: impl IntoIterator<Item = (String, HostPlan)>) -> Plan {
+        Plan {
+            network: meta.network,
+            interfaces: meta.interfaces,
+            hosts: hosts.into_iter().collect(),
+            retired: meta.retired,
+            unplanned: meta.unplanned,
+            unplanned_interfaces: meta.unplanned_interfaces,
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::model::{
-    Block, Change, HostPlan, Interface, Plan, Renumber, Unplanned, UnplannedInterface,
+    Block, Change, HostPlan, Interface, Plan, PlanMeta, Renumber, Unplanned, UnplannedInterface,
 };
 use crate::bitmap::Bitmap;
 use crate::host_index::HostIndexes;
@@ -15,7 +15,6 @@ use crate::ifname::IfName;
 use crate::inventory::{HostInventory, Nic};
 use crate::layout::Layout;
 use crate::spec::Network;
-use crate::stored::PlanMeta;
 
 #[derive(Debug, Clone)]
 pub struct Planner {
