@@ -51,38 +51,34 @@ impl BlockState {
         Ok(())
     }
 
-    /// Moves the allocator's cursor to just after `self.last`.
+    /// Moves the allocator's cursor to just after `self.last`, in O(1)
+    /// (`BlockAllocator::resume_after`): the next address handed out is the
+    /// first free one after it, so delayed reuse survives a restart.
     ///
-    /// `BlockAllocator` keeps its cursor private and only `allocate()` moves it, so
-    /// this makes `last` the lowest free address, allocates it, and undoes the
-    /// scaffolding. O(block size), once per block at open; a
-    /// `BlockAllocator::resume_after` in the core would make it O(1).
+    /// When `last` has become reserved since (a new exclude), the cursor sits one
+    /// free address further, as it always has; that still never reuses early.
     pub fn resume(&mut self) {
         let Some(last) = self.last else { return };
-        let Some(end) = offset(self.cidr(), last) else {
-            return;
-        };
-        let was_held = self.alloc.release(last);
-        let mut filled = Vec::new();
-        for i in 0..end {
-            let a = nth(self.cidr(), i);
-            if self.alloc.allocate_specific(a).is_ok() {
-                filled.push(a);
+        self.alloc.resume_after(last);
+        if self.reserved(last) {
+            if let Some(skipped) = self.alloc.allocate() {
+                self.alloc.release(skipped);
             }
         }
-        if let Some(got) = self.alloc.allocate() {
-            if got != last || !was_held {
-                self.alloc.release(got);
-            }
-            // `got != last` only when `last` became reserved (a new exclude): the
-            // cursor then sits one free address further, which still never
-            // reuses early.
-            if got != last && was_held {
-                let _ = self.alloc.allocate_specific(last);
-            }
+    }
+
+    /// Whether `addr` is one the allocator never hands out (network, gateway,
+    /// broadcast, excluded). Leaves the allocator as it was.
+    fn reserved(&mut self, addr: IpAddr) -> bool {
+        if self.alloc.is_allocated(addr) {
+            return false;
         }
-        for a in filled {
-            self.alloc.release(a);
+        match self.alloc.allocate_specific(addr) {
+            Ok(()) => {
+                self.alloc.release(addr);
+                false
+            }
+            Err(e) => matches!(e, CoreError::Reserved { .. }),
         }
     }
 
@@ -124,15 +120,6 @@ fn nth(block: IpNet, i: u32) -> IpAddr {
         IpNet::V4(_) => IpAddr::V4((n as u32).into()),
         IpNet::V6(_) => IpAddr::V6(n.into()),
     }
-}
-
-fn offset(block: IpNet, a: IpAddr) -> Option<u32> {
-    if !block.contains(&a) {
-        return None;
-    }
-    u32::try_from(to_u128(a) - to_u128(block.network()))
-        .ok()
-        .filter(|i| *i < tracked(block))
 }
 
 #[cfg(test)]
