@@ -12,6 +12,7 @@
 
 mod common;
 mod crds;
+mod loud;
 mod nads;
 mod rbac;
 mod scale;
