@@ -6,14 +6,14 @@
 //! arrived in it is planned and written together, in transactions of at most 128
 //! operations, each guarded by the leader's election key.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use railyard_core::{keys, HostInventory};
 use railyard_store::{
-    watch_or_relist, Op, Store, StoreError, Txn, WatchEvent, WatchUpdate, MAX_TXN_BYTES,
-    MAX_TXN_OPS,
+    watch_or_relist, Change, Op, Store, StoreError, Txn, WatchUpdate, MAX_TXN_BYTES, MAX_TXN_OPS,
 };
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant};
@@ -164,32 +164,31 @@ fn apply_hosts(
             Ok(())
         }
         Some(Err(e)) => Err(e.into()),
-        Some(Ok(WatchUpdate::Snapshot(range))) => {
-            let mut gone: std::collections::BTreeSet<String> =
-                world.host_names().into_iter().collect();
-            for kv in &range.kvs {
-                if let Some(h) = decode_host(&kv.key, &kv.value) {
-                    gone.remove(&h.name);
-                    world.put_host(h);
-                }
-            }
-            for name in gone {
-                world.delete_host(&name, now());
-            }
-            Ok(())
-        }
-        Some(Ok(WatchUpdate::Events(events))) => {
-            for e in events {
-                match e {
-                    WatchEvent::Put(kv) => {
-                        if let Some(h) = decode_host(&kv.key, &kv.value) {
-                            world.put_host(h);
+        Some(Ok(update)) => {
+            // A re-list replaces the registrations: hosts it lacks or holds
+            // unreadable are deleted, after its puts. An unreadable put in an
+            // event keeps the last readable registration.
+            let snapshot = update.is_snapshot();
+            let known: BTreeSet<String> = world.host_names().into_iter().collect();
+            let mut gone = BTreeSet::new();
+            for change in update.changes(known.iter().map(|n| keys::host(n))) {
+                let name = keys::last_segment(change.key()).to_string();
+                match change {
+                    Change::Put(kv) => match decode_host(&kv.key, &kv.value) {
+                        Some(h) => world.put_host(h),
+                        None if snapshot => {
+                            gone.insert(name);
                         }
+                        None => {}
+                    },
+                    Change::Delete(_) if snapshot => {
+                        gone.insert(name);
                     }
-                    WatchEvent::Delete { key, .. } => {
-                        world.delete_host(keys::last_segment(&key), now())
-                    }
+                    Change::Delete(_) => world.delete_host(&name, now()),
                 }
+            }
+            for name in gone.intersection(&known) {
+                world.delete_host(name, now());
             }
             Ok(())
         }
@@ -228,29 +227,19 @@ async fn apply_networks(
             return Ok(());
         }
         Some(Err(e)) => return Err(e.into()),
-        Some(Ok(WatchUpdate::Snapshot(range))) => {
-            let live: std::collections::BTreeSet<&str> = range
-                .kvs
-                .iter()
-                .map(|kv| keys::last_segment(&kv.key))
-                .collect();
-            let gone: Vec<String> = world
-                .networks()
-                .filter(|n| !live.contains(n))
-                .map(str::to_string)
-                .collect();
-            for n in gone {
-                world.delete_network(&n, now());
-            }
-            puts.extend(range.kvs);
-        }
-        Some(Ok(WatchUpdate::Events(events))) => {
-            for e in events {
-                match e {
-                    WatchEvent::Put(kv) => puts.push(kv),
-                    WatchEvent::Delete { key, .. } => {
-                        info!(network = keys::last_segment(&key), "network deleted");
-                        world.delete_network(keys::last_segment(&key), now());
+        Some(Ok(update)) => {
+            // A re-list deletes the networks it lacks (before any put, like
+            // events: the puts are settled below).
+            let known: Vec<String> = world.networks().map(keys::network).collect();
+            for change in update.changes(&known) {
+                match change {
+                    Change::Put(kv) => puts.push(kv.clone()),
+                    Change::Delete(key) => {
+                        let name = keys::last_segment(&key);
+                        if !update.is_snapshot() {
+                            info!(network = name, "network deleted");
+                        }
+                        world.delete_network(name, now());
                     }
                 }
             }

@@ -99,10 +99,9 @@ impl Args {
 }
 
 /// The kernel's host name, the usual Kubernetes node name.
+/// "localhost" when the kernel's cannot be read.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned())
+    railyard_telemetry::hostname().unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

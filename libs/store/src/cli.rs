@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::warn;
+use tokio::sync::watch;
 
-use crate::{EtcdConfig, EtcdStore, Store, StoreError};
+use crate::{connect_with_backoff, Backoff, EtcdConfig, EtcdStore, Store, StoreError};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EtcdArgs {
@@ -46,18 +46,12 @@ impl EtcdArgs {
     }
 
     /// Retries until etcd answers: a service started before etcd waits for it.
-    pub async fn connect_with_retry(&self) -> Arc<dyn Store> {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self.connect().await {
-                Ok(s) => return s,
-                Err(e) => {
-                    warn!(error = %e, "etcd not reachable yet; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+    /// `None` once `shutdown` is true (or its sender is gone) before that.
+    pub async fn connect_with_retry(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Arc<dyn Store>> {
+        connect_with_backoff(&self.config(), Backoff::connect(), shutdown).await
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-use crate::{Range, Store, StoreError, WatchEvent, WatchStream};
+use crate::{Backoff, Range, Store, StoreError, WatchEvent, WatchStream};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -40,7 +40,7 @@ pub fn watch_or_relist(
         prefix: prefix.into(),
         last: from_revision,
         stream: None,
-        backoff: FIRST_BACKOFF,
+        backoff: Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
         retry_pending: false,
         done: false,
     };
@@ -57,7 +57,7 @@ struct Follower {
     /// Revision everything up to which has been delivered; `None` means "re-list".
     last: Option<i64>,
     stream: Option<WatchStream>,
-    backoff: Duration,
+    backoff: Backoff,
     retry_pending: bool,
     done: bool,
 }
@@ -69,15 +69,14 @@ impl Follower {
                 return None;
             }
             if self.retry_pending {
-                tokio::time::sleep(self.backoff).await;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(self.backoff.next_delay()).await;
                 self.retry_pending = false;
             }
             let Some(last) = self.last else {
                 return Some(match self.store.range(&self.prefix).await {
                     Ok(range) => {
                         self.last = Some(range.revision);
-                        self.backoff = FIRST_BACKOFF;
+                        self.backoff.reset();
                         Ok(WatchUpdate::Snapshot(range))
                     }
                     Err(e) => self.fail(e),
@@ -95,7 +94,7 @@ impl Follower {
                     if let Some(event) = events.last() {
                         self.last = Some(event.revision());
                     }
-                    self.backoff = FIRST_BACKOFF;
+                    self.backoff.reset();
                     return Some(Ok(WatchUpdate::Events(events)));
                 }
                 Some(Err(StoreError::Compacted { compact_revision })) => {

@@ -13,16 +13,21 @@
 //! 3. remember the revision of the last event applied; after an error, watch again
 //!    from it; after `Compacted`, go back to 1.
 //!
-//! `watch_or_relist` implements that loop, retries included.
+//! `watch_or_relist` implements that loop, retries included, and
+//! [`WatchUpdate::changes`] (or [`Mirror`] for a map of decoded values) applies
+//! what it yields, snapshots and events alike. A service waits for etcd with
+//! [`connect_with_backoff`].
 //!
 //! Features: `testing` adds `testing::EtcdServer` (a throwaway real etcd);
 //! `conformance` adds the shared suite that every `Store` must pass.
 
 #[cfg(feature = "cli")]
 pub mod cli;
+mod connect;
 pub mod election;
 mod error;
 mod etcd;
+mod fold;
 mod follow;
 mod keepalive;
 mod memory;
@@ -35,8 +40,10 @@ pub mod testing;
 
 use async_trait::async_trait;
 
+pub use connect::{connect_until, connect_with_backoff, Backoff};
 pub use error::StoreError;
 pub use etcd::{EtcdConfig, EtcdStore};
+pub use fold::{Change, Mirror};
 pub use follow::{watch_or_relist, WatchUpdate};
 pub use keepalive::{spawn_keep_alive, KeepAlive, LeaseStatus};
 pub use memory::MemStore;

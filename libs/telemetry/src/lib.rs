@@ -1,6 +1,7 @@
-//! What every railyard service does the same way: structured logs to stderr and a
-//! Prometheus scrape endpoint. One copy, so the planner and the route-daemon log
-//! and expose metrics identically.
+//! What every railyard service does the same way: structured logs to stderr, a
+//! Prometheus scrape endpoint, stopping on SIGTERM/SIGINT and naming itself
+//! after the host. One copy, so the planner and the route-daemon log, expose
+//! metrics and stop identically.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info};
 
 /// The planner's metrics address unless the operator picks another: loopback,
@@ -52,6 +54,39 @@ pub fn init_logging(json: bool) {
     } else {
         fmt.init();
     }
+}
+
+/// The stop signal of a service: false until SIGTERM or SIGINT arrives, then
+/// true. Both handlers are installed before this returns, so a signal sent
+/// right after start is never lost (nor kills the process unhandled). Needs a
+/// tokio runtime.
+pub fn shutdown_on_signals() -> std::io::Result<watch::Receiver<bool>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: stopping"),
+            _ = int.recv() => info!("SIGINT: stopping"),
+        }
+        let _ = stop.send(true);
+    });
+    Ok(shutdown)
+}
+
+/// Resolves once `shutdown` is true or its sender is gone (nobody can stop us
+/// any more, so stop now). Holds no borrow of the value across awaits, which
+/// keeps the futures that select on it `Send`.
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// The kernel's host name (`/proc/sys/kernel/hostname`), the usual Kubernetes
+/// node name and a service's default identity; `None` when it cannot be read.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 /// The OpenMetrics text of `registry`.
@@ -144,6 +179,25 @@ async fn read_head(conn: &mut tokio::net::TcpStream) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostname_is_the_kernels_trimmed() {
+        let name = hostname().expect("/proc/sys/kernel/hostname is readable");
+        assert!(!name.is_empty() && name.trim() == name, "{name:?}");
+    }
+
+    #[tokio::test]
+    async fn stopped_waits_for_true_or_a_gone_sender() {
+        let (stop, mut shutdown) = watch::channel(false);
+        let waiting = tokio::spawn(async move { stopped(&mut shutdown).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        stop.send(true).expect("receiver alive");
+        waiting.await.expect("resolves");
+        let (stop, mut shutdown) = watch::channel(false);
+        drop(stop);
+        stopped(&mut shutdown).await;
+    }
     use prometheus_client::metrics::counter::Counter;
 
     struct One(Registry);

@@ -27,7 +27,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store as Cache};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use railyard_core::keys;
-use railyard_store::{watch_or_relist, Compare, Store, StoreError, WatchEvent, WatchUpdate};
+use railyard_store::{watch_or_relist, Compare, Store, StoreError, WatchUpdate};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -269,15 +269,10 @@ fn etcd_triggers(
 
 /// The network names an etcd update touches (everything, for a fresh listing).
 pub fn changed_names(update: Result<WatchUpdate, StoreError>) -> Vec<String> {
-    let name = |key: &str| keys::last_segment(key).to_string();
     match update {
-        Ok(WatchUpdate::Snapshot(range)) => range.kvs.iter().map(|kv| name(&kv.key)).collect(),
-        Ok(WatchUpdate::Events(events)) => events
-            .iter()
-            .map(|e| match e {
-                WatchEvent::Put(kv) => name(&kv.key),
-                WatchEvent::Delete { key, .. } => name(key),
-            })
+        Ok(update) => update
+            .keys()
+            .map(|key| keys::last_segment(key).to_string())
             .collect(),
         Err(e) => {
             warn!(error = %e, "etcd watch for the Kubernetes controller interrupted");

@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use kube::core::ClusterResourceScope;
 use kube::Resource;
 use railyard_core::{keys, HostInventory, HostPlan, Plan, PlanMeta};
-use railyard_store::{KeyValue, WatchEvent, WatchUpdate};
+use railyard_store::{Change, KeyValue, Mirror as KeyedMirror, WatchUpdate};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::warn;
@@ -32,7 +32,8 @@ struct StoredPlan {
 /// The registrations and plans, as followed from etcd.
 #[derive(Debug, Default)]
 pub struct Mirror {
-    hosts: BTreeMap<String, HostInventory>,
+    /// By key (`/railyard/v1/hosts/<name>`).
+    hosts: KeyedMirror<HostInventory>,
     plans: BTreeMap<String, StoredPlan>,
 }
 
@@ -40,89 +41,65 @@ impl Mirror {
     /// Takes one update of `/railyard/v1/hosts/`; returns the hosts it touched (for a
     /// snapshot: every host before or after it, since any of them may have changed).
     pub fn follow_hosts(&mut self, update: &WatchUpdate) -> BTreeSet<String> {
-        let mut touched = BTreeSet::new();
-        match update {
-            WatchUpdate::Snapshot(range) => {
-                let before = std::mem::take(&mut self.hosts);
-                touched.extend(before.keys().cloned());
-                for kv in &range.kvs {
-                    if let Some(name) = host_of(&kv.key) {
-                        // Unreadable (a newer daemon's format?): keep what we knew.
-                        if let Some(h) = decode(kv).or_else(|| before.get(name).cloned()) {
-                            self.hosts.insert(name.to_string(), h);
-                        }
-                        touched.insert(name.to_string());
-                    }
-                }
-            }
-            WatchUpdate::Events(events) => {
-                for e in events {
-                    let Some(name) = host_of(e.key()) else {
-                        continue;
-                    };
-                    match e {
-                        WatchEvent::Put(kv) => {
-                            if let Some(h) = decode(kv) {
-                                self.hosts.insert(name.to_string(), h);
-                            }
-                        }
-                        WatchEvent::Delete { .. } => {
-                            self.hosts.remove(name);
-                        }
-                    }
-                    touched.insert(name.to_string());
-                }
-            }
-        }
+        // Unreadable (a newer daemon's format?): the mirror keeps what we knew.
+        let touched = self
+            .hosts
+            .apply(update, |kv| host_of(&kv.key).and_then(|_| decode(kv)));
         touched
+            .iter()
+            .filter_map(|key| host_of(key).map(str::to_string))
+            .collect()
     }
 
-    /// Takes one update of `/railyard/v1/plans/`; returns the networks it touched.
+    /// Takes one update of `/railyard/v1/plans/`; returns the networks it touched
+    /// (for a snapshot: every network before or after it).
     pub fn follow_plans(&mut self, update: &WatchUpdate) -> BTreeSet<String> {
         let mut touched = BTreeSet::new();
-        match update {
-            WatchUpdate::Snapshot(range) => {
-                let before = std::mem::take(&mut self.plans);
-                touched.extend(before.keys().cloned());
-                for kv in &range.kvs {
-                    if let Some(net) = self.put_plan_key(kv, Some(&before)) {
-                        touched.insert(net);
-                    }
-                }
-            }
-            WatchUpdate::Events(events) => {
-                for e in events {
-                    let net = match e {
-                        WatchEvent::Put(kv) => self.put_plan_key(kv, None),
-                        WatchEvent::Delete { key, .. } => self.delete_plan_key(key),
-                    };
-                    touched.extend(net);
-                }
-            }
+        if update.is_snapshot() {
+            touched.extend(self.plans.keys().cloned());
+        }
+        let known: Vec<String> = self
+            .plans
+            .iter()
+            .flat_map(|(net, p)| {
+                let meta = p.meta.as_ref().map(|_| keys::plan_meta(net));
+                let hosts = p.hosts.keys().map(|h| keys::plan_host(net, h));
+                meta.into_iter().chain(hosts)
+            })
+            .collect();
+        for change in update.changes(&known) {
+            let net = match change {
+                Change::Put(kv) => self.put_plan_key(kv),
+                Change::Delete(key) => self.delete_plan_key(&key),
+            };
+            touched.extend(net);
+        }
+        if update.is_snapshot() {
+            // A network the listing has no key of is gone, also one whose keys
+            // were all unreadable (it holds nothing, so no key of it was known).
+            let listed: BTreeSet<&str> = update
+                .keys()
+                .filter_map(|k| plan_key(k).map(|(net, _)| net))
+                .collect();
+            self.plans.retain(|net, p| {
+                listed.contains(net.as_str()) || p.meta.is_some() || !p.hosts.is_empty()
+            });
         }
         touched
     }
 
-    /// Stores one plan key. An unreadable value keeps what was known: the entry
-    /// from `before` for a snapshot (which starts from an empty map), the current
-    /// one for an event.
-    fn put_plan_key(
-        &mut self,
-        kv: &KeyValue,
-        before: Option<&BTreeMap<String, StoredPlan>>,
-    ) -> Option<String> {
+    /// Stores one plan key. An unreadable value keeps what was known.
+    fn put_plan_key(&mut self, kv: &KeyValue) -> Option<String> {
         let (net, part) = plan_key(&kv.key)?;
-        let old = before.and_then(|b| b.get(net));
         let entry = self.plans.entry(net.to_string()).or_default();
         match part {
             PlanPart::Meta => {
-                if let Some(meta) = decode(kv).or_else(|| old.and_then(|p| p.meta.clone())) {
+                if let Some(meta) = decode(kv) {
                     entry.meta = Some(meta);
                 }
             }
             PlanPart::Host(host) => {
-                if let Some(h) = decode(kv).or_else(|| old.and_then(|p| p.hosts.get(host).cloned()))
-                {
+                if let Some(h) = decode(kv) {
                     entry.hosts.insert(host.to_string(), h);
                 }
             }
@@ -146,17 +123,19 @@ impl Mirror {
         Some(net.to_string())
     }
 
-    pub fn host_names(&self) -> impl Iterator<Item = &String> {
-        self.hosts.keys()
+    pub fn host_names(&self) -> impl Iterator<Item = &str> {
+        self.hosts.keys().filter_map(|key| host_of(key))
     }
 
-    pub fn network_names(&self) -> impl Iterator<Item = &String> {
-        self.plans.keys()
+    pub fn network_names(&self) -> impl Iterator<Item = &str> {
+        self.plans.keys().map(String::as_str)
     }
 
     /// The HostInterface of a registered host.
     pub fn host_view(&self, host: &str) -> Option<HostInterfaceSpec> {
-        self.hosts.get(host).map(HostInterfaceSpec::from)
+        self.hosts
+            .get(&keys::host(host))
+            .map(HostInterfaceSpec::from)
     }
 
     /// The CIDR of a planned network: none until the planner wrote its meta key

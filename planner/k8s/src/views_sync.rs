@@ -74,9 +74,9 @@ impl<V: View> Tracked<V> {
         }
     }
 
-    fn touch_all<'a>(&mut self, names: impl Iterator<Item = &'a String>) {
+    fn touch_all<'a>(&mut self, names: impl Iterator<Item = &'a str>) {
         if self.synced {
-            self.dirty.extend(names.cloned());
+            self.dirty.extend(names.map(str::to_string));
             self.dirty.extend(self.applied.keys().cloned());
         }
     }

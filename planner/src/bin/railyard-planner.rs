@@ -83,20 +83,17 @@ async fn main() -> std::process::ExitCode {
             }
         }
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    let stop_rx = match railyard_telemetry::shutdown_on_signals() {
+        Ok(rx) => rx,
+        Err(e) => {
+            eprintln!("error: cannot handle SIGTERM/SIGINT: {e}");
+            return std::process::ExitCode::FAILURE;
         }
-        let _ = stop_tx.send(true);
-    });
-    let identity = args.identity.unwrap_or_else(hostname);
+    };
+    let identity = args
+        .identity
+        .or_else(railyard_telemetry::hostname)
+        .unwrap_or_else(|| "railyard-planner".into());
     // The client first: a missing kubeconfig should fail before waiting on etcd.
     let kube_client = if args.kubernetes.enabled() {
         match kube::Client::try_default().await {
@@ -112,10 +109,8 @@ async fn main() -> std::process::ExitCode {
         None
     };
     // Waiting for etcd must not make the process deaf to SIGTERM/SIGINT.
-    let mut stopping = stop_rx.clone();
-    let store = tokio::select! {
-        s = args.etcd.connect_with_retry() => s,
-        _ = stopping.changed() => return std::process::ExitCode::SUCCESS,
+    let Some(store) = args.etcd.connect_with_retry(&mut stop_rx.clone()).await else {
+        return std::process::ExitCode::SUCCESS;
     };
     if let Some(client) = kube_client {
         let cfg = ControllerConfig {
@@ -137,10 +132,4 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "railyard-planner".into())
 }

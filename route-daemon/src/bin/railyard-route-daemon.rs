@@ -18,19 +18,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    let shutdown = match railyard_telemetry::shutdown_on_signals() {
+        Ok(rx) => rx,
+        Err(e) => {
+            eprintln!("error: cannot handle SIGTERM/SIGINT: {e}");
+            return ExitCode::FAILURE;
         }
-        let _ = stop.send(true);
-    });
+    };
     match daemon::run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

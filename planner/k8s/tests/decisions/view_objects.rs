@@ -107,7 +107,7 @@ fn names(v: &[&str]) -> BTreeSet<String> {
 fn applied_hosts(mirror: &views::Mirror) -> BTreeMap<String, HostInterfaceSpec> {
     mirror
         .host_names()
-        .map(|n| (n.clone(), mirror.host_view(n).unwrap()))
+        .map(|n| (n.to_string(), mirror.host_view(n).unwrap()))
         .collect()
 }
 
