@@ -13,5 +13,5 @@ pub mod error;
 pub mod kube;
 pub mod vm;
 
-pub use cluster::{Cluster, ClusterSpec, Delegate, Family};
+pub use cluster::{Cluster, ClusterSpec, Delegate, Family, IpvlanMode};
 pub use error::{Error, Result};

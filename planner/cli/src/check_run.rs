@@ -176,7 +176,7 @@ async fn check_paths(
             .map(|b| b.nic.to_string())
             .unwrap_or_default();
         let host_ns = opts.host_netns.replace("{host}", &pod.host);
-        let actual = route_dev(&host_ns, *src, p.dst).await;
+        let actual = route_dev(&host_ns, *src, p.dst, &expected).await;
         if actual.as_deref() != Some(expected.as_str()) {
             problems.push(PathProblem {
                 host: pod.host.clone(),
@@ -192,8 +192,14 @@ async fn check_paths(
 
 /// The device the host forwards `src -> dst` through: an input-route lookup as if
 /// the packet arrived from the pod (`iif` = the host's interface towards `src`).
-async fn route_dev(host_ns: &str, src: IpAddr, dst: IpAddr) -> Option<String> {
-    let towards_pod = route_get(host_ns, &[&src.to_string()]).await?;
+/// ipvlan (l3, l3s) pods have no route in the host: their packets come up
+/// through the rail NIC itself (`rail_nic`), so that is the `iif` then.
+async fn route_dev(host_ns: &str, src: IpAddr, dst: IpAddr, rail_nic: &str) -> Option<String> {
+    let towards_pod = match route_get(host_ns, &[&src.to_string()]).await {
+        Some(dev) => dev,
+        None if !rail_nic.is_empty() => rail_nic.to_string(),
+        None => return None,
+    };
     route_get(
         host_ns,
         &[

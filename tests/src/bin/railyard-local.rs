@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use railyard_e2e::{bench, Cluster, ClusterSpec, Delegate, Family};
+use railyard_e2e::{bench, Cluster, ClusterSpec, Delegate, Family, IpvlanMode};
 
 const DEFAULT_STATE: &str = "/var/lib/railyard-local";
 
@@ -80,6 +80,9 @@ struct ClusterArgs {
     /// The interface plugin railyard-cni runs per NIC.
     #[arg(long, value_enum, default_value = "ptp")]
     delegate: Delegate,
+    /// With `--delegate ipvlan`: l3 (default), l3s or l2.
+    #[arg(long, value_enum, default_value = "l3")]
+    ipvlan_mode: IpvlanMode,
     #[arg(long, default_value = "rails")]
     network: String,
     /// etcd's client port (the peer port is the next one).
@@ -126,6 +129,7 @@ impl ClusterArgs {
             _ => Family::V4,
         };
         spec.delegate = self.delegate;
+        spec.ipvlan_mode = self.ipvlan_mode;
         spec.network.clone_from(&self.network);
         spec.etcd_port = self.etcd_port;
         spec.mgmt_id = self.mgmt_id;

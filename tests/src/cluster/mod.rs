@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::process::Child;
 
 pub use observe::Observer;
-pub use spec::{ClusterSpec, Delegate, Family};
+pub use spec::{ClusterSpec, Delegate, Family, IpvlanMode};
 pub use state::{PodRecord, State};
 pub use wait::CheckRun;
 

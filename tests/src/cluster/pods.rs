@@ -18,6 +18,9 @@ pub fn netconf(spec: &ClusterSpec, host: usize) -> serde_json::Value {
     let delegate = match spec.delegate {
         Delegate::Ptp => serde_json::json!({"type": "ptp"}),
         Delegate::Macvlan => serde_json::json!({"type": "macvlan", "mode": "bridge"}),
+        Delegate::Ipvlan => {
+            serde_json::json!({"type": "ipvlan", "mode": spec.ipvlan_mode.as_str()})
+        }
     };
     serde_json::json!({
         "cniVersion": "1.0.0",

@@ -38,6 +38,31 @@ pub enum Delegate {
     /// A macvlan child of each rail NIC. The host reaches its macvlan pods through
     /// a macvlan "gateway shim" per rail holding the block's gateway address.
     Macvlan,
+    /// An ipvlan child of each rail NIC (`--ipvlan-mode`, l3 by default, as
+    /// multi-nic-cni's default). Needs a kernel with ipvlan: this machine's has
+    /// none, so such a cluster runs in the full-kernel VM (`railyard-vm`).
+    Ipvlan,
+}
+
+/// The ipvlan mode of an ipvlan cluster. In l3 and l3s the host routes the
+/// pods' traffic (railyard's routes carry it across hosts); l2 bridges it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanMode {
+    #[default]
+    L3,
+    L3s,
+    L2,
+}
+
+impl IpvlanMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpvlanMode::L3 => "l3",
+            IpvlanMode::L3s => "l3s",
+            IpvlanMode::L2 => "l2",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +76,9 @@ pub struct ClusterSpec {
     pub pods: usize,
     pub family: Family,
     pub delegate: Delegate,
+    /// With `Delegate::Ipvlan`: its mode.
+    #[serde(default)]
+    pub ipvlan_mode: IpvlanMode,
     /// The MultiNicNetwork's name.
     pub network: String,
     /// etcd's client port; its peer port is the next one.
@@ -93,6 +121,7 @@ impl ClusterSpec {
             pods: 3,
             family: Family::V4,
             delegate: Delegate::Ptp,
+            ipvlan_mode: IpvlanMode::default(),
             network: "rails".into(),
             etcd_port: 23790,
             mgmt_id: 0,
