@@ -88,13 +88,89 @@ impl HostInventory {
     }
 }
 
-/// An inventory file: a bare list of hosts, or `{hosts: [...]}`.
+/// A host inventory file, the one shape every reader accepts (the CLI's
+/// `railyard plan --inventory` and the route-daemon's `--static-inventory`):
+///
+/// - a list of hosts: `[{name: a, nics: [...]}, ...]`;
+/// - the list under `hosts`: `{hosts: [...]}` (other top-level keys are ignored);
+/// - one host: `{name: a, nics: [...]}`.
+///
+/// A host is a [`HostInventory`] (`nics` may be spelled `interfaces`). Format
+/// agnostic: the callers read YAML (which covers JSON) with `serde_yaml`.
+/// Serializes as `{hosts: [...]}`.
 ///
 /// Deliberately not an untagged enum: serde would then report only "matched no
-/// variant" and hide which host and field was wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// variant" and hide which host and field was wrong. The shape is told from the
+/// value as it is read, so a format's errors keep their line and column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InventoryFile {
     pub hosts: Vec<HostInventory>,
+}
+
+impl<'de> Deserialize<'de> for InventoryFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(InventoryVisitor)
+    }
+}
+
+struct InventoryVisitor;
+
+impl<'de> serde::de::Visitor<'de> for InventoryVisitor {
+    type Value = InventoryFile;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a host inventory: a list of hosts, {hosts: [...]}, or one host {name, nics}")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<InventoryFile, A::Error> {
+        let mut hosts = Vec::new();
+        while let Some(h) = seq.next_element::<HostInventory>()? {
+            hosts.push(h);
+        }
+        Ok(InventoryFile { hosts })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<InventoryFile, A::Error> {
+        use serde::de::Error;
+        // `hosts` makes it the wrapped list; otherwise it is one host, read
+        // field by field as `HostInventory` would be.
+        let mut hosts: Option<Vec<HostInventory>> = None;
+        let mut name: Option<String> = None;
+        let mut nics: Option<Vec<Nic>> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "hosts" if hosts.is_some() => return Err(A::Error::duplicate_field("hosts")),
+                "hosts" => hosts = Some(map.next_value()?),
+                "name" if name.is_some() => return Err(A::Error::duplicate_field("name")),
+                "name" => name = Some(map.next_value()?),
+                "nics" | "interfaces" if nics.is_some() => {
+                    return Err(A::Error::duplicate_field("nics"))
+                }
+                "nics" | "interfaces" => nics = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        match (hosts, name) {
+            (Some(hosts), _) => Ok(InventoryFile { hosts }),
+            (None, Some(name)) => Ok(InventoryFile {
+                hosts: vec![HostInventory {
+                    name,
+                    nics: nics.unwrap_or_default(),
+                }],
+            }),
+            (None, None) => Err(A::Error::custom(
+                "a host inventory needs `hosts` (a list of hosts) or, for one host, `name`",
+            )),
+        }
+    }
 }
 
 impl InventoryFile {
@@ -114,5 +190,107 @@ impl InventoryFile {
             }
         }
         Ok(hosts)
+    }
+
+    /// `host`'s entry, the file checked as by [`Self::into_hosts`]; the error
+    /// lists the hosts the file has.
+    pub fn into_host(self, host: &str) -> std::result::Result<HostInventory, String> {
+        let hosts = self.into_hosts().map_err(|e| e.to_string())?;
+        let listed = hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        hosts
+            .into_iter()
+            .find(|h| h.name == host)
+            .ok_or_else(|| format!("has no entry for host {host:?} (it lists: {listed})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> std::result::Result<InventoryFile, String> {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn names(file: &InventoryFile) -> Vec<&str> {
+        file.hosts.iter().map(|h| h.name.as_str()).collect()
+    }
+
+    #[test]
+    fn three_shapes_in_yaml_and_json() {
+        let list = yaml("- name: a\n  nics: [{name: eth1}]\n- name: b\n").expect("list");
+        assert_eq!(names(&list), ["a", "b"]);
+        let wrapped = yaml("hosts:\n- name: a\n- name: b\n").expect("wrapped");
+        assert_eq!(names(&wrapped), ["a", "b"]);
+        let one = yaml(
+            "name: a\nnics:\n- name: ens1\n  addresses: [10.0.1.5/24, 'fd00::5/64']\n  up: false\n",
+        )
+        .expect("one host");
+        assert_eq!(names(&one), ["a"]);
+        assert_eq!(one.hosts[0].nics[0].addresses.len(), 2);
+        assert!(!one.hosts[0].nics[0].up);
+
+        let json = |t: &str| serde_json::from_str::<InventoryFile>(t).map_err(|e| e.to_string());
+        let list = json(r#"[{"name":"a","nics":[{"name":"eth1"}]},{"name":"b","interfaces":[{"name":"eth2"}]}]"#)
+            .expect("json list");
+        assert_eq!(list.hosts[1].nics[0].name, "eth2", "`interfaces` is `nics`");
+        assert_eq!(
+            names(&json(r#"{"hosts":[{"name":"a","nics":[]}]}"#).expect("json hosts")),
+            ["a"]
+        );
+        assert_eq!(
+            names(&json(r#"{"name":"a","interfaces":[]}"#).expect("json host")),
+            ["a"]
+        );
+    }
+
+    #[test]
+    fn hosts_wins_and_unknown_keys_are_ignored() {
+        let f =
+            yaml("kind: inventory\nname: ignored\nhosts: [{name: a, extra: 1}]\n").expect("parses");
+        assert_eq!(names(&f), ["a"]);
+        let f = yaml("name: a\ncomment: hi\n").expect("one host");
+        assert_eq!(names(&f), ["a"]);
+        assert_eq!(
+            serde_json::to_value(&f).expect("serializes"),
+            serde_json::json!({"hosts": [{"name": "a", "nics": []}]})
+        );
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let err = yaml("42").expect_err("a number");
+        assert!(err.contains("a host inventory"), "{err}");
+        let err = yaml("nics: []\n").expect_err("no name");
+        assert!(err.contains("`name`"), "{err}");
+        let err = yaml("name: a\nnics: []\ninterfaces: []\n").expect_err("both spellings");
+        assert!(err.contains("duplicate field `nics`"), "{err}");
+        let err =
+            yaml("- name: a\n- name: b\n  nics:\n  - name: eth1\n    addresses: [10.0.1.5]\n")
+                .expect_err("no prefix length");
+        assert!(
+            err.contains("\"10.0.1.5\"") && err.contains("[1].nics[0]") && err.contains("line 4"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn into_host_checks_the_file_and_finds_the_entry() {
+        let f = yaml("[{name: a}, {name: b, nics: [{name: eth2}]}]").expect("list");
+        assert_eq!(f.clone().into_host("b").expect("b").nics[0].name, "eth2");
+        let err = f.into_host("z").expect_err("absent");
+        assert!(err.contains("\"z\"") && err.contains("a, b"), "{err}");
+        let dup = yaml("name: a\nnics:\n- name: x\n- name: x\n").expect("parses");
+        assert!(dup.into_host("a").expect_err("dup").contains("twice"));
+        let twice = yaml("[{name: a}, {name: a}]").expect("parses");
+        assert!(twice
+            .into_hosts()
+            .expect_err("dup host")
+            .to_string()
+            .contains("twice"));
     }
 }

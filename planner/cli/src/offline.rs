@@ -94,20 +94,13 @@ pub fn parse_manifests(path: &str, text: &str) -> Result<Vec<(NetworkManifest, N
     Ok(out)
 }
 
+/// The hosts of an inventory file (YAML or JSON), in any of the shapes of
+/// `InventoryFile`: a list of hosts, `{hosts: [...]}` or one host.
 pub fn parse_inventory(path: &str, text: &str) -> Result<Vec<HostInventory>> {
-    let bad = |e: serde_yaml::Error| CliError::Parse {
+    let file: InventoryFile = serde_yaml::from_str(text).map_err(|e| CliError::Parse {
         path: path.to_string(),
         message: format!("expected a list of hosts with their nics: {e}"),
-    };
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(bad)?;
-    // Parse the text again (not the Value) so errors carry line and column.
-    let file = if value.get("hosts").is_some() {
-        serde_yaml::from_str::<InventoryFile>(text).map_err(bad)?
-    } else {
-        InventoryFile {
-            hosts: serde_yaml::from_str(text).map_err(bad)?,
-        }
-    };
+    })?;
     file.into_hosts().map_err(|e| CliError::Parse {
         path: path.to_string(),
         message: e.to_string(),

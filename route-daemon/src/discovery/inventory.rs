@@ -8,8 +8,9 @@ use railyard_core::{HostInventory, InventoryFile};
 
 use crate::error::{Error, Result};
 
-/// This host's entry of the file at `path`. The file is YAML or JSON and holds one
-/// `HostInventory`, a list of them, or `{hosts: [...]}`.
+/// This host's entry of the file at `path`. The file is YAML or JSON in one of
+/// the shapes of `railyard_core::InventoryFile` (one host, a list of them, or
+/// `{hosts: [...]}`).
 pub fn load_inventory(path: &Path, host: &str) -> Result<HostInventory> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Inventory {
         path: path.to_owned(),
@@ -21,34 +22,12 @@ pub fn load_inventory(path: &Path, host: &str) -> Result<HostInventory> {
     })
 }
 
-/// The pure part of [`load_inventory`].
+/// The pure part of [`load_inventory`]: the shapes are `InventoryFile`'s.
 pub fn parse_inventory(text: &str, host: &str) -> std::result::Result<HostInventory, String> {
-    let bad = |e: serde_yaml::Error| format!("not a host inventory: {e}");
-    // YAML is a superset of JSON, so one parser reads both. The shape decides
-    // the type; the text is parsed again (not the Value) so errors keep their
-    // line and column.
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(bad)?;
-    let hosts = if value.is_sequence() {
-        serde_yaml::from_str::<Vec<HostInventory>>(text).map_err(bad)?
-    } else if value.get("hosts").is_some() {
-        serde_yaml::from_str::<InventoryFile>(text)
-            .map_err(bad)?
-            .hosts
-    } else {
-        vec![serde_yaml::from_str::<HostInventory>(text).map_err(bad)?]
-    };
-    let hosts = InventoryFile { hosts }
-        .into_hosts()
-        .map_err(|e| e.to_string())?;
-    let listed = hosts
-        .iter()
-        .map(|h| h.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    hosts
-        .into_iter()
-        .find(|h| h.name == host)
-        .ok_or_else(|| format!("has no entry for host {host:?} (it lists: {listed})"))
+    // YAML is a superset of JSON, so one parser reads both.
+    serde_yaml::from_str::<InventoryFile>(text)
+        .map_err(|e| format!("not a host inventory: {e}"))?
+        .into_host(host)
 }
 
 #[cfg(test)]
