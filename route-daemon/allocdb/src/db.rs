@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use railyard_core::attach::DeviceClass;
-use railyard_core::ipam::{AttachmentId, NicAllocation, Request, Response};
+use railyard_core::ipam::{AttachmentId, NicAllocation};
 use railyard_core::Nic;
 use tokio::sync::watch;
 
-use crate::error::{DbError, Result, NOT_READY};
+use crate::error::{DbError, Result};
 use crate::frame::Record;
 use crate::model::{
     AddArgs, Adopted, Attachment, Change, ChangeEvent, Changes, NetworkConfig, Stats,
@@ -327,49 +327,6 @@ impl AllocDb {
         } else {
             Err(DbError::UnknownNetwork(network.to_string()))
         }
-    }
-
-    /// Serves one protocol request, errors included, for the daemon's socket loop.
-    pub async fn handle(&self, req: Request, nics: &[Nic], classes: &[DeviceClass]) -> Response {
-        let result = match req {
-            Request::Add {
-                attachment,
-                pod,
-                selection,
-                master,
-            } => {
-                let args = AddArgs {
-                    attachment,
-                    pod,
-                    selection,
-                    master,
-                };
-                self.add(&args, nics, classes)
-                    .await
-                    .map(|nics| Response::Added { nics })
-            }
-            Request::Del { attachment } => self.del(&attachment).await.map(|()| Response::Done),
-            Request::Check { attachment } => self.check(&attachment).await.map(|_| Response::Done),
-            Request::Gc { network, valid } => self
-                .gc(&network, &valid)
-                .await
-                .map(|released| Response::Collected { released }),
-            Request::Status { network } => {
-                return match self.status(&network) {
-                    Ok(()) => Response::Done,
-                    Err(e) => {
-                        let mut reply = e.reply();
-                        // STATUS speaks the CNI spec's "not ready" for a log that
-                        // cannot be written: the runtime stops sending pods.
-                        if matches!(e, DbError::LogUnwritable(_)) {
-                            reply.code = NOT_READY;
-                        }
-                        Response::Error(reply)
-                    }
-                };
-            }
-        };
-        result.unwrap_or_else(|e| Response::Error(e.reply()))
     }
 
     /// Takes records found in etcd for this host that the log has no account of

@@ -1,12 +1,13 @@
 use std::path::PathBuf;
 
 use railyard_core::attach::SelectError;
-use railyard_core::ipam::{codes, AttachmentId, ErrorReply};
+use railyard_core::ipam::AttachmentId;
 use thiserror::Error;
 
 /// Everything the allocation engine can refuse. Each message names the network,
 /// NIC, block or file involved so it can go to the pod's events or the daemon log
-/// as it is; [`DbError::code`] gives the IPAM protocol code.
+/// as it is. Which CNI code each one is answered with is the IPAM server's
+/// business (`railyard-route-daemon`'s `ipam::protocol`), not the engine's.
 #[derive(Debug, Error)]
 pub enum DbError {
     #[error("allocation log {path}: {source}")]
@@ -60,29 +61,6 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// The IPAM protocol code (see `railyard_core::ipam::codes`).
-    pub fn code(&self) -> u32 {
-        match self {
-            DbError::UnknownNetwork(_) | DbError::LogUnwritable(_) => codes::TRY_AGAIN_LATER,
-            DbError::UnknownAttachment(_) => codes::UNKNOWN_CONTAINER,
-            DbError::Select(e) => e.code(),
-            DbError::Exhausted { .. } => codes::BLOCK_EXHAUSTED,
-            DbError::Invalid(_) => codes::INVALID_CONFIG,
-            DbError::Io { .. }
-            | DbError::Corrupt { .. }
-            | DbError::Locked { .. }
-            | DbError::Failed(_)
-            | DbError::Inconsistent { .. } => codes::REFUSED,
-        }
-    }
-
-    pub fn reply(&self) -> ErrorReply {
-        ErrorReply {
-            code: self.code(),
-            message: self.to_string(),
-        }
-    }
-
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DbError::Io {
             path: path.into(),
@@ -90,9 +68,5 @@ impl DbError {
         }
     }
 }
-
-/// The CNI spec's code 50, "the plugin is not available": what STATUS answers
-/// while nothing can be allocated, so the runtime marks the network not ready.
-pub const NOT_READY: u32 = 50;
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;

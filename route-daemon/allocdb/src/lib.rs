@@ -1,6 +1,8 @@
 //! railyard-allocdb: the pod address allocations of one host, durable.
 //!
-//! The route-daemon serves the IPAM protocol from this engine. It owns, per
+//! The route-daemon serves the IPAM protocol from this engine's typed
+//! operations (add, del, check, gc, status, adopt, ...); the wire types and the
+//! CNI error codes stay on the daemon's side. It owns, per
 //! network, this host's blocks from the plan and a bitmap allocator per block, and
 //! the attachments holding addresses in them. Decisions are pure (the attach
 //! policy in `railyard_core::attach`, the block allocator in `railyard_core::alloc`);
@@ -15,7 +17,7 @@
 //! - changes are exposed as a feed so the daemon mirrors them to etcd in batches
 //!   instead of one write per pod.
 //!
-//! No sockets and no etcd here: the daemon wires those.
+//! No sockets, no etcd and no wire protocol here: the daemon wires those.
 
 mod block;
 mod crc;
@@ -28,7 +30,7 @@ mod state;
 mod writer;
 
 pub use db::{AllocDb, Options, MAX_CONTAINER_ID, RETRY_EVERY};
-pub use error::{DbError, Result, NOT_READY};
+pub use error::{DbError, Result};
 pub use model::{
     AddArgs, Adopted, Attachment, BlockStats, Change, ChangeEvent, Changes, NetworkConfig, Stats,
     WalStats,

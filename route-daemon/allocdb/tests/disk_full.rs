@@ -1,8 +1,8 @@
 //! needs root: the log lives on a small tmpfs that the test fills up.
 //!
 //! A full disk must not need a person to restart the daemon: while the log
-//! cannot be written, ADD says "try again later" (11) and STATUS "not ready"
-//! (50); a DEL is accepted and its release queued; once space is free the log is
+//! cannot be written, ADD and STATUS fail with `LogUnwritable` (which the IPAM
+//! server answers with "try again later", 11, and "not ready", 50); a DEL is accepted and its release queued; once space is free the log is
 //! reopened by itself, the queued release is made durable, and ADDs work again,
 //! with nothing handed out twice, across a restart too.
 
@@ -14,8 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use railyard_allocdb::{AllocDb, Options, NOT_READY, RETRY_EVERY};
-use railyard_core::ipam::{codes, Request, Response};
+use railyard_allocdb::{AllocDb, DbError, Options, RETRY_EVERY};
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
 struct SmallFs {
@@ -62,13 +61,6 @@ impl Drop for SmallFs {
     }
 }
 
-async fn status(db: &AllocDb) -> Response {
-    let req = Request::Status {
-        network: NET.into(),
-    };
-    db.handle(req, &[], &[]).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_adds_queues_dels_and_recovers_by_itself() {
     let fs = SmallFs::mount("256k");
@@ -91,16 +83,17 @@ async fn a_full_disk_refuses_adds_queues_dels_and_recovers_by_itself() {
         }
     }
     let e = refused.expect("an ADD on a full disk was refused");
-    assert_eq!(e.code(), codes::TRY_AGAIN_LATER, "{e}");
+    assert!(matches!(e, DbError::LogUnwritable(_)), "{e}");
     assert!(e.to_string().contains("cannot be written"), "{e}");
-    match status(&db).await {
-        Response::Error(r) => assert_eq!(r.code, NOT_READY, "{}", r.message),
+    // The IPAM server answers STATUS 50 (not ready) for this error.
+    match db.status(NET) {
+        Err(DbError::LogUnwritable(_)) => {}
         r => panic!("STATUS on a full disk answered {r:?}"),
     }
     // Still full after a retry period: still refused, not stuck in a worse way.
     tokio::time::sleep(RETRY_EVERY + Duration::from_millis(100)).await;
     let e = db.add(&args("still-full"), &nics, &[]).await.unwrap_err();
-    assert_eq!(e.code(), codes::TRY_AGAIN_LATER, "{e}");
+    assert!(matches!(e, DbError::LogUnwritable(_)), "{e}");
     // DEL is accepted: the release is queued, the addresses stay held.
     db.del(&id("leaving")).await.unwrap();
     db.del(&id("never-added")).await.unwrap();
@@ -114,7 +107,8 @@ async fn a_full_disk_refuses_adds_queues_dels_and_recovers_by_itself() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(status(&db).await, Response::Done);
+    db.status(NET)
+        .expect("STATUS ready once the log is writable");
     let after = db.add(&args("after"), &nics, &[]).await.unwrap();
     assert_eq!(
         db.add(&args("kept"), &nics, &[]).await.unwrap(),

@@ -5,6 +5,7 @@
 mod follow;
 mod metrics;
 mod mirror;
+mod protocol;
 mod run;
 mod server;
 

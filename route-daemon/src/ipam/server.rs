@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use railyard_allocdb::AllocDb;
 use railyard_core::attach::DeviceClass;
-use railyard_core::ipam::{codes, ErrorReply, Request, Response};
+use railyard_core::ipam::{Request, Response};
 use railyard_core::Nic;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::metrics::IpamMetrics;
+use super::protocol::{self, refuse};
 
 /// A request line longer than this is refused: a real one is a few hundred bytes.
 const MAX_LINE: usize = 64 * 1024;
@@ -121,20 +122,14 @@ async fn connection(stream: UnixStream, ctx: Arc<IpamContext>) {
 }
 
 async fn handle(ctx: &IpamContext, req: Request) -> Response {
-    let op = match &req {
-        Request::Add { .. } => "add",
-        Request::Del { .. } => "del",
-        Request::Check { .. } => "check",
-        Request::Gc { .. } => "gc",
-        Request::Status { .. } => "status",
-    };
+    let op = protocol::op_name(&req);
     let started = Instant::now();
     let response = if *ctx.trusted.borrow() {
         let nics = ctx.nics.borrow().clone();
         let classes = ctx.classes.borrow().clone();
-        ctx.db.handle(req, &nics, &classes).await
+        protocol::dispatch(&ctx.db, req, &nics, &classes).await
     } else {
-        untrusted(&ctx.db, op)
+        protocol::untrusted(ctx.db.dir(), op)
     };
     ctx.metrics.observe(op, &response, started.elapsed());
     if let Response::Error(e) = &response {
@@ -146,28 +141,4 @@ async fn handle(ctx: &IpamContext, req: Request) -> Response {
         );
     }
     response
-}
-
-/// The answer while an empty log waits for etcd: retry later (STATUS: not ready).
-fn untrusted(db: &AllocDb, op: &str) -> Response {
-    Response::Error(ErrorReply {
-        code: if op == "status" {
-            railyard_allocdb::NOT_READY
-        } else {
-            codes::TRY_AGAIN_LATER
-        },
-        message: format!(
-            "the allocation log in {} was empty when the daemon started (a new host, or a lost state dir): \
-             nothing is served until this host's allocations are recovered from etcd \
-             (/railyard/v1/allocations/<network>/<host>/); is etcd reachable?",
-            db.dir().display()
-        ),
-    })
-}
-
-fn refuse(message: String) -> Response {
-    Response::Error(ErrorReply {
-        code: codes::REFUSED,
-        message,
-    })
 }
