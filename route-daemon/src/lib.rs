@@ -5,8 +5,11 @@
 //! modules below only fetch and apply, each behind a small trait so the daemon's
 //! loop runs against `MemStore` and an in-memory kernel in tests.
 //!
-//! Ownership of routes and rules rests on one number: everything railyard writes
-//! carries [`RAILYARD_PROTOCOL`], and nothing with another protocol is ever changed.
+//! The kernel port is [`kernel`]: [`RouteTable`] and [`PolicyRules`] over
+//! rtnetlink ([`NetlinkRoutes`]) and in memory ([`MemoryRoutes`]), one
+//! conformance suite for both (feature `conformance`). Ownership of routes and
+//! rules rests on one number: everything railyard writes carries
+//! [`RAILYARD_PROTOCOL`], and nothing with another protocol is ever changed.
 
 mod backoff;
 pub mod cli;
@@ -14,12 +17,10 @@ pub mod daemon;
 pub mod discovery;
 mod error;
 pub mod ipam;
-pub mod kernel_routes;
-pub mod memory;
+pub mod kernel;
 pub mod metrics;
 mod netlink;
 pub mod netns;
-pub mod policy;
 pub mod reconcile;
 pub mod registration;
 mod shutdown;
@@ -27,11 +28,24 @@ pub mod view;
 pub mod watch;
 
 pub use error::{Error, Result};
-pub use kernel_routes::{NetlinkRoutes, RoutingMode, RAILYARD_PROTOCOL};
-pub use memory::MemoryRoutes;
-pub use netlink::Netlink;
-pub use policy::{Kernel, PolicyRule, PolicyRules};
-pub use reconcile::{
-    reconcile, reconcile_tracking, ApplyReport, ReconcileReport, RouteFailure, RouteOp, RouteTable,
+pub use kernel::memory::MemoryRoutes;
+pub use kernel::netlink::NetlinkRoutes;
+pub use kernel::{
+    ApplyReport, Kernel, PolicyRule, PolicyRules, RouteFailure, RouteOp, RouteTable, RoutingMode,
+    RAILYARD_PROTOCOL,
 };
+pub use netlink::Netlink;
+pub use reconcile::{reconcile, reconcile_tracking, ReconcileReport};
 pub use watch::{KernelEvent, KernelWatch};
+
+// The kernel port's old module paths, for code that still imports through them.
+pub use kernel::memory;
+/// The old path of [`kernel::netlink`] and the routing constants now in [`kernel`].
+pub mod kernel_routes {
+    pub use crate::kernel::netlink::*;
+    pub use crate::kernel::{RoutingMode, DEFAULT_RULE_PRIORITY, MAIN_TABLE, RAILYARD_PROTOCOL};
+}
+/// The old path of [`kernel::PolicyRules`] and its companions.
+pub mod policy {
+    pub use crate::kernel::{Kernel, PolicyRule, PolicyRules};
+}

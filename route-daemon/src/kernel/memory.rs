@@ -1,5 +1,12 @@
-//! An in-memory kernel routing table (and policy rule list) with the semantics the
-//! reconcile relies on, so the daemon's loop and other crates' tests run without root.
+//! The kernel port in memory: routing tables and a policy rule list with the
+//! semantics the reconcile relies on, so the daemon's loop and other crates'
+//! tests run without root.
+//!
+//! Ownership is a flag per route and rule instead of a protocol number; what
+//! the port writes is flagged as ours, and what the test puts there as someone
+//! else ([`MemoryRoutes::with_foreign`], [`MemoryRoutes::add_foreign_rule`]) is
+//! not. It passes the same conformance suite as the netlink implementation, so
+//! a test that is green here does not rely on a kinder kernel than Linux.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -8,10 +15,11 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use railyard_core::{ActualRoute, Route, RouteDiff};
 
+use super::{ApplyReport, PolicyRule, PolicyRules, RouteFailure, RouteOp, RouteTable};
 use crate::error::Result;
-use crate::policy::{PolicyRule, PolicyRules};
-use crate::reconcile::{ApplyReport, RouteFailure, RouteOp, RouteTable};
 
+/// [`RouteTable`] and [`PolicyRules`] in memory, as one kernel shared by
+/// everyone holding it.
 #[derive(Debug, Default)]
 pub struct MemoryRoutes {
     state: Mutex<State>,
@@ -30,13 +38,20 @@ impl MemoryRoutes {
     /// A table already holding routes someone else (another protocol) put there.
     pub fn with_foreign(routes: impl IntoIterator<Item = Route>) -> Self {
         let me = MemoryRoutes::default();
-        me.lock()
-            .routes
-            .extend(routes.into_iter().map(|route| ActualRoute {
-                route,
-                owned: false,
-            }));
+        for route in routes {
+            me.add_foreign_route(route);
+        }
         me
+    }
+
+    /// A route someone else (another protocol) adds, like `ip route add ... proto
+    /// static`. No check: the kernel would refuse a duplicate, a test should not
+    /// write one.
+    pub fn add_foreign_route(&self, route: Route) {
+        self.lock().routes.push(ActualRoute {
+            route,
+            owned: false,
+        });
     }
 
     /// Makes adds and replaces through `dev` fail, as the kernel does for a

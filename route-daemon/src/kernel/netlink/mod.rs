@@ -1,6 +1,14 @@
-//! The kernel's routing tables through rtnetlink: reading railyard's and foreign
-//! routes, applying a diff, and the `from <subnet>` policy rules that steer pod
-//! traffic into a network's own table.
+//! The kernel port over rtnetlink: reading railyard's and foreign routes,
+//! applying a diff, and the `from <subnet>` policy rules that steer pod traffic
+//! into a network's own table.
+//!
+//! Routes are written with [`RAILYARD_PROTOCOL`] and the flags that make the
+//! ownership rules of [`crate::kernel`] hold in the kernel itself, not only in
+//! the diff: adds are `NLM_F_CREATE | NLM_F_EXCL` (a foreign route that appeared
+//! since the read makes the kernel answer `EEXIST`, reported as a conflict),
+//! replaces are `NLM_F_REPLACE` and are sent only where the read showed our
+//! route, and deletes carry our protocol, next hop and device, which the kernel
+//! matches, so a foreign route at the same destination survives them.
 
 mod batch;
 mod convert;
@@ -9,63 +17,20 @@ mod rules;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use railyard_core::{route_table_for, ActualRoute, IfName, Route, RouteDiff};
+use railyard_core::{ActualRoute, IfName, Route, RouteDiff};
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use tokio::sync::Mutex;
 
+use super::{ApplyReport, RouteFailure, RouteOp, RouteTable, RAILYARD_PROTOCOL};
 use crate::error::Result;
 use crate::netlink::Netlink;
-use crate::reconcile::{ApplyReport, RouteFailure, RouteOp, RouteTable};
 
 pub use batch::Refusal;
 pub use convert::{actual_route, del_route_message, new_route_message};
 
-/// The protocol number (`ip route ... proto 167`) that marks a route as
-/// railyard's. It is the whole ownership model: railyard changes and deletes
-/// only routes carrying it, so routes of operators, DHCP, BGP daemons or the
-/// kernel are never touched, and a restarted daemon finds its routes without
-/// any local state. 167 (0xa7) is not assigned in the kernel's rtnetlink.h nor
-/// in iproute2's rt_protos; add `167 railyard` to /etc/iproute2/rt_protos for
-/// `ip route` to print the name.
-pub const RAILYARD_PROTOCOL: u8 = 0xa7;
-
-/// The kernel's main table.
-pub const MAIN_TABLE: u32 = 254;
-
-/// Priority of the `from <subnet> lookup <table>` rules: before the main table
-/// (32766), after the local table (0), and clear of the low numbers operators
-/// tend to use.
-pub const DEFAULT_RULE_PRIORITY: u32 = 3_000;
-
 const EEXIST: i32 = 17;
 const ESRCH: i32 = 3;
-
-/// Where a network's routes go.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum RoutingMode {
-    /// The network's own table (`railyard_core::route_table_for`), reached from
-    /// the pods' addresses through a `from <subnet>` rule. Keeps railyard's routes
-    /// out of the host's own routing decisions.
-    #[default]
-    OwnTable,
-    /// The main table, where every process of the host uses the routes.
-    MainTable,
-}
-
-impl RoutingMode {
-    pub fn table(self, network: &str) -> u32 {
-        match self {
-            RoutingMode::OwnTable => route_table_for(network),
-            RoutingMode::MainTable => MAIN_TABLE,
-        }
-    }
-
-    /// Whether this mode needs a policy rule per subnet.
-    pub fn needs_rule(self) -> bool {
-        self == RoutingMode::OwnTable
-    }
-}
 
 /// [`RouteTable`] on the kernel of the namespace it was opened in.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use super::{NetlinkRoutes, RAILYARD_PROTOCOL};
 use crate::error::{Error, Result};
-use crate::policy::{PolicyRule, PolicyRules};
+use crate::kernel::{PolicyRule, PolicyRules};
 
 const EEXIST: i32 = 17;
 

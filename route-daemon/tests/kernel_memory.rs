@@ -1,0 +1,97 @@
+//! `MemoryRoutes` against the kernel port's conformance suite (no root needed):
+//! the fake the daemon's loop is tested on must behave as `NetlinkRoutes` does
+//! on a real kernel (`tests/kernel_netlink.rs` runs the same cases there).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use railyard_core::{ActualRoute, Route};
+use railyard_route_daemon::kernel::conformance::{self, Fixture};
+use railyard_route_daemon::{MemoryRoutes, PolicyRule, PolicyRules, Result};
+
+/// The scene of [`conformance::RAILS`] in memory: the kernel's connected
+/// routes in the main table (someone else's), every device up.
+struct MemoryFixture {
+    kernel: Arc<MemoryRoutes>,
+}
+
+impl MemoryFixture {
+    fn new() -> Self {
+        MemoryFixture {
+            kernel: Arc::new(MemoryRoutes::with_foreign(conformance::connected_routes())),
+        }
+    }
+}
+
+#[async_trait]
+impl Fixture for MemoryFixture {
+    type Kernel = Arc<MemoryRoutes>;
+
+    fn kernel(&self) -> &Self::Kernel {
+        &self.kernel
+    }
+
+    /// The same state: a restarted daemon finds the kernel as it was.
+    async fn reopen(&self) -> Result<Self::Kernel> {
+        Ok(self.kernel.clone())
+    }
+
+    async fn add_foreign_route(&self, route: &Route) {
+        self.kernel.add_foreign_route(route.clone());
+    }
+
+    async fn delete_route(&self, route: &Route) {
+        self.kernel.remove(route);
+    }
+
+    async fn link_down(&self, dev: &str) {
+        self.kernel.refuse_dev(dev, "Network is down");
+    }
+
+    async fn add_foreign_rule(&self, rule: PolicyRule) {
+        self.kernel.add_foreign_rule(rule);
+    }
+
+    async fn seen_routes(&self, table: u32) -> Vec<ActualRoute> {
+        self.kernel
+            .snapshot()
+            .into_iter()
+            .filter(|a| a.route.table == table)
+            .collect()
+    }
+
+    async fn seen_rules(&self) -> Vec<(PolicyRule, bool)> {
+        let ours = self.kernel.owned_rules().await.expect("memory never fails");
+        self.kernel
+            .rules()
+            .into_iter()
+            .map(|r| (r, ours.contains(&r)))
+            .collect()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn run(case: &'static str) {
+    runtime().block_on(async {
+        conformance::run_case(case, &MemoryFixture::new())
+            .await
+            .unwrap_or_else(|e| panic!("kernel conformance case {case} failed: {e}"));
+    });
+}
+
+railyard_route_daemon::kernel_conformance_tests!(run);
+
+#[test]
+fn all_cases_in_sequence() {
+    runtime().block_on(async {
+        conformance::run_all(|| async { MemoryFixture::new() })
+            .await
+            .expect("suite");
+    });
+}
