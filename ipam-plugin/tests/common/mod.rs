@@ -104,7 +104,7 @@ impl Outcome {
 pub fn exec(binary: &Path, env: &[(&str, String)], stdin: &[u8], netns: Option<&str>) -> Outcome {
     let mut cmd = match netns {
         Some(ns) => {
-            let mut c = Command::new(netns::IP);
+            let mut c = Command::new(netns::ip_binary());
             c.args(["netns", "exec", ns]).arg(binary);
             c
         }

@@ -61,7 +61,7 @@ impl World {
     }
 
     pub fn exec(&self, env: &[(&str, String)], conf: &Value) -> Outcome {
-        let netns = self.host.as_ref().map(|h| h.name.as_str());
+        let netns = self.host.as_ref().map(|h| h.name());
         exec(&meta_bin(), env, conf.to_string().as_bytes(), netns)
     }
 

@@ -14,11 +14,7 @@ use railyard_e2e::{bins, Cluster, ClusterSpec};
 /// Fails (never skips) without root: a green run that created no namespace
 /// would claim end-to-end behaviour nobody checked.
 pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the end-to-end tests need root (network namespaces, links, routes): \
-         run them as root, e.g. `sudo -E cargo test -p railyard-e2e`"
-    );
+    railyard_test_support::require_root("railyard-e2e");
     assert!(
         bins::on_path("ping"),
         "`ping` is needed by `railyard check` and these tests (install iputils-ping)"
