@@ -19,8 +19,10 @@ use railyard_core::{desired_routes, keys, HostPlan, Plan, PlanMeta, Route};
 use railyard_store::{KeyValue, WatchEvent, WatchUpdate};
 use tracing::{debug, info, warn};
 
-use crate::kernel_routes::RoutingMode;
-use crate::policy::PolicyRule;
+use crate::{PolicyRule, RoutingMode};
+
+mod share;
+pub use share::HostShare;
 
 #[derive(Debug, Default)]
 pub struct ClusterView {

@@ -1,20 +1,24 @@
 //! The reconcile loop against `MemStore` and `MemoryRoutes`: fast, no root.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
+use railyard_allocdb::{AllocDb, Options};
 use railyard_core::{keys, route_table_for, HostInventory, NetworkManifest, Nic, Planner, Route};
-use railyard_store::{MemStore, Store};
+use railyard_store::{
+    KeyValue, LeaseId, MemStore, Range, Store, StoreError, Txn, TxnOutcome, WatchStream,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{Reconciler, ReconcilerConfig};
-use crate::kernel_routes::{RoutingMode, MAIN_TABLE};
-use crate::memory::MemoryRoutes;
+use crate::kernel_routes::MAIN_TABLE;
 use crate::metrics::Metrics;
-use crate::policy::PolicyRule;
 use crate::watch::KernelEvent;
+use crate::{MemoryRoutes, PolicyRule, RoutingMode};
 
 const NET: &str = "rails";
 
@@ -377,7 +381,7 @@ async fn a_network_deleted_while_down_is_cleaned_up_through_its_rule() {
     crate::reconcile(vec![leftover], &[gone], &kernel)
         .await
         .expect("seed");
-    use crate::policy::PolicyRules as _;
+    use crate::PolicyRules as _;
     kernel.ensure_policy_rule(rule(gone)).await.expect("rule");
     let d = Daemon::start_on(&store, "a", RoutingMode::OwnTable, kernel);
     let other = PolicyRule {
@@ -481,4 +485,176 @@ async fn bursts_of_peer_changes_end_exactly_at_the_full_computation() {
     let want = railyard_core::desired_routes(&planner.to_plan(), "h00", t);
     eventually("routes of the final plan", || async { d.routes() == want }).await;
     d.stop().await;
+}
+
+/// `MemStore` whose open watches can be cut: each then ends, or fails with an
+/// error `watch_or_relist` does not retry (its stream ends after it), as etcd
+/// may do to a watch. Counts the watches opened per prefix.
+struct Cutting {
+    inner: MemStore,
+    cuts: watch::Sender<u64>,
+    fatal: Arc<AtomicBool>,
+    opened: Mutex<Vec<String>>,
+}
+
+impl Cutting {
+    fn new(inner: MemStore) -> Cutting {
+        Cutting {
+            inner,
+            cuts: watch::channel(0).0,
+            fatal: Arc::new(AtomicBool::new(false)),
+            opened: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn cut(&self, fatal: bool) {
+        self.fatal.store(fatal, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    fn opened(&self, prefix: &str) -> usize {
+        let opened = self.opened.lock().expect("lock");
+        opened.iter().filter(|p| *p == prefix).count()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Cutting {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn range(&self, prefix: &str) -> Result<Range, StoreError> {
+        self.inner.range(prefix).await
+    }
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        self.inner.txn(txn).await
+    }
+    async fn grant(&self, ttl_secs: i64) -> Result<LeaseId, StoreError> {
+        self.inner.grant(ttl_secs).await
+    }
+    async fn keep_alive_once(&self, lease: LeaseId) -> Result<i64, StoreError> {
+        self.inner.keep_alive_once(lease).await
+    }
+    async fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
+        self.inner.revoke(lease).await
+    }
+    async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        self.inner.compact(revision).await
+    }
+    async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream, StoreError> {
+        self.opened.lock().expect("lock").push(prefix.to_owned());
+        let inner = self.inner.watch(prefix, from_revision).await?;
+        let mut cuts = self.cuts.subscribe();
+        let opened_at = *cuts.borrow_and_update();
+        let fatal = Arc::clone(&self.fatal);
+        let stream =
+            futures::stream::unfold((inner, cuts, false), move |(mut inner, mut cuts, done)| {
+                let fatal = Arc::clone(&fatal);
+                async move {
+                    if done {
+                        return None;
+                    }
+                    let item = tokio::select! {
+                        biased;
+                        _ = cuts.wait_for(|n| *n != opened_at) => None,
+                        item = inner.next() => Some(item),
+                    };
+                    match item {
+                        Some(item) => item.map(|i| (i, (inner, cuts, false))),
+                        None if fatal.load(Ordering::SeqCst) => {
+                            let e = StoreError::Other {
+                                context: "watch".into(),
+                                message: "canceled by the server".into(),
+                            };
+                            Some((Err(e), (inner, cuts, true)))
+                        }
+                        None => None,
+                    }
+                }
+            });
+        Ok(stream.boxed())
+    }
+}
+
+/// The blocks the allocation database holds as planned, sorted.
+fn planned_blocks(db: &AllocDb) -> Vec<String> {
+    let mut b: Vec<String> = db
+        .stats()
+        .blocks
+        .iter()
+        .filter(|b| b.in_plan)
+        .map(|b| b.cidr.to_string())
+        .collect();
+    b.sort();
+    b
+}
+
+/// The IPAM side follows the plans through the reconciler's watch: when that
+/// watch ends, or fails with an error the store's follower gives up on, it is
+/// opened again and a later change of this host's plan still reaches the
+/// allocation database.
+#[tokio::test]
+async fn ipam_follows_plans_through_a_watch_that_ends_or_fails() {
+    for fatal in [false, true] {
+        let mem = MemStore::new();
+        let store = Arc::new(Cutting::new(mem.clone()));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(AllocDb::open(dir.path(), Options::default()).expect("open"));
+        let (configs, rx) = mpsc::unbounded_channel();
+        let (stop, shutdown) = watch::channel(false);
+        let applier = tokio::spawn(crate::ipam::apply_networks(
+            rx,
+            Arc::clone(&db),
+            shutdown.clone(),
+        ));
+        let cfg = ReconcilerConfig {
+            node_name: "a".to_owned(),
+            routing: RoutingMode::OwnTable,
+            rule_priority: 3000,
+            quiet: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+        };
+        let kernel = Arc::new(MemoryRoutes::default());
+        let shared: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
+        let r = Reconciler::new(cfg, shared, kernel, Arc::new(Metrics::default()))
+            .feeding_ipam(configs);
+        let (_events, events_rx) = mpsc::channel(16);
+        let task = tokio::spawn(r.run(events_rx, shutdown));
+
+        let planner = write_network(&mem, &["a", "b"]).await;
+        let first = ["192.168.0.0/24", "192.168.64.0/24"];
+        eventually("a's blocks in the allocation database", || async {
+            planned_blocks(&db) == first
+        })
+        .await;
+        assert_eq!(store.opened(keys::PLANS), 1);
+
+        store.cut(fatal);
+        // This host moves to index 5: new blocks on both rails.
+        let mut moved = planner.host("a").expect("a").clone();
+        moved.index = 5;
+        for b in &mut moved.blocks {
+            b.cidr = format!("192.168.{}.0/24", 64 * b.interface + 5)
+                .parse()
+                .expect("net");
+        }
+        mem.put(
+            &keys::plan_host(NET, "a"),
+            serde_json::to_vec(&moved).expect("json"),
+            None,
+        )
+        .await
+        .expect("put");
+        eventually("a's new blocks after the watch was resumed", || async {
+            planned_blocks(&db) == ["192.168.5.0/24", "192.168.69.0/24"]
+        })
+        .await;
+        assert!(
+            store.opened(keys::PLANS) >= 2,
+            "the plan watch was not cut (fatal: {fatal})"
+        );
+        let _ = stop.send(true);
+        task.await.expect("reconciler");
+        applier.await.expect("applier");
+    }
 }

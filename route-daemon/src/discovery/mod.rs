@@ -8,7 +8,7 @@ mod sysfs;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
@@ -110,6 +110,39 @@ pub fn select_nics(kernel: KernelLinks, sysfs: &dyn Sysfs, filter: &NicFilter) -
         .collect();
     nics.sort_by(|a, b| a.name.cmp(&b.name));
     nics
+}
+
+/// Where the inventory comes from: discovery or a static file in production, a
+/// fixed value in tests.
+#[async_trait]
+pub trait InventorySource: Send + Sync {
+    async fn inventory(&self) -> Result<HostInventory>;
+}
+
+/// The production source, one per process (registration and the IPAM NIC list
+/// share it): the static file when configured, else netlink + sysfs
+/// filtered to the rail candidates.
+#[derive(Debug)]
+pub struct Discovered {
+    pub node_name: String,
+    pub netlink: Netlink,
+    pub sysfs: SysfsDir,
+    pub filter: NicFilter,
+    pub static_file: Option<PathBuf>,
+}
+
+#[async_trait]
+impl InventorySource for Discovered {
+    async fn inventory(&self) -> Result<HostInventory> {
+        host_inventory(
+            &self.node_name,
+            self.static_file.as_deref(),
+            &self.netlink,
+            &self.sysfs,
+            &self.filter,
+        )
+        .await
+    }
 }
 
 /// This host's inventory: the static file when one is configured, else discovery.

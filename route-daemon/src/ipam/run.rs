@@ -2,27 +2,33 @@
 //! the networks' blocks current, serve the socket, and mirror to etcd.
 //!
 //! Allocation must keep working while etcd is down, so the socket is served from
-//! the local database at once; etcd is connected in the background and only feeds
-//! plan updates and the mirror.
+//! the local database at once. Everything else comes from the daemon's one
+//! context ([`IpamFeeds`]): the NIC list from its discovery source and kernel
+//! events, the plans from its plan watch, and the store (for the mirror and the
+//! DeviceClasses) once the context has connected it. Nothing here opens a
+//! connection or a subscription of its own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use railyard_allocdb::{AllocDb, Options};
+use futures::FutureExt;
+use railyard_allocdb::{AllocDb, NetworkConfig, Options};
+use railyard_core::attach::DeviceClass;
 use railyard_core::Nic;
-use railyard_store::{EtcdConfig, EtcdStore, Store};
-use tokio::sync::watch;
+use railyard_store::EtcdConfig;
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::{info, warn};
 
-use super::follow::{follow_classes, follow_networks};
+use super::follow::{apply_networks, follow_classes};
 use super::{run_mirror, serve, IpamContext, IpamMetrics, MirrorConfig};
-use crate::discovery::{FilterConfig, NicFilter, SysfsDir};
+use crate::daemon::StoreSlot;
+use crate::discovery::{FilterConfig, InventorySource};
 use crate::error::{Error, Result};
-use crate::netlink::Netlink;
-use crate::registration::{Discovered, InventorySource};
-use crate::watch::{KernelEvent, KernelWatch};
 
+/// The service's own settings. `node_name`, `filter`, `static_inventory` and
+/// `etcd` are kept for the command line that builds this; the daemon runs IPAM
+/// with its own (one host name, one discovery source, one etcd connection).
 #[derive(Debug, Clone)]
 pub struct IpamConfig {
     pub node_name: String,
@@ -36,8 +42,32 @@ pub struct IpamConfig {
     pub allowed_uid: u32,
 }
 
+/// What the daemon's context feeds the service.
+pub struct IpamFeeds {
+    /// This host's name, for its allocation records in etcd.
+    pub host: String,
+    /// The context's discovery source.
+    pub source: Arc<dyn InventorySource>,
+    /// Notified on link and address events (by the context's fan-out).
+    pub links: Arc<Notify>,
+    /// The context's store, once connected.
+    pub store: StoreSlot,
+    /// This host's share of every plan change (from the reconciler's plan watch).
+    pub plans: mpsc::UnboundedReceiver<NetworkConfig>,
+}
+
+impl std::fmt::Debug for IpamFeeds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpamFeeds")
+            .field("host", &self.host)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
 pub async fn run(
     cfg: IpamConfig,
+    feeds: IpamFeeds,
     metrics: Arc<IpamMetrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -58,44 +88,38 @@ pub async fn run(
         warn!(dir = %db.dir().display(), "allocation log is empty (a new host, or a lost state dir): \
             serving nothing until this host's allocations in etcd are recovered");
     }
-    let source = Discovered {
-        node_name: cfg.node_name.clone(),
-        netlink: Netlink::connect()?,
-        sysfs: SysfsDir::default(),
-        filter: NicFilter::new(&cfg.filter)?,
-        static_file: cfg.static_inventory.clone(),
-    };
-    let first = source.inventory().await.map(|h| h.nics).unwrap_or_default();
+    let first = feeds
+        .source
+        .inventory()
+        .await
+        .map(|h| h.nics)
+        .unwrap_or_default();
     let (nic_tx, nic_rx) = watch::channel(first);
-    tokio::spawn(follow_nics(source, nic_tx, shutdown.clone()));
+    tokio::spawn(follow_nics(
+        feeds.source,
+        feeds.links,
+        nic_tx,
+        shutdown.clone(),
+    ));
+    tokio::spawn(apply_networks(
+        feeds.plans,
+        Arc::clone(&db),
+        shutdown.clone(),
+    ));
     let (class_tx, class_rx) = watch::channel(Vec::new());
     tokio::spawn(with_store(
-        cfg.clone(),
+        feeds.store,
+        feeds.host,
         Arc::clone(&db),
         class_tx,
         trusted_tx,
         shutdown.clone(),
     ));
-    {
-        let db = Arc::clone(&db);
-        let metrics = Arc::clone(&metrics);
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
-            for tick in 0u64.. {
-                // A log that could not be written (a full disk) is retried
-                // even when no request comes.
-                let db2 = Arc::clone(&db);
-                let _ = tokio::task::spawn_blocking(move || db2.retry()).await;
-                if tick % 5 == 0 {
-                    metrics.update_blocks(&db.stats());
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(railyard_allocdb::RETRY_EVERY) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-        });
-    }
+    tokio::spawn(retry_and_count(
+        Arc::clone(&db),
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    ));
     let ctx = Arc::new(IpamContext {
         db,
         nics: nic_rx,
@@ -109,32 +133,43 @@ pub async fn run(
         .map_err(|e| Error::Config(format!("IPAM socket {}: {e}", cfg.socket.display())))
 }
 
+/// Retries a log that could not be written (a full disk) even when no request
+/// comes, and refreshes the block gauges every fifth second.
+async fn retry_and_count(
+    db: Arc<AllocDb>,
+    metrics: Arc<IpamMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    for tick in 0u64.. {
+        let db2 = Arc::clone(&db);
+        let _ = tokio::task::spawn_blocking(move || db2.retry()).await;
+        if tick % 5 == 0 {
+            metrics.update_blocks(&db.stats());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(railyard_allocdb::RETRY_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// Re-discovers the NICs on link and address changes (a NIC that went down or
-/// away stops being a candidate for new pods).
+/// away stops being a candidate for new pods): 100 ms after an event, with the
+/// events of that burst folded into one discovery.
 async fn follow_nics(
-    source: Discovered,
+    source: Arc<dyn InventorySource>,
+    links: Arc<Notify>,
     tx: watch::Sender<Vec<Nic>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut events = match KernelWatch::start() {
-        Ok(w) => w,
-        Err(e) => {
-            warn!(error = %e, "no kernel link events; the NIC list for IPAM stays as first discovered");
-            return;
-        }
-    };
     loop {
-        let e = tokio::select! {
-            e = events.recv() => e,
+        tokio::select! {
+            () = links.notified() => {}
             _ = shutdown.changed() => return,
-        };
-        match e {
-            None => return,
-            Some(KernelEvent::RoutesChanged { .. }) => continue,
-            Some(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        while events.try_recv().is_some() {}
+        // Notify keeps at most one wake-up; take it, the discovery below sees it.
+        let _ = links.notified().now_or_never();
         match source.inventory().await {
             Ok(inv) => {
                 tx.send_if_modified(|nics| {
@@ -148,44 +183,38 @@ async fn follow_nics(
     }
 }
 
-/// Connects to etcd in the background (as long as it takes), then follows the
-/// plans and device classes and mirrors allocations.
+/// Waits for the daemon's store (as long as etcd takes), then follows the
+/// device classes and mirrors allocations through it.
 async fn with_store(
-    cfg: IpamConfig,
+    store: StoreSlot,
+    host: String,
     db: Arc<AllocDb>,
-    classes: watch::Sender<Vec<railyard_core::attach::DeviceClass>>,
+    classes: watch::Sender<Vec<DeviceClass>>,
     trusted: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut wait = Duration::from_millis(200);
-    let store: Arc<dyn Store> = loop {
-        match EtcdStore::connect(cfg.etcd.clone()).await {
-            Ok(s) => break Arc::new(s),
-            Err(e) => {
-                warn!(error = %e, "IPAM: etcd not reachable yet; allocating from the local database");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => return,
-                }
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
+    let store = tokio::select! {
+        s = store.get() => match s {
+            Some(s) => s,
+            None => return,
+        },
+        _ = shutdown.changed() => return,
     };
-    info!("IPAM connected to etcd");
+    info!("IPAM following the device classes and mirroring allocations through the daemon's etcd connection");
     tokio::spawn(follow_classes(
         Arc::clone(&store),
         classes,
         shutdown.clone(),
     ));
-    tokio::spawn(run_mirror(
-        Arc::clone(&store),
-        Arc::clone(&db),
+    run_mirror(
+        store,
+        db,
         MirrorConfig {
-            host: cfg.node_name.clone(),
+            host,
             interval: Duration::from_millis(50),
         },
         trusted,
-        shutdown.clone(),
-    ));
-    follow_networks(store, db, cfg.node_name, shutdown).await;
+        shutdown,
+    )
+    .await;
 }

@@ -12,11 +12,9 @@
 //! their routes to its still-running pods. A host that stays down disappears
 //! after one TTL.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use railyard_core::{keys, HostInventory};
 use railyard_store::{spawn_keep_alive, KeepAlive, LeaseStatus, Store, StoreError};
 use tokio::sync::{watch, Notify};
@@ -24,42 +22,11 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
-use crate::discovery::{host_inventory, NicFilter, SysfsDir};
-use crate::error::Result;
 use crate::metrics::{Metrics, RegistrationState};
-use crate::netlink::Netlink;
 
-/// Where the inventory comes from: discovery or a static file in production, a
-/// fixed value in tests.
-#[async_trait]
-pub trait InventorySource: Send + Sync {
-    async fn inventory(&self) -> Result<HostInventory>;
-}
-
-/// The production source: the static file when configured, else netlink + sysfs
-/// filtered to the rail candidates.
-#[derive(Debug)]
-pub struct Discovered {
-    pub node_name: String,
-    pub netlink: Netlink,
-    pub sysfs: SysfsDir,
-    pub filter: NicFilter,
-    pub static_file: Option<PathBuf>,
-}
-
-#[async_trait]
-impl InventorySource for Discovered {
-    async fn inventory(&self) -> Result<HostInventory> {
-        host_inventory(
-            &self.node_name,
-            self.static_file.as_deref(),
-            &self.netlink,
-            &self.sysfs,
-            &self.filter,
-        )
-        .await
-    }
-}
+/// The source is shared with the IPAM NIC list (one per process); it lives with
+/// discovery.
+pub use crate::discovery::{Discovered, InventorySource};
 
 #[derive(Debug, Clone)]
 pub struct RegistrationConfig {

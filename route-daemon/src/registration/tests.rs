@@ -3,11 +3,13 @@
 
 use std::sync::Mutex;
 
+use async_trait::async_trait;
 use railyard_core::Nic;
 use railyard_store::{KeyValue, MemStore};
 use tokio::task::JoinHandle;
 
 use super::*;
+use crate::error::Result;
 
 #[derive(Debug)]
 struct Fixed(Mutex<HostInventory>);

@@ -11,11 +11,18 @@
 //! unreachable etcd only pauses the watches: the view keeps its last state, so
 //! drift is still repaired to the last known plan and no route is deleted
 //! because etcd went away.
+//!
+//! The plan watch here is the daemon's only one: with [`Reconciler::feeding_ipam`]
+//! every update is also folded into this host's share of the plans
+//! ([`HostShare`]) and the IPAM side gets the resulting `NetworkConfig`s. So IPAM
+//! follows the plans exactly as long as routes do, through the same restarts
+//! ([`Follow`]) after a watch ends or fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use railyard_allocdb::NetworkConfig;
 use railyard_core::{keys, ActualRoute, HostPlan};
 use railyard_store::{Store, StoreError, WatchUpdate};
 use tokio::sync::{mpsc, watch};
@@ -27,11 +34,11 @@ mod table;
 
 use super::follow::Follow;
 use crate::backoff::Backoff;
-use crate::kernel_routes::{RoutingMode, MAIN_TABLE};
+use crate::kernel_routes::MAIN_TABLE;
 use crate::metrics::{Metrics, NetworkLabel};
-use crate::policy::Kernel;
-use crate::view::{ClusterView, PlanChange};
+use crate::view::{ClusterView, HostShare, PlanChange};
 use crate::watch::KernelEvent;
+use crate::{Kernel, RoutingMode};
 
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
@@ -84,6 +91,8 @@ pub struct Reconciler<K> {
     dirty: Dirty,
     backoff: Backoff,
     retry_at: Option<Instant>,
+    /// This host's share of the plans and where it goes (the IPAM side).
+    ipam: Option<(HostShare, mpsc::UnboundedSender<NetworkConfig>)>,
 }
 
 impl<K> std::fmt::Debug for Reconciler<K> {
@@ -113,7 +122,17 @@ impl<K: Kernel + 'static> Reconciler<K> {
             dirty: Dirty::default(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
             retry_at: None,
+            ipam: None,
         }
+    }
+
+    /// Also sends, for every plan update, the `NetworkConfig` of each network
+    /// whose meta or whose entry for this host changed. Unbounded so a slow
+    /// allocation log never holds the routes up; it carries one small value per
+    /// changed network, and the receiver applies them in order.
+    pub fn feeding_ipam(mut self, configs: mpsc::UnboundedSender<NetworkConfig>) -> Self {
+        self.ipam = Some((HostShare::default(), configs));
+        self
     }
 
     /// Runs until `shutdown` turns true. Routes stay as they are on the way out:
@@ -182,6 +201,12 @@ impl<K: Kernel + 'static> Reconciler<K> {
             self.dirty.rules |= !changed.is_empty();
             !changed.is_empty()
         } else {
+            if let Some((share, configs)) = &mut self.ipam {
+                for config in share.apply(&update, &self.cfg.node_name) {
+                    // A closed receiver is an IPAM side that stopped (logged there).
+                    let _ = configs.send(config);
+                }
+            }
             let changes = self.view.apply_plans(update);
             let touched = !changes.is_empty();
             // Rules follow the accepted spec, which the plan meta publishes.

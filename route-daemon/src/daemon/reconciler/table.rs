@@ -21,10 +21,10 @@ use tracing::{debug, info};
 
 use super::Reconciler;
 use crate::metrics::{NetworkLabel, Op};
-use crate::policy::Kernel;
 use crate::reconcile::{
     apply_from_belief, patch_belief, peer_diff, reconcile_tracking, ApplyReport, ReconcileReport,
 };
+use crate::Kernel;
 use crate::Result;
 
 pub(super) enum How<'a> {
