@@ -83,6 +83,13 @@ struct ClusterArgs {
     /// With `--delegate ipvlan`: l3 (default), l3s or l2.
     #[arg(long, value_enum, default_value = "l3")]
     ipvlan_mode: IpvlanMode,
+    /// Rail NICs as VLAN sub-interfaces with this id (needs the 8021q module:
+    /// the full-kernel VM on a machine without it).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..4095), conflicts_with = "bond")]
+    vlan: Option<u16>,
+    /// Rail NICs as bonds of two links each (needs the bonding module).
+    #[arg(long)]
+    bond: bool,
     #[arg(long, default_value = "rails")]
     network: String,
     /// etcd's client port (the peer port is the next one).
@@ -130,6 +137,8 @@ impl ClusterArgs {
         };
         spec.delegate = self.delegate;
         spec.ipvlan_mode = self.ipvlan_mode;
+        spec.vlan = self.vlan;
+        spec.bond = self.bond;
         spec.network.clone_from(&self.network);
         spec.etcd_port = self.etcd_port;
         spec.mgmt_id = self.mgmt_id;

@@ -79,6 +79,12 @@ pub struct ClusterSpec {
     /// With `Delegate::Ipvlan`: its mode.
     #[serde(default)]
     pub ipvlan_mode: IpvlanMode,
+    /// Rail NICs are VLAN sub-interfaces with this id (`rail<j>` on `eth<j>`).
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// Rail NICs are bonds of two links each (active-backup).
+    #[serde(default)]
+    pub bond: bool,
     /// The MultiNicNetwork's name.
     pub network: String,
     /// etcd's client port; its peer port is the next one.
@@ -122,6 +128,8 @@ impl ClusterSpec {
             family: Family::V4,
             delegate: Delegate::Ptp,
             ipvlan_mode: IpvlanMode::default(),
+            vlan: None,
+            bond: false,
             network: "rails".into(),
             etcd_port: 23790,
             mgmt_id: 0,

@@ -75,18 +75,13 @@ pub fn make_host(state: &mut State, i: usize) -> Result<()> {
     ];
     let mut fabric = Vec::new();
     for j in 0..spec.rails {
-        let port = format!("h{i}r{j}");
-        lines.push(format!(
-            "link add rail{j} type veth peer name {port} netns {}",
-            spec.fabric()
-        ));
+        rail_nic(&spec, i, j, &mut lines, &mut fabric);
         for (addr, len) in spec.rail_addrs(i, j) {
             // No DAD: the address must work the moment the daemon registers it.
             let nodad = if addr.is_ipv6() { " nodad" } else { "" };
             lines.push(format!("addr add {addr}/{len} dev rail{j}{nodad}"));
         }
         lines.push(format!("link set rail{j} up"));
-        fabric.push(format!("link set {port} master rail{j} up"));
     }
     ip_batch(Some(&host), &lines)?;
     ip_batch(Some(&spec.fabric()), &fabric)?;
@@ -149,4 +144,49 @@ pub fn kernel_routes(
         }
     }
     out
+}
+
+/// Rail `j`'s NIC `rail{j}` on host `i`, as the spec shapes it, with its
+/// cable(s) into the rail's bridge in the fabric:
+/// - plain: a veth;
+/// - `--vlan ID`: a VLAN sub-interface `rail{j}` on a veth `eth{j}`; the
+///   fabric's plain bridge carries the tagged frames as a trunk would;
+/// - `--bond`: a bond `rail{j}` (active-backup) of two veths `bond{j}a` and
+///   `bond{j}b` (outside the daemons' `rail*` NIC filter), both cabled to the rail's bridge.
+///
+/// VLAN and bonding need their kernel modules: such clusters run in the
+/// full-kernel VM on this machine.
+fn rail_nic(
+    spec: &ClusterSpec,
+    i: usize,
+    j: usize,
+    host: &mut Vec<String>,
+    fabric: &mut Vec<String>,
+) {
+    let fabric_ns = spec.fabric();
+    let mut cable = |nic: &str, port: String, host: &mut Vec<String>| {
+        host.push(format!(
+            "link add {nic} type veth peer name {port} netns {fabric_ns}"
+        ));
+        fabric.push(format!("link set {port} master rail{j} up"));
+    };
+    if spec.bond {
+        host.push(format!(
+            "link add rail{j} type bond mode active-backup miimon 100"
+        ));
+        for side in ["a", "b"] {
+            let slave = format!("bond{j}{side}");
+            cable(&slave, format!("h{i}r{j}{side}"), host);
+            host.push(format!("link set {slave} master rail{j}"));
+            host.push(format!("link set {slave} up"));
+        }
+    } else if let Some(id) = spec.vlan {
+        cable(&format!("eth{j}"), format!("h{i}r{j}"), host);
+        host.push(format!("link set eth{j} up"));
+        host.push(format!(
+            "link add link eth{j} name rail{j} type vlan id {id}"
+        ));
+    } else {
+        cable(&format!("rail{j}"), format!("h{i}r{j}"), host);
+    }
 }
