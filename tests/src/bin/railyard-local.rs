@@ -161,6 +161,50 @@ fn main() -> ExitCode {
     }
 }
 
+/// Set inside the VM, so `up` there never starts another one.
+const IN_VM: &str = "RAILYARD_LOCAL_IN_VM";
+
+/// The modules of `wanted` this kernel has neither loaded nor can load.
+fn missing_modules(wanted: &[&'static str]) -> Vec<&'static str> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|m| {
+            !std::path::Path::new("/sys/module").join(m).exists()
+                && !std::process::Command::new("modprobe")
+                    .args(["-q", m])
+                    .status()
+                    .is_ok_and(|s| s.success())
+        })
+        .collect()
+}
+
+/// This kernel lacks what the cluster needs: run the same `up` inside the
+/// full-kernel VM instead of failing. The cluster lives as long as the VM, so
+/// the VM's run ends with the connection check; nothing is left behind here.
+fn up_in_vm(missing: &[&str]) -> anyhow::Result<ExitCode> {
+    progress(&format!(
+        "this kernel lacks {}: running the cluster in the full-kernel VM (railyard-vm); \
+         it is removed when the check has run",
+        missing.join(", ")
+    ));
+    let argv: Vec<String> = std::env::args().collect();
+    let mut cfg = railyard_e2e::vm::VmConfig {
+        echo: true,
+        timeout: std::time::Duration::from_secs(1800),
+        ..railyard_e2e::vm::VmConfig::default()
+    }
+    .inherit_env();
+    cfg.env.push((IN_VM.to_owned(), "1".to_owned()));
+    let out = railyard_e2e::vm::run(&argv, &cfg)?;
+    progress(&format!(
+        "the VM (kernel {}) ran for {:.0} s",
+        out.kernel,
+        out.elapsed.as_secs_f64()
+    ));
+    Ok(ExitCode::from(u8::try_from(out.status).unwrap_or(1)))
+}
+
 fn progress(line: &str) {
     eprintln!("railyard-local: {line}");
 }
@@ -173,6 +217,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_check,
         } => {
             let spec = cluster.spec(4, 3)?;
+            let missing = missing_modules(&spec.kernel_modules());
+            if !missing.is_empty() && std::env::var_os(IN_VM).is_none() {
+                return up_in_vm(&missing);
+            }
             let state = spec.state_dir.clone();
             let c = match Cluster::up(spec, &mut |l| progress(l)) {
                 Ok(c) => c,

@@ -359,3 +359,21 @@ mod tests {
         assert!(s.validate().is_err());
     }
 }
+
+impl ClusterSpec {
+    /// Kernel modules this cluster's data path needs beyond veth, bridge and
+    /// macvlan (which every kernel railyard runs on has).
+    pub fn kernel_modules(&self) -> Vec<&'static str> {
+        let mut m = Vec::new();
+        if self.delegate == Delegate::Ipvlan {
+            m.push("ipvlan");
+        }
+        if self.vlan.is_some() {
+            m.push("8021q");
+        }
+        if self.bond {
+            m.push("bonding");
+        }
+        m
+    }
+}
