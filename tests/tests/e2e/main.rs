@@ -19,3 +19,4 @@ mod membership;
 mod outage;
 mod plugin_exec;
 mod spec_safety;
+mod waiting_hosts;
