@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bins;
 pub mod cluster;
 pub mod error;
+pub mod k8s_demo;
 pub mod kube;
 pub mod vm;
 

@@ -13,6 +13,7 @@
 mod common;
 mod crds;
 mod loud;
+mod multus;
 mod nads;
 mod rbac;
 mod scale;

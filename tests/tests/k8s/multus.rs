@@ -1,0 +1,114 @@
+//! The demo's core path (`make demo-k8s`), through the real Multus thin plugin:
+//! a MultiNicNetwork applied with kubectl becomes a NAD, two Pods on two hosts
+//! are attached by Multus calling `railyard-cni` (one pod picks a single rail
+//! with `cni-args`), Multus writes their network-status, and the pods reach each
+//! other on the rail they share. Its own control plane: its controller leads the
+//! local cluster's etcd, not the shared test planner's.
+//!
+//! Needs root (network namespaces). Management id 245 (245-249 are this
+//! file's).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use railyard_e2e::cluster::etcd::free_port_pair;
+use railyard_e2e::cluster::pods::ping;
+use railyard_e2e::k8s_demo::K8sDemo;
+use railyard_e2e::kube::upstream;
+use railyard_e2e::{bins, Cluster, ClusterSpec};
+use serde_json::Value;
+
+/// The demo, torn down on drop (the plane goes with its tempdir's owner).
+struct Demo(Option<K8sDemo>);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.0.take() {
+            if std::thread::panicking() {
+                eprintln!("{}\n{}", d.cluster.log_tails(30), d.plane.log_tails(20));
+            }
+            d.cluster.down();
+            d.plane.stop();
+        }
+    }
+}
+
+/// The railyard addresses (not the loopback default network's) in a network-status.
+fn railyard_ips(status: &Value) -> Vec<(String, IpAddr)> {
+    status
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["default"] != true)
+        .flat_map(|s| {
+            let iface = s["interface"].as_str().unwrap_or_default().to_owned();
+            s["ips"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |ip| Some((iface.clone(), ip.as_str()?.parse().ok()?)))
+        })
+        .collect()
+}
+
+#[test]
+fn pods_attach_through_multus_and_reach_each_other() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the Multus test needs root (network namespaces, links, routes)"
+    );
+    let bin_dir = bins::for_tests().unwrap_or_else(|e| panic!("{e}"));
+    let name = "k8s-multus";
+    let mut s = ClusterSpec::new(PathBuf::from("/tmp/railyard-e2e").join(name), bin_dir);
+    s.prefix = "k8s-mx-".into();
+    s.mgmt_id = 245;
+    s.etcd_port = free_port_pair().expect("two free loopback ports for etcd");
+    s.hosts = 2;
+    s.rails = 2;
+    s.lease_ttl = 3;
+    s.cni_dir = upstream::dir();
+    if let Some(mut stale) = Cluster::open(&s.state_dir).expect("read old state") {
+        stale.down();
+    }
+    let plane_dir = tempfile::Builder::new()
+        .prefix("railyard-k8s-multus-")
+        .tempdir()
+        .expect("tempdir");
+    let demo = K8sDemo::up(s, plane_dir.path().join("plane"), true, "demo", &mut |l| {
+        eprintln!("[up] {l}")
+    })
+    .unwrap_or_else(|e| panic!("the demo did not come up: {e}"));
+    let mut demo = Demo(Some(demo));
+    let d = demo.0.as_mut().expect("demo");
+
+    let a = d
+        .attach("pod-a", 0, r#"[{"name": "rails"}]"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = d
+        .attach(
+            "pod-b",
+            1,
+            r#"[{"name": "rails", "cni-args": {"masters": ["rail1"]}}]"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let a_ips = railyard_ips(&d.network_status("pod-a").unwrap_or_else(|e| panic!("{e}")));
+    let b_ips = railyard_ips(&d.network_status("pod-b").unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(a_ips.len(), 2, "pod-a has one address per rail: {a_ips:?}");
+    assert_eq!(
+        b_ips.len(),
+        1,
+        "pod-b's cni-args pick rail1 only: {b_ips:?}"
+    );
+    // Rail 1 is 192.168.64.0/18 (interfaceBlock 2 of the /16).
+    let rail1: ipnet::IpNet = "192.168.64.0/18".parse().expect("a CIDR");
+    let on_rail1 = |ip: &IpAddr| rail1.contains(ip);
+    assert!(on_rail1(&b_ips[0].1), "{b_ips:?}");
+    let a_rail1 = a_ips
+        .iter()
+        .find(|(_, ip)| on_rail1(ip))
+        .expect("pod-a on rail1");
+    ping(&a.netns, b_ips[0].1).unwrap_or_else(|e| panic!("pod-a -> pod-b on rail1: {e}"));
+    ping(&b.netns, a_rail1.1).unwrap_or_else(|e| panic!("pod-b -> pod-a on rail1: {e}"));
+}
