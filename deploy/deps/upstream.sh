@@ -27,6 +27,14 @@ kubernetes_replaces() {
   sed -n 's#^\s*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1 => \1 '"$minor"'#p' "$gomod"
 }
 
+# A module's own versioned replace lines (not local paths), which a wrapper
+# module does not inherit: Whereabouts pins gogo/protobuf this way.
+module_replaces() {
+  local gomod
+  gomod="$(go mod download -json "$1@$2" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  sed -n 's#^\s*replace \(\S* => \S* v[0-9][^ ]*\)\s*$#replace \1#p' "$gomod"
+}
+
 # Go linker flags that stamp the version a binary reports. Kubernetes needs
 # its own: without them it calls itself v0.0.0, and its compatibility-version
 # checks take that for a very old release.
@@ -65,6 +73,7 @@ build() {
     echo "go 1.24"
     echo "require $module $version"
     [[ "$name" == kubernetes ]] && kubernetes_replaces "$version" | sed 's/^/replace /'
+    [[ "$name" == whereabouts ]] && module_replaces "$module" "$version"
   } >"$work/go.mod"
   rm -rf "$dest.tmp" && mkdir -p "$dest.tmp/bin"
   if [[ -n "$src" ]]; then
@@ -78,6 +87,8 @@ build() {
     local pkgs=()
     for p in "$@"; do pkgs+=("$module/$p"); done
     (cd "$work" && go build -trimpath -ldflags="$(ldflags "$name" "$version")" -o "$dest.tmp/bin/" "${pkgs[@]}")
+    # A main package at a directory named cmd (Whereabouts) is named after the component.
+    if [[ -e "$dest.tmp/bin/cmd" ]]; then mv "$dest.tmp/bin/cmd" "$dest.tmp/bin/$name"; fi
   fi
   printf '%s\nbuilt in %s s\n' "$stamp" "$((SECONDS - started))" >"$dest.tmp/.built"
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
