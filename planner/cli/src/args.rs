@@ -98,6 +98,14 @@ pub enum Command {
         host_netns: String,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Find the pods through the Kubernetes API (Multus's network-status
+        /// annotation) instead of etcd's allocation records; the client
+        /// configuration is KUBECONFIG, ~/.kube/config or the in-cluster one.
+        #[arg(long)]
+        kubernetes: bool,
+        /// With --kubernetes: only pods of this namespace (default: all).
+        #[arg(long, requires = "kubernetes")]
+        namespace: Option<String>,
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
         #[command(flatten)]

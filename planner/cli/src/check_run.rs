@@ -71,6 +71,8 @@ impl CheckOutcome {
     }
 }
 
+/// The check with the pods of the allocation records the route-daemons mirror
+/// to etcd.
 pub async fn run(store: &dyn Store, plan: &Plan, opts: &CheckOptions) -> Result<CheckOutcome> {
     let stored = store
         .range(&format!("{}{}/", keys::ALLOCATIONS, opts.network))
@@ -80,6 +82,12 @@ pub async fn run(store: &dyn Store, plan: &Plan, opts: &CheckOptions) -> Result<
         records.push((kv.key.clone(), kv.decode_json::<AllocationRecord>()?));
     }
     let pods = check::pods_of(&opts.network, &records);
+    run_pods(plan, &pods, opts).await
+}
+
+/// The check of `pods`, wherever they were found (etcd, or the Kubernetes API:
+/// `check_k8s`).
+pub async fn run_pods(plan: &Plan, pods: &[Pod], opts: &CheckOptions) -> Result<CheckOutcome> {
     if pods.len() < 2 {
         return Err(CliError::Usage(format!(
             "network {:?} has {} attached pod(s); the check needs at least 2",
@@ -87,7 +95,7 @@ pub async fn run(store: &dyn Store, plan: &Plan, opts: &CheckOptions) -> Result<
             pods.len()
         )));
     }
-    let probes = check::probes(&pods, opts.peers);
+    let probes = check::probes(pods, opts.peers);
     let done = Arc::new(AtomicUsize::new(0));
     let progress = opts.progress.then(|| {
         let done = Arc::clone(&done);
@@ -115,8 +123,8 @@ pub async fn run(store: &dyn Store, plan: &Plan, opts: &CheckOptions) -> Result<
     if let Some(p) = progress {
         p.abort();
     }
-    let report = check::report(&opts.network, &pods, &probes, &results);
-    let (paths_checked, path_problems) = check_paths(plan, &pods, &probes, opts).await;
+    let report = check::report(&opts.network, pods, &probes, &results);
+    let (paths_checked, path_problems) = check_paths(plan, pods, &probes, opts).await;
     Ok(CheckOutcome {
         report,
         paths_checked,

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod check;
+pub mod check_k8s;
 pub mod check_run;
 pub mod commands;
 pub mod error;

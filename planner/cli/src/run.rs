@@ -103,6 +103,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             pod_netns,
             host_netns,
             concurrency,
+            kubernetes,
+            namespace,
             output,
             etcd,
         } => {
@@ -120,7 +122,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 concurrency,
                 progress: true,
             };
-            let outcome = crate::check_run::run(store.as_ref(), &plan, &opts).await?;
+            let outcome = if kubernetes {
+                let pods =
+                    crate::check_k8s::pods_from_api(&plan, &opts.network, namespace.as_deref())
+                        .await?;
+                crate::check_run::run_pods(&plan, &pods, &opts).await?
+            } else {
+                crate::check_run::run(store.as_ref(), &plan, &opts).await?
+            };
             print(output, &outcome, Some(outcome.render()))?;
             if outcome.ok() {
                 Ok(())

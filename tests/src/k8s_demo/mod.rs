@@ -183,6 +183,21 @@ impl K8sDemo {
         })
     }
 
+    /// `railyard check --kubernetes` of the network: the pods and their
+    /// addresses from the API (Multus's network-status), the plan from the
+    /// cluster's etcd, the probes from the sandboxes (named `<prefix><pod>`)
+    /// and the host namespaces; the admin kubeconfig.
+    pub fn check_command(&self) -> std::process::Command {
+        let spec = self.cluster.spec();
+        let mut cmd = std::process::Command::new(spec.bin_dir.join("railyard"));
+        cmd.args(["check", &spec.network, "--kubernetes", "--namespace"])
+            .arg(&self.namespace)
+            .arg(format!("--pod-netns={}{{pod}}", spec.prefix))
+            .arg(format!("--etcd-endpoints={}", spec.local_endpoint()))
+            .env("KUBECONFIG", self.plane.state.admin_kubeconfig());
+        cmd
+    }
+
     /// The Pod's `k8s.v1.cni.cncf.io/network-status`, parsed.
     pub fn network_status(&self, pod: &str) -> Result<Value> {
         let text = self.kubectl.run(&[

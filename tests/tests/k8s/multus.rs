@@ -111,4 +111,17 @@ fn pods_attach_through_multus_and_reach_each_other() {
         .expect("pod-a on rail1");
     ping(&a.netns, b_ips[0].1).unwrap_or_else(|e| panic!("pod-a -> pod-b on rail1: {e}"));
     ping(&b.netns, a_rail1.1).unwrap_or_else(|e| panic!("pod-b -> pod-a on rail1: {e}"));
+
+    // The check through the API finds both pods and connects every probe.
+    let out = d.check_command().output().expect("run railyard check");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "railyard check --kubernetes failed:\n{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("pod-a") && table.contains("pod-b"),
+        "{table}"
+    );
 }

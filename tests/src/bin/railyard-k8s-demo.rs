@@ -1,0 +1,153 @@
+//! `railyard-k8s-demo`: `make demo-k8s`, the local namespace cluster as a
+//! Kubernetes user sees it (see `railyard_e2e::k8s_demo` and docs/kubernetes.md,
+//! "The Kubernetes demo"). Flags and printing only.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use railyard_e2e::k8s_demo::K8sDemo;
+use railyard_e2e::kube::upstream;
+use railyard_e2e::{kube, Cluster, ClusterSpec};
+
+const DEFAULT_STATE: &str = "/var/lib/railyard-k8s-demo";
+
+#[derive(Parser)]
+#[command(name = "railyard-k8s-demo", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The cluster, the control plane and the controller, the MultiNicNetwork,
+    /// PODS pods per host attached through Multus (the last of each host with
+    /// cni-args picking rail1 only), then the connection check through the API.
+    Up {
+        #[arg(long, default_value = DEFAULT_STATE)]
+        state: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        hosts: usize,
+        #[arg(long, default_value_t = 2)]
+        pods: usize,
+        /// Directory of the railyard binaries (default: this binary's directory).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Remove everything `up` made.
+    Down {
+        #[arg(long, default_value = DEFAULT_STATE)]
+        state: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Up {
+            state,
+            hosts,
+            pods,
+            bin_dir,
+        } => up(&state, hosts, pods, bin_dir),
+        Command::Down { state } => down(&state),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The local cluster's spec: its own prefix, management subnet and etcd ports,
+/// so `make demo` and `make demo-k8s` can run side by side.
+fn spec(state: &Path, hosts: usize, bin_dir: PathBuf) -> ClusterSpec {
+    let mut s = ClusterSpec::new(state.join("cluster"), bin_dir);
+    s.prefix = "k8s-".into();
+    s.mgmt_id = 1;
+    s.etcd_port = 23794;
+    s.hosts = hosts;
+    s.rails = 2;
+    s.lease_ttl = 3;
+    s.cni_dir = upstream::dir();
+    s
+}
+
+fn up(state: &Path, hosts: usize, pods: usize, bin_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let bin_dir = match bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?
+            .parent()
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow::anyhow!("cannot tell this binary's directory"))?,
+    };
+    if pods == 0 {
+        anyhow::bail!("--pods 0: the check needs pods");
+    }
+    let spec = spec(state, hosts, bin_dir);
+    let mut demo = match K8sDemo::up(spec, state.join("plane"), false, "demo", &mut |l| {
+        println!("{l}")
+    }) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "up failed; `railyard-k8s-demo down --state {}` removes what was made",
+                state.display()
+            );
+            return Err(e.into());
+        }
+    };
+    let start = Instant::now();
+    let mut count = 0;
+    for i in 0..hosts {
+        for k in 0..pods {
+            let name = format!("pod-{i}-{k}");
+            let networks = if k + 1 == pods && pods > 1 {
+                r#"[{"name": "rails", "cni-args": {"masters": ["rail1"]}}]"#
+            } else {
+                r#"[{"name": "rails"}]"#
+            };
+            demo.attach(&name, i, networks)?;
+            count += 1;
+        }
+    }
+    let took = start.elapsed().as_secs_f64();
+    println!(
+        "{count} pods attached through Multus in {took:.2} s ({:.1} per second)",
+        count as f64 / took
+    );
+    let status = demo.check_command().status()?;
+    println!(
+        "\nexport KUBECONFIG={}\nkubectl -n demo get pods -o yaml   # the network-status annotations\n\
+         stop: railyard-k8s-demo down --state {}",
+        demo.plane.state.admin_kubeconfig().display(),
+        state.display()
+    );
+    if !status.success() {
+        anyhow::bail!("the connection check failed");
+    }
+    Ok(())
+}
+
+fn down(state: &Path) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    match Cluster::open(&state.join("cluster"))? {
+        Some(mut c) => problems.extend(c.down()),
+        None => println!("no cluster recorded in {}", state.join("cluster").display()),
+    }
+    if !kube::down(&state.join("plane"))? {
+        println!(
+            "no control plane recorded in {}",
+            state.join("plane").display()
+        );
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("could not remove everything: {}", problems.join("; "));
+    }
+    let _ = std::fs::remove_dir(state);
+    println!("removed");
+    Ok(())
+}
