@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use railyard_core::{IfName, Route, RouteDiff};
-use railyard_route_daemon::kernel_routes::new_route_message;
+use railyard_route_daemon::kernel::netlink::new_route_message;
 use railyard_route_daemon::netns::NamedNetns;
 use railyard_route_daemon::{reconcile, Netlink, NetlinkRoutes, RouteTable};
 
