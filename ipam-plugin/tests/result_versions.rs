@@ -15,6 +15,7 @@ fn full_result() -> CniResult {
                 sandbox: Some("/var/run/netns/pod".into()),
                 socket_path: Some("/run/vhost.sock".into()),
                 pci_id: Some("0000:3b:00.0".into()),
+                rail: None,
             },
             Interface {
                 name: "eth1".into(),

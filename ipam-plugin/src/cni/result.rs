@@ -45,6 +45,12 @@ pub struct Interface {
     /// 1.1.0+
     #[serde(default, rename = "pciID", skip_serializing_if = "Option::is_none")]
     pub pci_id: Option<String>,
+    /// railyard's own, not the spec's: the rail a host NIC is on. Only
+    /// railyard-ipam sets it, when railyard-cni asks for NICs
+    /// (`ipam.reportNics`); that result never reaches a runtime, and no
+    /// other plugin writes the key, so every other result leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rail: Option<u32>,
 }
 
 /// One address. There is no IP-version field: it is implied by the address,

@@ -143,7 +143,8 @@ fn validate(nics: &[NicAllocation], master: Option<&str>, socket: &str) -> Resul
 }
 
 /// The CNI form of an allocation. With `report_nics` the host NICs become
-/// `interfaces` (no sandbox: they are host interfaces) and each IP points at
+/// `interfaces` (no sandbox: they are host interfaces), each with its rail
+/// (railyard-cni names the pod interfaces by it), and each IP points at
 /// its NIC; routes stay unattributed, as CNI routes have no interface, and
 /// carry the NIC's gateway, which is what lets a reader attribute them.
 pub fn to_result(nics: &[NicAllocation], report_nics: bool) -> CniResult {
@@ -152,6 +153,7 @@ pub fn to_result(nics: &[NicAllocation], report_nics: bool) -> CniResult {
         if report_nics {
             result.interfaces.push(Interface {
                 name: nic.nic.to_string(),
+                rail: Some(nic.interface),
                 ..Interface::default()
             });
         }
@@ -201,6 +203,7 @@ mod tests {
         assert_eq!(plain.routes[1].gw, Some("192.168.67.1".parse().unwrap()));
         let reported = to_result(&nics, true);
         assert_eq!(reported.interfaces[1].name, "eth2");
+        assert_eq!(reported.interfaces[1].rail, Some(1));
         assert_eq!(reported.ips[1].interface, Some(1));
     }
 

@@ -50,14 +50,16 @@ impl Run {
     fn plan(&self, req: &AttachRequest, allocated: &CniResult) -> Result<State, Error> {
         let a = &req.attachment;
         let plans = layout::split_by_nic(allocated, &self.meta.ipam_type)?;
-        layout::check_ifname_room(&a.ifname, plans.len())?;
+        let rails: Vec<Option<u32>> = plans.iter().map(|p| p.rail).collect();
+        let names = self.meta.ifname_template.render_all(&a.ifname, &rails)?;
         let nic_field = self.meta.nic_field.as_deref();
         let members = plans
             .iter()
-            .enumerate()
-            .map(|(i, plan)| Member {
-                ifname: layout::member_ifname(&a.ifname, i),
+            .zip(names)
+            .map(|(plan, ifname)| Member {
+                ifname,
                 nic: plan.nic.clone(),
+                rail: plan.rail,
                 nic_field: nic_field.map(str::to_owned),
                 config: layout::delegate_config(
                     &self.meta.delegate,

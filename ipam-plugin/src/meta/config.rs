@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use super::naming::{self, IfNameTemplate};
 use crate::cni::{decode, NetConf};
 use crate::Error;
 
@@ -30,6 +31,8 @@ pub struct MetaConfig {
     /// The delegate key that receives the NIC name, if any.
     pub nic_field: Option<String>,
     pub state_dir: PathBuf,
+    /// How the pod interfaces are named (`ifNameTemplate`).
+    pub ifname_template: IfNameTemplate,
 }
 
 impl MetaConfig {
@@ -102,7 +105,12 @@ impl MetaConfig {
                 ))
             }
         };
+        let ifname_template = match conf.extra_as::<String>(naming::FIELD)? {
+            None => IfNameTemplate::default(),
+            Some(t) => IfNameTemplate::parse(&t)?,
+        };
         Ok(MetaConfig {
+            ifname_template,
             ipam_type,
             delegate_type,
             delegate,
@@ -145,6 +153,7 @@ mod tests {
         assert_eq!(meta.delegate_type, "macvlan");
         assert_eq!(meta.nic_field.as_deref(), Some("master"));
         assert_eq!(meta.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(meta.ifname_template.as_str(), naming::DEFAULT);
         assert_eq!(default_nic_field("ipvlan"), Some("master"));
         assert_eq!(default_nic_field("host-device"), Some("device"));
         let mut ptp = base();
@@ -154,7 +163,9 @@ mod tests {
         custom["delegate"] = json!({"type": "my-vlan"});
         custom["nicField"] = json!("parent");
         custom["stateDir"] = json!("/tmp/s");
+        custom["ifNameTemplate"] = json!("{ifname}-{index}");
         let meta = parse(custom).unwrap();
+        assert_eq!(meta.ifname_template.as_str(), "{ifname}-{index}");
         assert_eq!(meta.nic_field.as_deref(), Some("parent"));
         assert_eq!(meta.state_dir, PathBuf::from("/tmp/s"));
     }
@@ -188,6 +199,7 @@ mod tests {
             ("delegate", Value::Null),
             ("ipam", json!({"socket": "/s"})),
             ("stateDir", json!("var/lib")),
+            ("ifNameTemplate", json!("{ifname}")),
         ] {
             let mut v = base();
             v[key] = value;

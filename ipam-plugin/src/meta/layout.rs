@@ -15,6 +15,9 @@ use crate::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NicPlan {
     pub nic: String,
+    /// The NIC's rail, as the IPAM reported it (`None` from an IPAM
+    /// plugin that does not say).
+    pub rail: Option<u32>,
     pub ips: Vec<IpConfig>,
     pub routes: Vec<Route>,
 }
@@ -40,6 +43,7 @@ pub fn split_by_nic(result: &CniResult, ipam: &str) -> Result<Vec<NicPlan>, Erro
         .iter()
         .map(|i| NicPlan {
             nic: i.name.clone(),
+            rail: i.rail,
             ips: Vec::new(),
             routes: Vec::new(),
         })
@@ -160,26 +164,6 @@ pub fn merge(results: &[CniResult], dns: &Dns) -> CniResult {
         }
     }
     merged
-}
-
-/// `<ifname>-<i>`, the name of NIC i's interface in the pod.
-pub fn member_ifname(ifname: &str, index: usize) -> String {
-    format!("{ifname}-{index}")
-}
-
-/// Linux allows 15 bytes; a runtime's `net1` has room, a long name may not.
-pub fn check_ifname_room(ifname: &str, count: usize) -> Result<(), Error> {
-    let longest = member_ifname(ifname, count.saturating_sub(1));
-    if longest.len() > 15 {
-        return Err(Error::InvalidEnv {
-            name: crate::cni::env::CNI_IFNAME,
-            value: ifname.to_owned(),
-            reason: format!(
-                "railyard-cni names its interfaces <ifname>-<i> and {longest:?} exceeds 15 bytes"
-            ),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -319,14 +303,5 @@ mod tests {
         let indexes: Vec<Option<usize>> = merged.ips.iter().map(|i| i.interface).collect();
         assert_eq!(indexes, [Some(0), Some(2)]);
         assert_eq!(merged.routes.len(), 1);
-    }
-
-    #[test]
-    fn ifname_room_counts_the_suffix() {
-        assert!(check_ifname_room("net1", 12).is_ok());
-        assert!(check_ifname_room("abcdefghijklm", 1).is_ok());
-        let err = check_ifname_room("abcdefghijklm", 11).unwrap_err();
-        assert_eq!(err.code(), codes::INVALID_ENVIRONMENT);
-        assert!(err.to_string().contains("abcdefghijklm-10"), "{err}");
     }
 }

@@ -4,7 +4,8 @@
 //! interface; a rail network needs one interface per NIC, each with that
 //! NIC's address. So this plugin asks railyard-ipam once (which NICs, which
 //! addresses) and runs the real interface plugin once per NIC, naming the
-//! interfaces `<ifname>-0`, `<ifname>-1`, ...
+//! interfaces by [`naming`]'s template: `<ifname>-<rail>` unless the
+//! config asks otherwise.
 //!
 //! The invariants, in order of importance:
 //! - an address is released only after every interface that used it is
@@ -20,6 +21,7 @@ pub mod add;
 pub mod config;
 pub mod layout;
 pub mod lock;
+pub mod naming;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -47,8 +49,9 @@ impl Handler for MetaPlugin {
     /// [`add`](mod@add).
     fn add(&mut self, req: &AttachRequest) -> Result<CniResult, Error> {
         let a = &req.attachment;
-        layout::check_ifname_room(&a.ifname, 1)?;
         let mut run = Run::new(&req.config, &req.env.path)?;
+        // A name that cannot fit even for rail 0 fails before allocating.
+        run.meta.ifname_template.render(&a.ifname, Some(0), 0)?;
         // Fail on a missing delegate before anything is allocated.
         run.delegates.get(&run.meta.delegate_type)?;
         let lock = run.store.lock(&a.container_id, &a.ifname)?;

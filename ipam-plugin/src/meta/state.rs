@@ -63,6 +63,11 @@ pub struct State {
 pub struct Member {
     pub ifname: String,
     pub nic: String,
+    /// The NIC's rail, when the IPAM said (records written before
+    /// railyard-cni named interfaces by rail have none; nothing reads the
+    /// name back from it: DEL and CHECK use `ifname` as recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rail: Option<u32>,
     /// The delegate key `nic` went into, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nic_field: Option<String>,
@@ -248,6 +253,7 @@ mod tests {
             members: vec![Member {
                 ifname: format!("{ifname}-0"),
                 nic: "eth1".into(),
+                rail: None,
                 nic_field: Some("master".into()),
                 config: Map::new(),
                 result: None,
