@@ -158,7 +158,7 @@ fn report_nics_lists_host_nics_and_points_ips_at_them() {
     let result = run("ADD", "c1", &c).ok();
     assert_eq!(
         result["interfaces"],
-        json!([{"name": "ry-a"}, {"name": "ry-b"}])
+        json!([{"name": "ry-a", "rail": 0}, {"name": "ry-b", "rail": 1}])
     );
     let indexes: Vec<&Value> = result["ips"]
         .as_array()

@@ -46,6 +46,12 @@ pub fn require(attachment: &Attachment) -> Result<(), Error> {
     }
 }
 
+/// Whether `path` is a network namespace file now (DEL's cleanup inside
+/// the pod skips a netns that is already gone).
+pub fn is_netns(path: &Path) -> bool {
+    statfs(path).is_ok_and(|fs| fs.filesystem_type() == NSFS_MAGIC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

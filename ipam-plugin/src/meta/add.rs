@@ -11,7 +11,7 @@
 //! allocation together.
 
 use super::state::{Member, State};
-use super::{about_member, layout, member_env, Run};
+use super::{about_member, layout, member_env, routing, Run};
 use crate::cni::{AttachRequest, CniEnv, CniResult, Command};
 use crate::Error;
 
@@ -76,6 +76,7 @@ impl Run {
             container_id: a.container_id.clone(),
             ifname: a.ifname.clone(),
             netns: a.netns.clone(),
+            policy_routing: self.meta.policy_routing,
             members,
         })
     }
@@ -94,7 +95,8 @@ impl Run {
             (&o.ifname, &o.nic, &o.nic_field, &o.config)
                 == (&p.ifname, &p.nic, &p.nic_field, &p.config)
         };
-        if (&old.network, &old.netns) != (&planned.network, &planned.netns)
+        if (&old.network, &old.netns, old.policy_routing)
+            != (&planned.network, &planned.netns, planned.policy_routing)
             || old.members.len() != planned.members.len()
             || !old
                 .members
@@ -145,6 +147,15 @@ impl Run {
             self.store.save(state)?;
             results.push(result);
         }
+        if state.policy_routing {
+            let legs = state
+                .members
+                .iter()
+                .map(routing::Leg::of)
+                .collect::<Result<Vec<_>, _>>()?;
+            let netns = a_netns(req)?;
+            routing::apply(netns, &legs)?;
+        }
         Ok(layout::merge(&results, &allocated.dns))
     }
 
@@ -167,4 +178,12 @@ impl Run {
             },
         }
     }
+}
+
+/// ADD's netns (the environment check makes it required for ADD).
+fn a_netns(req: &AttachRequest) -> Result<&std::path::Path, Error> {
+    req.attachment
+        .netns
+        .as_deref()
+        .ok_or_else(|| Error::invalid_config(routing::FIELD, "needs CNI_NETNS"))
 }

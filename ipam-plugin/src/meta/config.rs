@@ -33,6 +33,8 @@ pub struct MetaConfig {
     pub state_dir: PathBuf,
     /// How the pod interfaces are named (`ifNameTemplate`).
     pub ifname_template: IfNameTemplate,
+    /// Per-interface tables and rules in the pod (`podPolicyRouting`).
+    pub policy_routing: bool,
 }
 
 impl MetaConfig {
@@ -109,8 +111,12 @@ impl MetaConfig {
             None => IfNameTemplate::default(),
             Some(t) => IfNameTemplate::parse(&t)?,
         };
+        let policy_routing = conf
+            .extra_as::<bool>(super::routing::FIELD)?
+            .unwrap_or(false);
         Ok(MetaConfig {
             ifname_template,
+            policy_routing,
             ipam_type,
             delegate_type,
             delegate,
@@ -154,6 +160,7 @@ mod tests {
         assert_eq!(meta.nic_field.as_deref(), Some("master"));
         assert_eq!(meta.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
         assert_eq!(meta.ifname_template.as_str(), naming::DEFAULT);
+        assert!(!meta.policy_routing);
         assert_eq!(default_nic_field("ipvlan"), Some("master"));
         assert_eq!(default_nic_field("host-device"), Some("device"));
         let mut ptp = base();
@@ -164,7 +171,9 @@ mod tests {
         custom["nicField"] = json!("parent");
         custom["stateDir"] = json!("/tmp/s");
         custom["ifNameTemplate"] = json!("{ifname}-{index}");
+        custom["podPolicyRouting"] = json!(true);
         let meta = parse(custom).unwrap();
+        assert!(meta.policy_routing);
         assert_eq!(meta.ifname_template.as_str(), "{ifname}-{index}");
         assert_eq!(meta.nic_field.as_deref(), Some("parent"));
         assert_eq!(meta.state_dir, PathBuf::from("/tmp/s"));

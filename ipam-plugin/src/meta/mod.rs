@@ -22,6 +22,7 @@ pub mod config;
 pub mod layout;
 pub mod lock;
 pub mod naming;
+pub mod routing;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -237,6 +238,20 @@ impl Run {
     /// the missing master and would otherwise block the pod's removal).
     fn del_members(&mut self, state: &State, env: &CniEnv) -> Option<Error> {
         let mut first = None;
+        if state.policy_routing {
+            // Rules first: they outlive the interfaces (tables do not).
+            let netns = env.attachment.as_ref().and_then(|a| a.netns.clone());
+            let legs: Vec<_> = state
+                .members
+                .iter()
+                .filter_map(|m| routing::Leg::of(m).ok())
+                .collect();
+            if let Some(netns) = netns.or_else(|| state.netns.clone()) {
+                if let Err(e) = routing::remove(&netns, &legs) {
+                    eprintln!("railyard-cni: leaving {}'s rules: {e}", netns.display());
+                }
+            }
+        }
         for member in state.members.iter().rev() {
             let env = member_env(env, Command::Del, &member.ifname);
             let outcome = member_type(member)

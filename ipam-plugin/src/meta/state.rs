@@ -53,6 +53,11 @@ pub struct State {
     /// For GC, which runs without a netns of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<PathBuf>,
+    /// Whether ADD set up per-interface tables and rules in the pod
+    /// (`podPolicyRouting`), so DEL removes them even if the network's
+    /// config has changed since. Absent in older records: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub policy_routing: bool,
     pub members: Vec<Member>,
 }
 
@@ -250,6 +255,7 @@ mod tests {
             container_id: cid.into(),
             ifname: ifname.into(),
             netns: Some("/var/run/netns/p".into()),
+            policy_routing: false,
             members: vec![Member {
                 ifname: format!("{ifname}-0"),
                 nic: "eth1".into(),

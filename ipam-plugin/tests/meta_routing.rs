@@ -1,0 +1,97 @@
+//! `podPolicyRouting`: after ADD each pod interface has its table
+//! (100 + rail) with its routes, a `from <address>` rule (priority
+//! 1000 + rail) and arp_ignore=1/arp_announce=2; after DEL the rules and
+//! tables are gone. Real namespaces, real macvlan; needs root.
+
+mod common;
+
+use std::process::Command;
+
+use common::daemon::TestDaemon;
+use common::netns::{ip_binary, Netns};
+use common::world::World;
+use serde_json::json;
+
+fn sysctl(pod: &Netns, ifname: &str, key: &str) -> String {
+    let out = Command::new(ip_binary())
+        .args(["netns", "exec", pod.name(), "cat"])
+        .arg(format!("/proc/sys/net/ipv4/conf/{ifname}/{key}"))
+        .output()
+        .expect("run ip netns exec");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `from <addr> lookup <table>` rules at railyard's priorities.
+fn rules(pod: &Netns) -> Vec<String> {
+    let text = pod.ip(&["-4", "rule", "show"]);
+    text.lines()
+        .filter(|l| l.starts_with("100"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn add_makes_a_table_rule_and_sysctls_per_interface_and_del_removes_them() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let pod = Netns::new("pod");
+    let mut conf = world.conf("1.0.0", json!({"type": "macvlan", "mode": "bridge"}));
+    conf["podPolicyRouting"] = json!(true);
+
+    let result = world.run("ADD", "c1", &pod.path(), &conf).ok();
+    assert_eq!(
+        rules(&pod),
+        [
+            "1000: from 192.168.0.10 lookup 100",
+            "1001: from 192.168.64.10 lookup 101"
+        ]
+    );
+    let table = |t: &str| pod.ip(&["-4", "route", "show", "table", t]);
+    let t100 = table("100");
+    assert!(t100.contains("192.168.0.0/24 dev net1-0"), "{t100}");
+    assert!(
+        t100.contains("192.168.0.0/18 via 192.168.0.1 dev net1-0"),
+        "{t100}"
+    );
+    assert!(!t100.contains("net1-1"), "{t100}");
+    let t101 = table("101");
+    assert!(
+        t101.contains("192.168.64.0/18 via 192.168.64.1 dev net1-1"),
+        "{t101}"
+    );
+    // A reply from rail 1's address to a rail-1 peer is looked up in 101.
+    let got = pod.ip(&["route", "get", "192.168.64.77", "from", "192.168.64.10"]);
+    assert!(
+        got.contains("dev net1-1") && got.contains("table 101"),
+        "{got}"
+    );
+    for ifname in ["net1-0", "net1-1"] {
+        assert_eq!(sysctl(&pod, ifname, "arp_ignore"), "1");
+        assert_eq!(sysctl(&pod, ifname, "arp_announce"), "2");
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(world.state_file("c1")).unwrap()).unwrap();
+    assert_eq!(state["policyRouting"], json!(true));
+
+    let prev = World::with_prev(&conf, &result);
+    world.run("CHECK", "c1", &pod.path(), &prev).ok();
+    // DEL under a config without the flag: the record says what to undo.
+    conf.as_object_mut().unwrap().remove("podPolicyRouting");
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+    assert_eq!(rules(&pod), Vec::<String>::new());
+    assert_eq!(table("100").trim(), "");
+    assert_eq!(table("101").trim(), "");
+    assert_eq!(pod.links(), Vec::<String>::new());
+    assert!(world.daemon.allocations().is_empty());
+}
+
+#[test]
+fn without_the_flag_the_pod_gets_no_rules() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let pod = Netns::new("pod");
+    let conf = world.conf("1.0.0", json!({"type": "macvlan", "mode": "bridge"}));
+    world.run("ADD", "c1", &pod.path(), &conf).ok();
+    assert_eq!(rules(&pod), Vec::<String>::new());
+    assert_eq!(sysctl(&pod, "net1-0", "arp_ignore"), "0");
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+}
