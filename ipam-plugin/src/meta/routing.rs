@@ -39,6 +39,9 @@ pub const FIELD: &str = "podPolicyRouting";
 pub const TABLE_BASE: u32 = 100;
 /// Rule priority of rail r: `PRIORITY_BASE + r`.
 pub const PRIORITY_BASE: u32 = 1000;
+/// The last rail whose table is below the kernel's reserved 253 (default),
+/// 254 (main) and 255 (local).
+pub const MAX_RAIL: u32 = 252 - TABLE_BASE;
 
 /// One pod interface's share: its name, rail and addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +66,17 @@ impl Leg {
                 ),
             )
         })?;
+        if rail > MAX_RAIL {
+            return Err(Error::invalid_config(
+                FIELD,
+                format!(
+                    "gives rail r table {TABLE_BASE}+r, and {} is on rail {rail}: tables \
+                     253..255 are the kernel's default, main and local, so rails above \
+                     {MAX_RAIL} cannot have one",
+                    member.nic
+                ),
+            ));
+        }
         let addresses = member.config["ipam"]["addresses"]
             .as_array()
             .into_iter()
@@ -303,5 +317,31 @@ mod tests {
             addresses: vec![],
         };
         assert_eq!((leg.table(), leg.priority()), (103, 1003));
+    }
+
+    #[test]
+    fn a_rail_whose_table_would_be_main_is_refused() {
+        let member = |rail| Member {
+            ifname: "net1-x".into(),
+            nic: "eth9".into(),
+            rail,
+            nic_field: None,
+            config: serde_json::json!({"ipam": {"addresses": [{"address": "10.0.0.5/24"}]}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            result: None,
+        };
+        let leg = Leg::of(&member(Some(MAX_RAIL))).unwrap();
+        assert_eq!(leg.table(), 252);
+        assert_eq!(
+            leg.addresses,
+            ["10.0.0.5".parse::<std::net::IpAddr>().unwrap()]
+        );
+        for rail in [Some(MAX_RAIL + 2), None] {
+            let err = Leg::of(&member(rail)).unwrap_err();
+            assert_eq!(err.code(), crate::error::codes::INVALID_NETWORK_CONFIG);
+            assert!(err.to_string().contains(FIELD), "{err}");
+        }
     }
 }
