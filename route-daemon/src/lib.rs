@@ -11,7 +11,6 @@
 //! rules rests on one number: everything railyard writes carries
 //! [`RAILYARD_PROTOCOL`], and nothing with another protocol is ever changed.
 
-mod backoff;
 pub mod cli;
 pub mod daemon;
 pub mod discovery;

@@ -26,13 +26,13 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::DaemonConfig;
-use crate::backoff::Backoff;
 use crate::discovery::{Discovered, NicFilter, SysfsDir};
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::netlink::Netlink;
 use crate::watch::{KernelEvent, KernelWatch};
 use crate::NetlinkRoutes;
+use railyard_store::Backoff;
 
 /// Waits between connection attempts while etcd is unreachable.
 const CONNECT_FIRST: Duration = Duration::from_millis(200);

@@ -21,8 +21,8 @@ use tokio::sync::{watch, Notify};
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{info, warn};
 
-use crate::backoff::Backoff;
 use crate::metrics::{Metrics, RegistrationState};
+use railyard_store::Backoff;
 
 /// The source is shared with the IPAM NIC list (one per process); it lives with
 /// discovery.
