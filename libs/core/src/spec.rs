@@ -203,6 +203,33 @@ impl NetworkManifest {
 }
 
 impl NetworkSpec {
+    /// ipvlan l2 puts the pods on the rail's L2 segment beside the host,
+    /// and railyard's routes (each host block via that host's rail NIC, L3)
+    /// do not carry it across hosts: measured, 0 of 2 cross-host pings
+    /// answered. So a network whose ipvlan would run in l2 (from
+    /// `vlanMode` or `plugin.args.mode`; ipvlan is also the plugin when
+    /// none is named) is refused. For other plugins `vlanMode` means
+    /// nothing (macvlan has its own `mode`, sriov none), so upstream
+    /// samples that carry `"vlanMode": "l2"` with sriov still load.
+    fn refuse_ipvlan_l2(&self, vlan_mode: VlanMode) -> Result<()> {
+        let plugin = self.plugin.as_ref();
+        let kind = plugin.map_or("", |p| p.kind.as_str());
+        if !(kind.is_empty() || kind == "ipvlan") {
+            return Ok(());
+        }
+        let why = "ipvlan l2 bridges pods onto the rail's L2 segment, and railyard's L3 \
+                   routes do not carry that traffic across hosts (measured: 0 of 2 pings); \
+                   use l3 (the default) or l3s";
+        let mode = plugin.and_then(|p| p.args.get("mode"));
+        match mode {
+            Some(m) if m == "l2" => Err(CoreError::invalid("spec.plugin.args.mode", m, why)),
+            None if vlan_mode == VlanMode::L2 => {
+                Err(CoreError::invalid("spec.ipam.vlanMode", "l2", why))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks every field and returns the network the planner works on.
     pub fn validate(&self, name: &str) -> Result<Network> {
         let subnets = parse_subnets(&self.subnet)?;
@@ -240,6 +267,7 @@ impl NetworkSpec {
                 ))
             }
         };
+        self.refuse_ipvlan_l2(vlan_mode)?;
         let excludes = parse_list("spec.ipam.excludeCIDRs", &ipam.exclude_cidrs, |c| {
             if subnets.iter().any(|s| overlaps(s, c)) {
                 Ok(())

@@ -158,3 +158,32 @@ fn every_ipam_key_of_the_multi_nic_cni_samples_is_accepted() {
         );
     }
 }
+
+/// ipvlan l2 does not cross hosts over railyard's routes: refused, naming
+/// the field that asked for it and what to use instead. Other plugins
+/// ignore vlanMode, so their manifests keep loading.
+#[test]
+fn ipvlan_l2_is_refused_and_other_plugins_ignore_vlan_mode() {
+    let l2 = "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2, \"vlanMode\": \"l2\"}'\n";
+    let why = ["l3 (the default) or l3s", "across hosts"];
+    // No plugin: the NAD's plugin is ipvlan.
+    rejects(l2, &[&["spec.ipam.vlanMode", "\"l2\""][..], &why[..]].concat());
+    rejects(
+        &format!("{l2}  plugin: {{type: ipvlan}}\n"),
+        &[&["spec.ipam.vlanMode"][..], &why[..]].concat(),
+    );
+    rejects(
+        "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2}'\n  plugin: {type: ipvlan, args: {mode: l2}}\n",
+        &[&["spec.plugin.args.mode", "\"l2\""][..], &why[..]].concat(),
+    );
+    for kind in ["macvlan", "sriov"] {
+        let n = validate(&format!("{l2}  plugin: {{type: {kind}}}\n")).unwrap();
+        assert_eq!(n.vlan_mode, VlanMode::L2, "{kind}");
+    }
+    for mode in ["l3", "l3s"] {
+        let ok = format!(
+            "  ipam: '{{\"hostBlock\": 6, \"interfaceBlock\": 2, \"vlanMode\": \"{mode}\"}}'\n  plugin: {{type: ipvlan}}\n"
+        );
+        validate(&ok).unwrap();
+    }
+}
