@@ -32,12 +32,12 @@ fn sample_gets_railyard_cni_wrapping_ipvlan_l3() {
 #[test]
 fn ipvlan_mode_comes_from_args_or_vlan_mode() {
     let from_vlan_mode = network(|v| {
-        v["spec"]["ipam"] = json!(r#"{"hostBlock": 6, "interfaceBlock": 2, "vlanMode": "l2"}"#);
+        v["spec"]["ipam"] = json!(r#"{"hostBlock": 6, "interfaceBlock": 2, "vlanMode": "l3s"}"#);
         v["spec"]["plugin"] = json!({"type": "ipvlan"});
     });
     assert_eq!(
         delegate_of(&from_vlan_mode),
-        json!({"type": "ipvlan", "mode": "l2"})
+        json!({"type": "ipvlan", "mode": "l3s"})
     );
     let default = network(|v| {
         v["spec"]["ipam"] = json!(r#"{"hostBlock": 6, "interfaceBlock": 2}"#);
@@ -58,13 +58,13 @@ fn ipvlan_mode_comes_from_args_or_vlan_mode() {
 fn ipvlan_mode_conflicting_with_vlan_mode_or_unknown_is_invalid() {
     let conflict = network(|v| {
         v["spec"]["ipam"] = json!(r#"{"hostBlock": 6, "interfaceBlock": 2, "vlanMode": "l3"}"#);
-        v["spec"]["plugin"] = json!({"type": "ipvlan", "args": {"mode": "l2"}});
+        v["spec"]["plugin"] = json!({"type": "ipvlan", "args": {"mode": "l3s"}});
     });
     let err = plan_of(&conflict, &["default"]).unwrap_err();
     assert!(err.to_string().contains("spec.ipam.vlanMode"), "{err}");
     assert_eq!(
         invalid_field(err),
-        ("spec.plugin.args.mode".into(), "l2".into())
+        ("spec.plugin.args.mode".into(), "l3s".into())
     );
     let unknown = with_plugin("ipvlan", json!({"mode": "l4"}));
     assert_eq!(
