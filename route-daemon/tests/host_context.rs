@@ -15,11 +15,11 @@ use async_trait::async_trait;
 use common::ip;
 use railyard_core::ipam::{AttachmentId, Request, Response};
 use railyard_core::{keys, route_table_for, HostInventory, NetworkManifest, Nic, Planner};
-use railyard_route_daemon::daemon::{self, Connect, DaemonConfig};
+use railyard_route_daemon::daemon::{self, Connect, DaemonConfig, OnError};
 use railyard_route_daemon::ipam::IpamConfig;
 use railyard_route_daemon::metrics::Metrics;
 use railyard_route_daemon::netns::run_in_netns;
-use railyard_store::{EtcdConfig, MemStore, Store, StoreError};
+use railyard_store::{Backoff, EtcdConfig, MemStore, Store, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::watch;
@@ -36,16 +36,31 @@ struct Counting {
 
 #[async_trait]
 impl Connect for Counting {
-    async fn connect(&self) -> Result<Arc<dyn Store>, StoreError> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        if !self.reachable.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable {
+    async fn connect(
+        &self,
+        mut backoff: Backoff,
+        shutdown: &mut watch::Receiver<bool>,
+        on_error: OnError<'_>,
+    ) -> Result<Option<Arc<dyn Store>>, StoreError> {
+        loop {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            if self.reachable.load(Ordering::SeqCst) {
+                self.connections.fetch_add(1, Ordering::SeqCst);
+                return Ok(Some(Arc::new(self.store.clone())));
+            }
+            let e = StoreError::Unavailable {
                 endpoint: "test".into(),
                 reason: "not yet".into(),
-            });
+            };
+            let wait = backoff.next_delay();
+            if !on_error(&e, wait) {
+                return Err(e);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
+            }
         }
-        self.connections.fetch_add(1, Ordering::SeqCst);
-        Ok(Arc::new(self.store.clone()))
     }
 }
 
@@ -263,11 +278,19 @@ async fn one_connection_serves_registration_routes_and_ipam() {
         .expect("daemon stopped cleanly");
 }
 
-/// The etcd client is built in one place at most: the context's connector (or
-/// a helper it calls). A second `EtcdStore::connect` anywhere in the daemon
-/// would be a second connection.
+/// The etcd client is built in one place at most: the context's connector,
+/// through `railyard_store::connect_until`. A second connection anywhere in the
+/// daemon (`EtcdStore::connect`, another call of the store's connect helpers or
+/// of `EtcdArgs`'s) would be a second connection.
 #[test]
 fn the_daemon_builds_its_etcd_client_in_one_place() {
+    const CONNECTS: [&str; 5] = [
+        "EtcdStore::connect",
+        "connect_until(",
+        "connect_with_backoff(",
+        ".connect_with_retry(",
+        "etcd.connect(",
+    ];
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
     let mut dirs = vec![src];
@@ -278,15 +301,17 @@ fn the_daemon_builds_its_etcd_client_in_one_place() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                for _ in text.matches("EtcdStore::connect") {
-                    found.push(path.display().to_string());
+                for pattern in CONNECTS {
+                    for _ in text.matches(pattern) {
+                        found.push(format!("{}: {pattern}", path.display()));
+                    }
                 }
             }
         }
     }
-    assert!(found.len() <= 1, "{found:?}");
+    assert_eq!(found.len(), 1, "{found:?}");
     assert!(
-        found.iter().all(|f| f.ends_with("daemon/context.rs")),
+        found[0].ends_with("daemon/context.rs: connect_until("),
         "{found:?}"
     );
 }

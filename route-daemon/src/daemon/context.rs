@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use railyard_store::{EtcdConfig, EtcdStore, Store, StoreError};
+use railyard_store::{connect_until, Backoff, EtcdConfig, Store, StoreError};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -32,7 +32,6 @@ use crate::metrics::Metrics;
 use crate::netlink::Netlink;
 use crate::watch::{KernelEvent, KernelWatch};
 use crate::NetlinkRoutes;
-use railyard_store::Backoff;
 
 /// Waits between connection attempts while etcd is unreachable.
 const CONNECT_FIRST: Duration = Duration::from_millis(200);
@@ -40,21 +39,39 @@ const CONNECT_MAX: Duration = Duration::from_secs(5);
 /// Route events queued for the reconciler before the fan-out waits for it.
 const ROUTE_EVENTS: usize = 256;
 
+/// What a [`Connect`] asks after each failed attempt: `on_error(error, wait)`
+/// returns whether to retry after `wait` (see [`railyard_store::connect_until`]).
+pub type OnError<'a> = &'a mut (dyn FnMut(&StoreError, Duration) -> bool + Send);
+
 /// How the context gets its store: etcd in production, a store the caller
 /// connected in tests. [`HostContext::connect`] is the only caller.
 #[async_trait]
 pub trait Connect: Send + Sync {
-    async fn connect(&self) -> std::result::Result<Arc<dyn Store>, StoreError>;
+    /// Connects, waiting `backoff`'s delays between attempts for as long as
+    /// `on_error` says to retry; a failure it does not retry is returned.
+    /// `None` once `shutdown` turns true.
+    async fn connect(
+        &self,
+        backoff: Backoff,
+        shutdown: &mut watch::Receiver<bool>,
+        on_error: OnError<'_>,
+    ) -> std::result::Result<Option<Arc<dyn Store>>, StoreError>;
 }
 
-/// The production connector: one etcd client per call.
+/// The production connector: one etcd client, made by
+/// [`railyard_store::connect_until`].
 #[derive(Debug)]
 pub struct EtcdConnector(pub EtcdConfig);
 
 #[async_trait]
 impl Connect for EtcdConnector {
-    async fn connect(&self) -> std::result::Result<Arc<dyn Store>, StoreError> {
-        Ok(Arc::new(EtcdStore::connect(self.0.clone()).await?))
+    async fn connect(
+        &self,
+        backoff: Backoff,
+        shutdown: &mut watch::Receiver<bool>,
+        on_error: OnError<'_>,
+    ) -> std::result::Result<Option<Arc<dyn Store>>, StoreError> {
+        connect_until(&self.0, backoff, shutdown, on_error).await
     }
 }
 
@@ -64,8 +81,13 @@ pub struct Connected(pub Arc<dyn Store>);
 
 #[async_trait]
 impl Connect for Connected {
-    async fn connect(&self) -> std::result::Result<Arc<dyn Store>, StoreError> {
-        Ok(Arc::clone(&self.0))
+    async fn connect(
+        &self,
+        _: Backoff,
+        _: &mut watch::Receiver<bool>,
+        _: OnError<'_>,
+    ) -> std::result::Result<Option<Arc<dyn Store>>, StoreError> {
+        Ok(Some(Arc::clone(&self.0)))
     }
 }
 
@@ -209,26 +231,21 @@ pub(crate) async fn connect_once(
     if let Some(store) = slot.borrow().clone() {
         return Ok(Some(store));
     }
-    let mut backoff = Backoff::new(CONNECT_FIRST, CONNECT_MAX);
-    loop {
-        match connector.connect().await {
-            Ok(store) => {
-                info!("connected to etcd (one connection for registration, routes and IPAM)");
-                slot.send_replace(Some(Arc::clone(&store)));
-                return Ok(Some(store));
-            }
-            Err(e) if e.is_retryable() => {
-                metrics.store_errors.inc();
-                let wait = backoff.next_delay();
-                warn!(error = %e, retry_in = ?wait, "etcd not reachable yet; retrying (IPAM serves from its local log meanwhile)");
-                tokio::select! {
-                    () = crate::shutdown::stopped(shutdown) => return Ok(None),
-                    () = tokio::time::sleep(wait) => {}
-                }
-            }
-            Err(e) => return Err(e.into()),
+    let mut on_error = |e: &StoreError, wait: Duration| {
+        if !e.is_retryable() {
+            return false;
         }
-    }
+        metrics.store_errors.inc();
+        warn!(error = %e, retry_in = ?wait, "etcd not reachable yet; retrying (IPAM serves from its local log meanwhile)");
+        true
+    };
+    let backoff = Backoff::new(CONNECT_FIRST, CONNECT_MAX);
+    let Some(store) = connector.connect(backoff, shutdown, &mut on_error).await? else {
+        return Ok(None);
+    };
+    info!("connected to etcd (one connection for registration, routes and IPAM)");
+    slot.send_replace(Some(Arc::clone(&store)));
+    Ok(Some(store))
 }
 
 /// The one consumer of the kernel subscription. Link events (and overruns,

@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::registration::{run_registration, RegistrationConfig};
 
 pub use config::{DaemonConfig, Timing};
-pub use context::{Connect, Connected, EtcdConnector, HostContext, StoreSlot};
+pub use context::{Connect, Connected, EtcdConnector, HostContext, OnError, StoreSlot};
 pub(crate) use follow::Follow;
 pub use reconciler::{Reconciler, ReconcilerConfig};
 

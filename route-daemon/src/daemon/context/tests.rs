@@ -26,9 +26,8 @@ impl Counting {
     }
 }
 
-#[async_trait]
-impl Connect for Counting {
-    async fn connect(&self) -> std::result::Result<Arc<dyn Store>, StoreError> {
+impl Counting {
+    fn attempt(&self) -> std::result::Result<Arc<dyn Store>, StoreError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if let Some(e) = &self.error {
             return Err(e.clone());
@@ -40,6 +39,33 @@ impl Connect for Counting {
             });
         }
         Ok(Arc::new(self.store.clone()))
+    }
+}
+
+/// Retries as `railyard_store::connect_until` does: after each failure `on_error`
+/// decides, the backoff's delay is waited, and shutdown ends the wait.
+#[async_trait]
+impl Connect for Counting {
+    async fn connect(
+        &self,
+        mut backoff: Backoff,
+        shutdown: &mut watch::Receiver<bool>,
+        on_error: OnError<'_>,
+    ) -> std::result::Result<Option<Arc<dyn Store>>, StoreError> {
+        loop {
+            let e = match self.attempt() {
+                Ok(store) => return Ok(Some(store)),
+                Err(e) => e,
+            };
+            let wait = backoff.next_delay();
+            if !on_error(&e, wait) {
+                return Err(e);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = crate::shutdown::stopped(shutdown) => return Ok(None),
+            }
+        }
     }
 }
 
