@@ -30,9 +30,6 @@ pub enum Error {
     /// An include or exclude pattern of the NIC filter is not a valid glob.
     #[error("NIC filter pattern {pattern:?}: {reason}")]
     Pattern { pattern: String, reason: String },
-    /// A network namespace could not be created, entered or removed.
-    #[error("network namespace {name}: {reason}")]
-    Netns { name: String, reason: String },
     /// The daemon's configuration cannot work (bad node name, bad address).
     #[error("configuration: {0}")]
     Config(String),

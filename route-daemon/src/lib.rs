@@ -19,7 +19,6 @@ pub mod ipam;
 pub mod kernel;
 pub mod metrics;
 mod netlink;
-pub mod netns;
 pub mod reconcile;
 pub mod registration;
 mod shutdown;

@@ -18,8 +18,8 @@ use railyard_core::{keys, route_table_for, HostInventory, NetworkManifest, Nic, 
 use railyard_route_daemon::daemon::{self, Connect, DaemonConfig, OnError};
 use railyard_route_daemon::ipam::IpamConfig;
 use railyard_route_daemon::metrics::Metrics;
-use railyard_route_daemon::netns::run_in_netns;
 use railyard_store::{Backoff, EtcdConfig, MemStore, Store, StoreError};
+use railyard_test_support::run_in_netns;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::watch;

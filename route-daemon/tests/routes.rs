@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use common::{netns, route, sorted, v4_routes, veth};
 use railyard_core::Route;
 use railyard_route_daemon::kernel::RoutingMode;
-use railyard_route_daemon::netns::NamedNetns;
 use railyard_route_daemon::{
     reconcile, KernelEvent, KernelWatch, Netlink, NetlinkRoutes, RouteTable,
 };
+use railyard_test_support::NamedNetns;
 
 fn table() -> u32 {
     RoutingMode::OwnTable.table("rail-net")

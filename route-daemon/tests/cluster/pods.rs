@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use railyard_core::Plan;
-use railyard_route_daemon::netns::{run_in_netns, NamedNetns};
+use railyard_test_support::{run_in_netns, NamedNetns};
 
 use crate::common::{ip, netns};
 use crate::ping::ping;

@@ -18,9 +18,9 @@ use ipnet::IpNet;
 use railyard_core::{desired_routes, keys, route_table_for, Plan, PlanMeta};
 use railyard_route_daemon::daemon::{self, DaemonConfig};
 use railyard_route_daemon::metrics::Metrics;
-use railyard_route_daemon::netns::{run_in_netns, NamedNetns};
 use railyard_store::testing::EtcdServer;
 use railyard_store::{LeaseId, Store};
+use railyard_test_support::{run_in_netns, NamedNetns};
 use tokio::sync::watch;
 
 use crate::common::{ip, netns};

@@ -5,59 +5,26 @@
 //! for the `ip` commands that build the scene.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use railyard_core::{IfName, Route};
-use railyard_route_daemon::netns::NamedNetns;
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
+use railyard_test_support::NamedNetns;
 
 /// Fails (never skips) when not root: a green run without root would claim
 /// kernel behaviour nobody checked.
 pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "needs root: these tests create network namespaces, veth pairs and routes; \
-         run them as root (e.g. `sudo -E cargo test -p railyard-route-daemon`)"
-    );
+    railyard_test_support::require_root("railyard-route-daemon");
 }
 
-/// A fresh namespace for one test. Namespaces left by killed runs (their pid is
-/// gone) are removed first, so an interrupted run does not pile them up.
+/// A fresh namespace for one test (`lo` up); namespaces left by killed runs
+/// are removed first.
 pub fn netns() -> NamedNetns {
     require_root();
-    remove_stale();
-    let name = format!(
-        "ry-t-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let ns = NamedNetns::create(&name).unwrap_or_else(|e| panic!("{e}"));
-    ip(&ns, "link set lo up");
-    ns
-}
-
-fn remove_stale() {
-    let Ok(dir) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("ry-t-").and_then(|r| r.split('-').next()) else {
-            continue;
-        };
-        if !std::path::Path::new("/proc").join(pid).exists() {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &name])
-                .status();
-        }
-    }
+    NamedNetns::private("")
 }
 
 /// `ip -n <ns> <args>` (whitespace separated), panicking with ip's message.
 pub fn ip(ns: &NamedNetns, args: &str) -> String {
     let args: Vec<&str> = args.split_whitespace().collect();
-    ns.ip(&args).unwrap_or_else(|e| panic!("{e}"))
+    ns.ip_ok(&args)
 }
 
 /// A veth pair `name` <-> `peer`, both up, `name` with the given addresses.
