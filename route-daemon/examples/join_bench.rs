@@ -28,10 +28,11 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use railyard_core::{keys, ActualRoute, HostInventory, NetworkManifest, Nic, Planner, RouteDiff};
 use railyard_route_daemon::daemon::{Reconciler, ReconcilerConfig, Timing};
-use railyard_route_daemon::metrics::Metrics;
-use railyard_route_daemon::{
-    ApplyReport, MemoryRoutes, PolicyRule, PolicyRules, RouteTable, RoutingMode,
+use railyard_route_daemon::kernel::memory::MemoryRoutes;
+use railyard_route_daemon::kernel::{
+    ApplyReport, PolicyRule, PolicyRules, RouteTable, RoutingMode,
 };
+use railyard_route_daemon::metrics::Metrics;
 use railyard_store::testing::EtcdServer;
 use railyard_store::{Op, Store, Txn};
 use tokio::sync::{mpsc, watch};

@@ -15,7 +15,9 @@ use anyhow::{bail, ensure, Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use railyard_core::{IfName, Route, RouteDiff};
 use railyard_route_daemon::kernel::netlink::new_route_message;
-use railyard_route_daemon::{reconcile, Netlink, NetlinkRoutes, RouteTable};
+use railyard_route_daemon::kernel::netlink::NetlinkRoutes;
+use railyard_route_daemon::kernel::RouteTable;
+use railyard_route_daemon::{reconcile, Netlink};
 use railyard_test_support::NamedNetns;
 
 const TABLE: u32 = 4242;

@@ -7,7 +7,7 @@ use railyard_store::cli::EtcdArgs;
 
 use crate::daemon::DaemonConfig;
 use crate::discovery::FilterConfig;
-use crate::kernel_routes::{RoutingMode, DEFAULT_RULE_PRIORITY};
+use crate::kernel::{RoutingMode, DEFAULT_RULE_PRIORITY};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(

@@ -35,15 +35,3 @@ pub use kernel::{
 pub use netlink::Netlink;
 pub use reconcile::{reconcile, reconcile_tracking, ReconcileReport};
 pub use watch::{KernelEvent, KernelWatch};
-
-// The kernel port's old module paths, for code that still imports through them.
-pub use kernel::memory;
-/// The old path of [`kernel::netlink`] and the routing constants now in [`kernel`].
-pub mod kernel_routes {
-    pub use crate::kernel::netlink::*;
-    pub use crate::kernel::{RoutingMode, DEFAULT_RULE_PRIORITY, MAIN_TABLE, RAILYARD_PROTOCOL};
-}
-/// The old path of [`kernel::PolicyRules`] and its companions.
-pub mod policy {
-    pub use crate::kernel::{Kernel, PolicyRule, PolicyRules};
-}

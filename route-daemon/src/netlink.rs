@@ -1,5 +1,5 @@
 //! One rtnetlink connection for the dumps and the rare single requests (rules).
-//! Route writes go through [`crate::kernel_routes`]'s own pipelined socket instead,
+//! Route writes go through [`crate::kernel::netlink`]'s own pipelined socket instead,
 //! because netlink-proto sends one request per wake-up.
 
 use std::collections::HashMap;

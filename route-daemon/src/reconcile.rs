@@ -18,7 +18,7 @@ use railyard_core::{diff, ActualRoute, Route, RouteDiff};
 
 use crate::error::Result;
 // The port's types, also at their old path (`crate::reconcile::...`).
-pub use crate::kernel::{ApplyReport, RouteFailure, RouteOp, RouteTable};
+use crate::kernel::{ApplyReport, RouteFailure, RouteOp, RouteTable};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {

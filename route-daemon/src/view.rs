@@ -19,7 +19,7 @@ use railyard_core::{desired_routes, keys, HostPlan, Plan, PlanMeta, Route};
 use railyard_store::{KeyValue, WatchEvent, WatchUpdate};
 use tracing::{debug, info, warn};
 
-use crate::{PolicyRule, RoutingMode};
+use crate::kernel::{PolicyRule, RoutingMode};
 
 mod share;
 pub use share::HostShare;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use railyard_core::{ActualRoute, Route};
 use railyard_route_daemon::kernel::conformance::{self, Fixture};
-use railyard_route_daemon::{MemoryRoutes, PolicyRule, PolicyRules, Result};
+use railyard_route_daemon::kernel::memory::MemoryRoutes;
+use railyard_route_daemon::kernel::{PolicyRule, PolicyRules};
+use railyard_route_daemon::Result;
 
 /// The scene of [`conformance::RAILS`] in memory: the kernel's connected
 /// routes in the main table (someone else's), every device up.

@@ -10,7 +10,9 @@ use std::process::Command;
 use async_trait::async_trait;
 use railyard_core::{ActualRoute, IfName, Route};
 use railyard_route_daemon::kernel::conformance::{self, Fixture};
-use railyard_route_daemon::{Netlink, NetlinkRoutes, PolicyRule, Result, RAILYARD_PROTOCOL};
+use railyard_route_daemon::kernel::netlink::NetlinkRoutes;
+use railyard_route_daemon::kernel::{PolicyRule, RAILYARD_PROTOCOL};
+use railyard_route_daemon::{Netlink, Result};
 use serde_json::Value;
 
 use common::{netns, veth};

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{netns, route, sorted, v4_routes, veth};
 use railyard_core::Route;
+use railyard_route_daemon::kernel::netlink::NetlinkRoutes;
+use railyard_route_daemon::kernel::RouteTable;
 use railyard_route_daemon::kernel::RoutingMode;
-use railyard_route_daemon::{
-    reconcile, KernelEvent, KernelWatch, Netlink, NetlinkRoutes, RouteTable,
-};
+use railyard_route_daemon::{reconcile, KernelEvent, KernelWatch, Netlink};
 use railyard_test_support::NamedNetns;
 
 fn table() -> u32 {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use railyard_store::EtcdConfig;
 
 use crate::discovery::FilterConfig;
-use crate::kernel_routes::{RoutingMode, DEFAULT_RULE_PRIORITY};
+use crate::kernel::{RoutingMode, DEFAULT_RULE_PRIORITY};
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {

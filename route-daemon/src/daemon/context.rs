@@ -28,10 +28,10 @@ use tracing::{info, warn};
 use super::DaemonConfig;
 use crate::discovery::{Discovered, NicFilter, SysfsDir};
 use crate::error::Result;
+use crate::kernel::netlink::NetlinkRoutes;
 use crate::metrics::Metrics;
 use crate::netlink::Netlink;
 use crate::watch::{KernelEvent, KernelWatch};
-use crate::NetlinkRoutes;
 
 /// Waits between connection attempts while etcd is unreachable.
 const CONNECT_FIRST: Duration = Duration::from_millis(200);

@@ -15,10 +15,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{Reconciler, ReconcilerConfig};
-use crate::kernel_routes::MAIN_TABLE;
+use crate::kernel::memory::MemoryRoutes;
+use crate::kernel::{PolicyRule, RoutingMode, MAIN_TABLE};
 use crate::metrics::Metrics;
 use crate::watch::KernelEvent;
-use crate::{MemoryRoutes, PolicyRule, RoutingMode};
 
 const NET: &str = "rails";
 
@@ -381,7 +381,7 @@ async fn a_network_deleted_while_down_is_cleaned_up_through_its_rule() {
     crate::reconcile(vec![leftover], &[gone], &kernel)
         .await
         .expect("seed");
-    use crate::PolicyRules as _;
+    use crate::kernel::PolicyRules as _;
     kernel.ensure_policy_rule(rule(gone)).await.expect("rule");
     let d = Daemon::start_on(&store, "a", RoutingMode::OwnTable, kernel);
     let other = PolicyRule {

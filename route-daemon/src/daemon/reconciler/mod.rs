@@ -33,11 +33,10 @@ mod rules;
 mod table;
 
 use super::follow::Follow;
-use crate::kernel_routes::MAIN_TABLE;
+use crate::kernel::{Kernel, RoutingMode, MAIN_TABLE};
 use crate::metrics::{Metrics, NetworkLabel};
 use crate::view::{ClusterView, HostShare, PlanChange};
 use crate::watch::KernelEvent;
-use crate::{Kernel, RoutingMode};
 use railyard_store::Backoff;
 
 #[derive(Debug, Clone)]

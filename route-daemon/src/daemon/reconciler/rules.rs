@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use tracing::{info, warn};
 
 use super::Reconciler;
-use crate::{Kernel, PolicyRule};
+use crate::kernel::{Kernel, PolicyRule};
 
 impl<K: Kernel + 'static> Reconciler<K> {
     /// Adds the wanted rules and removes our others, but a rule of a gone network

@@ -20,11 +20,11 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::Reconciler;
+use crate::kernel::{ApplyReport, Kernel};
 use crate::metrics::{NetworkLabel, Op};
 use crate::reconcile::{
-    apply_from_belief, patch_belief, peer_diff, reconcile_tracking, ApplyReport, ReconcileReport,
+    apply_from_belief, patch_belief, peer_diff, reconcile_tracking, ReconcileReport,
 };
-use crate::Kernel;
 use crate::Result;
 
 pub(super) enum How<'a> {
