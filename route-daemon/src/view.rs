@@ -97,7 +97,7 @@ impl ClusterView {
     /// networks are live, and their subnets, come from the plan metas (see the
     /// module doc). Returns no change, ever.
     pub fn apply_networks(&mut self, update: WatchUpdate) -> BTreeSet<String> {
-        if matches!(update, WatchUpdate::Snapshot(_)) {
+        if update.is_snapshot() {
             self.specs_synced = true;
         }
         BTreeSet::new()

@@ -2,13 +2,12 @@
 //! connection: this host's share of the plans (folded by the reconciler's plan
 //! watch, see `view::HostShare`, and applied here) and the DeviceClasses.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use railyard_allocdb::{AllocDb, NetworkConfig};
 use railyard_core::attach::DeviceClass;
 use railyard_core::keys;
-use railyard_store::{Store, WatchEvent, WatchUpdate};
+use railyard_store::{Mirror, Store};
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
@@ -44,39 +43,25 @@ pub async fn follow_classes(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut updates = Follow::new(store, keys::DEVICE_CLASSES);
-    let mut classes: BTreeMap<String, DeviceClass> = BTreeMap::new();
+    let mut classes: Mirror<DeviceClass> = Mirror::new();
     loop {
         let u = tokio::select! {
             u = updates.next() => u,
             () = crate::shutdown::stopped(&mut shutdown) => return,
         };
-        match u {
+        let u = match u {
+            Ok(u) => u,
             Err(e) => {
                 warn!(error = %e, "device class watch interrupted");
                 continue;
             }
-            Ok(WatchUpdate::Snapshot(range)) => {
-                classes = range
-                    .kvs
-                    .iter()
-                    .filter_map(|kv| kv.decode_json().ok().map(|c| (kv.key.clone(), c)))
-                    .collect();
-            }
-            Ok(WatchUpdate::Events(events)) => {
-                for e in events {
-                    match e {
-                        WatchEvent::Put(kv) => {
-                            if let Ok(c) = kv.decode_json() {
-                                classes.insert(kv.key.clone(), c);
-                            }
-                        }
-                        WatchEvent::Delete { key, .. } => {
-                            classes.remove(&key);
-                        }
-                    }
-                }
-            }
+        };
+        // A snapshot replaces everything: a listed class that does not decode
+        // is dropped, not kept from before (only an event keeps it).
+        if u.is_snapshot() {
+            classes = Mirror::new();
         }
+        classes.apply(&u, |kv| kv.decode_json().ok());
         tx.send_replace(classes.values().cloned().collect());
     }
 }

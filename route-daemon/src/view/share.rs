@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use railyard_allocdb::NetworkConfig;
 use railyard_core::{keys, HostPlan, PlanMeta};
-use railyard_store::{KeyValue, WatchEvent, WatchUpdate};
+use railyard_store::{Change, KeyValue, WatchUpdate};
 use tracing::{info, warn};
 
 #[derive(Debug, Default)]
@@ -59,24 +59,17 @@ impl HostShare {
 
     /// Applies the update; returns the networks it touched, in order.
     fn fold(&mut self, update: &WatchUpdate, host: &str) -> Vec<String> {
-        let events: Vec<(&str, Option<&KeyValue>)> = match update {
-            WatchUpdate::Snapshot(range) => {
-                self.metas.clear();
-                self.mine.clear();
-                range
-                    .kvs
-                    .iter()
-                    .map(|kv| (kv.key.as_str(), Some(kv)))
-                    .collect()
-            }
-            WatchUpdate::Events(events) => events
-                .iter()
-                .map(|e| match e {
-                    WatchEvent::Put(kv) => (kv.key.as_str(), Some(kv)),
-                    WatchEvent::Delete { key, .. } => (key.as_str(), None),
-                })
-                .collect(),
-        };
+        // A snapshot replaces everything, so a listed key that does not decode
+        // leaves nothing behind; cleared first, its changes are only its puts.
+        if update.is_snapshot() {
+            self.metas.clear();
+            self.mine.clear();
+        }
+        let changes = update.changes(std::iter::empty::<&str>());
+        let events = changes.iter().map(|c| match c {
+            Change::Put(kv) => (c.key(), Some(*kv)),
+            Change::Delete(_) => (c.key(), None),
+        });
         let mut touched = Vec::new();
         for (key, kv) in events {
             let Some((net, tail)) = key
