@@ -11,11 +11,11 @@
 //! speak, and the delegate's result is read back into the canonical form for
 //! the caller to answer in its own version.
 
-use std::cell::OnceCell;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
+use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
@@ -31,8 +31,9 @@ const STDERR_TAIL: usize = 2048;
 pub struct Delegate {
     plugin: String,
     binary: PathBuf,
-    /// Asked once: the meta plugin calls the same delegate once per NIC.
-    supported: OnceCell<Vec<String>>,
+    /// Asked once: the meta plugin calls the same delegate once per NIC
+    /// (from one thread per NIC, hence a lock).
+    supported: OnceLock<Vec<String>>,
 }
 
 impl Delegate {
@@ -60,7 +61,7 @@ impl Delegate {
         Delegate {
             plugin: plugin.to_owned(),
             binary,
-            supported: OnceCell::new(),
+            supported: OnceLock::new(),
         }
     }
 

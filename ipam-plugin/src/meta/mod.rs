@@ -227,7 +227,7 @@ impl Run {
             .or_else(|| self.store.remove(&state.container_id, &state.ifname).err())
     }
 
-    /// DELs every member, last first, and returns the first failure that
+    /// DELs every member (all at once) and returns the last failure that
     /// means an interface may still exist. All members are tried either
     /// way, so one stuck interface does not keep the others alive.
     ///
@@ -252,12 +252,23 @@ impl Run {
                 }
             }
         }
-        for member in state.members.iter().rev() {
+        // Look the plugins up first (the cache fills under &mut), then
+        // run every DEL at once: they are independent, and DEL waits for
+        // all of them before it reports.
+        for member in &state.members {
+            if let Ok(plugin) = member_type(member) {
+                let _ = self.delegates.get(plugin);
+            }
+        }
+        let cache = &self.delegates;
+        let outcomes = concurrently(&state.members, |member| {
             let env = member_env(env, Command::Del, &member.ifname);
-            let outcome = member_type(member)
-                .and_then(|t| self.delegates.get(t))
+            member_type(member)
+                .and_then(|t| cache.found(t))
                 .and_then(|d| d.del(&env, &member.config))
-                .map_err(|e| about_member(e, member));
+                .map_err(|e| about_member(e, member))
+        });
+        for (member, outcome) in state.members.iter().zip(outcomes).rev() {
             let Err(e) = outcome else { continue };
             if member.result.is_none() || master_vanished(member) {
                 eprintln!(
@@ -286,6 +297,21 @@ impl Delegates {
         }
     }
 
+    /// One that [`Delegates::get`] has found; otherwise the error a
+    /// lookup gives now.
+    fn found(&self, plugin: &str) -> Result<&Delegate, Error> {
+        match self.found.get(plugin) {
+            Some(d) => Ok(d),
+            None => {
+                Err(Delegate::find(plugin, &self.path)
+                    .err()
+                    .unwrap_or_else(|| Error::Internal {
+                        reason: format!("delegate {plugin:?} appeared in CNI_PATH during the call"),
+                    }))
+            }
+        }
+    }
+
     fn get(&mut self, plugin: &str) -> Result<&Delegate, Error> {
         if !self.found.contains_key(plugin) {
             let delegate = Delegate::find(plugin, &self.path)?;
@@ -295,6 +321,32 @@ impl Delegates {
             reason: format!("delegate {plugin:?} vanished from the cache"),
         })
     }
+}
+
+/// `f` on every item, each on its own thread (one item runs inline), the
+/// outcomes in item order once all have returned. Delegates are processes
+/// that mostly wait on the kernel, so a pod's 8 NICs take about as long
+/// as 1. A job that panics is an internal error, not a lost outcome.
+fn concurrently<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, Error> + Sync,
+) -> Vec<Result<R, Error>> {
+    if let [one] = items {
+        return vec![f(one)];
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|item| s.spawn(|| f(item))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Internal {
+                        reason: "a delegate thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    })
 }
 
 /// Our config with `ipam.reportNics` set. prevResult is dropped: the IPAM
@@ -356,4 +408,31 @@ fn about_member(e: Error, member: &Member) -> Error {
 fn master_vanished(member: &Member) -> bool {
     member.nic_field.as_deref() == Some("master")
         && !Path::new("/sys/class/net").join(&member.nic).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn concurrently_keeps_item_order_runs_at_once_and_reports_a_panic() {
+        let started = Instant::now();
+        let out = concurrently(&[30u64, 10, 20], |ms| {
+            std::thread::sleep(Duration::from_millis(*ms * 5));
+            Ok(*ms)
+        });
+        let values: Vec<u64> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(values, [30, 10, 20]);
+        // At once: about the longest (150 ms), not the sum (300 ms).
+        assert!(started.elapsed() < Duration::from_millis(290));
+
+        let out = concurrently(&[1, 2], |n| {
+            assert!(*n != 2, "job 2 panics");
+            Ok(*n)
+        });
+        assert_eq!(*out[0].as_ref().unwrap(), 1);
+        let err = out[1].as_ref().unwrap_err();
+        assert_eq!(err.code(), crate::error::codes::INTERNAL);
+    }
 }
