@@ -86,12 +86,8 @@ impl Args {
         config.static_inventory.clone_from(&self.static_inventory);
         config.metrics_addr = metrics_addr;
         config.ipam = (self.ipam_socket != "off").then(|| crate::ipam::IpamConfig {
-            node_name: config.node_name.clone(),
             socket: PathBuf::from(&self.ipam_socket),
             state_dir: self.state_dir.clone(),
-            filter: config.filter.clone(),
-            static_inventory: config.static_inventory.clone(),
-            etcd: config.etcd.clone(),
             allowed_uid: nix::unistd::geteuid().as_raw(),
         });
         Ok(config)

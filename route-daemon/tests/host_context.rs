@@ -174,15 +174,11 @@ async fn one_connection_serves_registration_routes_and_ipam() {
     });
     // Nothing listens there: only the connector's store can be reached.
     let etcd = EtcdConfig::new(["http://127.0.0.1:1"]);
-    let mut cfg = DaemonConfig::new("h0", etcd.clone());
+    let mut cfg = DaemonConfig::new("h0", etcd);
     cfg.lease_ttl_secs = 2;
     cfg.ipam = Some(IpamConfig {
-        node_name: "h0".into(),
         socket: socket.clone(),
         state_dir: dir.path().join("state"),
-        filter: cfg.filter.clone(),
-        static_inventory: None,
-        etcd,
         allowed_uid: nix::unistd::geteuid().as_raw(),
     });
     let (stop, shutdown) = watch::channel(false);

@@ -16,28 +16,23 @@ use futures::FutureExt;
 use railyard_allocdb::{AllocDb, NetworkConfig, Options};
 use railyard_core::attach::DeviceClass;
 use railyard_core::Nic;
-use railyard_store::EtcdConfig;
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{info, warn};
 
 use super::follow::{apply_networks, follow_classes};
 use super::{run_mirror, serve, IpamContext, IpamMetrics, MirrorConfig};
 use crate::daemon::StoreSlot;
-use crate::discovery::{FilterConfig, InventorySource};
+use crate::discovery::InventorySource;
 use crate::error::{Error, Result};
 
-/// The service's own settings. `node_name`, `filter`, `static_inventory` and
-/// `etcd` are kept for the command line that builds this; the daemon runs IPAM
-/// with its own (one host name, one discovery source, one etcd connection).
+/// The service's own settings. The host name, the discovery source and the
+/// etcd connection are the daemon's ([`DaemonConfig`](crate::daemon::DaemonConfig),
+/// handed over in [`IpamFeeds`]).
 #[derive(Debug, Clone)]
 pub struct IpamConfig {
-    pub node_name: String,
     pub socket: PathBuf,
     /// The allocation log lives in `<state_dir>/allocations`.
     pub state_dir: PathBuf,
-    pub filter: FilterConfig,
-    pub static_inventory: Option<PathBuf>,
-    pub etcd: EtcdConfig,
     /// Peers allowed on the socket (root in production).
     pub allowed_uid: u32,
 }
