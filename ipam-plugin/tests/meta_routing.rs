@@ -95,3 +95,28 @@ fn without_the_flag_the_pod_gets_no_rules() {
     assert_eq!(sysctl(&pod, "net1-0", "arp_ignore"), "0");
     world.run("DEL", "c1", &pod.path(), &conf).ok();
 }
+
+/// A re-ADD that finds the interfaces intact keeps the rules as they are;
+/// one that rebuilds (the config changed) removes and re-creates them:
+/// never a duplicate rule, never a stale one.
+#[test]
+fn re_add_neither_duplicates_nor_strands_rules() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let pod = Netns::new("pod");
+    let mut conf = world.conf("1.0.0", json!({"type": "macvlan", "mode": "bridge"}));
+    conf["podPolicyRouting"] = json!(true);
+    let want = [
+        "1000: from 192.168.0.10 lookup 100",
+        "1001: from 192.168.64.10 lookup 101",
+    ];
+    world.run("ADD", "c1", &pod.path(), &conf).ok();
+    world.run("ADD", "c1", &pod.path(), &conf).ok();
+    assert_eq!(rules(&pod), want, "intact re-ADD");
+    conf["delegate"]["mtu"] = json!(1400);
+    world.run("ADD", "c1", &pod.path(), &conf).ok();
+    assert_eq!(rules(&pod), want, "rebuilding re-ADD");
+    conf.as_object_mut().unwrap().remove("podPolicyRouting");
+    world.run("ADD", "c1", &pod.path(), &conf).ok();
+    assert_eq!(rules(&pod), Vec::<String>::new(), "flag turned off");
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+}
