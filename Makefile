@@ -61,3 +61,24 @@ demo-down:
 	else \
 		echo "no $(TARGET_DIR)/release/railyard-local: nothing was started by make demo"; \
 	fi
+
+.PHONY: demo-k8s demo-k8s-down
+
+# The Kubernetes demo's state (the cluster, the control plane) and its flags,
+# e.g. `make demo-k8s DEMO_K8S_FLAGS="--pods 8"` (see docs/kubernetes.md).
+DEMO_K8S_STATE ?= /var/lib/railyard-k8s-demo
+DEMO_K8S_FLAGS ?=
+
+## The demo as a Kubernetes user sees it (needs root): the local cluster plus a
+## local control plane, a MultiNicNetwork applied with kubectl, the controller's
+## NAD, Pods attached by the real Multus calling railyard-cni, then
+## `railyard check --kubernetes`. `make demo-k8s-down` removes it.
+demo-k8s: deps release
+	$(TARGET_DIR)/release/railyard-k8s-demo up --state $(DEMO_K8S_STATE) $(DEMO_K8S_FLAGS)
+
+demo-k8s-down:
+	@if [ -x $(TARGET_DIR)/release/railyard-k8s-demo ]; then \
+		$(TARGET_DIR)/release/railyard-k8s-demo down --state $(DEMO_K8S_STATE); \
+	else \
+		echo "no $(TARGET_DIR)/release/railyard-k8s-demo: nothing was started by make demo-k8s"; \
+	fi

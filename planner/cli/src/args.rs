@@ -103,6 +103,10 @@ pub enum Command {
         /// configuration is KUBECONFIG, ~/.kube/config or the in-cluster one.
         #[arg(long)]
         kubernetes: bool,
+        /// Also measure a short TCP transfer (at most 256 MiB or 0.5 s) per rail
+        /// between two pods, preferably on different hosts, in Mbit/s.
+        #[arg(long)]
+        throughput: bool,
         /// With --kubernetes: only pods of this namespace (default: all).
         #[arg(long, requires = "kubernetes")]
         namespace: Option<String>,

@@ -28,6 +28,19 @@ pub struct CheckOptions {
     pub concurrency: usize,
     /// Print "checked X/Y" to stderr while running.
     pub progress: bool,
+    /// Also measure one TCP transfer per rail (`throughput`).
+    pub throughput: bool,
+}
+
+/// One rail's transfer: between which pods, and the rate or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RailThroughput {
+    pub rail: u32,
+    pub from: String,
+    pub to: String,
+    pub dst: IpAddr,
+    pub mbit_per_s: Option<f64>,
+    pub error: Option<String>,
 }
 
 /// A host's rail-j traffic leaving through another NIC than its rail-j NIC.
@@ -45,6 +58,8 @@ pub struct CheckOutcome {
     pub report: Report,
     pub paths_checked: usize,
     pub path_problems: Vec<PathProblem>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub throughput: Vec<RailThroughput>,
 }
 
 impl CheckOutcome {
@@ -63,11 +78,26 @@ impl CheckOutcome {
                 ));
             }
         }
+        if !self.throughput.is_empty() {
+            table.push_str("RAIL  FROM -> TO  BANDWIDTH\n");
+            for t in &self.throughput {
+                let rate = match (t.mbit_per_s, &t.error) {
+                    (Some(m), _) => format!("{m:.0} Mbit/s"),
+                    (None, e) => format!("FAILED: {}", e.as_deref().unwrap_or("?")),
+                };
+                table.push_str(&format!(
+                    "{}  {} -> {} ({})  {rate}\n",
+                    t.rail, t.from, t.to, t.dst
+                ));
+            }
+        }
         table
     }
 
     pub fn ok(&self) -> bool {
-        self.report.ok() && self.path_problems.is_empty()
+        self.report.ok()
+            && self.path_problems.is_empty()
+            && self.throughput.iter().all(|t| t.mbit_per_s.is_some())
     }
 }
 
@@ -125,11 +155,60 @@ pub async fn run_pods(plan: &Plan, pods: &[Pod], opts: &CheckOptions) -> Result<
     }
     let report = check::report(&opts.network, pods, &probes, &results);
     let (paths_checked, path_problems) = check_paths(plan, pods, &probes, opts).await;
+    let throughput = if opts.throughput {
+        let (pods, opts) = (pods.to_vec(), opts.clone());
+        tokio::task::spawn_blocking(move || rail_throughput(&pods, &opts))
+            .await
+            .map_err(|e| CliError::Usage(format!("the throughput probe failed: {e}")))?
+    } else {
+        Vec::new()
+    };
     Ok(CheckOutcome {
         report,
         paths_checked,
         path_problems,
+        throughput,
     })
+}
+
+/// One transfer per rail, one after the other (parallel transfers would share
+/// the cores and measure each other), between the first two pods holding the
+/// rail, preferring two on different hosts: the path railyard's routes carry.
+fn rail_throughput(pods: &[Pod], opts: &CheckOptions) -> Vec<RailThroughput> {
+    let rails: std::collections::BTreeSet<u32> = pods
+        .iter()
+        .flat_map(|p| p.addresses.keys().copied())
+        .collect();
+    let mut out = Vec::new();
+    for rail in rails {
+        let on: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| p.addresses.contains_key(&rail))
+            .collect();
+        let pair = on
+            .iter()
+            .flat_map(|a| on.iter().map(move |b| (*a, *b)))
+            .filter(|(a, b)| a.name != b.name)
+            .min_by_key(|(a, b)| a.host == b.host);
+        let Some((from, to)) = pair else { continue };
+        let Some(&dst) = to.addresses.get(&rail).and_then(|a| a.first()) else {
+            continue;
+        };
+        let result = crate::throughput::measure(
+            &netns_of(&opts.pod_netns, from),
+            &netns_of(&opts.pod_netns, to),
+            dst,
+        );
+        out.push(RailThroughput {
+            rail,
+            from: from.name.clone(),
+            to: to.name.clone(),
+            dst,
+            mbit_per_s: result.as_ref().ok().copied(),
+            error: result.err(),
+        });
+    }
+    out
 }
 
 fn netns_of(template: &str, pod: &Pod) -> String {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod offline;
 mod run;
 pub mod table;
+pub mod throughput;
 
 pub use error::{CliError, Result};
 pub use run::run;

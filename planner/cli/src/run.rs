@@ -105,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             concurrency,
             kubernetes,
             namespace,
+            throughput,
             output,
             etcd,
         } => {
@@ -121,6 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 host_netns,
                 concurrency,
                 progress: true,
+                throughput,
             };
             let outcome = if kubernetes {
                 let pods =

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use railyard_e2e::k8s_demo::K8sDemo;
@@ -32,6 +31,9 @@ enum Command {
         hosts: usize,
         #[arg(long, default_value_t = 2)]
         pods: usize,
+        /// Multus ADDs run at once (a runtime starts several sandboxes at once).
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
         /// Directory of the railyard binaries (default: this binary's directory).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
@@ -49,8 +51,9 @@ fn main() -> ExitCode {
             state,
             hosts,
             pods,
+            parallel,
             bin_dir,
-        } => up(&state, hosts, pods, bin_dir),
+        } => up(&state, hosts, pods, parallel, bin_dir),
         Command::Down { state } => down(&state),
     };
     match result {
@@ -76,7 +79,13 @@ fn spec(state: &Path, hosts: usize, bin_dir: PathBuf) -> ClusterSpec {
     s
 }
 
-fn up(state: &Path, hosts: usize, pods: usize, bin_dir: Option<PathBuf>) -> anyhow::Result<()> {
+fn up(
+    state: &Path,
+    hosts: usize,
+    pods: usize,
+    parallel: usize,
+    bin_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let bin_dir = match bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?
@@ -100,24 +109,23 @@ fn up(state: &Path, hosts: usize, pods: usize, bin_dir: Option<PathBuf>) -> anyh
             return Err(e.into());
         }
     };
-    let start = Instant::now();
-    let mut count = 0;
+    let mut wanted = Vec::new();
     for i in 0..hosts {
         for k in 0..pods {
-            let name = format!("pod-{i}-{k}");
             let networks = if k + 1 == pods && pods > 1 {
                 r#"[{"name": "rails", "cni-args": {"masters": ["rail1"]}}]"#
             } else {
                 r#"[{"name": "rails"}]"#
             };
-            demo.attach(&name, i, networks)?;
-            count += 1;
+            wanted.push((format!("pod-{i}-{k}"), i, networks.to_owned()));
         }
     }
-    let took = start.elapsed().as_secs_f64();
+    let (attached, took) = demo.attach_many(&wanted, parallel)?;
     println!(
-        "{count} pods attached through Multus in {took:.2} s ({:.1} per second)",
-        count as f64 / took
+        "{} pods attached through Multus and railyard-cni in {:.2} s ({:.1} per second, {parallel} at a time)",
+        attached.len(),
+        took.as_secs_f64(),
+        attached.len() as f64 / took.as_secs_f64()
     );
     let status = demo.check_command().status()?;
     println!(

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::cmd::{netns_add, netns_del};
+use crate::cluster::cmd::netns_add;
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::error::{Error, Result};
 use crate::kube::{identity, ControlPlane, Kubectl, PlaneOptions};
@@ -35,6 +35,9 @@ pub struct K8sDemo {
     pub multus: Multus,
     /// The namespace the pods and the NAD live in.
     pub namespace: String,
+    /// A token of the `railyard-check` ServiceAccount
+    /// (deploy/kubernetes/check-rbac.yaml): what the check runs as.
+    pub check_kubeconfig: PathBuf,
 }
 
 /// One pod as attached: its API name, host index, sandbox and container ID.
@@ -93,6 +96,16 @@ impl K8sDemo {
             &[("KUBECONFIG", controller.display().to_string())],
         )?;
         let kubectl = plane.admin()?;
+        let rbac = manifests.join("check-rbac.yaml");
+        let text = std::fs::read_to_string(&rbac)
+            .map_err(|e| Error::io("read the check's RBAC", &rbac, e))?;
+        kubectl.apply(&text)?;
+        let check_kubeconfig = identity::token_kubeconfig(
+            &plane,
+            identity::NAMESPACE,
+            "railyard-check",
+            "check.kubeconfig",
+        )?;
         kubectl.apply(&format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n"
         ))?;
@@ -120,7 +133,7 @@ impl K8sDemo {
         let multus = Multus::new(
             &spec,
             &plane.state.admin_kubeconfig(),
-            &plane_dir.join("multus"),
+            &spec.cni_state().join("multus"),
         )?;
         Ok(K8sDemo {
             cluster,
@@ -128,73 +141,131 @@ impl K8sDemo {
             kubectl,
             multus,
             namespace: namespace.to_owned(),
+            check_kubeconfig,
         })
     }
 
     /// Creates Pod `name` on host `host` with `networks` as its
     /// `k8s.v1.cni.cncf.io/networks` annotation, then its sandbox, then Multus ADD.
     pub fn attach(&mut self, name: &str, host: usize, networks: &str) -> Result<DemoPod> {
+        let (mut pods, _) = self.attach_many(&[(name.to_owned(), host, networks.to_owned())], 1)?;
+        Ok(pods.remove(0))
+    }
+
+    /// Pods `(name, host, networks annotation)`: all created in the API with one
+    /// `kubectl apply`, then their sandboxes, then Multus ADD for `parallel` at a
+    /// time, as a node's runtime starts several sandboxes at once. Returns the
+    /// pods and how long the Multus ADDs took (the figure of
+    /// docs/benchmarks.md: API writes excluded, as a kubelet's are).
+    pub fn attach_many(
+        &mut self,
+        wanted: &[(String, usize, String)],
+        parallel: usize,
+    ) -> Result<(Vec<DemoPod>, Duration)> {
         let spec = self.cluster.spec().clone();
-        let node = spec.host(host);
-        let manifest = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": self.namespace,
-                         "annotations": {NETWORKS: networks}},
-            "spec": {"nodeName": node, "automountServiceAccountToken": false,
-                     "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
-        });
+        let items: Vec<Value> = wanted
+            .iter()
+            .map(|(name, host, networks)| {
+                serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": name, "namespace": self.namespace,
+                                 "annotations": {NETWORKS: networks}},
+                    "spec": {"nodeName": spec.host(*host), "automountServiceAccountToken": false,
+                             "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
+                })
+            })
+            .collect();
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
         // The namespace's `default` ServiceAccount, which admission wants, comes
         // from kube-controller-manager a moment after the namespace.
-        let mut uid = String::new();
-        wait(
-            Duration::from_secs(15),
-            &format!("Pod {name} created"),
-            || {
-                let a = self.kubectl.attempt(
-                    &["apply", "-o", "json", "-f", "-"],
-                    Some(&manifest.to_string()),
-                )?;
-                if a.ok {
-                    let v: Value = serde_json::from_str(&a.stdout).unwrap_or_default();
-                    uid = v["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+        let mut uids = std::collections::HashMap::new();
+        wait(Duration::from_secs(15), "the Pods created", || {
+            let a = self
+                .kubectl
+                .attempt(&["apply", "-o", "json", "-f", "-"], Some(&list.to_string()))?;
+            if a.ok {
+                let v: Value = serde_json::from_str(&a.stdout).unwrap_or_default();
+                let applied = v["items"].as_array().cloned().unwrap_or_else(|| vec![v]);
+                for item in applied {
+                    let m = &item["metadata"];
+                    if let (Some(n), Some(u)) = (m["name"].as_str(), m["uid"].as_str()) {
+                        uids.insert(n.to_owned(), u.to_owned());
+                    }
                 }
-                Ok(a.ok)
-            },
-        )?;
-        let netns = format!("{}{name}", spec.prefix);
-        let container_id = format!("{netns}-{}", std::process::id());
-        netns_add(&netns)?;
-        self.cluster.state.add_netns(&netns);
-        self.cluster.state.save()?;
-        let pod = (self.namespace.as_str(), name, uid.as_str());
-        if let Err(e) = self
-            .multus
-            .run(&spec, host, "ADD", pod, &netns, &container_id)
-        {
-            let _ = netns_del(&netns);
-            return Err(e);
+            }
+            Ok(a.ok)
+        })?;
+        let pods: Vec<DemoPod> = wanted
+            .iter()
+            .map(|(name, host, _)| {
+                let netns = format!("{}{name}", spec.prefix);
+                DemoPod {
+                    name: name.clone(),
+                    host: *host,
+                    container_id: format!("{netns}-{}", std::process::id()),
+                    netns,
+                }
+            })
+            .collect();
+        for p in &pods {
+            netns_add(&p.netns)?;
+            self.cluster.state.add_netns(&p.netns);
         }
-        Ok(DemoPod {
-            name: name.to_owned(),
-            host,
-            netns,
-            container_id,
-        })
+        self.cluster.state.save()?;
+        let started = Instant::now();
+        let (multus, namespace) = (&self.multus, self.namespace.as_str());
+        let failures: Vec<Error> = std::thread::scope(|scope| {
+            let chunk = pods.len().div_ceil(parallel.max(1));
+            let workers: Vec<_> = pods
+                .chunks(chunk.max(1))
+                .map(|batch| {
+                    let (spec, uids) = (&spec, &uids);
+                    scope.spawn(move || {
+                        batch
+                            .iter()
+                            .filter_map(|p| {
+                                let uid = uids.get(&p.name).map(String::as_str).unwrap_or("");
+                                let pod = (namespace, p.name.as_str(), uid);
+                                multus
+                                    .run(spec, p.host, "ADD", pod, &p.netns, &p.container_id)
+                                    .err()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        let took = started.elapsed();
+        match failures.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok((pods, took)),
+        }
     }
 
     /// `railyard check --kubernetes` of the network: the pods and their
     /// addresses from the API (Multus's network-status), the plan from the
     /// cluster's etcd, the probes from the sandboxes (named `<prefix><pod>`)
-    /// and the host namespaces; the admin kubeconfig.
+    /// and the host namespaces; as the `railyard-check` ServiceAccount, so its
+    /// RBAC is what is tested.
     pub fn check_command(&self) -> std::process::Command {
         let spec = self.cluster.spec();
         let mut cmd = std::process::Command::new(spec.bin_dir.join("railyard"));
-        cmd.args(["check", &spec.network, "--kubernetes", "--namespace"])
-            .arg(&self.namespace)
-            .arg(format!("--pod-netns={}{{pod}}", spec.prefix))
-            .arg(format!("--etcd-endpoints={}", spec.local_endpoint()))
-            .env("KUBECONFIG", self.plane.state.admin_kubeconfig());
+        cmd.args([
+            "check",
+            &spec.network,
+            "--kubernetes",
+            "--throughput",
+            "--namespace",
+        ])
+        .arg(&self.namespace)
+        .arg(format!("--pod-netns={}{{pod}}", spec.prefix))
+        .arg(format!("--etcd-endpoints={}", spec.local_endpoint()))
+        .env("KUBECONFIG", &self.check_kubeconfig);
         cmd
     }
 

@@ -11,6 +11,8 @@
 //! on a real node. The local cluster's hosts share one filesystem and keep each
 //! daemon's socket in `/run/railyard/<host>/`, so Multus runs in a private mount
 //! namespace with that directory bound over `/run/railyard`: the node's view.
+//! Likewise the cluster's CNI state dir is bound over railyard-cni's default
+//! `/var/lib/cni/railyard`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -85,12 +87,17 @@ impl Multus {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let script = r#"mkdir -p /run/railyard && mount --bind "$0" /run/railyard && exec "$1""#;
+        // The NAD's state dir, railyard-cni's default, becomes the cluster's, so
+        // `down` removes the attachments' state with the cluster.
+        let script = r#"mkdir -p /run/railyard /var/lib/cni/railyard "$1" &&
+            mount --bind "$0" /run/railyard &&
+            mount --bind "$1" /var/lib/cni/railyard && exec "$2""#;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &spec.host(host)])
             .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
             .arg(script)
             .arg(&sockets)
+            .arg(spec.cni_state())
             .arg(&self.bin)
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", container_id)

@@ -120,8 +120,15 @@ fn pods_attach_through_multus_and_reach_each_other() {
         "railyard check --kubernetes failed:\n{table}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    eprintln!("{table}");
     assert!(
         table.contains("pod-a") && table.contains("pod-b"),
+        "{table}"
+    );
+    assert!(table.contains("2 of 2 probes connected"), "{table}");
+    // One transfer on rail 1, the rail both pods hold.
+    assert!(
+        table.contains("1  pod-a -> pod-b") && table.contains("Mbit/s"),
         "{table}"
     );
 }
