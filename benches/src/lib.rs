@@ -1,6 +1,8 @@
 //! Synthetic networks and inventories for the benchmarks, sized like the targets in
 //! the issues (10,000 hosts x 8 rails).
 
+pub mod peers;
+
 use railyard_core::{HostInventory, Network, NetworkSpec, Nic};
 
 /// A network that fits 16,384 hosts on 8 rails: 10.0.0.0/8 (or fd00::/48),
