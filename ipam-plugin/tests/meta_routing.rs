@@ -53,6 +53,10 @@ fn add_makes_a_table_rule_and_sysctls_per_interface_and_del_removes_them() {
         t100.contains("192.168.0.0/18 via 192.168.0.1 dev net1-0"),
         "{t100}"
     );
+    assert!(
+        t100.contains("default via 192.168.0.1 dev net1-0"),
+        "{t100}"
+    );
     assert!(!t100.contains("net1-1"), "{t100}");
     let t101 = table("101");
     assert!(
@@ -65,6 +69,16 @@ fn add_makes_a_table_rule_and_sysctls_per_interface_and_del_removes_them() {
         got.contains("dev net1-1") && got.contains("table 101"),
         "{got}"
     );
+    // A reply from rail 0's address to a rail-1 peer (the request crossed
+    // rails at the hosts) leaves by rail 0: the main table alone says
+    // net1-1, as the unsourced lookup shows.
+    let cross = pod.ip(&["route", "get", "192.168.64.77", "from", "192.168.0.10"]);
+    assert!(
+        cross.contains("via 192.168.0.1 dev net1-0") && cross.contains("table 100"),
+        "{cross}"
+    );
+    let main = pod.ip(&["route", "get", "192.168.64.77"]);
+    assert!(main.contains("dev net1-1"), "{main}");
     for ifname in ["net1-0", "net1-1"] {
         assert_eq!(sysctl(&pod, ifname, "arp_ignore"), "1");
         assert_eq!(sysctl(&pod, ifname, "arp_announce"), "2");

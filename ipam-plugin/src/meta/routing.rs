@@ -8,7 +8,10 @@
 //!
 //! - table `100 + r` gets a copy of the main-table routes the delegate
 //!   made on that interface (whatever the plugin made: a subnet route for
-//!   macvlan, a /32 gateway route for ptp, and railyard's rail routes);
+//!   macvlan, a /32 gateway route for ptp, and railyard's rail routes),
+//!   and a default route via the interface's gateway, so a reply to a
+//!   peer on another rail (the request crossed rails at the hosts) still
+//!   leaves by this interface;
 //! - rule `from <its address> lookup 100 + r`, priority `1000 + r` (before
 //!   `main` at 32766), per address and family;
 //! - `arp_ignore=1` (answer ARP only for an address of the interface it
@@ -49,6 +52,8 @@ pub struct Leg {
     pub ifname: String,
     pub rail: u32,
     pub addresses: Vec<std::net::IpAddr>,
+    /// The addresses' gateways: each table's default route.
+    pub gateways: Vec<std::net::IpAddr>,
 }
 
 impl Leg {
@@ -77,17 +82,27 @@ impl Leg {
                 ),
             ));
         }
-        let addresses = member.config["ipam"]["addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a["address"].as_str()?.parse::<ipnet::IpNet>().ok())
+        let listed = member.config["ipam"]["addresses"].as_array();
+        let field = |key: &str| -> Vec<String> {
+            let values = listed.into_iter().flatten();
+            values
+                .filter_map(|a| a[key].as_str().map(str::to_owned))
+                .collect()
+        };
+        let addresses = field("address")
+            .iter()
+            .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
             .map(|net| net.addr())
+            .collect();
+        let gateways = field("gateway")
+            .iter()
+            .filter_map(|g| g.parse().ok())
             .collect();
         Ok(Leg {
             ifname: member.ifname.clone(),
             rail,
             addresses,
+            gateways,
         })
     }
 
@@ -115,6 +130,13 @@ pub fn apply(netns: &Path, legs: &[Leg]) -> Result<(), Error> {
                 for route in parse_routes(&shown) {
                     batch.push_str(&format!(
                         "route replace {route} dev {} table {}\n",
+                        leg.ifname,
+                        leg.table()
+                    ));
+                }
+                for gw in leg.gateways.iter().filter(|g| family.holds(g)) {
+                    batch.push_str(&format!(
+                        "route replace default via {gw} dev {} table {}\n",
                         leg.ifname,
                         leg.table()
                     ));
@@ -315,6 +337,7 @@ mod tests {
             ifname: "net1-3".into(),
             rail: 3,
             addresses: vec![],
+            gateways: vec![],
         };
         assert_eq!((leg.table(), leg.priority()), (103, 1003));
     }
@@ -326,10 +349,11 @@ mod tests {
             nic: "eth9".into(),
             rail,
             nic_field: None,
-            config: serde_json::json!({"ipam": {"addresses": [{"address": "10.0.0.5/24"}]}})
-                .as_object()
-                .cloned()
-                .unwrap(),
+            config: serde_json::json!({"ipam": {"addresses": [
+                {"address": "10.0.0.5/24", "gateway": "10.0.0.1"}]}})
+            .as_object()
+            .cloned()
+            .unwrap(),
             result: None,
         };
         let leg = Leg::of(&member(Some(MAX_RAIL))).unwrap();
@@ -337,6 +361,10 @@ mod tests {
         assert_eq!(
             leg.addresses,
             ["10.0.0.5".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            leg.gateways,
+            ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
         );
         for rail in [Some(MAX_RAIL + 2), None] {
             let err = Leg::of(&member(rail)).unwrap_err();

@@ -167,7 +167,10 @@ fn ipvlan_l2_is_refused_and_other_plugins_ignore_vlan_mode() {
     let l2 = "  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2, \"vlanMode\": \"l2\"}'\n";
     let why = ["l3 (the default) or l3s", "across hosts"];
     // No plugin: the NAD's plugin is ipvlan.
-    rejects(l2, &[&["spec.ipam.vlanMode", "\"l2\""][..], &why[..]].concat());
+    rejects(
+        l2,
+        &[&["spec.ipam.vlanMode", "\"l2\""][..], &why[..]].concat(),
+    );
     rejects(
         &format!("{l2}  plugin: {{type: ipvlan}}\n"),
         &[&["spec.ipam.vlanMode"][..], &why[..]].concat(),
