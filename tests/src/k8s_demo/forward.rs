@@ -10,6 +10,11 @@
 //! A socket stays in the namespace it was made in: the listener is bound while
 //! its thread is in the host namespace, then the thread returns to the root
 //! namespace, where the relayed connections are opened.
+//!
+//! The forwarders live as long as the process: `railyard-k8s-demo up` exits after
+//! the check, and a test binary at its end. Until then an open listener keeps a
+//! host namespace alive after `down` unnamed it (with its loopback only: the
+//! links to it are deleted from the root and fabric sides).
 
 use std::fs::File;
 use std::io;
