@@ -18,5 +18,6 @@ mod ipam_state_loss;
 mod membership;
 mod outage;
 mod plugin_exec;
+mod pod_policy_routing;
 mod spec_safety;
 mod waiting_hosts;
