@@ -220,9 +220,7 @@ fn exec(
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(config.as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("wait: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("wait: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(stdout)

@@ -63,8 +63,18 @@ pub fn problems(r: &Round) -> String {
         .iter()
         .take(3)
         .map(|f| format!("failed: {f}"))
-        .chain(r.duplicates.iter().take(3).map(|d| format!("given twice: {d}")))
-        .chain(r.leftovers.iter().take(3).map(|l| format!("left after DEL: {l}")))
+        .chain(
+            r.duplicates
+                .iter()
+                .take(3)
+                .map(|d| format!("given twice: {d}")),
+        )
+        .chain(
+            r.leftovers
+                .iter()
+                .take(3)
+                .map(|l| format!("left after DEL: {l}")),
+        )
         .collect::<Vec<_>>()
         .join("\n  ")
 }

@@ -86,7 +86,9 @@ pub fn chart(title: &str, x_label: &str, y_label: &str, log_y: bool, series: &[S
         );
     }
     let y_ticks: Vec<f64> = if log_y {
-        ((ly0 as i32)..=(ly1 as i32)).map(|d| 10f64.powi(d)).collect()
+        ((ly0 as i32)..=(ly1 as i32))
+            .map(|d| 10f64.powi(d))
+            .collect()
     } else {
         (0..=5).map(|i| ly1 * i as f64 / 5.0).collect()
     };
@@ -130,7 +132,11 @@ pub fn chart(title: &str, x_label: &str, y_label: &str, log_y: bool, series: &[S
         if ser.points.len() <= 8 {
             for p in &path {
                 let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
-                let _ = writeln!(s, r#"<circle cx="{x}" cy="{y}" r="3" fill="{}"/>"#, ser.color);
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{x}" cy="{y}" r="3" fill="{}"/>"#,
+                    ser.color
+                );
             }
         }
         let ly = TOP + 10.0 + 18.0 * i as f64;
@@ -178,5 +184,7 @@ fn num(v: f64) -> String {
 }
 
 fn esc(t: &str) -> String {
-    t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
