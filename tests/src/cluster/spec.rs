@@ -332,6 +332,24 @@ fn octet(i: usize) -> u8 {
     u8::try_from(i + 10).unwrap_or(u8::MAX)
 }
 
+impl ClusterSpec {
+    /// Kernel modules this cluster's data path needs beyond veth, bridge and
+    /// macvlan (which every kernel railyard runs on has).
+    pub fn kernel_modules(&self) -> Vec<&'static str> {
+        let mut m = Vec::new();
+        if self.delegate == Delegate::Ipvlan {
+            m.push("ipvlan");
+        }
+        if self.vlan.is_some() {
+            m.push("8021q");
+        }
+        if self.bond {
+            m.push("bonding");
+        }
+        m
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,23 +375,5 @@ mod tests {
         assert!(e.to_string().contains("1 to 32"), "{e}");
         s.prefix = "Bad_".into();
         assert!(s.validate().is_err());
-    }
-}
-
-impl ClusterSpec {
-    /// Kernel modules this cluster's data path needs beyond veth, bridge and
-    /// macvlan (which every kernel railyard runs on has).
-    pub fn kernel_modules(&self) -> Vec<&'static str> {
-        let mut m = Vec::new();
-        if self.delegate == Delegate::Ipvlan {
-            m.push("ipvlan");
-        }
-        if self.vlan.is_some() {
-            m.push("8021q");
-        }
-        if self.bond {
-            m.push("bonding");
-        }
-        m
     }
 }
