@@ -155,6 +155,8 @@ fn down(state: &Path) -> anyhow::Result<()> {
     if !problems.is_empty() {
         anyhow::bail!("could not remove everything: {}", problems.join("; "));
     }
+    // Only if empty, as the cluster's own `down` does.
+    let _ = std::fs::remove_dir(state.join("plane"));
     let _ = std::fs::remove_dir(state);
     println!("removed");
     Ok(())
