@@ -8,7 +8,8 @@
 //! objects.
 //!
 //! Needs `make deps` (the upstream binaries) and `cargo build --bins`; fails,
-//! never skips, without them. No root needed.
+//! never skips, without them. Root only for `multus` (the demo's core path in
+//! network namespaces); the others need none.
 
 mod common;
 mod crds;
