@@ -9,6 +9,15 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
 }
 
+/// Pods per second: one decimal below 10, where whole pods hide the difference.
+fn rate(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 /// The table of `rounds` (railyard's rows are the ratios' reference).
 pub fn table(rounds: &[Round]) -> String {
     let mut out = String::from(
@@ -40,7 +49,7 @@ pub fn table(rounds: &[Round]) -> String {
             )
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.rails,
             r.concurrency,
             r.ipam,
@@ -48,7 +57,7 @@ pub fn table(rounds: &[Round]) -> String {
             ms(quantile(&r.add, 0.99)),
             ms(quantile(&r.del, 0.5)),
             ms(quantile(&r.del, 0.99)),
-            r.pods_per_sec(),
+            rate(r.pods_per_sec()),
             p50_ratio,
             tp_ratio,
             correct
