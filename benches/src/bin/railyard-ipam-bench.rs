@@ -3,9 +3,12 @@
 //! 1, 8 and 64 concurrent runtimes, with one address per pod and with one per
 //! rail. Prints a Markdown table and writes it with SVG plots into --out.
 //!
-//!     make deps && cargo build --release --bins -p railyard-ipam-plugin \
-//!         -p railyard-e2e -p railyard-benches
-//!     target/release/railyard-ipam-bench --out docs/benchmarks
+//! ```sh
+//! make deps && make cni-plugins
+//! cargo build --release -p railyard-e2e --bin railyard-kube
+//! cargo build --release -p railyard-benches --bin railyard-ipam-bench
+//! target/release/railyard-ipam-bench --pods 100 --multi-pods 16 --out docs/benchmarks
+//! ```
 //!
 //! Flags only; the work is in `railyard_benches::peers`. `serve-daemon DIR` is
 //! the railyard daemon process the run starts (not for people).
