@@ -34,8 +34,8 @@ fn main() -> ExitCode {
 fn main_() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let mut opts = run::Options {
-        pods: 200,
-        multi_pods: 50,
+        pods: 100,
+        multi_pods: 16,
         rails: 8,
         concurrency: vec![1, 8, 64],
         peers: ["railyard", "host-local", "whereabouts"]
