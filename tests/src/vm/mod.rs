@@ -93,7 +93,7 @@ pub fn run(argv: &[String], cfg: &VmConfig) -> Result<VmOutput> {
     let started = Instant::now();
     let kernel = Kernel::find()?;
     let job = JobDir::new()?;
-    job.write("initrd.cpio", &initramfs(&kernel)?)?;
+    job.write("initrd.cpio", &initramfs(&kernel, &shadowed(argv, cfg))?)?;
     job.write("boot.sh", boot_script(argv, cfg).as_bytes())?;
 
     let qemu = "qemu-system-x86_64";
@@ -219,6 +219,39 @@ pub fn run(argv: &[String], cfg: &VmConfig) -> Result<VmOutput> {
     })
 }
 
+/// The directories the VM's tmpfs mounts would hide that this run needs: the
+/// working directory, this executable and absolute paths in the command,
+/// when they live under /tmp, /run or /var/lib (a CI checkout in /tmp). Each
+/// is kept as its top directory there (`/tmp/ci-clone/x/y` -> `/tmp/ci-clone`).
+fn shadowed(argv: &[String], cfg: &VmConfig) -> Vec<String> {
+    let mut paths: Vec<PathBuf> = vec![cfg.cwd.clone()];
+    paths.extend(std::env::current_exe().ok());
+    paths.extend(
+        argv.iter()
+            .filter(|a| a.starts_with('/'))
+            .map(PathBuf::from),
+    );
+    let mut keep: Vec<String> = Vec::new();
+    for p in paths {
+        let p = p.canonicalize().unwrap_or(p);
+        let parts: Vec<String> = p
+            .components()
+            .skip(1)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let top = match parts.as_slice() {
+            [a, b, ..] if a == "tmp" || a == "run" => format!("/{a}/{b}"),
+            [a, b, c, ..] if a == "var" && b == "lib" => format!("/var/lib/{c}"),
+            _ => continue,
+        };
+        // The runner's own job dir is mounted separately; quotes would break sh.
+        if !keep.contains(&top) && !top.contains(['"', '\'', '$', '`', '\\', ' ']) {
+            keep.push(top);
+        }
+    }
+    keep
+}
+
 /// The last lines seen, for an error message: the command's if it started,
 /// else the boot's.
 fn tail(output: &str, boot_log: &[String]) -> String {
@@ -233,7 +266,7 @@ fn tail(output: &str, boot_log: &[String]) -> String {
 
 /// The initramfs: busybox, the 9p modules, and an init that mounts the shared
 /// root and hands over to the job's boot script.
-fn initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
+fn initramfs(kernel: &Kernel, keep: &[String]) -> Result<Vec<u8>> {
     let busybox = Path::new("/bin/busybox");
     let busybox_bytes = std::fs::read(busybox).map_err(|e| {
         Error::io(
@@ -257,11 +290,20 @@ fn initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
             path.display()
         ));
     }
-    a.file("init", 0o755, init_script(&inserts).as_bytes());
+    a.file("init", 0o755, init_script(&inserts, keep).as_bytes());
     Ok(a.finish())
 }
 
-fn init_script(inserts: &str) -> String {
+fn init_script(inserts: &str, keep: &[String]) -> String {
+    let (mut keep_hold, mut keep_back) = (String::new(), String::new());
+    for (i, dir) in keep.iter().enumerate() {
+        keep_hold.push_str(&format!(
+            "mkdir -p /hold/{i} && mount --bind /newroot{dir} /hold/{i} || fail \"holding {dir}\"\n"
+        ));
+        keep_back.push_str(&format!(
+            "mkdir -p /newroot{dir} && mount --move /hold/{i} /newroot{dir} || fail \"restoring {dir}\"\n"
+        ));
+    }
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -272,8 +314,11 @@ mount -t devtmpfs dev /dev
 echo 1 > /proc/sys/kernel/sysrq
 {inserts}
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 host /newroot || fail "mounting the shared root"
-for d in tmp run var/lib; do mount -t tmpfs -o mode=1777 tmpfs /newroot/$d || fail "tmpfs on /$d"; done
-mkdir -p /newroot/run/vm
+# Directories this run needs that the tmpfs below would hide (a checkout
+# under /tmp): held aside by a bind mount, then put back on top.
+mkdir -p /hold
+{keep_hold}for d in tmp run var/lib; do mount -t tmpfs -o mode=1777 tmpfs /newroot/$d || fail "tmpfs on /$d"; done
+{keep_back}mkdir -p /newroot/run/vm
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 job /newroot/run/vm || fail "mounting the job dir"
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
@@ -356,6 +401,27 @@ impl Drop for JobDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directories_the_tmpfs_would_hide_are_kept() {
+        let cfg = VmConfig {
+            cwd: PathBuf::from("/tmp/ci-clone/tests"),
+            ..VmConfig::default()
+        };
+        let keep = shadowed(&["/var/lib/x/y/bin".into(), "/usr/bin/true".into()], &cfg);
+        assert!(keep.contains(&"/tmp/ci-clone".to_owned()), "{keep:?}");
+        assert!(keep.contains(&"/var/lib/x".to_owned()), "{keep:?}");
+        assert!(!keep.iter().any(|k| k.starts_with("/usr")), "{keep:?}");
+        let init = init_script("", &keep);
+        let hold = init
+            .find("mount --bind /newroot/tmp/ci-clone")
+            .expect("held");
+        let tmpfs = init.find("mount -t tmpfs").expect("tmpfs");
+        let back = init
+            .find("mount --move /hold/0 /newroot/tmp/ci-clone")
+            .expect("back");
+        assert!(hold < tmpfs && tmpfs < back, "{init}");
+    }
 
     #[test]
     fn arguments_reach_the_shell_unexpanded() {
