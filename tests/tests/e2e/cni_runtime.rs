@@ -10,17 +10,15 @@
 //! or not, at once) and the etcd mirror (which addresses, once mirrored).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use railyard_e2e::cluster::cmd::{ip_in, netns_add, netns_del};
-use railyard_e2e::cluster::pods::{netconf, wait_ready};
-use railyard_e2e::ClusterSpec;
+use railyard_e2e::cluster::pods::wait_ready;
 use serde_json::Value;
 
 use crate::common::{spec, TestCluster, CONVERGE};
+use crate::plugin_exec::{daemon_holds, mirrored, run, Outcome};
 
 /// Concurrent ADD/DEL pairs per container.
 const PAIRS: usize = 20;
@@ -67,85 +65,6 @@ impl Drop for Pod {
 }
 
 /// One plugin run: stdout as JSON, or the CNI error code and the whole reply.
-type Outcome = Result<Value, (u64, String)>;
-
-/// Runs `plugin` (`railyard-cni` or `railyard-ipam`) for host 0 as a runtime
-/// does: in the host's namespace, CNI variables in the environment, the
-/// network config (with `extra` fields merged in) on stdin.
-fn run(
-    spec: &ClusterSpec,
-    plugin: &str,
-    command: &str,
-    cid: &str,
-    netns: &str,
-    extra: Option<&Value>,
-) -> Outcome {
-    let mut conf = netconf(spec, 0);
-    if let (Some(Value::Object(extra)), Some(conf)) = (extra, conf.as_object_mut()) {
-        conf.extend(extra.clone());
-    }
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &spec.host(0)])
-        .arg(spec.bin_dir.join(plugin))
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", cid)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "net1")
-        .env("CNI_PATH", spec.cni_path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {plugin}: {e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(conf.to_string().as_bytes())
-            .expect("write the config");
-    }
-    let out = child.wait_with_output().expect("wait for the plugin");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let json: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    if out.status.success() {
-        return Ok(json);
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    Err((
-        json["code"].as_u64().unwrap_or(0),
-        format!("{stdout} {stderr}"),
-    ))
-}
-
-/// Whether the daemon holds `cid`, asked directly (IPAM CHECK: code 3 is no).
-fn daemon_holds(spec: &ClusterSpec, cid: &str, netns: &str) -> bool {
-    match run(spec, "railyard-ipam", "CHECK", cid, netns, None) {
-        Ok(_) => true,
-        Err((3, _)) => false,
-        Err((code, msg)) => panic!("IPAM CHECK of {cid} failed with {code}: {msg}"),
-    }
-}
-
-/// The etcd mirror of the network: container ID to addresses, asserting no
-/// address is held by two attachments.
-fn mirrored(c: &mut TestCluster) -> BTreeMap<String, BTreeSet<IpAddr>> {
-    let network = c.spec().network.clone();
-    let records = c
-        .observer()
-        .expect("observer")
-        .allocations(&network)
-        .unwrap_or_default();
-    let mut owner = BTreeMap::<IpAddr, String>::new();
-    let mut held = BTreeMap::<String, BTreeSet<IpAddr>>::new();
-    for r in &records {
-        for a in r.addresses() {
-            if let Some(other) = owner.insert(a, r.id.container_id.clone()) {
-                panic!("{a} is held by {other} and {}", r.id.container_id);
-            }
-            held.entry(r.id.container_id.clone()).or_default().insert(a);
-        }
-    }
-    held
-}
-
 /// Waits until the mirror holds exactly `want` for each of its containers.
 fn wait_mirrored(c: &mut TestCluster, want: &BTreeMap<String, BTreeSet<IpAddr>>, when: &str) {
     let start = Instant::now();
@@ -188,7 +107,7 @@ fn concurrent_add_and_del_of_one_container_leave_pod_and_daemon_in_agreement() {
                 .map(|(cid, pod, command)| {
                     let spec = &spec;
                     scope.spawn(move || {
-                        let out = run(spec, "railyard-cni", command, cid, &pod.path(), None);
+                        let out = run(spec, 0, "railyard-cni", command, cid, &pod.path(), None);
                         (cid.clone(), command, out)
                     })
                 })
@@ -202,7 +121,7 @@ fn concurrent_add_and_del_of_one_container_leave_pod_and_daemon_in_agreement() {
         for (cid, pod) in &pods {
             let on_pod = pod.addresses();
             assert_eq!(
-                daemon_holds(&spec, cid, &pod.path()),
+                daemon_holds(&spec, 0, cid),
                 !on_pod.is_empty(),
                 "round {round}: {cid} has interfaces with {on_pod:?}, and the daemon disagrees"
             );
@@ -226,6 +145,7 @@ fn concurrent_add_and_del_of_one_container_leave_pod_and_daemon_in_agreement() {
     let fresh = Pod::new(format!("{}fresh", spec.prefix));
     run(
         &spec,
+        0,
         "railyard-cni",
         "ADD",
         &fresh.name,
@@ -240,7 +160,7 @@ fn concurrent_add_and_del_of_one_container_leave_pod_and_daemon_in_agreement() {
 
     let mut gone = BTreeMap::new();
     for (cid, pod) in pods.iter().chain([&(fresh.name.clone(), fresh)]) {
-        run(&spec, "railyard-cni", "DEL", cid, &pod.path(), None).expect("final DEL");
+        run(&spec, 0, "railyard-cni", "DEL", cid, &pod.path(), None).expect("final DEL");
         assert_eq!(pod.addresses(), BTreeSet::new(), "{cid} kept interfaces");
         gone.insert(cid.clone(), BTreeSet::new());
     }
@@ -258,7 +178,7 @@ fn a_300_character_container_id_and_a_netns_that_is_gone_with_the_real_daemon() 
     // ADD, CHECK, DEL of a container ID no file name can hold.
     let long: String = "0123456789abcdef".repeat(19).chars().take(300).collect();
     let pod = Pod::new(format!("{}long", spec.prefix));
-    let result = run(&spec, "railyard-cni", "ADD", &long, &pod.path(), None)
+    let result = run(&spec, 0, "railyard-cni", "ADD", &long, &pod.path(), None)
         .unwrap_or_else(|(code, msg)| panic!("ADD of a 300-character ID: {code}: {msg}"));
     let addrs = pod.addresses();
     assert_eq!(addrs.len(), spec.rails, "{addrs:?}");
@@ -270,6 +190,7 @@ fn a_300_character_container_id_and_a_netns_that_is_gone_with_the_real_daemon() 
     let prev = serde_json::json!({ "prevResult": result });
     run(
         &spec,
+        0,
         "railyard-cni",
         "CHECK",
         &long,
@@ -277,7 +198,7 @@ fn a_300_character_container_id_and_a_netns_that_is_gone_with_the_real_daemon() 
         Some(&prev),
     )
     .unwrap_or_else(|(code, msg)| panic!("CHECK of a 300-character ID: {code}: {msg}"));
-    run(&spec, "railyard-cni", "DEL", &long, &pod.path(), None)
+    run(&spec, 0, "railyard-cni", "DEL", &long, &pod.path(), None)
         .unwrap_or_else(|(code, msg)| panic!("DEL of a 300-character ID: {code}: {msg}"));
     assert_eq!(pod.addresses(), BTreeSet::new());
     wait_mirrored(
@@ -289,11 +210,11 @@ fn a_300_character_container_id_and_a_netns_that_is_gone_with_the_real_daemon() 
     // Longer than the daemon takes: ADD gets the daemon's reason, naming the
     // field, and the runtime's DEL succeeds (a failing one is retried forever).
     let absurd = "c".repeat(2000);
-    let (code, msg) = run(&spec, "railyard-cni", "ADD", &absurd, &pod.path(), None)
+    let (code, msg) = run(&spec, 0, "railyard-cni", "ADD", &absurd, &pod.path(), None)
         .expect_err("ADD of a 2000-character ID");
     assert_eq!(code, 7, "{msg}");
     assert!(msg.contains("containerId"), "{msg}");
-    run(&spec, "railyard-cni", "DEL", &absurd, &pod.path(), None)
+    run(&spec, 0, "railyard-cni", "DEL", &absurd, &pod.path(), None)
         .unwrap_or_else(|(code, msg)| panic!("DEL of a 2000-character ID: {code}: {msg}"));
     let left: Vec<_> = std::fs::read_dir(spec.cni_state())
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
@@ -302,24 +223,24 @@ fn a_300_character_container_id_and_a_netns_that_is_gone_with_the_real_daemon() 
 
     // ADD into a netns that does not exist: refused, nothing allocated.
     let missing = format!("/run/netns/{}never-made", spec.prefix);
-    let (code, msg) = run(&spec, "railyard-cni", "ADD", "nowhere", &missing, None)
+    let (code, msg) = run(&spec, 0, "railyard-cni", "ADD", "nowhere", &missing, None)
         .expect_err("ADD into a missing netns");
     assert_eq!(code, 4, "{msg}");
     assert!(msg.contains("CNI_NETNS") && msg.contains(&missing), "{msg}");
     assert!(
-        !daemon_holds(&spec, "nowhere", &pod.path()),
+        !daemon_holds(&spec, 0, "nowhere"),
         "the refused ADD allocated"
     );
 
     // The sandbox goes before the runtime's DEL: DEL still releases.
     let doomed = Pod::new(format!("{}doomed", spec.prefix));
     let path = doomed.path();
-    run(&spec, "railyard-cni", "ADD", "doomed", &path, None).expect("ADD");
-    assert!(daemon_holds(&spec, "doomed", &pod.path()));
+    run(&spec, 0, "railyard-cni", "ADD", "doomed", &path, None).expect("ADD");
+    assert!(daemon_holds(&spec, 0, "doomed"));
     drop(doomed);
-    run(&spec, "railyard-cni", "DEL", "doomed", &path, None)
+    run(&spec, 0, "railyard-cni", "DEL", "doomed", &path, None)
         .unwrap_or_else(|(code, msg)| panic!("DEL after the netns went: {code}: {msg}"));
-    assert!(!daemon_holds(&spec, "doomed", &pod.path()), "DEL released");
+    assert!(!daemon_holds(&spec, 0, "doomed"), "DEL released");
     wait_mirrored(
         &mut c,
         &BTreeMap::from([("doomed".to_owned(), BTreeSet::new())]),
