@@ -26,6 +26,7 @@ fn host_plan(i: u32) -> HostPlan {
     HostPlan {
         index: i,
         departed_at: None,
+        nic_missing_since: Default::default(),
         blocks: vec![Block {
             interface: 0,
             nic: "eth1".parse().expect("valid name"),

@@ -46,6 +46,14 @@ pub struct HostPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub departed_at: Option<u64>,
     pub blocks: Vec<Block>,
+    /// Blocks (by CIDR) whose NIC dropped out of the host's registration (its
+    /// address removed, the NIC gone), with the Unix second it did. They stay in
+    /// `blocks`, so every peer keeps its routes, until the NIC grace period after
+    /// that second runs out: a NIC that flaps for a moment must not cut its pods
+    /// off. Stored in the plan, not in the planner's memory, so a new leader keeps
+    /// counting from the same second instead of granting a fresh period.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nic_missing_since: BTreeMap<IpNet, u64>,
 }
 
 /// One host's pod block on one rail in one family.

@@ -37,6 +37,9 @@ pub struct Planner {
     next_wait: u64,
     unplanned_rails: BTreeMap<IpNet, String>,
     renumbered: Vec<Renumber>,
+    /// How long a block whose NIC dropped out of its host's registration is kept
+    /// (see `HostPlan::nic_missing_since`); 0 withdraws it at once.
+    nic_grace_secs: u64,
 }
 
 impl Planner {
@@ -59,6 +62,7 @@ impl Planner {
             next_wait: 0,
             unplanned_rails: BTreeMap::new(),
             renumbered: Vec::new(),
+            nic_grace_secs: 0,
         };
         for (i, net) in network.master_nets.clone().into_iter().enumerate() {
             p.place_rail(net, Some(i as u32));
@@ -139,6 +143,7 @@ impl Planner {
                     ))
                 }),
             );
+            plan.nic_missing_since = carry_missing(host, &plan.blocks);
             if let Some(reason) = moved_block(&host.blocks, &plan.blocks) {
                 self.renumbered.push(Renumber {
                     subject: format!("host {name}"),
@@ -323,8 +328,32 @@ impl Planner {
         Some(rail)
     }
 
-    /// A host registered or changed its NICs. Keeps its index if it has one.
+    /// How long a block whose NIC dropped out of its host's registration keeps
+    /// its routes (`upsert_host_at`, `expire_nics`). 0, the default, withdraws it
+    /// at once, as an offline plan of a snapshot must: it has no clock.
+    pub fn set_nic_grace(&mut self, secs: u64) {
+        self.nic_grace_secs = secs;
+    }
+
+    pub fn nic_grace(&self) -> u64 {
+        self.nic_grace_secs
+    }
+
+    /// A host registered or changed its NICs, with no clock: a block whose NIC
+    /// is no longer registered is withdrawn at once. Keeps its index if it has one.
     pub fn upsert_host(&mut self, host: &HostInventory) -> Change {
+        self.upsert(host, None)
+    }
+
+    /// A host registered or changed its NICs at Unix second `now`. Keeps its
+    /// index if it has one. A block whose NIC is no longer registered stays
+    /// (and keeps every peer's routes) until the NIC grace period after it went
+    /// missing ends; a NIC back within it changes nothing.
+    pub fn upsert_host_at(&mut self, host: &HostInventory, now: u64) -> Change {
+        self.upsert(host, Some(now))
+    }
+
+    fn upsert(&mut self, host: &HostInventory, now: Option<u64>) -> Change {
         let mut rails: Vec<(u32, IfName, IpAddr)> = Vec::with_capacity(host.nics.len() * 2);
         // NICs are taken in name order (the first by name wins a shared subnet);
         // discovery already reports them sorted, so avoid building an order then.
@@ -360,10 +389,20 @@ impl Planner {
         let outcome = match self.hosts.entry(host.name.clone()) {
             Entry::Occupied(mut held) => {
                 let index = held.get().index;
+                let mut blocks = blocks_for(&self.layout, index, rails.into_iter());
+                let mut nic_missing_since = BTreeMap::new();
+                if let Some(now) = now.filter(|_| self.nic_grace_secs > 0) {
+                    // Equal blocks (the common re-registration) miss nothing.
+                    if held.get().blocks != blocks {
+                        nic_missing_since =
+                            keep_missing(held.get(), &mut blocks, now, self.nic_grace_secs);
+                    }
+                }
                 let plan = HostPlan {
                     index,
                     departed_at: None,
-                    blocks: blocks_for(&self.layout, index, rails.into_iter()),
+                    blocks,
+                    nic_missing_since,
                 };
                 if *held.get() == plan {
                     Ok(Change::Unchanged)
@@ -379,6 +418,7 @@ impl Planner {
                         index,
                         departed_at: None,
                         blocks: blocks_for(&self.layout, index, rails.into_iter()),
+                        nic_missing_since: BTreeMap::new(),
                     });
                     Ok(Change::Changed)
                 }
@@ -481,6 +521,35 @@ impl Planner {
             }
         }
         gone
+    }
+
+    /// Withdraws the blocks whose NIC has been missing for the whole NIC grace
+    /// period at `now`; returns the hosts whose plan changed. The host keeps its
+    /// index, so a withdrawn block goes to no other host while this one is
+    /// planned, nor during its own (departed-host) grace period after it leaves.
+    pub fn expire_nics(&mut self, now: u64) -> Vec<String> {
+        let grace = self.nic_grace_secs;
+        let mut changed = Vec::new();
+        for (name, h) in &mut self.hosts {
+            if h.nic_missing_since.is_empty() {
+                continue;
+            }
+            let over: Vec<IpNet> = h
+                .nic_missing_since
+                .iter()
+                .filter(|(_, since)| now >= since.saturating_add(grace))
+                .map(|(cidr, _)| *cidr)
+                .collect();
+            if over.is_empty() {
+                continue;
+            }
+            for cidr in &over {
+                h.nic_missing_since.remove(cidr);
+            }
+            h.blocks.retain(|b| !over.contains(&b.cidr));
+            changed.push(name.clone());
+        }
+        changed
     }
 
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
@@ -588,6 +657,57 @@ fn blocks_for(
         blocks.sort_unstable_by_key(|b| (b.interface, b.cidr));
     }
     blocks
+}
+
+/// The NIC grace decision for a registered host: `blocks` are what its NICs
+/// give now, `held` its plan so far. A held block with no block of the same rail
+/// and family among `blocks` lost its NIC: it is put back (same CIDR, same NIC
+/// and next hop, so peers' routes do not change) while `now` is within `grace`
+/// seconds of when it first went missing, and left out after. Returns the kept
+/// blocks with that first second; a block whose NIC came back is simply
+/// present again and has no entry.
+fn keep_missing(
+    held: &HostPlan,
+    blocks: &mut Vec<Block>,
+    now: u64,
+    grace: u64,
+) -> BTreeMap<IpNet, u64> {
+    let mut missing = BTreeMap::new();
+    let mut kept = Vec::new();
+    for b in &held.blocks {
+        let present = blocks.iter().any(|n| {
+            n.interface == b.interface && n.cidr.addr().is_ipv4() == b.cidr.addr().is_ipv4()
+        });
+        if present {
+            continue;
+        }
+        let since = held.nic_missing_since.get(&b.cidr).copied().unwrap_or(now);
+        if now < since.saturating_add(grace) {
+            missing.insert(b.cidr, since);
+            kept.push(b.clone());
+        }
+    }
+    if !kept.is_empty() {
+        blocks.extend(kept);
+        blocks.sort_unstable_by_key(|b| (b.interface, b.cidr));
+    }
+    missing
+}
+
+/// A host's missing-NIC clocks carried over to its recomputed blocks (a spec
+/// change may move a CIDR): each follows the block of the same rail and family.
+fn carry_missing(before: &HostPlan, after: &[Block]) -> BTreeMap<IpNet, u64> {
+    before
+        .nic_missing_since
+        .iter()
+        .filter_map(|(cidr, since)| {
+            let old = before.blocks.iter().find(|b| b.cidr == *cidr)?;
+            let new = after.iter().find(|a| {
+                a.interface == old.interface && a.cidr.addr().is_ipv4() == old.cidr.addr().is_ipv4()
+            })?;
+            Some((new.cidr, *since))
+        })
+        .collect()
 }
 
 /// Why a host's recomputed blocks no longer hold what it held, if they do not:
