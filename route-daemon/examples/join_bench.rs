@@ -30,7 +30,8 @@ use railyard_core::{keys, ActualRoute, HostInventory, NetworkManifest, Nic, Plan
 use railyard_route_daemon::daemon::{Reconciler, ReconcilerConfig, Timing};
 use railyard_route_daemon::kernel::memory::MemoryRoutes;
 use railyard_route_daemon::kernel::{
-    ApplyReport, PolicyRule, PolicyRules, RouteTable, RoutingMode,
+    ApplyReport, Ensured, GatewayShims, PolicyRule, PolicyRules, RouteTable, RoutingMode, Shim,
+    ShimState,
 };
 use railyard_route_daemon::metrics::Metrics;
 use railyard_store::testing::EtcdServer;
@@ -92,6 +93,23 @@ impl PolicyRules for Probe {
     }
     async fn remove_policy_rule(&self, rule: PolicyRule) -> railyard_route_daemon::Result<bool> {
         self.inner.remove_policy_rule(rule).await
+    }
+}
+
+/// The bench's network is not macvlan: no shims are ever wanted.
+#[async_trait]
+impl GatewayShims for Probe {
+    async fn owned_shims(&self) -> railyard_route_daemon::Result<Vec<ShimState>> {
+        self.inner.owned_shims().await
+    }
+    async fn ensure_shim(&self, shim: &Shim) -> railyard_route_daemon::Result<Ensured> {
+        self.inner.ensure_shim(shim).await
+    }
+    async fn remove_shim(
+        &self,
+        name: &railyard_core::IfName,
+    ) -> railyard_route_daemon::Result<bool> {
+        self.inner.remove_shim(name).await
     }
 }
 

@@ -5,24 +5,33 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use railyard_core::{ActualRoute, Route};
-use railyard_route_daemon::kernel::conformance::{self, Fixture};
+use ipnet::IpNet;
+use railyard_core::{ActualRoute, IfName, Route};
+use railyard_route_daemon::kernel::conformance::{self, Fixture, SeenLink};
 use railyard_route_daemon::kernel::memory::MemoryRoutes;
 use railyard_route_daemon::kernel::{PolicyRule, PolicyRules};
 use railyard_route_daemon::Result;
 
-/// The scene of [`conformance::RAILS`] in memory: the kernel's connected
-/// routes in the main table (someone else's), every device up.
+/// The scene of [`conformance::RAILS`] in memory: the rail devices, the
+/// kernel's connected routes in the main table (someone else's), every device up.
 struct MemoryFixture {
     kernel: Arc<MemoryRoutes>,
 }
 
 impl MemoryFixture {
     fn new() -> Self {
+        let kernel = MemoryRoutes::with_foreign(conformance::connected_routes());
+        for (dev, _) in conformance::RAILS {
+            kernel.add_device(name(dev));
+        }
         MemoryFixture {
-            kernel: Arc::new(MemoryRoutes::with_foreign(conformance::connected_routes())),
+            kernel: Arc::new(kernel),
         }
     }
+}
+
+fn name(s: &str) -> IfName {
+    s.parse().expect("valid interface name")
 }
 
 #[async_trait]
@@ -48,6 +57,7 @@ impl Fixture for MemoryFixture {
 
     async fn link_down(&self, dev: &str) {
         self.kernel.refuse_dev(dev, "Network is down");
+        self.kernel.set_link_up(&name(dev), false);
     }
 
     async fn add_foreign_rule(&self, rule: PolicyRule) {
@@ -69,6 +79,34 @@ impl Fixture for MemoryFixture {
             .into_iter()
             .map(|r| (r, ours.contains(&r)))
             .collect()
+    }
+
+    async fn add_foreign_link(&self, link: &str, parent: &str, alias: Option<&str>) {
+        self.kernel
+            .add_foreign_link(name(link), name(parent), alias);
+    }
+
+    async fn delete_link(&self, link: &str) {
+        self.kernel.delete_link(&name(link));
+    }
+
+    async fn delete_address(&self, link: &str, addr: IpNet) {
+        self.kernel.delete_address(&name(link), addr);
+    }
+
+    async fn seen_link(&self, link: &str) -> Option<SeenLink> {
+        let l = self.kernel.link(&name(link))?;
+        let mut addresses = l.addresses;
+        addresses.sort_unstable();
+        Some(SeenLink {
+            macvlan_bridge: l.macvlan_bridge,
+            parent: l.parent.map(|p| p.to_string()),
+            alias: l.alias,
+            up: l.up,
+            addresses,
+            // The fake has no duplicate address detection at all.
+            nodad: true,
+        })
     }
 }
 

@@ -8,8 +8,9 @@ mod common;
 use std::process::Command;
 
 use async_trait::async_trait;
+use ipnet::IpNet;
 use railyard_core::{ActualRoute, IfName, Route};
-use railyard_route_daemon::kernel::conformance::{self, Fixture};
+use railyard_route_daemon::kernel::conformance::{self, Fixture, SeenLink};
 use railyard_route_daemon::kernel::netlink::NetlinkRoutes;
 use railyard_route_daemon::kernel::{PolicyRule, RAILYARD_PROTOCOL};
 use railyard_route_daemon::{Netlink, Result};
@@ -200,6 +201,59 @@ impl Fixture for NetlinkFixture {
             }
         }
         out
+    }
+
+    async fn add_foreign_link(&self, name: &str, parent: &str, alias: Option<&str>) {
+        self.must(&[
+            "link", "add", name, "link", parent, "type", "macvlan", "mode", "bridge",
+        ]);
+        if let Some(alias) = alias {
+            self.must(&["link", "set", name, "alias", alias]);
+        }
+    }
+
+    async fn delete_link(&self, name: &str) {
+        self.must(&["link", "del", name]);
+    }
+
+    async fn delete_address(&self, name: &str, addr: IpNet) {
+        self.must(&["addr", "del", &addr.to_string(), "dev", name]);
+    }
+
+    async fn seen_link(&self, name: &str) -> Option<SeenLink> {
+        let text = self
+            .ip(&["-j", "-d", "addr", "show", "dev", name])
+            .map_err(|e| assert!(e.contains("does not exist"), "{e}"))
+            .ok()?;
+        let items: Vec<Value> = serde_json::from_str(&text).expect("ip -j output");
+        let link = items.first()?;
+        let info = &link["linkinfo"];
+        let addrs: Vec<&Value> = link["addr_info"]
+            .as_array()
+            .map(|a| a.iter().filter(|a| a["scope"] != "link").collect())
+            .unwrap_or_default();
+        let mut addresses: Vec<IpNet> = addrs
+            .iter()
+            .map(|a| {
+                let local = str_of(a, "local").expect("local");
+                let len = a["prefixlen"].as_u64().expect("prefixlen");
+                format!("{local}/{len}").parse().expect("address")
+            })
+            .collect();
+        addresses.sort_unstable();
+        Some(SeenLink {
+            macvlan_bridge: info["info_kind"] == "macvlan" && info["info_data"]["mode"] == "bridge",
+            parent: str_of(link, "link").map(str::to_owned),
+            alias: str_of(link, "ifalias").map(str::to_owned),
+            up: link["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f == "UP")),
+            addresses,
+            nodad: addrs
+                .iter()
+                .filter(|a| a["family"] == "inet6")
+                .all(|a| a["nodad"] == true),
+        })
     }
 }
 

@@ -21,7 +21,8 @@ use ipnet::IpNet;
 use railyard_core::{ActualRoute, IfName, Route, RouteDiff};
 
 use super::{
-    Kernel, PolicyRule, PolicyRules, RouteOp, RouteTable, DEFAULT_RULE_PRIORITY, MAIN_TABLE,
+    Ensured, GatewayShims, Kernel, PolicyRule, PolicyRules, RouteOp, RouteTable, Shim, ShimState,
+    DEFAULT_RULE_PRIORITY, MAIN_TABLE,
 };
 use crate::error::Result;
 use crate::reconcile::{reconcile, reconcile_tracking};
@@ -63,6 +64,29 @@ pub trait Fixture: Send + Sync {
     /// Every `from <subnet> lookup <table>` rule, both families, as another
     /// program sees it, with whether it carries railyard's protocol.
     async fn seen_rules(&self) -> Vec<(PolicyRule, bool)>;
+    /// Someone else's link: `ip link add NAME link PARENT type macvlan mode
+    /// bridge`, then `ip link set NAME alias ALIAS` when an alias is given.
+    async fn add_foreign_link(&self, name: &str, parent: &str, alias: Option<&str>);
+    /// `ip link del NAME`, whoever owns it.
+    async fn delete_link(&self, name: &str);
+    /// `ip addr del ADDR dev NAME`.
+    async fn delete_address(&self, name: &str, addr: IpNet);
+    /// The link `name` as another program sees it (`ip -d addr show`).
+    async fn seen_link(&self, name: &str) -> Option<SeenLink>;
+}
+
+/// A link as [`Fixture::seen_link`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenLink {
+    /// A macvlan in bridge mode.
+    pub macvlan_bridge: bool,
+    pub parent: Option<String>,
+    pub alias: Option<String>,
+    pub up: bool,
+    /// Global addresses, sorted.
+    pub addresses: Vec<IpNet>,
+    /// Every IPv6 address was added without duplicate address detection.
+    pub nodad: bool,
 }
 
 /// The routes the kernel makes for [`RAILS`]' addresses in the main table (a
@@ -99,6 +123,10 @@ pub const CASES: &[&str] = &[
     "policy_rules_ensure_and_remove",
     "foreign_identical_rules_count_as_present_and_stay",
     "a_deleted_network_leaves_nothing_of_ours",
+    "shims_are_made_marked_and_found_again",
+    "shims_are_repaired_in_place",
+    "foreign_links_are_never_touched",
+    "shims_are_removed_and_refused_without_their_parent",
 ];
 
 /// Runs every case in sequence on fresh fixtures from `fixture`.
@@ -143,6 +171,12 @@ pub async fn run_case<F: Fixture>(name: &str, fx: &F) -> Result<()> {
         "a_deleted_network_leaves_nothing_of_ours" => {
             a_deleted_network_leaves_nothing_of_ours(fx).await
         }
+        "shims_are_made_marked_and_found_again" => shims_are_made_marked_and_found_again(fx).await,
+        "shims_are_repaired_in_place" => shims_are_repaired_in_place(fx).await,
+        "foreign_links_are_never_touched" => foreign_links_are_never_touched(fx).await,
+        "shims_are_removed_and_refused_without_their_parent" => {
+            shims_are_removed_and_refused_without_their_parent(fx).await
+        }
         other => panic!("no kernel conformance case {other:?} (see CASES)"),
     }
 }
@@ -172,6 +206,10 @@ macro_rules! kernel_conformance_tests {
             policy_rules_ensure_and_remove,
             foreign_identical_rules_count_as_present_and_stay,
             a_deleted_network_leaves_nothing_of_ours,
+            shims_are_made_marked_and_found_again,
+            shims_are_repaired_in_place,
+            foreign_links_are_never_touched,
+            shims_are_removed_and_refused_without_their_parent,
         );
     };
 }
@@ -611,7 +649,179 @@ pub async fn foreign_identical_rules_count_as_present_and_stay<F: Fixture>(fx: &
     Ok(())
 }
 
+// --- gateway shims ---------------------------------------------------------
+
+/// A shim is made once (created, then unchanged): a bridge-mode macvlan of its
+/// parent, up, marked with our alias, holding exactly its addresses (IPv6
+/// without DAD). A fresh port finds it by its mark and leaves it as it is.
+pub async fn shims_are_made_marked_and_found_again<F: Fixture>(fx: &F) -> Result<()> {
+    let k = fx.kernel();
+    let a = shim(
+        "ry-0-aaaa0000",
+        "rail0",
+        &["10.10.200.1/24", "fd00:10:200::1/64"],
+    );
+    assert_eq!(k.ensure_shim(&a).await?, Ensured::Created);
+    assert_eq!(
+        k.ensure_shim(&a).await?,
+        Ensured::Unchanged,
+        "twice is a no-op"
+    );
+    assert_eq!(k.owned_shims().await?, vec![state_of(&a)]);
+    let seen = fx
+        .seen_link("ry-0-aaaa0000")
+        .await
+        .expect("the shim exists");
+    assert_eq!(
+        seen,
+        SeenLink {
+            macvlan_bridge: true,
+            parent: Some("rail0".into()),
+            alias: Some("railyard:net-a".into()),
+            up: true,
+            addresses: a.addresses.clone(),
+            nodad: true,
+        }
+    );
+    let fresh = fx.reopen().await?;
+    assert_eq!(fresh.owned_shims().await?, vec![state_of(&a)]);
+    assert_eq!(
+        fresh.ensure_shim(&a).await?,
+        Ensured::Unchanged,
+        "a restart changes nothing"
+    );
+    Ok(())
+}
+
+/// Whatever happened to our shim is put right by the next ensure: down, an
+/// address deleted, other addresses wanted (only those stay), another parent,
+/// the link deleted.
+pub async fn shims_are_repaired_in_place<F: Fixture>(fx: &F) -> Result<()> {
+    let k = fx.kernel();
+    let name = "ry-0-bbbb0000";
+    let mut a = shim(name, "rail0", &["10.10.201.1/24", "fd00:10:201::1/64"]);
+    k.ensure_shim(&a).await?;
+
+    fx.link_down(name).await;
+    assert_eq!(k.ensure_shim(&a).await?, Ensured::Repaired, "down");
+    fx.delete_address(name, a.addresses[0]).await;
+    assert_eq!(k.ensure_shim(&a).await?, Ensured::Repaired, "address gone");
+    assert_eq!(k.owned_shims().await?, vec![state_of(&a)]);
+
+    a.addresses = vec![net("10.10.202.1/24")];
+    assert_eq!(
+        k.ensure_shim(&a).await?,
+        Ensured::Repaired,
+        "other addresses"
+    );
+    assert_eq!(
+        k.owned_shims().await?,
+        vec![state_of(&a)],
+        "only the wanted stay"
+    );
+
+    a.parent = "rail1".parse().expect("valid by construction");
+    assert_eq!(
+        k.ensure_shim(&a).await?,
+        Ensured::Repaired,
+        "another parent"
+    );
+    assert_eq!(k.owned_shims().await?, vec![state_of(&a)]);
+
+    fx.delete_link(name).await;
+    assert!(k.owned_shims().await?.is_empty());
+    assert_eq!(
+        k.ensure_shim(&a).await?,
+        Ensured::Created,
+        "deleted by hand"
+    );
+    let seen = fx.seen_link(name).await.expect("made again");
+    assert!(seen.up && seen.macvlan_bridge, "{seen:?}");
+    assert_eq!(seen.parent.as_deref(), Some("rail1"));
+    assert_eq!(seen.addresses, a.addresses);
+    Ok(())
+}
+
+/// A link is ours only with both marks: a `ry-` link without our alias holding
+/// a wanted shim's name is a conflict and stays as it is; a link with our alias
+/// but another name is not listed; neither is ever removed.
+pub async fn foreign_links_are_never_touched<F: Fixture>(fx: &F) -> Result<()> {
+    let k = fx.kernel();
+    fx.add_foreign_link("ry-0-cccc0000", "rail0", None).await;
+    fx.add_foreign_link("mv-operator", "rail0", Some("railyard:net-a"))
+        .await;
+    let before = (
+        fx.seen_link("ry-0-cccc0000").await,
+        fx.seen_link("mv-operator").await,
+    );
+    assert!(before.0.is_some() && before.1.is_some(), "{before:?}");
+
+    let a = shim("ry-0-cccc0000", "rail0", &["10.10.203.1/24"]);
+    assert_eq!(k.ensure_shim(&a).await?, Ensured::Conflict);
+    assert!(k.owned_shims().await?.is_empty(), "neither is ours");
+    for name in ["ry-0-cccc0000", "mv-operator"] {
+        let name: IfName = name.parse().expect("valid by construction");
+        assert!(!k.remove_shim(&name).await?, "{name} is not ours to remove");
+    }
+    let after = (
+        fx.seen_link("ry-0-cccc0000").await,
+        fx.seen_link("mv-operator").await,
+    );
+    assert_eq!(after, before, "untouched");
+    Ok(())
+}
+
+/// Removing takes our shim (true, then false) and nothing else; a shim whose
+/// parent does not exist is refused with the parent's name, and nothing is made.
+pub async fn shims_are_removed_and_refused_without_their_parent<F: Fixture>(fx: &F) -> Result<()> {
+    let k = fx.kernel();
+    let a = shim("ry-0-dddd0000", "rail0", &["10.10.204.1/24"]);
+    let b = shim("ry-1-dddd0001", "rail1", &["fd00:11:204::1/64"]);
+    for s in [&a, &b] {
+        assert_eq!(k.ensure_shim(s).await?, Ensured::Created);
+    }
+    assert!(k.remove_shim(&a.name).await?);
+    assert!(!k.remove_shim(&a.name).await?, "already gone");
+    assert_eq!(fx.seen_link("ry-0-dddd0000").await, None);
+    assert_eq!(k.owned_shims().await?, vec![state_of(&b)]);
+
+    let orphan = shim("ry-9-dddd0009", "rail9", &["10.10.205.1/24"]);
+    match k.ensure_shim(&orphan).await? {
+        Ensured::Refused(why) => assert!(why.contains("rail9"), "{why}"),
+        other => panic!("a shim without its parent: {other:?}"),
+    }
+    assert_eq!(fx.seen_link("ry-9-dddd0009").await, None);
+    assert_eq!(k.owned_shims().await?, vec![state_of(&b)]);
+    Ok(())
+}
+
 // --- helpers --------------------------------------------------------------
+
+/// A shim of network `net-a` (addresses sorted, as the daemon hands them).
+pub fn shim(name: &str, parent: &str, addresses: &[&str]) -> Shim {
+    let mut addresses: Vec<IpNet> = addresses.iter().map(|a| net(a)).collect();
+    addresses.sort_unstable();
+    Shim {
+        name: name.parse().expect("valid interface name"),
+        parent: parent.parse().expect("valid interface name"),
+        network: "net-a".into(),
+        addresses,
+    }
+}
+
+/// What [`GatewayShims::owned_shims`] lists for `shim` as wanted.
+fn state_of(shim: &Shim) -> ShimState {
+    ShimState {
+        name: shim.name,
+        parent: Some(shim.parent),
+        up: true,
+        addresses: shim.addresses.clone(),
+    }
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("valid address with prefix length")
+}
 
 /// `n4` IPv4 /24s and `n6` IPv6 /64s behind rail `rail`'s next hops
 /// (10.1x.1.1 .. 10.1x.1.200, fd00:1x::100 .. fd00:1x::1c7; on-link, never the

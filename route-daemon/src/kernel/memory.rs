@@ -1,21 +1,26 @@
-//! The kernel port in memory: routing tables and a policy rule list with the
-//! semantics the reconcile relies on, so the daemon's loop and other crates'
-//! tests run without root.
+//! The kernel port in memory: routing tables, a policy rule list and links
+//! (devices and gateway shims) with the semantics the reconcile relies on, so
+//! the daemon's loop and other crates' tests run without root.
 //!
 //! Ownership is a flag per route and rule instead of a protocol number; what
 //! the port writes is flagged as ours, and what the test puts there as someone
 //! else ([`MemoryRoutes::with_foreign`], [`MemoryRoutes::add_foreign_rule`]) is
-//! not. It passes the same conformance suite as the netlink implementation, so
+//! not. Links are ours by name and alias, as in the kernel
+//! ([`super::shims::is_ours`]). It passes the same conformance suite as the netlink implementation, so
 //! a test that is green here does not rely on a kinder kernel than Linux.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use railyard_core::{ActualRoute, Route, RouteDiff};
+use railyard_core::{ActualRoute, IfName, Route, RouteDiff};
 
-use super::{ApplyReport, PolicyRule, PolicyRules, RouteFailure, RouteOp, RouteTable};
+use super::shims::is_ours;
+use super::{
+    ApplyReport, Ensured, GatewayShims, PolicyRule, PolicyRules, RouteFailure, RouteOp, RouteTable,
+    Shim, ShimState,
+};
 use crate::error::Result;
 
 /// [`RouteTable`] and [`PolicyRules`] in memory, as one kernel shared by
@@ -32,6 +37,21 @@ struct State {
     refused: HashMap<String, String>,
     /// Policy rules and whether railyard owns them.
     rules: Vec<(PolicyRule, bool)>,
+    /// Links by name: the devices a test put there and the shims.
+    links: BTreeMap<IfName, MemoryLink>,
+}
+
+/// A link of the in-memory kernel, as `ip -d addr show` would describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryLink {
+    /// The macvlan's parent; `None` for a device of its own (a NIC).
+    pub parent: Option<IfName>,
+    /// A macvlan in bridge mode (what a shim is); false for anything else.
+    pub macvlan_bridge: bool,
+    pub alias: Option<String>,
+    pub up: bool,
+    /// Global addresses in the order they were added.
+    pub addresses: Vec<IpNet>,
 }
 
 impl MemoryRoutes {
@@ -91,6 +111,63 @@ impl MemoryRoutes {
     /// Every rule, ours and foreign.
     pub fn rules(&self) -> Vec<PolicyRule> {
         self.lock().rules.iter().map(|(r, _)| *r).collect()
+    }
+
+    /// A device of its own (a NIC), up, with no addresses: a parent for shims.
+    pub fn add_device(&self, name: IfName) {
+        self.lock().links.insert(
+            name,
+            MemoryLink {
+                parent: None,
+                macvlan_bridge: false,
+                alias: None,
+                up: true,
+                addresses: Vec::new(),
+            },
+        );
+    }
+
+    /// Someone else's link: a bridge-mode macvlan on `parent`, down, like `ip
+    /// link add NAME link PARENT type macvlan mode bridge` (then `ip link set
+    /// NAME alias ALIAS` when given).
+    pub fn add_foreign_link(&self, name: IfName, parent: IfName, alias: Option<&str>) {
+        self.lock().links.insert(
+            name,
+            MemoryLink {
+                parent: Some(parent),
+                macvlan_bridge: true,
+                alias: alias.map(str::to_owned),
+                up: false,
+                addresses: Vec::new(),
+            },
+        );
+    }
+
+    /// `ip link del NAME`, whoever owns it; its macvlan children go with it, as
+    /// in the kernel.
+    pub fn delete_link(&self, name: &IfName) {
+        let mut st = self.lock();
+        st.links.remove(name);
+        st.links.retain(|_, l| l.parent.as_ref() != Some(name));
+    }
+
+    /// `ip link set NAME up|down`.
+    pub fn set_link_up(&self, name: &IfName, up: bool) {
+        if let Some(l) = self.lock().links.get_mut(name) {
+            l.up = up;
+        }
+    }
+
+    /// `ip addr del ADDR dev NAME`.
+    pub fn delete_address(&self, name: &IfName, addr: IpNet) {
+        if let Some(l) = self.lock().links.get_mut(name) {
+            l.addresses.retain(|a| *a != addr);
+        }
+    }
+
+    /// The link `name` as it is, whoever owns it.
+    pub fn link(&self, name: &IfName) -> Option<MemoryLink> {
+        self.lock().links.get(name).cloned()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -203,5 +280,75 @@ impl PolicyRules for MemoryRoutes {
         let before = st.rules.len();
         st.rules.retain(|(r, owned)| !(*owned && *r == rule));
         Ok(st.rules.len() != before)
+    }
+}
+
+#[async_trait]
+impl GatewayShims for MemoryRoutes {
+    async fn owned_shims(&self) -> Result<Vec<ShimState>> {
+        Ok(self
+            .lock()
+            .links
+            .iter()
+            .filter(|(name, l)| is_ours(name, l.alias.as_deref()))
+            .map(|(name, l)| {
+                let mut addresses = l.addresses.clone();
+                addresses.sort_unstable();
+                ShimState {
+                    name: *name,
+                    parent: l.parent.filter(|_| l.macvlan_bridge),
+                    up: l.up,
+                    addresses,
+                }
+            })
+            .collect())
+    }
+
+    async fn ensure_shim(&self, shim: &Shim) -> Result<Ensured> {
+        let mut st = self.lock();
+        if !st.links.contains_key(&shim.parent) {
+            return Ok(Ensured::Refused(format!(
+                "parent device {:?} of shim {:?} does not exist",
+                shim.parent.as_ref(),
+                shim.name.as_ref()
+            )));
+        }
+        let wanted = MemoryLink {
+            parent: Some(shim.parent),
+            macvlan_bridge: true,
+            alias: Some(shim.alias()),
+            up: true,
+            addresses: shim.addresses.clone(),
+        };
+        let Some(link) = st.links.get_mut(&shim.name) else {
+            st.links.insert(shim.name, wanted);
+            return Ok(Ensured::Created);
+        };
+        if !is_ours(&shim.name, link.alias.as_deref()) {
+            return Ok(Ensured::Conflict);
+        }
+        let mut have = link.addresses.clone();
+        have.sort_unstable();
+        let same = link.parent == wanted.parent
+            && link.macvlan_bridge
+            && link.alias == wanted.alias
+            && link.up
+            && have == shim.addresses;
+        if same {
+            return Ok(Ensured::Unchanged);
+        }
+        *link = wanted;
+        Ok(Ensured::Repaired)
+    }
+
+    async fn remove_shim(&self, name: &IfName) -> Result<bool> {
+        let mut st = self.lock();
+        match st.links.get(name) {
+            Some(l) if is_ours(name, l.alias.as_deref()) => {
+                st.links.remove(name);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

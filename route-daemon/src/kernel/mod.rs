@@ -1,5 +1,6 @@
 //! The kernel port: what the daemon needs from a kernel's routing tables
-//! ([`RouteTable`]) and policy rules ([`PolicyRules`]), together [`Kernel`]. Two
+//! ([`RouteTable`]), policy rules ([`PolicyRules`]) and the gateway shims it
+//! keeps on rail NICs for macvlan pods ([`GatewayShims`]), together [`Kernel`]. Two
 //! implementations: [`netlink::NetlinkRoutes`] over rtnetlink, and
 //! [`memory::MemoryRoutes`], the in-memory kernel the daemon's loop and other
 //! crates' tests run on without root. Both pass one suite, `conformance` (behind
@@ -31,11 +32,19 @@
 //! down still has its rule, and the rule names the table to empty. An operator's
 //! identical rule counts as present and is never removed.
 //!
+//! # Shims are marked by name and alias
+//!
+//! The one kind of link the daemon makes, a macvlan gateway shim per rail for
+//! macvlan networks ([`shims`]), has no protocol number: it is ours when its
+//! name starts with `ry-` and its alias with `railyard:`, and no other link is
+//! ever changed or deleted.
+//!
 //! See `docs/design/route-ownership.md` for the invariants and the conformance
 //! case that checks each.
 
 pub mod memory;
 pub mod netlink;
+pub mod shims;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -48,6 +57,8 @@ use ipnet::IpNet;
 use railyard_core::{route_table_for, ActualRoute, Route, RouteDiff};
 
 use crate::error::Result;
+
+pub use shims::{Ensured, GatewayShims, Shim, ShimState, SHIM_ALIAS_PREFIX, SHIM_PREFIX};
 
 /// The protocol number (`ip route ... proto 167`) that marks a route or a rule
 /// as railyard's. It is the whole ownership model: railyard changes and deletes
@@ -197,9 +208,9 @@ pub trait PolicyRules: Send + Sync {
 }
 
 /// Everything the daemon's loop needs from a kernel.
-pub trait Kernel: RouteTable + PolicyRules {}
+pub trait Kernel: RouteTable + PolicyRules + GatewayShims {}
 
-impl<T: RouteTable + PolicyRules> Kernel for T {}
+impl<T: RouteTable + PolicyRules + GatewayShims> Kernel for T {}
 
 /// A shared port is the port: several owners (a restarted loop, a test that
 /// keeps a handle) can drive one kernel.

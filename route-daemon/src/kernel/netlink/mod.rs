@@ -1,6 +1,7 @@
 //! The kernel port over rtnetlink: reading railyard's and foreign routes,
 //! applying a diff, and the `from <subnet>` policy rules that steer pod traffic
-//! into a network's own table.
+//! into a network's own table; and the gateway shims of macvlan networks
+//! (`shims.rs`).
 //!
 //! Routes are written with [`RAILYARD_PROTOCOL`] and the flags that make the
 //! ownership rules of [`crate::kernel`] hold in the kernel itself, not only in
@@ -13,6 +14,7 @@
 mod batch;
 mod convert;
 mod rules;
+mod shims;
 
 use std::collections::HashMap;
 
