@@ -66,12 +66,14 @@ fn links(pod: &Netns) -> BTreeMap<String, (u64, u64)> {
         .collect()
 }
 
-/// The state dir's file names (state files and lock files).
+/// The state dir's attachment files (state files and lock files; not the
+/// delegates' `.versions`, which outlives attachments on purpose).
 fn state_files(world: &World) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(world.state.path())
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name != ".versions")
                 .collect()
         })
         .unwrap_or_default();

@@ -75,6 +75,79 @@ fn macvlan_gives_each_nic_its_own_interface_and_del_removes_them() {
     world.run("DEL", "c1", "/var/run/netns/gone", &conf).ok();
 }
 
+/// `railyard-ipam` runs inside railyard-cni (no fork, exec or VERSION call
+/// per invocation), so a node with railyard-cni alone attaches, and the
+/// daemon sees exactly the requests the binary would have sent.
+#[test]
+fn railyard_ipam_runs_in_process_without_its_binary_in_cni_path() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    world.cni_path.remove("railyard-ipam");
+    let pod = Netns::new("pod");
+    let conf = world.conf("1.1.0", macvlan());
+
+    let result = world.run("ADD", "c1", &pod.path(), &conf).ok();
+    assert_eq!(result["ips"].as_array().map(Vec::len), Some(2), "{result}");
+    assert_eq!(world.daemon.allocations().len(), 1);
+    let conf = World::with_prev(&conf, &result);
+    world.run("CHECK", "c1", &pod.path(), &conf).ok();
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+    assert!(world.daemon.allocations().is_empty());
+    let kinds: Vec<&str> = world
+        .daemon
+        .requests()
+        .iter()
+        .map(|r| match r {
+            Request::Add { .. } => "add",
+            Request::Check { .. } => "check",
+            Request::Del { .. } => "del",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["add", "check", "del"]);
+
+    // Its errors reach the runtime as the binary's did: named after it.
+    world
+        .daemon
+        .fail_with(101, "block 192.168.0.0/24 is exhausted");
+    let (code, msg) = world.run("ADD", "c2", &pod.path(), &conf).err();
+    assert_eq!(code, 101, "{msg}");
+    assert_eq!(
+        msg,
+        "plugin \"railyard-ipam\" failed: block 192.168.0.0/24 is exhausted"
+    );
+}
+
+/// A delegate's VERSION answer is asked once per binary, not once per call:
+/// it is kept in the state dir until the binary changes (an upgrade).
+#[test]
+fn a_delegate_is_asked_its_versions_once_until_its_binary_changes() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    let log = world.state.path().join("macvlan-calls");
+    let wrapper = |tag: &str| {
+        format!(
+            "#!/bin/sh\n# {tag}\necho \"$CNI_COMMAND\" >> {}\nexec {}/macvlan\n",
+            log.display(),
+            common::REFERENCE_DIR
+        )
+    };
+    world.cni_path.add_script("macvlan", &wrapper("v1"));
+    let calls = || std::fs::read_to_string(&log).unwrap_or_default();
+    let pod = Netns::new("pod");
+    let conf = world.conf("1.0.0", macvlan());
+    for container in ["c1", "c2"] {
+        world.run("ADD", container, &pod.path(), &conf).ok();
+        world.run("DEL", container, &pod.path(), &conf).ok();
+    }
+    assert_eq!(calls(), "VERSION\nADD\nADD\nDEL\nDEL\nADD\nADD\nDEL\nDEL\n");
+
+    // Upgraded in place (a new file renamed over the old): asked again.
+    std::fs::remove_file(&log).unwrap();
+    world.cni_path.add_script("macvlan", &wrapper("v2"));
+    world.run("ADD", "c3", &pod.path(), &conf).ok();
+    assert_eq!(calls().lines().next(), Some("VERSION"), "{}", calls());
+    assert_eq!(calls().matches("VERSION").count(), 1, "{}", calls());
+}
+
 /// The same path as macvlan with `master` set per NIC; this test machine's
 /// kernel has no ipvlan, so it only runs where asked for.
 #[test]

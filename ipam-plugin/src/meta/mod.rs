@@ -35,7 +35,7 @@ use crate::cni::{
     AttachRequest, Attachment, CniEnv, CniResult, Command, GcAttachment, GcRequest, Handler,
     NetConf, StatusRequest,
 };
-use crate::delegate::Delegate;
+use crate::delegate::{Delegate, VersionCache};
 use crate::Error;
 
 pub use config::MetaConfig;
@@ -158,14 +158,14 @@ struct Run {
 impl Run {
     fn new(conf: &NetConf, path: &[PathBuf]) -> Result<Run, Error> {
         let meta = MetaConfig::parse(conf)?;
-        let ipam = Delegate::find(&meta.ipam_type, path)?;
+        let ipam = ipam_delegate(&meta.ipam_type, path)?;
         Ok(Run {
             store: StateStore::new(&meta.state_dir),
             ipam,
             ipam_conf: ipam_config(conf),
             version: conf.cni_version,
             name: conf.name.clone(),
-            delegates: Delegates::new(path),
+            delegates: Delegates::new(path, &meta.state_dir),
             meta,
         })
     }
@@ -283,16 +283,19 @@ impl Run {
     }
 }
 
-/// Interface plugins found in `CNI_PATH`, each asked for its versions once.
+/// Interface plugins found in `CNI_PATH`, each asked for its versions once
+/// per binary (the answer is kept in the state dir: [`VersionCache`]).
 struct Delegates {
     path: Vec<PathBuf>,
+    versions: VersionCache,
     found: HashMap<String, Delegate>,
 }
 
 impl Delegates {
-    fn new(path: &[PathBuf]) -> Delegates {
+    fn new(path: &[PathBuf], state_dir: &Path) -> Delegates {
         Delegates {
             path: path.to_vec(),
+            versions: VersionCache::new(state_dir),
             found: HashMap::new(),
         }
     }
@@ -314,7 +317,7 @@ impl Delegates {
 
     fn get(&mut self, plugin: &str) -> Result<&Delegate, Error> {
         if !self.found.contains_key(plugin) {
-            let delegate = Delegate::find(plugin, &self.path)?;
+            let delegate = Delegate::find(plugin, &self.path)?.remembering(self.versions.clone());
             self.found.insert(plugin.to_owned(), delegate);
         }
         self.found.get(plugin).ok_or_else(|| Error::Internal {
@@ -348,6 +351,22 @@ fn concurrently<T: Sync, R: Send>(
             .collect()
     })
 }
+
+/// The IPAM plugin: `railyard-ipam` runs in this process (it is this
+/// crate's own handler, so the binary in `CNI_PATH` would run the same code
+/// at the cost of a fork, an exec and a VERSION call per invocation); any
+/// other type is the binary of that name in `CNI_PATH`.
+fn ipam_delegate(ipam_type: &str, path: &[PathBuf]) -> Result<Delegate, Error> {
+    if ipam_type == RAILYARD_IPAM {
+        return Ok(Delegate::in_process(RAILYARD_IPAM, || {
+            Box::new(crate::ipam::IpamPlugin)
+        }));
+    }
+    Delegate::find(ipam_type, path)
+}
+
+/// The `ipam.type` of railyard's own IPAM plugin.
+pub const RAILYARD_IPAM: &str = "railyard-ipam";
 
 /// Our config with `ipam.reportNics` set. prevResult is dropped: the IPAM
 /// plugin does not use it, and a stale one must not fail a DEL.

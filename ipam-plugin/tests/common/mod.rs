@@ -51,6 +51,25 @@ impl CniPath {
         CniPath { dir }
     }
 
+    /// Takes plugin `name` out of the directory (a node that installed
+    /// railyard-cni alone).
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.path().join(name)).expect("remove a plugin from CNI_PATH");
+    }
+
+    /// Puts an executable `name` first in the path, with `script` as its
+    /// body (a wrapper around a reference plugin, say).
+    pub fn add_script(&self, name: &str, script: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join(name);
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, script).expect("write a plugin script");
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+            .expect("make the plugin script executable");
+        std::fs::rename(&tmp, &path).expect("install the plugin script");
+        path
+    }
+
     pub fn value(&self) -> String {
         format!("{}:{REFERENCE_DIR}", self.dir.path().display())
     }

@@ -10,7 +10,12 @@
 //! the config (and its prevResult) is rewritten to the highest version both
 //! speak, and the delegate's result is read back into the canonical form for
 //! the caller to answer in its own version.
+//!
+//! A delegate is usually a binary, but one this crate implements itself
+//! (`railyard-ipam`) can run in-process: the same driver, the same bytes in
+//! and out, without a fork, an exec and a VERSION exchange on every call.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,18 +24,28 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
-use crate::cni::{decode, CniEnv, CniResult, CniVersion, Command, VersionInfo};
+use crate::cni::{decode, driver, CniEnv, CniResult, CniVersion, Command, Handler, VersionInfo};
 use crate::error::ErrorReply;
 use crate::Error;
+
+mod versions;
+
+pub use versions::VersionCache;
 
 /// How much of a crashed delegate's stderr goes into our error details.
 const STDERR_TAIL: usize = 2048;
 
-/// A plugin binary located in `CNI_PATH`.
+/// A plugin binary located in `CNI_PATH`, or one of ours run in-process.
 #[derive(Debug)]
 pub struct Delegate {
     plugin: String,
     binary: PathBuf,
+    /// Set for a plugin of this crate: its handler, run by the same driver
+    /// its binary's `main` runs, so the bytes exchanged are identical.
+    in_process: Option<fn() -> Box<dyn Handler>>,
+    /// Where `VERSION` answers outlive this process, when the caller keeps
+    /// state (see [`VersionCache`]).
+    remembered: Option<VersionCache>,
     /// Asked once: the meta plugin calls the same delegate once per NIC
     /// (from one thread per NIC, hence a lock).
     supported: OnceLock<Vec<String>>,
@@ -61,8 +76,29 @@ impl Delegate {
         Delegate {
             plugin: plugin.to_owned(),
             binary,
+            in_process: None,
+            remembered: None,
             supported: OnceLock::new(),
         }
+    }
+
+    /// Plugin `plugin`, served by `handler` in this process through the CNI
+    /// driver (environment and stdin in, stdout and exit code out): what a
+    /// caller sees is what the binary would have printed, errors included.
+    pub fn in_process(plugin: &str, handler: fn() -> Box<dyn Handler>) -> Delegate {
+        Delegate {
+            plugin: plugin.to_owned(),
+            binary: PathBuf::from(format!("(in-process) {plugin}")),
+            in_process: Some(handler),
+            remembered: None,
+            supported: OnceLock::new(),
+        }
+    }
+
+    /// Keeps this binary's `VERSION` answer in `cache` between invocations.
+    pub fn remembering(mut self, cache: VersionCache) -> Delegate {
+        self.remembered = Some(cache);
+        self
     }
 
     pub fn binary(&self) -> &Path {
@@ -74,6 +110,10 @@ impl Delegate {
     pub fn supported_versions(&self, env: &CniEnv) -> Result<&[String], Error> {
         if let Some(cached) = self.supported.get() {
             return Ok(cached);
+        }
+        let remembered = self.remembered.as_ref();
+        if let Some(known) = remembered.and_then(|c| c.load(&self.binary)) {
+            return Ok(self.supported.get_or_init(|| known));
         }
         let stdin = json!({ "cniVersion": CniVersion::LATEST.as_str() }).to_string();
         // Like libcni: VERSION concerns the binary, not an attachment.
@@ -87,6 +127,9 @@ impl Delegate {
         let what = format!("VERSION output of plugin {:?}", self.plugin);
         let value: Value = serde_json::from_slice(&stdout).map_err(|e| Error::decode(&what, e))?;
         let info: VersionInfo = decode::typed(&what, "", &value)?;
+        if let Some(cache) = remembered {
+            cache.store(&self.binary, &info.supported_versions);
+        }
         Ok(self.supported.get_or_init(|| info.supported_versions))
     }
 
@@ -162,6 +205,22 @@ impl Delegate {
     /// removed so a stale `CNI_NETNS` of our own caller cannot leak through)
     /// and returns stdout on success, the delegate's error otherwise.
     fn exec(&self, env: &CniEnv, stdin: &[u8]) -> Result<Vec<u8>, Error> {
+        if let Some(handler) = self.in_process {
+            let vars: HashMap<String, String> = env
+                .to_vars()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            let output = driver::run(&vars, stdin, handler().as_mut());
+            if output.exit_code == 0 {
+                return Ok(output.stdout);
+            }
+            return Err(self.failed(
+                &output.stdout,
+                || format!("exit code {}", output.exit_code),
+                &[],
+            ));
+        }
         let mut process = Process::new(&self.binary);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("CNI_") {
@@ -215,18 +274,24 @@ impl Delegate {
         if output.status.success() {
             return Ok(output.stdout);
         }
-        match serde_json::from_slice::<ErrorReply>(&output.stdout) {
-            Ok(reply) => Err(Error::Delegate {
+        Err(self.failed(&output.stdout, || output.status.to_string(), &output.stderr))
+    }
+
+    /// The error of a failed call: the plugin's error reply, or a crash when
+    /// stdout is not one.
+    fn failed(&self, stdout: &[u8], status: impl FnOnce() -> String, stderr: &[u8]) -> Error {
+        match serde_json::from_slice::<ErrorReply>(stdout) {
+            Ok(reply) => Error::Delegate {
                 plugin: self.plugin.clone(),
                 code: reply.code,
                 msg: reply.msg,
                 details: reply.details,
-            }),
-            Err(_) => Err(Error::DelegateCrashed {
+            },
+            Err(_) => Error::DelegateCrashed {
                 plugin: self.plugin.clone(),
-                status: output.status.to_string(),
-                stderr: tail(&output.stderr),
-            }),
+                status: status(),
+                stderr: tail(stderr),
+            },
         }
     }
 }
