@@ -32,6 +32,9 @@ pub struct ServiceConfig {
     pub lease_ttl_secs: i64,
     /// How long a departed host keeps its index.
     pub grace: Duration,
+    /// How long a rail NIC missing from its host's registration keeps its block
+    /// (and every peer's routes to it); zero withdraws it at once.
+    pub nic_grace: Duration,
     pub quiet: Duration,
     pub max_delay: Duration,
 }
@@ -42,6 +45,7 @@ impl Default for ServiceConfig {
             identity: "railyard-planner".into(),
             lease_ttl_secs: 10,
             grace: Duration::from_secs(600),
+            nic_grace: Duration::from_secs(crate::world::DEFAULT_NIC_GRACE_SECS),
             quiet: Duration::from_millis(20),
             max_delay: Duration::from_millis(250),
         }
@@ -105,7 +109,7 @@ async fn lead(
         networks: nets.kvs.clone(),
         hosts: hosts.kvs.clone(),
     };
-    let mut world = World::new(cfg.grace.as_secs());
+    let mut world = World::new(cfg.grace.as_secs()).with_nic_grace(cfg.nic_grace.as_secs());
     let outcomes = world.load(&listing, now());
     settle_all(store.as_ref(), &mut world, outcomes).await?;
     sweep_tombstones(store.as_ref(), &mut world).await?;
@@ -123,7 +127,13 @@ async fn lead(
 
     let mut net_events = watch_or_relist(Arc::clone(store), keys::NETWORKS, Some(nets.revision));
     let mut host_events = watch_or_relist(Arc::clone(store), keys::HOSTS, Some(hosts.revision));
-    let tick_every = (cfg.grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    // Grace periods run out on the tick: a quarter of the shorter one keeps a
+    // withdrawal within 25% of its due time (a NIC grace of 0 needs no tick).
+    let shortest = match cfg.nic_grace {
+        Duration::ZERO => cfg.grace,
+        nic => cfg.grace.min(nic),
+    };
+    let tick_every = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut tick = tokio::time::interval(tick_every);
     let mut window: Option<(Instant, Instant)> = None; // (first event, deadline)
     loop {
@@ -175,7 +185,7 @@ fn apply_hosts(
                 let name = keys::last_segment(change.key()).to_string();
                 match change {
                     Change::Put(kv) => match decode_host(&kv.key, &kv.value) {
-                        Some(h) => world.put_host(h),
+                        Some(h) => world.put_host(h, now()),
                         None if snapshot => {
                             gone.insert(name);
                         }

@@ -29,6 +29,11 @@ struct Args {
     /// How long a departed host keeps its index (e.g. 600s, 10m).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     grace: Duration,
+    /// How long a rail NIC may be missing from its host's registration (address
+    /// removed, link flapping) before the host's block on that rail is withdrawn
+    /// and peers drop their routes to it (e.g. 30s; 0s withdraws at once).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    nic_grace: Duration,
     /// Address of the Prometheus endpoint; "off" disables it. Loopback unless set.
     #[arg(long, default_value = railyard_telemetry::PLANNER_METRICS_ADDR)]
     metrics_addr: String,
@@ -123,6 +128,7 @@ async fn main() -> std::process::ExitCode {
         identity,
         lease_ttl_secs: args.lease_ttl,
         grace: args.grace,
+        nic_grace: args.nic_grace,
         ..ServiceConfig::default()
     };
     match service::run(store, cfg, metrics, stop_rx).await {

@@ -21,9 +21,15 @@ pub use ranges::Tombstones;
 
 pub use railyard_core::ALLOW_RENUMBER;
 
+/// How long a rail NIC may be missing from its host's registration before the
+/// host's block on that rail is withdrawn (the planner's `--nic-grace`).
+pub const DEFAULT_NIC_GRACE_SECS: u64 = 30;
+
 #[derive(Debug)]
 pub struct World {
     grace_secs: u64,
+    /// See [`World::with_nic_grace`].
+    nic_grace_secs: u64,
     hosts: BTreeMap<String, HostInventory>,
     nets: BTreeMap<String, NetState>,
     /// Deletions of plans whose network spec is gone, and of the allocation
@@ -94,12 +100,23 @@ impl World {
     pub fn new(grace_secs: u64) -> Self {
         World {
             grace_secs,
+            nic_grace_secs: DEFAULT_NIC_GRACE_SECS,
             hosts: BTreeMap::new(),
             nets: BTreeMap::new(),
             orphans: Vec::new(),
             tombstones: Tombstones::default(),
             recheck: false,
         }
+    }
+
+    /// How long a block keeps its routes after its NIC dropped out of the host's
+    /// registration (an address removed, a link flapping); 0 withdraws it at
+    /// once. A host's index (and so every block of it) stays held meanwhile and
+    /// after, so a withdrawn block never goes to another host while this one is
+    /// planned or within its departed-host grace period.
+    pub fn with_nic_grace(mut self, secs: u64) -> Self {
+        self.nic_grace_secs = secs;
+        self
     }
 
     fn state(&mut self, net: &str) -> &mut NetState {
@@ -178,16 +195,20 @@ impl World {
     }
 
     fn commit(&mut self, name: &str, mut planner: Planner, accepted: Accepted, now: u64) {
+        planner.set_nic_grace(self.nic_grace_secs);
         planner.register_rails(self.hosts.values());
         // Hosts already waiting for an index first, longest waiting first.
         for waiting in planner.waiting() {
             if let Some(h) = self.hosts.get(&waiting) {
-                planner.upsert_host(h);
+                planner.upsert_host_at(h, now);
             }
         }
         for h in self.hosts.values() {
-            planner.upsert_host(h);
+            planner.upsert_host_at(h, now);
         }
+        // Blocks whose NIC has been missing longer than the grace period (the
+        // planner may have been down when it ran out).
+        planner.expire_nics(now);
         let gone: Vec<String> = planner
             .hosts()
             .map(|(n, _)| n.clone())
@@ -294,11 +315,12 @@ impl World {
         self.hosts.keys().cloned().collect()
     }
 
-    /// A host registered or re-registered (its NICs may have changed).
-    pub fn put_host(&mut self, host: HostInventory) {
+    /// A host registered or re-registered at `now` (its NICs may have changed).
+    /// A rail NIC it no longer lists keeps its block for the NIC grace period.
+    pub fn put_host(&mut self, host: HostInventory, now: u64) {
         for st in self.nets.values_mut() {
             if let Some(p) = &mut st.active {
-                if p.upsert_host(&host) == Change::Changed {
+                if p.upsert_host_at(&host, now) == Change::Changed {
                     st.dirty.insert(host.name.clone());
                     st.status_dirty = true;
                 }
@@ -320,13 +342,26 @@ impl World {
         }
     }
 
-    /// Frees the indexes of hosts whose grace period is over.
+    /// Frees the indexes of hosts whose grace period is over, and withdraws the
+    /// blocks whose NIC has been missing for the whole NIC grace period.
     /// Hosts waiting for an index are planned as soon as one frees, longest
     /// waiting first, before any later joiner can take it.
     pub fn expire(&mut self, now: u64) {
         let mut released = Vec::new();
         for (net, st) in &mut self.nets {
             if let Some(p) = &mut st.active {
+                let withdrawn = p.expire_nics(now);
+                if !withdrawn.is_empty() {
+                    for name in withdrawn {
+                        tracing::info!(
+                            network = net.as_str(),
+                            host = name.as_str(),
+                            "a NIC missing longer than the NIC grace period: its block is withdrawn"
+                        );
+                        st.dirty.insert(name);
+                    }
+                    st.status_dirty = true;
+                }
                 let freed = p.expire(now, self.grace_secs);
                 if freed.is_empty() {
                     continue;
@@ -338,7 +373,7 @@ impl World {
                 st.status_dirty = true;
                 for name in p.waiting() {
                     if let Some(h) = self.hosts.get(&name) {
-                        if p.upsert_host(h) == Change::Changed {
+                        if p.upsert_host_at(h, now) == Change::Changed {
                             st.dirty.insert(name);
                         }
                     }
