@@ -7,24 +7,32 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use railyard_allocdb::{AllocDb, Options};
-use railyard_core::{keys, route_table_for, HostInventory, NetworkManifest, Nic, Planner, Route};
+use railyard_core::{
+    keys, route_table_for, HostInventory, IfName, NetworkManifest, Nic, Planner, Route,
+};
 use railyard_store::{
     KeyValue, LeaseId, MemStore, Range, Store, StoreError, Txn, TxnOutcome, WatchStream,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{Reconciler, ReconcilerConfig};
+use super::{shim_name, Reconciler, ReconcilerConfig};
 use crate::kernel::memory::MemoryRoutes;
-use crate::kernel::{PolicyRule, RoutingMode, MAIN_TABLE};
+use crate::kernel::{GatewayShims, PolicyRule, RoutingMode, MAIN_TABLE};
 use crate::metrics::Metrics;
 use crate::watch::KernelEvent;
 
 const NET: &str = "rails";
 
 fn manifest(name: &str, subnet: &str) -> Vec<u8> {
+    manifest_with(name, subnet, None)
+}
+
+/// With `spec.plugin.type` set to `plugin`.
+fn manifest_with(name: &str, subnet: &str, plugin: Option<&str>) -> Vec<u8> {
+    let plugin = plugin.map_or(String::new(), |p| format!(r#","plugin":{{"type":"{p}"}}"#));
     format!(
-        r#"{{"metadata":{{"name":"{name}"}},"spec":{{"subnet":"{subnet}","ipam":{{"hostBlock":6,"interfaceBlock":2}}}}}}"#
+        r#"{{"metadata":{{"name":"{name}"}},"spec":{{"subnet":"{subnet}","ipam":{{"hostBlock":6,"interfaceBlock":2}}{plugin}}}}}"#
     )
     .into_bytes()
 }
@@ -46,12 +54,17 @@ fn inventory(name: &str, n: u32) -> HostInventory {
 
 /// Writes the spec and a plan of `hosts` the way the planner lays it out.
 async fn write_network(store: &MemStore, hosts: &[&str]) -> Planner {
+    write_network_with(store, hosts, None).await
+}
+
+/// [`write_network`] with the spec's delegate plugin.
+async fn write_network_with(store: &MemStore, hosts: &[&str], plugin: Option<&str>) -> Planner {
+    let manifest = manifest_with(NET, "192.168.0.0/16", plugin);
     store
-        .put(&keys::network(NET), manifest(NET, "192.168.0.0/16"), None)
+        .put(&keys::network(NET), manifest.clone(), None)
         .await
         .expect("spec");
-    let m: NetworkManifest =
-        serde_json::from_slice(&manifest(NET, "192.168.0.0/16")).expect("manifest");
+    let m: NetworkManifest = serde_json::from_slice(&manifest).expect("manifest");
     let mut planner = Planner::new(&m.validate().expect("valid"), None);
     let invs: Vec<HostInventory> = (0u32..).zip(hosts).map(|(n, h)| inventory(h, n)).collect();
     planner.register_rails(&invs);
@@ -298,6 +311,116 @@ async fn a_deleted_spec_takes_its_routes_and_rule_along() {
         !m.contains(r#"network="rails""#),
         "series of a gone network stay: {m}"
     );
+    d.stop().await;
+}
+
+/// This host's shims, as (name, parent, addresses).
+async fn shims(kernel: &MemoryRoutes) -> Vec<(String, String, Vec<String>)> {
+    kernel
+        .owned_shims()
+        .await
+        .expect("memory never fails")
+        .into_iter()
+        .map(|s| {
+            let parent = s.parent.map(|p| p.to_string()).unwrap_or_default();
+            let addrs = s.addresses.iter().map(ToString::to_string).collect();
+            (s.name.to_string(), parent, addrs)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn macvlan_shims_follow_this_hosts_blocks_and_come_back_when_deleted() {
+    let store = MemStore::new();
+    let kernel = MemoryRoutes::default();
+    for nic in ["eth1", "eth2"] {
+        kernel.add_device(nic.parse().expect("nic"));
+    }
+    let d = Daemon::start_on(&store, "a", RoutingMode::OwnTable, kernel);
+    let planner = write_network_with(&store, &["a", "b"], Some("macvlan")).await;
+    // Host a (index 0) has 192.168.0.0/24 on eth1 (rail 0), 192.168.64.0/24 on eth2.
+    let want = vec![
+        (
+            shim_name(NET, "eth1", 0).to_string(),
+            "eth1".to_owned(),
+            vec!["192.168.0.1/24".to_owned()],
+        ),
+        (
+            shim_name(NET, "eth2", 1).to_string(),
+            "eth2".to_owned(),
+            vec!["192.168.64.1/24".to_owned()],
+        ),
+    ];
+    let mut sorted = want.clone();
+    sorted.sort();
+    let want = sorted;
+    eventually("a shim per rail", || async {
+        shims(&d.kernel).await == want
+    })
+    .await;
+    assert_eq!(d.routes().len(), 2, "and the routes to b as ever");
+
+    // Deleted by hand: the link event brings it back.
+    let eth1: IfName = want[0].0.parse().expect("name");
+    d.kernel.delete_link(&eth1);
+    d.events
+        .send(KernelEvent::LinksChanged)
+        .await
+        .expect("send");
+    eventually("the shim back", || async { shims(&d.kernel).await == want }).await;
+
+    // This host's blocks go (it left the plan): so do its shims; back with them.
+    store
+        .delete(&keys::plan_host(NET, "a"))
+        .await
+        .expect("delete");
+    eventually("shims gone with the blocks", || async {
+        shims(&d.kernel).await.is_empty()
+    })
+    .await;
+    let entry = serde_json::to_vec(planner.host("a").expect("a")).expect("json");
+    store
+        .put(&keys::plan_host(NET, "a"), entry, None)
+        .await
+        .expect("put");
+    eventually("shims back with the blocks", || async {
+        shims(&d.kernel).await == want
+    })
+    .await;
+
+    // Another plugin (the spec changed to ipvlan): no shims.
+    let mut meta = planner.meta();
+    let m: NetworkManifest =
+        serde_json::from_slice(&manifest_with(NET, "192.168.0.0/16", Some("ipvlan")))
+            .expect("manifest");
+    meta.spec = Some(m.spec);
+    store
+        .put(
+            &keys::plan_meta(NET),
+            serde_json::to_vec(&meta).expect("json"),
+            None,
+        )
+        .await
+        .expect("meta");
+    eventually("no shims for ipvlan", || async {
+        shims(&d.kernel).await.is_empty()
+    })
+    .await;
+    write_network_with(&store, &["a", "b"], Some("macvlan")).await;
+    eventually("macvlan again", || async { shims(&d.kernel).await == want }).await;
+
+    // A link of someone else's is never touched, even under a shim's name.
+    let foreign: IfName = "ry-0-operator".parse().expect("name");
+    d.kernel
+        .add_foreign_link(foreign, "eth1".parse().expect("nic"), None);
+
+    // The network deleted: its shims go, the foreign link stays.
+    delete_network(&store, NET).await;
+    eventually("shims gone with the network", || async {
+        shims(&d.kernel).await.is_empty() && d.routes().is_empty()
+    })
+    .await;
+    assert!(d.kernel.link(&foreign).is_some(), "a foreign link stays");
     d.stop().await;
 }
 

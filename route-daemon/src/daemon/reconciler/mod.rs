@@ -1,6 +1,10 @@
 //! The daemon's main loop: follow the network specs and the plans, and keep the
 //! kernel's railyard routes and rules equal to what they ask of this host.
 //!
+//! The same loop keeps the gateway shims macvlan networks need on this host's
+//! rail NICs (`shims.rs`): they follow this host's blocks and the networks'
+//! plugins, and link events (a shim deleted by hand) bring them back.
+//!
 //! Triggers are plan or spec changes (that network's table), route events of a
 //! table we manage (drift), link events and event overruns (everything), and a
 //! retry after a failure. They are coalesced: the first opens a short window
@@ -30,7 +34,10 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
 mod rules;
+mod shims;
 mod table;
+
+pub use shims::{needs_shim, shim_name, wanted_shims};
 
 use super::follow::Follow;
 use crate::kernel::{Kernel, RoutingMode, MAIN_TABLE};
@@ -63,12 +70,15 @@ struct Dirty {
     peers: BTreeMap<u32, BTreeMap<(String, String), Option<HostPlan>>>,
     kernel: BTreeSet<u32>,
     rules: bool,
+    /// A network's delegate plugin changed: its shims may come or go.
+    shims: bool,
 }
 
 impl Dirty {
     fn any(&self) -> bool {
         self.all
             || self.rules
+            || self.shims
             || !self.plans.is_empty()
             || !self.peers.is_empty()
             || !self.kernel.is_empty()
@@ -81,6 +91,8 @@ pub struct Reconciler<K> {
     kernel: Arc<K>,
     metrics: Arc<Metrics>,
     view: ClusterView,
+    /// Each network's delegate plugin, for the shims.
+    delegates: shims::Delegates,
     /// Tables reconciled so far and the routes of ours they were left holding
     /// (sorted): the base for plan-driven updates without a read, for counting
     /// repairs, and the tables to empty once their networks are gone.
@@ -116,6 +128,7 @@ impl<K: Kernel + 'static> Reconciler<K> {
             kernel,
             metrics,
             view: ClusterView::default(),
+            delegates: shims::Delegates::default(),
             applied: BTreeMap::new(),
             labelled: BTreeSet::new(),
             dirty: Dirty::default(),
@@ -206,8 +219,10 @@ impl<K: Kernel + 'static> Reconciler<K> {
                     let _ = configs.send(config);
                 }
             }
+            let plugins_changed = self.delegates.apply(&update);
+            self.dirty.shims |= plugins_changed;
             let changes = self.view.apply_plans(update);
-            let touched = !changes.is_empty();
+            let touched = !changes.is_empty() || plugins_changed;
             // Rules follow the accepted spec, which the plan meta publishes.
             self.dirty.rules |= changes.iter().any(|c| matches!(c, PlanChange::Network(_)));
             for change in changes {
@@ -371,6 +386,11 @@ impl<K: Kernel + 'static> Reconciler<K> {
             failed |= !self
                 .sync_rules(&want, owned_rules.as_deref(), &cleaned)
                 .await;
+        }
+        // This host's blocks (its own entry), the networks or their plugins
+        // changed, or a link did: the shims follow.
+        if dirty.all || dirty.rules || dirty.shims || !dirty.plans.is_empty() {
+            failed |= !self.sync_shims().await;
         }
         self.forget_gone_networks(&wanted);
         if failed {

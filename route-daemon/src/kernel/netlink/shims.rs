@@ -240,7 +240,7 @@ impl GatewayShims for NetlinkRoutes {
                 addresses,
             });
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_by_key(|a| a.name);
         Ok(out)
     }
 
