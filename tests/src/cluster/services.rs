@@ -62,12 +62,12 @@ impl Cluster {
         format!("planner-{n}")
     }
 
-    /// Planner `n`: metrics off (several run side by side), the spec's grace and
-    /// lease TTL (a short TTL makes failover quick).
+    /// Planner `n`: metrics off (several run side by side), the spec's grace,
+    /// NIC grace and lease TTL (a short TTL makes failover quick).
     pub fn start_planner(&mut self, n: usize) -> Result<()> {
         let spec = self.spec().clone();
         let role = Cluster::planner_role(n);
-        let argv = vec![
+        let mut argv = vec![
             spec.bin_dir.join("railyard-planner").display().to_string(),
             format!("--etcd-endpoints={}", spec.local_endpoint()),
             format!("--identity={}{role}", spec.prefix),
@@ -76,6 +76,9 @@ impl Cluster {
             "--metrics-addr=off".into(),
             "--kubernetes=off".into(),
         ];
+        if let Some(nic_grace) = &spec.nic_grace {
+            argv.push(format!("--nic-grace={nic_grace}"));
+        }
         self.launch(&role, argv, &log_env())
     }
 

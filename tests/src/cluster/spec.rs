@@ -101,6 +101,10 @@ pub struct ClusterSpec {
     pub planners: usize,
     /// The planner's `--grace` (how long a departed host keeps its index).
     pub grace: String,
+    /// The planner's `--nic-grace` (how long a rail NIC missing from its host's
+    /// registration keeps its block); `None` leaves the planner's default.
+    #[serde(default)]
+    pub nic_grace: Option<String>,
     /// Lease TTL in seconds of the planners' election and the daemons' registrations.
     pub lease_ttl: u32,
     /// Pods attached at once by `up`.
@@ -139,6 +143,7 @@ impl ClusterSpec {
             socket_dir: PathBuf::from("/run/railyard"),
             planners: 1,
             grace: "10m".into(),
+            nic_grace: None,
             lease_ttl: 5,
             parallel: default_parallel(),
             state_tmpfs_kib: BTreeMap::new(),

@@ -16,6 +16,7 @@ mod ipam_disk_full;
 mod ipam_rails_owed;
 mod ipam_state_loss;
 mod membership;
+mod nic_flap;
 mod outage;
 mod plugin_exec;
 mod pod_policy_routing;
