@@ -238,12 +238,13 @@ spec:
 }
 
 /// One step: host `host` registers the rails in `present` (of 3), `advance`
-/// seconds after the previous step, then the planner's tick runs.
+/// seconds after the previous step, then the planner's tick runs if `tick`.
 #[derive(Debug, Clone)]
 struct Step {
     advance: u64,
     host: u32,
     present: BTreeSet<u32>,
+    tick: bool,
 }
 
 fn arb_steps() -> impl Strategy<Value = Vec<Step>> {
@@ -252,11 +253,13 @@ fn arb_steps() -> impl Strategy<Value = Vec<Step>> {
             0u64..25,
             0u32..3,
             prop::collection::btree_set(0u32..3, 0..=3),
+            any::<bool>(),
         )
-            .prop_map(|(advance, host, present)| Step {
+            .prop_map(|(advance, host, present, tick)| Step {
                 advance,
                 host,
                 present,
+                tick,
             }),
         1..40,
     )
@@ -283,18 +286,25 @@ proptest! {
             now += step.advance;
             let rails: Vec<u32> = step.present.iter().copied().collect();
             p.upsert_host_at(&with_rails(step.host, 3, &rails), now);
-            p.expire_nics(now);
             for r in 0..3 {
                 let e = model.get_mut(&(step.host, r)).expect("modelled");
                 if step.present.contains(&r) {
                     *e = (true, None);
                 } else if e.0 {
-                    e.1 = Some(e.1.unwrap_or(now));
+                    let since = e.1.unwrap_or(now);
+                    *e = if now >= since + NIC_GRACE {
+                        (false, None)
+                    } else {
+                        (true, Some(since))
+                    };
                 }
             }
-            for e in model.values_mut() {
-                if e.1.is_some_and(|s| now >= s + NIC_GRACE) {
-                    *e = (false, None);
+            if step.tick {
+                p.expire_nics(now);
+                for e in model.values_mut() {
+                    if e.1.is_some_and(|s| now >= s + NIC_GRACE) {
+                        *e = (false, None);
+                    }
                 }
             }
             let mut seen = BTreeSet::new();
