@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use railyard_core::{ActualRoute, IfName, Route};
 use railyard_route_daemon::kernel::conformance::{self, Fixture, SeenLink};
 use railyard_route_daemon::kernel::memory::MemoryRoutes;
-use railyard_route_daemon::kernel::{PolicyRule, PolicyRules};
+use railyard_route_daemon::kernel::{format_mac, PolicyRule, PolicyRules};
 use railyard_route_daemon::Result;
 
 /// The scene of [`conformance::RAILS`] in memory: the rail devices, the
@@ -98,14 +98,17 @@ impl Fixture for MemoryFixture {
         let l = self.kernel.link(&name(link))?;
         let mut addresses = l.addresses;
         addresses.sort_unstable();
+        let ipv6_ready = addresses.iter().any(|a| a.addr().is_ipv6());
         Some(SeenLink {
             macvlan_bridge: l.macvlan_bridge,
             parent: l.parent.map(|p| p.to_string()),
+            mac: format_mac(&l.mac),
             alias: l.alias,
             up: l.up,
             addresses,
             // The fake has no duplicate address detection at all.
             nodad: true,
+            ipv6_ready,
         })
     }
 }

@@ -228,6 +228,10 @@ impl Fixture for NetlinkFixture {
         let items: Vec<Value> = serde_json::from_str(&text).expect("ip -j output");
         let link = items.first()?;
         let info = &link["linkinfo"];
+        let ipv6_ready = link["addr_info"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|a| a["family"] == "inet6" && a["scope"] == "link" && a["tentative"] != true)
+        });
         let addrs: Vec<&Value> = link["addr_info"]
             .as_array()
             .map(|a| a.iter().filter(|a| a["scope"] != "link").collect())
@@ -244,6 +248,7 @@ impl Fixture for NetlinkFixture {
         Some(SeenLink {
             macvlan_bridge: info["info_kind"] == "macvlan" && info["info_data"]["mode"] == "bridge",
             parent: str_of(link, "link").map(str::to_owned),
+            mac: str_of(link, "address").unwrap_or_default().to_owned(),
             alias: str_of(link, "ifalias").map(str::to_owned),
             up: link["flags"]
                 .as_array()
@@ -253,6 +258,7 @@ impl Fixture for NetlinkFixture {
                 .iter()
                 .filter(|a| a["family"] == "inet6")
                 .all(|a| a["nodad"] == true),
+            ipv6_ready,
         })
     }
 }

@@ -28,7 +28,7 @@ use crate::registration::{run_registration, RegistrationConfig};
 pub use config::{DaemonConfig, Timing};
 pub use context::{Connect, Connected, EtcdConnector, HostContext, OnError, StoreSlot};
 pub(crate) use follow::Follow;
-pub use reconciler::{needs_shim, shim_name, wanted_shims, Reconciler, ReconcilerConfig};
+pub use reconciler::{needs_shim, shim_mac, shim_name, wanted_shims, Reconciler, ReconcilerConfig};
 
 #[cfg(test)]
 mod tests;

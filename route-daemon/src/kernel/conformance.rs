@@ -81,12 +81,18 @@ pub struct SeenLink {
     /// A macvlan in bridge mode.
     pub macvlan_bridge: bool,
     pub parent: Option<String>,
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
     pub alias: Option<String>,
     pub up: bool,
     /// Global addresses, sorted.
     pub addresses: Vec<IpNet>,
     /// Every IPv6 address was added without duplicate address detection.
     pub nodad: bool,
+    /// It can resolve neighbours for forwarded IPv6 at once: it has a
+    /// link-local address that is not tentative (the kernel solicits only
+    /// from such an address). The in-memory kernel: it has any IPv6 address.
+    pub ipv6_ready: bool,
 }
 
 /// The routes the kernel makes for [`RAILS`]' addresses in the main table (a
@@ -677,10 +683,12 @@ pub async fn shims_are_made_marked_and_found_again<F: Fixture>(fx: &F) -> Result
         SeenLink {
             macvlan_bridge: true,
             parent: Some("rail0".into()),
+            mac: "02:00:5e:aa:00:01".into(),
             alias: Some("railyard:net-a".into()),
             up: true,
             addresses: a.addresses.clone(),
             nodad: true,
+            ipv6_ready: true,
         }
     );
     let fresh = fx.reopen().await?;
@@ -694,8 +702,9 @@ pub async fn shims_are_made_marked_and_found_again<F: Fixture>(fx: &F) -> Result
 }
 
 /// Whatever happened to our shim is put right by the next ensure: down, an
-/// address deleted, other addresses wanted (only those stay), another parent,
-/// the link deleted.
+/// address deleted, other addresses wanted (only those stay), another MAC or
+/// parent wanted, the link deleted (made again with the same MAC, so pods'
+/// neighbour entries stay good).
 pub async fn shims_are_repaired_in_place<F: Fixture>(fx: &F) -> Result<()> {
     let k = fx.kernel();
     let name = "ry-0-bbbb0000";
@@ -720,6 +729,10 @@ pub async fn shims_are_repaired_in_place<F: Fixture>(fx: &F) -> Result<()> {
         "only the wanted stay"
     );
 
+    a.mac = [0x02, 0x00, 0x5e, 0xbb, 0x00, 0x02];
+    assert_eq!(k.ensure_shim(&a).await?, Ensured::Repaired, "another MAC");
+    assert_eq!(k.owned_shims().await?, vec![state_of(&a)]);
+
     a.parent = "rail1".parse().expect("valid by construction");
     assert_eq!(
         k.ensure_shim(&a).await?,
@@ -737,7 +750,9 @@ pub async fn shims_are_repaired_in_place<F: Fixture>(fx: &F) -> Result<()> {
     );
     let seen = fx.seen_link(name).await.expect("made again");
     assert!(seen.up && seen.macvlan_bridge, "{seen:?}");
+
     assert_eq!(seen.parent.as_deref(), Some("rail1"));
+    assert_eq!(seen.mac, "02:00:5e:bb:00:02", "the same MAC as before");
     assert_eq!(seen.addresses, a.addresses);
     Ok(())
 }
@@ -797,13 +812,15 @@ pub async fn shims_are_removed_and_refused_without_their_parent<F: Fixture>(fx: 
 
 // --- helpers --------------------------------------------------------------
 
-/// A shim of network `net-a` (addresses sorted, as the daemon hands them).
+/// A shim of network `net-a` (addresses sorted, as the daemon hands them),
+/// MAC 02:00:5e:aa:00:01.
 pub fn shim(name: &str, parent: &str, addresses: &[&str]) -> Shim {
     let mut addresses: Vec<IpNet> = addresses.iter().map(|a| net(a)).collect();
     addresses.sort_unstable();
     Shim {
         name: name.parse().expect("valid interface name"),
         parent: parent.parse().expect("valid interface name"),
+        mac: [0x02, 0x00, 0x5e, 0xaa, 0x00, 0x01],
         network: "net-a".into(),
         addresses,
     }
@@ -814,6 +831,7 @@ fn state_of(shim: &Shim) -> ShimState {
     ShimState {
         name: shim.name,
         parent: Some(shim.parent),
+        mac: shim.mac,
         up: true,
         addresses: shim.addresses.clone(),
     }

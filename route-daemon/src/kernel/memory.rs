@@ -48,6 +48,7 @@ pub struct MemoryLink {
     pub parent: Option<IfName>,
     /// A macvlan in bridge mode (what a shim is); false for anything else.
     pub macvlan_bridge: bool,
+    pub mac: [u8; 6],
     pub alias: Option<String>,
     pub up: bool,
     /// Global addresses in the order they were added.
@@ -120,6 +121,7 @@ impl MemoryRoutes {
             MemoryLink {
                 parent: None,
                 macvlan_bridge: false,
+                mac: [0; 6],
                 alias: None,
                 up: true,
                 addresses: Vec::new(),
@@ -136,6 +138,7 @@ impl MemoryRoutes {
             MemoryLink {
                 parent: Some(parent),
                 macvlan_bridge: true,
+                mac: [0x02, 0, 0, 0, 0, 0x01],
                 alias: alias.map(str::to_owned),
                 up: false,
                 addresses: Vec::new(),
@@ -297,6 +300,7 @@ impl GatewayShims for MemoryRoutes {
                 ShimState {
                     name: *name,
                     parent: l.parent.filter(|_| l.macvlan_bridge),
+                    mac: l.mac,
                     up: l.up,
                     addresses,
                 }
@@ -316,6 +320,7 @@ impl GatewayShims for MemoryRoutes {
         let wanted = MemoryLink {
             parent: Some(shim.parent),
             macvlan_bridge: true,
+            mac: shim.mac,
             alias: Some(shim.alias()),
             up: true,
             addresses: shim.addresses.clone(),
@@ -331,6 +336,7 @@ impl GatewayShims for MemoryRoutes {
         have.sort_unstable();
         let same = link.parent == wanted.parent
             && link.macvlan_bridge
+            && link.mac == shim.mac
             && link.alias == wanted.alias
             && link.up
             && have == shim.addresses;

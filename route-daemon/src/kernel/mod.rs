@@ -58,7 +58,9 @@ use railyard_core::{route_table_for, ActualRoute, Route, RouteDiff};
 
 use crate::error::Result;
 
-pub use shims::{Ensured, GatewayShims, Shim, ShimState, SHIM_ALIAS_PREFIX, SHIM_PREFIX};
+pub use shims::{
+    format_mac, Ensured, GatewayShims, Shim, ShimState, SHIM_ALIAS_PREFIX, SHIM_PREFIX,
+};
 
 /// The protocol number (`ip route ... proto 167`) that marks a route or a rule
 /// as railyard's. It is the whole ownership model: railyard changes and deletes

@@ -39,11 +39,17 @@ pub const SHIM_PREFIX: &str = "ry-";
 pub const SHIM_ALIAS_PREFIX: &str = "railyard:";
 
 /// A shim as the daemon wants it: a macvlan (bridge mode) child of `parent`,
-/// up, holding `addresses` (IPv6 ones without duplicate address detection).
+/// up, with MAC address `mac`, holding `addresses` (IPv6 ones without
+/// duplicate address detection).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Shim {
     pub name: IfName,
     pub parent: IfName,
+    /// Fixed rather than the kernel's random one, so a shim made again (after
+    /// an operator deleted it, or its NIC came back) answers at the MAC the
+    /// pods' neighbour caches hold: a new one would cut them off until their
+    /// entries time out (IPv6: 15 to 45 s).
+    pub mac: [u8; 6],
     /// The network it serves; goes into the alias, for operators.
     pub network: String,
     /// Sorted, each with its block's prefix length (so the kernel makes the
@@ -62,8 +68,11 @@ impl fmt::Display for Shim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} (macvlan on {}, network {}",
-            self.name, self.parent, self.network
+            "{} (macvlan on {}, {}, network {}",
+            self.name,
+            self.parent,
+            format_mac(&self.mac),
+            self.network
         )?;
         for a in &self.addresses {
             write!(f, ", {a}")?;
@@ -79,6 +88,7 @@ pub struct ShimState {
     /// `None` when the parent is gone (the kernel then removes the shim too) or
     /// the link is not a bridge-mode macvlan any more.
     pub parent: Option<IfName>,
+    pub mac: [u8; 6],
     pub up: bool,
     /// Global addresses, sorted (the kernel's IPv6 link-local one is left out).
     pub addresses: Vec<IpNet>,
@@ -90,8 +100,8 @@ pub enum Ensured {
     /// Already as wanted.
     Unchanged,
     Created,
-    /// Ours but not as wanted (down, addresses missing or extra, another parent
-    /// or mode); put right.
+    /// Ours but not as wanted (down, another MAC, addresses missing or extra,
+    /// another parent or mode); put right.
     Repaired,
     /// A link that is not ours holds the name; left alone.
     Conflict,
@@ -133,4 +143,12 @@ impl<T: GatewayShims + ?Sized> GatewayShims for Arc<T> {
 /// Whether a link of this name and alias is one of ours.
 pub fn is_ours(name: &str, alias: Option<&str>) -> bool {
     name.starts_with(SHIM_PREFIX) && alias.is_some_and(|a| a.starts_with(SHIM_ALIAS_PREFIX))
+}
+
+/// `aa:bb:cc:dd:ee:ff`, as `ip link` prints it.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

@@ -147,37 +147,14 @@ impl Cluster {
         Ok(())
     }
 
-    /// Per-host set-up once the host is planned: macvlan pods' gateway shims,
-    /// then a wait for CNI STATUS to report the network ready.
+    /// Per-host set-up once the host is planned: a wait for CNI STATUS to
+    /// report the network ready. (Macvlan pods' gateway shims are the
+    /// route-daemon's own, made from the plan: nothing to do here.)
     pub fn prepare_hosts(&mut self, hosts: &[usize]) -> Result<()> {
-        if self.spec().delegate == super::Delegate::Macvlan {
-            self.make_shims(hosts)?;
-        }
         if self.daemon_has_ipam() {
             for &i in hosts {
                 super::pods::wait_ready(self.spec(), i, Duration::from_secs(30))?;
             }
-        }
-        Ok(())
-    }
-
-    fn make_shims(&mut self, hosts: &[usize]) -> Result<()> {
-        let network = self.spec().network.clone();
-        let plan = self
-            .observer()?
-            .plan(&network)?
-            .ok_or_else(|| Error::Refused(format!("network {network} has no plan")))?;
-        for &i in hosts {
-            let host = self.spec().host(i);
-            let Some(hp) = plan.hosts.get(&host) else {
-                continue;
-            };
-            let gateways: Vec<(String, ipnet::IpNet)> = hp
-                .blocks
-                .iter()
-                .filter_map(|b| Some((b.nic.to_string(), gateway_of(b.cidr)?)))
-                .collect();
-            topology::make_gateway_shims(&host, &gateways)?;
         }
         Ok(())
     }
@@ -267,16 +244,6 @@ fn preflight(spec: &ClusterSpec) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// The first address of a block with the block's prefix length: where a pod of
-/// the block sends what is not on its link.
-fn gateway_of(block: ipnet::IpNet) -> Option<ipnet::IpNet> {
-    let addr: std::net::IpAddr = match block {
-        ipnet::IpNet::V4(n) => std::net::Ipv4Addr::from(u32::from(n.network()) + 1).into(),
-        ipnet::IpNet::V6(n) => std::net::Ipv6Addr::from(u128::from(n.network()) + 1).into(),
-    };
-    ipnet::IpNet::new(addr, block.prefix_len()).ok()
 }
 
 fn remove(path: &Path, problems: &mut Vec<String>) {

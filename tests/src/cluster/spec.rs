@@ -220,8 +220,17 @@ impl ClusterSpec {
         }
     }
 
-    /// The MultiNicNetwork `railyard apply` gets (JSON is YAML).
+    /// The MultiNicNetwork `railyard apply` gets (JSON is YAML). A macvlan
+    /// cluster names its delegate in `spec.plugin`, as a user's network does:
+    /// that is what tells each route-daemon to make the gateway shims macvlan
+    /// pods need (`docs/design/data-paths.md`).
     pub fn manifest(&self) -> serde_json::Value {
+        let plugin = match self.delegate {
+            Delegate::Macvlan => serde_json::json!({
+                "cniVersion": "1.0.0", "type": "macvlan", "args": {"mode": "bridge"},
+            }),
+            _ => serde_json::json!({"cniVersion": "1.0.0", "type": "railyard-cni"}),
+        };
         serde_json::json!({
             "apiVersion": "railyard.dev/v1",
             "kind": "MultiNicNetwork",
@@ -234,7 +243,7 @@ impl ClusterSpec {
                     "interfaceBlock": self.interface_block(),
                 },
                 "multiNICIPAM": true,
-                "plugin": {"cniVersion": "1.0.0", "type": "railyard-cni"},
+                "plugin": plugin,
                 "attachPolicy": {"strategy": "none"},
             }
         })

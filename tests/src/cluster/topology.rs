@@ -98,25 +98,53 @@ pub fn make_host(state: &mut State, i: usize) -> Result<()> {
     )
 }
 
-/// For macvlan pods: a macvlan child of each rail NIC holding the host block's
-/// gateway. macvlan children cannot talk to their parent, only to siblings, so
-/// without it a pod could not reach its gateway (the host) at all. `gateways` is
-/// (NIC, gateway address with the block's prefix length).
-pub fn make_gateway_shims(host: &str, gateways: &[(String, ipnet::IpNet)]) -> Result<()> {
-    let mut lines = Vec::new();
-    let mut made = std::collections::BTreeSet::new();
-    for (nic, gw) in gateways {
-        let shim = format!("ry-gw-{nic}");
-        if made.insert(shim.clone()) {
-            lines.push(format!(
-                "link add {shim} link {nic} type macvlan mode bridge"
-            ));
-            lines.push(format!("link set {shim} up"));
-        }
-        let nodad = if gw.addr().is_ipv6() { " nodad" } else { "" };
-        lines.push(format!("addr add {gw} dev {shim}{nodad}"));
-    }
-    ip_batch(Some(host), &lines)
+/// A gateway shim as `ip -d addr show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GatewayShim {
+    pub name: String,
+    pub parent: String,
+    pub mac: String,
+    pub alias: String,
+    /// Global addresses with their prefix lengths.
+    pub addresses: Vec<String>,
+}
+
+/// Host `i`'s gateway shims, the links its route-daemon made for macvlan pods
+/// (alias `railyard:<network>`, see `docs/design/data-paths.md`), sorted by
+/// name. The harness makes none itself: what is here is the daemon's.
+pub fn gateway_shims(spec: &ClusterSpec, i: usize) -> Vec<GatewayShim> {
+    let text = ip_in(&spec.host(i), &["-j", "-d", "addr", "show"]).unwrap_or_default();
+    let links: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+    let mut out: Vec<GatewayShim> = links
+        .iter()
+        .filter(|l| {
+            l["ifalias"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("railyard:"))
+        })
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+            let addresses = l["addr_info"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["scope"] == "global")
+                .map(|a| {
+                    let local = a["local"].as_str().unwrap_or_default();
+                    format!("{local}/{}", a["prefixlen"])
+                })
+                .collect();
+            GatewayShim {
+                name: s("ifname"),
+                parent: s("link"),
+                mac: s("address"),
+                alias: s("ifalias"),
+                addresses,
+            }
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Host `i`'s routes in `table` tagged with railyard's protocol, as

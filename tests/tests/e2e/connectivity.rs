@@ -2,6 +2,9 @@
 //! with every pod holding its own addresses.
 
 use crate::common::{spec, TestCluster};
+use railyard_core::BlockAllocator;
+use railyard_e2e::cluster::cmd::ip_in;
+use railyard_e2e::cluster::topology::gateway_shims;
 use railyard_e2e::{Cluster, Delegate, Error, Family};
 
 #[test]
@@ -54,14 +57,83 @@ fn dual_stack_pods_reach_each_other_over_both_families() {
 }
 
 /// IPv6-only rails, and macvlan instead of ptp: the pods sit on the rail's L2
-/// and reach the host through its gateway shim.
+/// and reach the host through its gateway shim, which each route-daemon makes
+/// itself (the harness makes none): one per rail, holding the host block's
+/// gateway, made again when deleted by hand, gone with the network.
 #[test]
 fn ipv6_only_macvlan_pods_are_connected() {
     let mut s = spec("e2e-v6mv", 203);
     s.family = Family::V6;
     s.delegate = Delegate::Macvlan;
-    let c = TestCluster::up(s);
+    let mut c = TestCluster::up(s.clone());
     let addrs = c.distinct_addresses();
     assert!(addrs.iter().all(|a| a.is_ipv6()), "{addrs:?}");
     c.assert_connected(None);
+
+    let plan = c
+        .observer()
+        .expect("etcd")
+        .plan(&s.network)
+        .expect("read plan");
+    let plan = plan.expect("a plan");
+    for i in 0..s.hosts {
+        let shims = gateway_shims(&s, i);
+        let blocks = &plan.hosts[&s.host(i)].blocks;
+        assert_eq!(shims.len(), s.rails, "host {i}: {shims:?}");
+        for b in blocks {
+            let gateway = format!(
+                "{}/{}",
+                BlockAllocator::new(b.cidr, &[]).gateway(),
+                b.cidr.prefix_len()
+            );
+            let shim = shims.iter().find(|sh| b.nic == sh.parent);
+            let shim = shim.unwrap_or_else(|| panic!("host {i}: no shim on {}: {shims:?}", b.nic));
+            assert_eq!(shim.alias, format!("railyard:{}", s.network));
+            assert_eq!(shim.addresses, [gateway], "host {i} {}", b.nic);
+        }
+    }
+
+    // Deleted by hand: the daemon makes it again, with the same MAC (so the
+    // pods' neighbour entries for their gateway stay good), and the pods
+    // reach each other at once.
+    let before = gateway_shims(&s, 0);
+    ip_in(&s.host(0), &["link", "del", &before[0].name]).expect("ip link del");
+    wait_for("the shim to be made again", || {
+        gateway_shims(&s, 0) == before
+    });
+    c.assert_connected(None);
+
+    // The network deleted: every daemon removes its shims.
+    c.detach_pods(None, 4).expect("detach pods");
+    let out = std::process::Command::new(s.bin_dir.join("railyard"))
+        .args([
+            "delete",
+            "network",
+            &s.network,
+            "--force",
+            "--etcd-endpoints",
+        ])
+        .arg(s.local_endpoint())
+        .output()
+        .expect("railyard runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("every shim to go", || {
+        (0..s.hosts).all(|i| gateway_shims(&s, i).is_empty())
+    });
+}
+
+/// Polls `done` every 100 ms for up to 15 s.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

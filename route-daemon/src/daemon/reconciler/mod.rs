@@ -37,7 +37,7 @@ mod rules;
 mod shims;
 mod table;
 
-pub use shims::{needs_shim, shim_name, wanted_shims};
+pub use shims::{needs_shim, shim_mac, shim_name, wanted_shims};
 
 use super::follow::Follow;
 use crate::kernel::{Kernel, RoutingMode, MAIN_TABLE};

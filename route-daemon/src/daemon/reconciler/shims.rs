@@ -107,6 +107,30 @@ pub fn shim_name(network: &str, nic: &str, rail: u32) -> IfName {
         .unwrap_or_else(|_| unreachable!("ASCII letters, digits and '-', at most 15 bytes"))
 }
 
+/// The shim's MAC address: locally administered unicast (`02:` first), the
+/// other five bytes an FNV-1a hash of network, NIC and the gateway addresses.
+/// The addresses are this host's blocks', so shims of different hosts on one
+/// rail differ; the same inputs give the same MAC, so a shim made again keeps
+/// the one the pods' neighbour caches hold (see [`Shim::mac`]).
+pub fn shim_mac(network: &str, nic: &str, addresses: &[IpNet]) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let text = addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    let parts = [network, nic]
+        .into_iter()
+        .chain(text.iter().map(String::as_str));
+    for part in parts {
+        for b in part.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let b = h.to_be_bytes();
+    [0x02, b[3], b[4], b[5], b[6], b[7]]
+}
+
 /// The shims host `me` needs, sorted by name: for every network (name, its
 /// delegate plugin, its plan) whose plugin [`needs_shim`], one per NIC where
 /// `me` has a block, holding the gateway of each of those blocks (one per
@@ -138,6 +162,7 @@ pub fn wanted_shims<'a>(
             let shim = Shim {
                 name: shim_name(network, &nic, rail),
                 parent: nic,
+                mac: shim_mac(network, &nic, &addresses),
                 network: network.to_owned(),
                 addresses,
             };
@@ -311,6 +336,24 @@ mod tests {
         assert_eq!(shims.len(), 2);
         assert_ne!(shims[0].name, shims[1].name);
         assert!(shims.iter().all(|s| s.parent == "eth1"));
+    }
+
+    #[test]
+    fn macs_are_stable_local_unicast_and_differ_between_hosts() {
+        let gw = |s: &str| vec![s.parse::<IpNet>().expect("net")];
+        let a = shim_mac("rails", "eth1", &gw("192.168.0.1/24"));
+        assert_eq!(
+            a,
+            shim_mac("rails", "eth1", &gw("192.168.0.1/24")),
+            "stable"
+        );
+        assert_eq!(a[0], 0x02, "locally administered, unicast");
+        assert_ne!(
+            a,
+            shim_mac("rails", "eth1", &gw("192.168.1.1/24")),
+            "another host"
+        );
+        assert_ne!(a, shim_mac("other", "eth1", &gw("192.168.0.1/24")));
     }
 
     #[test]

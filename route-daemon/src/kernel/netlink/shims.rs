@@ -7,7 +7,7 @@
 //! link someone else made under a shim's name is never changed.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
@@ -33,6 +33,7 @@ struct Found {
     alias: Option<String>,
     parent: Option<u32>,
     macvlan_bridge: bool,
+    mac: [u8; 6],
     up: bool,
 }
 
@@ -40,6 +41,7 @@ fn found(msg: &LinkMessage) -> Option<Found> {
     let mut name = None;
     let mut alias = None;
     let mut parent = None;
+    let mut mac = [0; 6];
     let mut macvlan = false;
     let mut bridge = false;
     for attr in &msg.attributes {
@@ -47,6 +49,11 @@ fn found(msg: &LinkMessage) -> Option<Found> {
             LinkAttribute::IfName(n) => name = IfName::new(n).ok(),
             LinkAttribute::IfAlias(a) => alias = Some(a.clone()),
             LinkAttribute::Link(i) => parent = Some(*i),
+            LinkAttribute::Address(a) => {
+                if let Ok(a) = <[u8; 6]>::try_from(a.as_slice()) {
+                    mac = a;
+                }
+            }
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     match info {
@@ -69,6 +76,7 @@ fn found(msg: &LinkMessage) -> Option<Found> {
         alias,
         parent,
         macvlan_bridge: macvlan && bridge,
+        mac,
         up: msg.header.flags.contains(LinkFlags::Up),
     })
 }
@@ -88,6 +96,29 @@ fn address_of(msg: &AddressMessage) -> Option<IpNet> {
     }
     let addr: IpAddr = local.or(address)?;
     IpNet::new(addr, msg.header.prefix_len).ok()
+}
+
+/// The EUI-64 link-local address of `mac`, the one the kernel makes.
+fn link_local(mac: &[u8; 6]) -> Ipv6Addr {
+    let m = mac;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
 }
 
 impl NetlinkRoutes {
@@ -119,7 +150,11 @@ impl NetlinkRoutes {
         let name = shim.name.as_ref();
         handle
             .link()
-            .add(LinkMacVlan::new(name, parent, MacVlanMode::Bridge).build())
+            .add(
+                LinkMacVlan::new(name, parent, MacVlanMode::Bridge)
+                    .address(shim.mac.to_vec())
+                    .build(),
+            )
             .execute()
             .await
             .map_err(|e| Error::netlink(format!("create shim {name:?}"), e))?;
@@ -148,6 +183,17 @@ impl NetlinkRoutes {
         if let Err(e) = marked {
             let _ = handle.link().del(index).execute().await;
             return Err(Error::netlink(format!("set the alias of shim {name:?}"), e));
+        }
+        if shim.addresses.iter().any(|a| a.addr().is_ipv6()) {
+            // The kernel sends neighbour solicitations for forwarded packets
+            // only from a link-local address that passed DAD; its own would be
+            // tentative for a second or two after every (re)creation, and the
+            // pods behind the shim unreachable from other hosts meanwhile. So
+            // the address it would make (EUI-64 of the MAC) is added first,
+            // without DAD; the kernel's own then finds it there.
+            let ll = IpNet::new(IpAddr::V6(link_local(&shim.mac)), 64)
+                .unwrap_or_else(|_| unreachable!("64 is a valid IPv6 prefix length"));
+            self.add_address(shim, index, ll).await?;
         }
         Ok(index)
     }
@@ -236,6 +282,7 @@ impl GatewayShims for NetlinkRoutes {
                     .parent
                     .filter(|_| l.macvlan_bridge)
                     .and_then(|p| names.get(&p).copied()),
+                mac: l.mac,
                 up: l.up,
                 addresses,
             });
@@ -295,6 +342,22 @@ impl GatewayShims for NetlinkRoutes {
                         })?;
                     outcome = Ensured::Repaired;
                 }
+                if l.mac != shim.mac {
+                    self.netlink()
+                        .handle()
+                        .link()
+                        .set(
+                            LinkUnspec::new_with_index(l.index)
+                                .address(shim.mac.to_vec())
+                                .build(),
+                        )
+                        .execute()
+                        .await
+                        .map_err(|e| {
+                            Error::netlink(format!("set the MAC of shim {:?}", l.name.as_ref()), e)
+                        })?;
+                    outcome = Ensured::Repaired;
+                }
                 if !l.up {
                     outcome = Ensured::Repaired;
                 }
@@ -302,6 +365,8 @@ impl GatewayShims for NetlinkRoutes {
             }
         };
         // Addresses before up: the link never answers without its gateway.
+        // (`sync_addresses` sees global addresses only: the link-local one
+        // `create` added is left alone.)
         if self.sync_addresses(shim, index).await? && outcome == Ensured::Unchanged {
             outcome = Ensured::Repaired;
         }
@@ -327,5 +392,16 @@ impl GatewayShims for NetlinkRoutes {
             .await
             .map_err(|e| Error::netlink(format!("delete shim {:?}", name.as_ref()), e))?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_link_local_address_is_the_kernels_eui64() {
+        let ll = link_local(&[0x02, 0xa5, 0xc7, 0x30, 0xef, 0xc1]);
+        assert_eq!(ll.to_string(), "fe80::a5:c7ff:fe30:efc1");
     }
 }
