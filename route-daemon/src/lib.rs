@@ -5,11 +5,13 @@
 //! modules below only fetch and apply, each behind a small trait so the daemon's
 //! loop runs against `MemStore` and an in-memory kernel in tests.
 //!
-//! The kernel port is [`kernel`]: [`RouteTable`] and [`PolicyRules`] over
+//! The kernel port is [`kernel`]: [`RouteTable`], [`PolicyRules`] and the
+//! gateway shims macvlan networks need ([`kernel::GatewayShims`]) over
 //! rtnetlink ([`NetlinkRoutes`]) and in memory ([`MemoryRoutes`]), one
 //! conformance suite for both (feature `conformance`). Ownership of routes and
 //! rules rests on one number: everything railyard writes carries
-//! [`RAILYARD_PROTOCOL`], and nothing with another protocol is ever changed.
+//! [`RAILYARD_PROTOCOL`], and nothing with another protocol is ever changed;
+//! a shim is railyard's by its `ry-` name and `railyard:` alias.
 
 pub mod cli;
 pub mod daemon;

@@ -196,7 +196,7 @@ impl HostContext {
         self.route_events.take()
     }
 
-    /// Connects the process's one store; see [`connect_once`].
+    /// Connects the process's one store; see `connect_once`.
     pub async fn connect(
         &self,
         shutdown: &mut watch::Receiver<bool>,
