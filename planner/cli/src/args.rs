@@ -110,10 +110,25 @@ pub enum Command {
         /// With --kubernetes: only pods of this namespace (default: all).
         #[arg(long, requires = "kubernetes")]
         namespace: Option<String>,
+        /// With --kubernetes: check from inside the cluster. The pods are the
+        /// check agents matched by this label selector (the DaemonSet of
+        /// deploy/kubernetes/check.yaml), and they make the probes.
+        #[arg(long, requires = "kubernetes", value_name = "SELECTOR")]
+        agents: Option<String>,
+        /// The agents' TCP port.
+        #[arg(long, default_value_t = crate::agent::DEFAULT_PORT)]
+        agent_port: u16,
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
         #[command(flatten)]
         etcd: EtcdArgs,
+    },
+    /// Serve the probes of an in-cluster `railyard check --agents` (run by the
+    /// DaemonSet of deploy/kubernetes/check.yaml, in a pod on the network).
+    CheckAgent {
+        /// TCP port, on every address of the pod.
+        #[arg(long, default_value_t = crate::agent::DEFAULT_PORT)]
+        port: u16,
     },
     /// The hostBlock trade-off of a network: hosts versus pods per host per rail.
     Capacity {

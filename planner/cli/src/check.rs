@@ -69,6 +69,47 @@ pub fn pods_of(network: &str, records: &[(String, AllocationRecord)]) -> Vec<Pod
     pods
 }
 
+/// One transfer of the throughput column: on `rail`, from pod `from` to
+/// pod `to` at `dst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transfer {
+    pub rail: u32,
+    pub from: usize,
+    pub to: usize,
+    pub dst: IpAddr,
+}
+
+/// One transfer per rail, between the first two pods holding the rail,
+/// preferring two on different hosts: the path railyard's routes carry.
+pub fn transfers(pods: &[Pod]) -> Vec<Transfer> {
+    let rails: std::collections::BTreeSet<u32> = pods
+        .iter()
+        .flat_map(|p| p.addresses.keys().copied())
+        .collect();
+    let mut out = Vec::new();
+    for rail in rails {
+        let on: Vec<usize> = (0..pods.len())
+            .filter(|&i| pods[i].addresses.contains_key(&rail))
+            .collect();
+        let pair = on
+            .iter()
+            .flat_map(|&a| on.iter().map(move |&b| (a, b)))
+            .filter(|&(a, b)| a != b)
+            .min_by_key(|&(a, b)| pods[a].host == pods[b].host);
+        let Some((from, to)) = pair else { continue };
+        let Some(&dst) = pods[to].addresses.get(&rail).and_then(|a| a.first()) else {
+            continue;
+        };
+        out.push(Transfer {
+            rail,
+            from,
+            to,
+            dst,
+        });
+    }
+    out
+}
+
 /// One ping: from a pod to an address of another pod on one rail.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Probe {

@@ -97,13 +97,15 @@ pub fn rail_of(plan: &Plan, addr: IpAddr) -> Option<u32> {
         .map(|i| i.index)
 }
 
-/// Reads the network's NADs and the pods (in `namespace`, or every namespace)
+/// Reads the network's NADs and the pods (in `namespace`, or every namespace;
+/// those matching label `selector` when given)
 /// from the API server of the inferred client configuration (`KUBECONFIG`,
 /// `~/.kube/config`, or the pod's service account in a cluster).
 pub async fn pods_from_api(
     plan: &Plan,
     network: &str,
     namespace: Option<&str>,
+    label_selector: Option<&str>,
 ) -> Result<Vec<Pod>> {
     let api_error = |what: &str, e: kube::Error| CliError::Usage(format!("{what}: {e}"));
     let client = kube::Client::try_default()
@@ -137,8 +139,12 @@ pub async fn pods_from_api(
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
+    let pod_params = match label_selector {
+        Some(s) => ListParams::default().labels(s),
+        None => ListParams::default(),
+    };
     let pods: Vec<ApiPod> = pod_api
-        .list(&ListParams::default())
+        .list(&pod_params)
         .await
         .map_err(|e| api_error("list Pods", e))?
         .items
@@ -154,6 +160,54 @@ pub async fn pods_from_api(
         })
         .collect();
     pods_from_status(plan, &nads, &pods)
+}
+
+/// The rails of `network` from its CIDR view (`cidrs.railyard.dev`, which the
+/// controller writes from the plan): what the in-cluster check needs of the
+/// plan, without the etcd credentials only the railyard-system pods hold.
+pub async fn rails_from_api(network: &str) -> Result<Plan> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| CliError::Usage(format!("no Kubernetes client configuration: {e}")))?;
+    let gvk = GroupVersionKind::gvk("railyard.dev", "v1", "CIDR");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "cidrs");
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let view = api.get(network).await.map_err(|e| {
+        CliError::Usage(format!(
+            "the CIDR view {network:?} (cidrs.railyard.dev): {e}; is the controller running?"
+        ))
+    })?;
+    rails_from_view(network, &view.data)
+}
+
+/// [`rails_from_api`]'s decoding: `spec.interfaces[]` as `{index, netAddress, cidrs}`.
+pub fn rails_from_view(network: &str, data: &serde_json::Value) -> Result<Plan> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Rail {
+        index: u32,
+        net_address: ipnet::IpNet,
+        #[serde(default)]
+        cidrs: Vec<ipnet::IpNet>,
+    }
+    let rails: Vec<Rail> =
+        serde_json::from_value(data["spec"]["interfaces"].clone()).map_err(|e| {
+            CliError::Usage(format!(
+                "the CIDR view {network:?}: spec.interfaces is not a list of rails: {e}"
+            ))
+        })?;
+    Ok(Plan {
+        network: network.to_owned(),
+        interfaces: rails
+            .into_iter()
+            .map(|r| railyard_core::plan::Interface {
+                index: r.index,
+                net_address: r.net_address,
+                cidrs: r.cidrs,
+            })
+            .collect(),
+        ..Plan::default()
+    })
 }
 
 #[cfg(test)]
@@ -200,6 +254,18 @@ mod tests {
         let want: BTreeMap<u32, Vec<IpAddr>> =
             BTreeMap::from([(1, vec!["192.168.64.2".parse().expect("ip")])]);
         assert_eq!(pods[0].addresses, want);
+    }
+
+    #[test]
+    fn rails_come_from_the_cidr_view_and_a_bad_one_names_the_field() {
+        let view = serde_json::json!({"spec": {"network": "rails", "interfaces": [
+            {"index": 0, "netAddress": "10.100.0.0/24", "cidrs": ["192.168.0.0/18"]},
+            {"index": 1, "netAddress": "10.100.1.0/24", "cidrs": ["192.168.64.0/18"]}]}});
+        let plan = rails_from_view("rails", &view).expect("valid");
+        assert_eq!(rail_of(&plan, "192.168.64.9".parse().expect("ip")), Some(1));
+        let bad = serde_json::json!({"spec": {"interfaces": [{"index": "zero"}]}});
+        let e = rails_from_view("rails", &bad).expect_err("bad");
+        assert!(e.to_string().contains("spec.interfaces"), "{e}");
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub struct PathProblem {
 #[derive(Debug, Serialize)]
 pub struct CheckOutcome {
     pub report: Report,
-    pub paths_checked: usize,
+    /// How many host paths were checked; `None` where the hosts' namespaces
+    /// are out of reach (the in-cluster check of `check_agents`).
+    pub paths_checked: Option<usize>,
     pub path_problems: Vec<PathProblem>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub throughput: Vec<RailThroughput>,
@@ -66,8 +68,15 @@ impl CheckOutcome {
     /// The connection table, then what was found of the host paths.
     pub fn render(&self) -> String {
         let mut table = crate::check::render(&self.report);
-        table.push_str(&format!("{} host paths checked", self.paths_checked));
-        if self.path_problems.is_empty() {
+        match self.paths_checked {
+            None => table.push_str(
+                "host paths not checked (in the cluster; `railyard check` on a node checks them)",
+            ),
+            Some(n) => table.push_str(&format!("{n} host paths checked")),
+        }
+        if self.paths_checked.is_none() {
+            table.push('\n');
+        } else if self.path_problems.is_empty() {
             table.push_str(", all leave through the rail's NIC\n");
         } else {
             table.push('\n');
@@ -165,50 +174,42 @@ pub async fn run_pods(plan: &Plan, pods: &[Pod], opts: &CheckOptions) -> Result<
     };
     Ok(CheckOutcome {
         report,
-        paths_checked,
+        paths_checked: Some(paths_checked),
         path_problems,
         throughput,
     })
 }
 
 /// One transfer per rail, one after the other (parallel transfers would share
-/// the cores and measure each other), between the first two pods holding the
-/// rail, preferring two on different hosts: the path railyard's routes carry.
+/// the cores and measure each other), between the pods [`check::transfers`]
+/// picks.
 fn rail_throughput(pods: &[Pod], opts: &CheckOptions) -> Vec<RailThroughput> {
-    let rails: std::collections::BTreeSet<u32> = pods
-        .iter()
-        .flat_map(|p| p.addresses.keys().copied())
-        .collect();
-    let mut out = Vec::new();
-    for rail in rails {
-        let on: Vec<&Pod> = pods
-            .iter()
-            .filter(|p| p.addresses.contains_key(&rail))
-            .collect();
-        let pair = on
-            .iter()
-            .flat_map(|a| on.iter().map(move |b| (*a, *b)))
-            .filter(|(a, b)| a.name != b.name)
-            .min_by_key(|(a, b)| a.host == b.host);
-        let Some((from, to)) = pair else { continue };
-        let Some(&dst) = to.addresses.get(&rail).and_then(|a| a.first()) else {
-            continue;
-        };
-        let result = crate::throughput::measure(
-            &netns_of(&opts.pod_netns, from),
-            &netns_of(&opts.pod_netns, to),
-            dst,
-        );
-        out.push(RailThroughput {
-            rail,
-            from: from.name.clone(),
-            to: to.name.clone(),
-            dst,
+    check::transfers(pods)
+        .into_iter()
+        .map(|t| {
+            let (from, to) = (&pods[t.from], &pods[t.to]);
+            let result = crate::throughput::measure(
+                &netns_of(&opts.pod_netns, from),
+                &netns_of(&opts.pod_netns, to),
+                t.dst,
+            );
+            RailThroughput::of(t, pods, result)
+        })
+        .collect()
+}
+
+impl RailThroughput {
+    /// The row of transfer `t` between `pods`, with its rate or why none.
+    pub fn of(t: check::Transfer, pods: &[Pod], result: Result<f64, String>) -> RailThroughput {
+        RailThroughput {
+            rail: t.rail,
+            from: pods[t.from].name.clone(),
+            to: pods[t.to].name.clone(),
+            dst: t.dst,
             mbit_per_s: result.as_ref().ok().copied(),
             error: result.err(),
-        });
+        }
     }
-    out
 }
 
 fn netns_of(template: &str, pod: &Pod) -> String {

@@ -3,8 +3,10 @@
 //! describe, delete) and the connection check ([`check`] decides, [`check_run`]
 //! probes from the pods' namespaces). Tested without spawning processes.
 
+pub mod agent;
 pub mod args;
 pub mod check;
+pub mod check_agents;
 pub mod check_k8s;
 pub mod check_run;
 pub mod commands;

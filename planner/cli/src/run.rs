@@ -97,6 +97,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", commands::describe_host(store.as_ref(), &name).await?);
             Ok(())
         }
+        Command::CheckAgent { port } => {
+            let listener = std::net::TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port))
+                .or_else(|_| std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)))
+                .map_err(|e| anyhow::anyhow!("check-agent: listen on port {port}: {e}"))?;
+            eprintln!("railyard check-agent: serving on port {port}");
+            tokio::task::spawn_blocking(move || crate::agent::serve(listener)).await??;
+            Ok(())
+        }
         Command::Check {
             network,
             peers,
@@ -105,16 +113,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             concurrency,
             kubernetes,
             namespace,
+            agents,
+            agent_port,
             throughput,
             output,
             etcd,
         } => {
-            let store = etcd.connect().await?;
-            let plans = commands::plans(store.as_ref(), Some(&network)).await?;
-            let plan = plans
-                .into_iter()
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("network {network:?} has no plan"))?;
+            // In the cluster (agents), the rails come from the API's CIDR
+            // view: the check's pod holds no etcd credentials.
+            let store = match agents {
+                Some(_) => None,
+                None => Some(etcd.connect().await?),
+            };
+            let plan = match &store {
+                None => crate::check_k8s::rails_from_api(&network).await?,
+                Some(store) => commands::plans(store.as_ref(), Some(&network))
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("network {network:?} has no plan"))?,
+            };
             let opts = crate::check_run::CheckOptions {
                 network,
                 peers,
@@ -125,11 +143,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 throughput,
             };
             let outcome = if kubernetes {
-                let pods =
-                    crate::check_k8s::pods_from_api(&plan, &opts.network, namespace.as_deref())
-                        .await?;
-                crate::check_run::run_pods(&plan, &pods, &opts).await?
+                let pods = crate::check_k8s::pods_from_api(
+                    &plan,
+                    &opts.network,
+                    namespace.as_deref(),
+                    agents.as_deref(),
+                )
+                .await?;
+                match agents {
+                    Some(_) => crate::check_agents::run(&pods, &opts, agent_port).await?,
+                    None => crate::check_run::run_pods(&plan, &pods, &opts).await?,
+                }
             } else {
+                let store = store.ok_or_else(|| anyhow::anyhow!("no etcd connection"))?;
                 crate::check_run::run(store.as_ref(), &plan, &opts).await?
             };
             print(output, &outcome, Some(outcome.render()))?;

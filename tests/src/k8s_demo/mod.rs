@@ -10,6 +10,7 @@
 
 mod forward;
 pub mod multus;
+mod node_view;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -162,18 +163,45 @@ impl K8sDemo {
         wanted: &[(String, usize, String)],
         parallel: usize,
     ) -> Result<(Vec<DemoPod>, Duration)> {
-        let spec = self.cluster.spec().clone();
-        let items: Vec<Value> = wanted
+        let pods: Vec<(Value, usize)> = wanted
             .iter()
             .map(|(name, host, networks)| {
-                serde_json::json!({
+                let pod = serde_json::json!({
                     "apiVersion": "v1",
                     "kind": "Pod",
                     "metadata": {"name": name, "namespace": self.namespace,
                                  "annotations": {NETWORKS: networks}},
-                    "spec": {"nodeName": spec.host(*host), "automountServiceAccountToken": false,
+                    "spec": {"automountServiceAccountToken": false,
                              "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
-                })
+                });
+                (pod, *host)
+            })
+            .collect();
+        self.attach_pods(pods, parallel)
+    }
+
+    /// Pod objects as given (a DaemonSet's template, say), each bound to its
+    /// host (`spec.nodeName`, in the demo's namespace): created in the API
+    /// with one `kubectl apply` (so admission, Pod Security included, sees them
+    /// as written), then their sandboxes, then Multus ADD, `parallel` at a time.
+    pub fn attach_pods(
+        &mut self,
+        pods: Vec<(Value, usize)>,
+        parallel: usize,
+    ) -> Result<(Vec<DemoPod>, Duration)> {
+        let spec = self.cluster.spec().clone();
+        let mut wanted = Vec::new();
+        let items: Vec<Value> = pods
+            .into_iter()
+            .map(|(mut pod, host)| {
+                pod["metadata"]["namespace"] = Value::from(self.namespace.as_str());
+                pod["spec"]["nodeName"] = Value::from(spec.host(host));
+                let name = pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                wanted.push((name, host));
+                pod
             })
             .collect();
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
@@ -198,7 +226,7 @@ impl K8sDemo {
         })?;
         let pods: Vec<DemoPod> = wanted
             .iter()
-            .map(|(name, host, _)| {
+            .map(|(name, host)| {
                 let netns = format!("{}{name}", spec.prefix);
                 DemoPod {
                     name: name.clone(),
@@ -267,6 +295,24 @@ impl K8sDemo {
         .arg(format!("--etcd-endpoints={}", spec.local_endpoint()))
         .env("KUBECONFIG", &self.check_kubeconfig);
         cmd
+    }
+
+    /// Makes the API server reachable from network namespace `netns` (a pod's,
+    /// say) at the address the kubeconfigs name, as a pod reaches it through
+    /// the cluster's Service in a real cluster.
+    pub fn reach_api_from(&self, netns: &str) -> Result<()> {
+        forward::start(netns, self.plane.state.ports.apiserver)
+    }
+
+    /// A kubeconfig with a token of ServiceAccount `namespace/account`: what
+    /// a pod running as that account authenticates with.
+    pub fn kubeconfig_of(&self, namespace: &str, account: &str) -> Result<PathBuf> {
+        identity::token_kubeconfig(
+            &self.plane,
+            namespace,
+            account,
+            &format!("{namespace}-{account}.kubeconfig"),
+        )
     }
 
     /// The Pod's `k8s.v1.cni.cncf.io/network-status`, parsed.

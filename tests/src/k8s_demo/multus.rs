@@ -7,19 +7,17 @@
 //! with the NAD's config, and writes `k8s.v1.cni.cncf.io/network-status` on the
 //! Pod.
 //!
-//! The NAD names railyard-ipam's default socket, `/run/railyard/ipam.sock`, as
-//! on a real node. The local cluster's hosts share one filesystem and keep each
-//! daemon's socket in `/run/railyard/<host>/`, so Multus runs in a private mount
-//! namespace with that directory bound over `/run/railyard`: the node's view.
-//! Likewise the cluster's CNI state dir is bound over railyard-cni's default
-//! `/var/lib/cni/railyard`.
+//! Each call runs in its host's [`NodeView`]: the host's network namespace and
+//! a mount namespace in which the NAD's default paths (railyard-ipam's socket,
+//! railyard-cni's state dir) are that host's, as on a real node.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::{json, Value};
 
+use super::node_view::NodeView;
 use crate::cluster::ClusterSpec;
 use crate::error::{Error, Result};
 use crate::kube::upstream;
@@ -27,11 +25,13 @@ use crate::kube::upstream;
 /// Where Debian's `loopback` plugin is (`make deps` builds the others).
 const DEBIAN_CNI: &str = "/usr/lib/cni";
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Multus {
     bin: PathBuf,
     conf: Value,
     cni_path: String,
+    /// One per host of the cluster, made once (see [`NodeView`]).
+    views: Vec<NodeView>,
 }
 
 /// What one ADD gave: the container ID used and Multus's result.
@@ -64,10 +64,23 @@ impl Multus {
             "logLevel": "verbose",
             "delegates": [{"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}],
         });
+        // The NAD's state dir, railyard-cni's default, becomes the
+        // cluster's, so `down` removes the attachments' state with the cluster.
+        let views = (0..spec.hosts)
+            .map(|host| {
+                let sockets = spec.socket(host).parent().map(Path::to_path_buf);
+                NodeView::new(
+                    &spec.host(host),
+                    &sockets.unwrap_or_default(),
+                    &spec.cni_state(),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Multus {
             bin,
             conf,
             cni_path: format!("{}:{}", upstream::dir().display(), DEBIAN_CNI),
+            views,
         })
     }
 
@@ -82,24 +95,14 @@ impl Multus {
         netns: &str,
         container_id: &str,
     ) -> Result<Value> {
-        let sockets = spec
-            .socket(host)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        // The NAD's state dir, railyard-cni's default, becomes the cluster's, so
-        // `down` removes the attachments' state with the cluster.
-        let script = r#"mkdir -p /run/railyard /var/lib/cni/railyard "$1" &&
-            mount --bind "$0" /run/railyard &&
-            mount --bind "$1" /var/lib/cni/railyard && exec "$2""#;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &spec.host(host)])
-            .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
-            .arg(script)
-            .arg(&sockets)
-            .arg(spec.cni_state())
-            .arg(&self.bin)
-            .env("CNI_COMMAND", command)
+        let view = self.views.get(host).ok_or_else(|| {
+            Error::Refused(format!(
+                "host {host}: the cluster has {} hosts",
+                self.views.len()
+            ))
+        })?;
+        let mut cmd = view.command(&self.bin);
+        cmd.env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", container_id)
             .env("CNI_NETNS", format!("/run/netns/{netns}"))
             .env("CNI_IFNAME", "eth0")

@@ -11,8 +11,10 @@
 //! never skips, without them. Root only for `multus` (the demo's core path in
 //! network namespaces); the others need none.
 
+mod check_in_cluster;
 mod common;
 mod crds;
+mod demo;
 mod loud;
 mod multus;
 mod nads;

@@ -5,33 +5,14 @@
 //! other on the rail they share. Its own control plane: its controller leads the
 //! local cluster's etcd, not the shared test planner's.
 //!
-//! Needs root (network namespaces). Management id 245 (245-249 are this
-//! file's).
+//! Needs root (network namespaces). Management id 245.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
-use railyard_e2e::cluster::etcd::free_port_pair;
 use railyard_e2e::cluster::pods::ping;
-use railyard_e2e::k8s_demo::K8sDemo;
-use railyard_e2e::kube::upstream;
-use railyard_e2e::{bins, Cluster, ClusterSpec};
 use serde_json::Value;
 
-/// The demo, torn down on drop (the plane goes with its tempdir's owner).
-struct Demo(Option<K8sDemo>);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        if let Some(mut d) = self.0.take() {
-            if std::thread::panicking() {
-                eprintln!("{}\n{}", d.cluster.log_tails(30), d.plane.log_tails(20));
-            }
-            d.cluster.down();
-            d.plane.stop();
-        }
-    }
-}
+use crate::demo::Demo;
 
 /// The railyard addresses (not the loopback default network's) in a network-status.
 fn railyard_ips(status: &Value) -> Vec<(String, IpAddr)> {
@@ -54,33 +35,8 @@ fn railyard_ips(status: &Value) -> Vec<(String, IpAddr)> {
 
 #[test]
 fn pods_attach_through_multus_and_reach_each_other() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the Multus test needs root (network namespaces, links, routes)"
-    );
-    let bin_dir = bins::for_tests().unwrap_or_else(|e| panic!("{e}"));
-    let name = "k8s-multus";
-    let mut s = ClusterSpec::new(PathBuf::from("/tmp/railyard-e2e").join(name), bin_dir);
-    s.prefix = "k8s-mx-".into();
-    s.mgmt_id = 245;
-    s.etcd_port = free_port_pair().expect("two free loopback ports for etcd");
-    s.hosts = 2;
-    s.rails = 2;
-    s.lease_ttl = 3;
-    s.cni_dir = upstream::dir();
-    if let Some(mut stale) = Cluster::open(&s.state_dir).expect("read old state") {
-        stale.down();
-    }
-    let plane_dir = tempfile::Builder::new()
-        .prefix("railyard-k8s-multus-")
-        .tempdir()
-        .expect("tempdir");
-    let demo = K8sDemo::up(s, plane_dir.path().join("plane"), true, "demo", &mut |l| {
-        eprintln!("[up] {l}")
-    })
-    .unwrap_or_else(|e| panic!("the demo did not come up: {e}"));
-    let mut demo = Demo(Some(demo));
-    let d = demo.0.as_mut().expect("demo");
+    let mut demo = Demo::up("k8s-mx", 245, "demo");
+    let d = demo.get();
 
     let a = d
         .attach("pod-a", 0, r#"[{"name": "rails"}]"#)
