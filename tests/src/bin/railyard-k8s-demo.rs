@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use railyard_e2e::k8s_demo::K8sDemo;
 use railyard_e2e::kube::upstream;
+use railyard_e2e::cluster::Delegate;
 use railyard_e2e::{kube, Cluster, ClusterSpec};
 
 const DEFAULT_STATE: &str = "/var/lib/railyard-k8s-demo";
@@ -37,6 +38,11 @@ enum Command {
         /// Directory of the railyard binaries (default: this binary's directory).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// The interface plugin railyard-cni runs per NIC: ptp, or macvlan
+        /// (through the route-daemons' gateway shims). ipvlan needs the VM
+        /// (`make demo`); this demo runs on the machine's own kernel.
+        #[arg(long, value_enum, default_value = "ptp")]
+        delegate: Delegate,
     },
     /// Remove everything `up` made.
     Down {
@@ -53,7 +59,8 @@ fn main() -> ExitCode {
             pods,
             parallel,
             bin_dir,
-        } => up(&state, hosts, pods, parallel, bin_dir),
+            delegate,
+        } => up(&state, hosts, pods, parallel, bin_dir, delegate),
         Command::Down { state } => down(&state),
     };
     match result {
@@ -85,7 +92,11 @@ fn up(
     pods: usize,
     parallel: usize,
     bin_dir: Option<PathBuf>,
+    delegate: Delegate,
 ) -> anyhow::Result<()> {
+    if delegate == Delegate::Ipvlan {
+        anyhow::bail!("--delegate ipvlan: this kernel-bound demo runs ptp or macvlan");
+    }
     let bin_dir = match bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?
@@ -96,7 +107,8 @@ fn up(
     if pods == 0 {
         anyhow::bail!("--pods 0: the check needs pods");
     }
-    let spec = spec(state, hosts, bin_dir);
+    let mut spec = spec(state, hosts, bin_dir);
+    spec.delegate = delegate;
     let mut demo = match K8sDemo::up(spec, state.join("plane"), false, "demo", &mut |l| {
         println!("{l}")
     }) {

@@ -334,14 +334,21 @@ impl K8sDemo {
     }
 }
 
-/// The cluster's network as a MultiNicNetwork (ptp per rail, every NIC unless a
-/// pod's cni-args select fewer) targeting `namespace`.
+/// The cluster's network as a MultiNicNetwork targeting `namespace` (ptp per
+/// rail by default; macvlan in bridge mode for a `--delegate macvlan` cluster,
+/// whose route-daemons then make the gateway shims), every NIC unless a pod's
+/// cni-args select fewer. The `ipam` field is a JSON string, as multi-nic-cni
+/// writes it.
 pub fn network_manifest(spec: &ClusterSpec, namespace: &str) -> String {
+    let plugin = match spec.delegate {
+        crate::cluster::Delegate::Macvlan => "type: macvlan\n    args:\n      mode: bridge",
+        _ => "type: ptp",
+    };
     format!(
         "apiVersion: railyard.dev/v1\nkind: MultiNicNetwork\nmetadata:\n  name: {}\nspec:\n  \
          subnet: \"{}\"\n  ipam: '{{\"type\": \"railyard-ipam\", \"hostBlock\": {}, \
          \"interfaceBlock\": {}}}'\n  multiNICIPAM: true\n  plugin:\n    cniVersion: \"1.0.0\"\n    \
-         type: ptp\n  attachPolicy:\n    strategy: none\n  namespaces:\n  - {namespace}\n",
+         {plugin}\n  attachPolicy:\n    strategy: none\n  namespaces:\n  - {namespace}\n",
         spec.network,
         spec.subnet(),
         spec.host_block(),
