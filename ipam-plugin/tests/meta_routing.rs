@@ -48,7 +48,12 @@ fn add_makes_a_table_rule_and_sysctls_per_interface_and_del_removes_them() {
     );
     let table = |t: &str| pod.ip(&["-4", "route", "show", "table", t]);
     let t100 = table("100");
-    assert!(t100.contains("192.168.0.0/24 dev net1-0"), "{t100}");
+    // macvlan: the block through the gateway (railyard-cni's own routes,
+    // copied like the delegate's).
+    assert!(
+        t100.contains("192.168.0.0/24 via 192.168.0.1 dev net1-0"),
+        "{t100}"
+    );
     assert!(
         t100.contains("192.168.0.0/18 via 192.168.0.1 dev net1-0"),
         "{t100}"
@@ -107,6 +112,28 @@ fn without_the_flag_the_pod_gets_no_rules() {
     world.run("ADD", "c1", &pod.path(), &conf).ok();
     assert_eq!(rules(&pod), Vec::<String>::new());
     assert_eq!(sysctl(&pod, "net1-0", "arp_ignore"), "0");
+    // macvlan pods reach their own block through the gateway too, never
+    // over the rail's L2 (one neighbour entry per rail, not one per pod),
+    // and take no redirect back to it.
+    let main = pod.ip(&["-4", "route", "show"]);
+    for (block, gw, dev) in [
+        ("192.168.0.0/24", "192.168.0.1", "net1-0"),
+        ("192.168.64.0/24", "192.168.64.1", "net1-1"),
+    ] {
+        assert!(
+            main.contains(&format!("{block} via {gw} dev {dev}")),
+            "{main}"
+        );
+        assert!(
+            main.contains(&format!("{gw} dev {dev} scope link")),
+            "{main}"
+        );
+        assert!(!main.contains(&format!("{block} dev {dev}")), "{main}");
+        assert_eq!(sysctl(&pod, dev, "accept_redirects"), "0");
+    }
+    assert_eq!(sysctl(&pod, "all", "accept_redirects"), "0");
+    let got = pod.ip(&["route", "get", "192.168.0.77"]);
+    assert!(got.contains("via 192.168.0.1 dev net1-0"), "{got}");
     world.run("DEL", "c1", &pod.path(), &conf).ok();
 }
 

@@ -11,7 +11,7 @@
 //! allocation together.
 
 use super::state::{Member, State};
-use super::{about_member, concurrently, layout, member_env, routing, Run};
+use super::{about_member, concurrently, layout, member_env, routing, via_gateway, Run};
 use crate::cni::{AttachRequest, CniEnv, CniResult, Command};
 use crate::Error;
 
@@ -166,6 +166,17 @@ impl Run {
         self.store.save(state)?;
         if let Some(e) = first_error {
             return Err(e);
+        }
+        // Before podPolicyRouting, which copies the interfaces' routes.
+        if via_gateway::applies_to(&self.meta.delegate_type) {
+            let hops: Vec<via_gateway::Hop> = state
+                .members
+                .iter()
+                .flat_map(via_gateway::Hop::of)
+                .collect();
+            if !hops.is_empty() {
+                via_gateway::apply(a_netns(req)?, &hops)?;
+            }
         }
         if state.policy_routing {
             let legs = state

@@ -24,6 +24,7 @@ pub mod lock;
 pub mod naming;
 pub mod routing;
 pub mod state;
+pub mod via_gateway;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -7,8 +7,9 @@
 //! this up by hand). So for each pod interface on rail r:
 //!
 //! - table `100 + r` gets a copy of the main-table routes the delegate
-//!   made on that interface (whatever the plugin made: a subnet route for
-//!   macvlan, a /32 gateway route for ptp, and railyard's rail routes),
+//!   made on that interface (whatever the plugin made: for macvlan the
+//!   block via its gateway, which [`super::via_gateway`] set up before, a
+//!   /32 gateway route for ptp, and railyard's rail routes),
 //!   and a default route via the interface's gateway, so a reply to a
 //!   peer on another rail (the request crossed rails at the hosts) still
 //!   leaves by this interface;
@@ -117,12 +118,13 @@ impl Leg {
 
 /// Sets up tables, rules and sysctls for `legs` in `netns`.
 pub fn apply(netns: &Path, legs: &[Leg]) -> Result<(), Error> {
-    in_netns(netns, || {
-        let ip = ip_binary()?;
+    in_netns(FIELD, netns, || {
+        let ip = ip_binary(FIELD)?;
         for family in [Family::V4, Family::V6] {
             let mut batch = String::new();
             for leg in legs {
                 let shown = run(
+                    FIELD,
                     &ip,
                     &[family.flag(), "-j", "route", "show", "dev", &leg.ifname],
                     "",
@@ -150,7 +152,7 @@ pub fn apply(netns: &Path, legs: &[Leg]) -> Result<(), Error> {
                 }
             }
             if !batch.is_empty() {
-                run(&ip, &[family.flag(), "-batch", "-"], &batch)?;
+                run(FIELD, &ip, &[family.flag(), "-batch", "-"], &batch)?;
             }
         }
         for leg in legs {
@@ -173,8 +175,8 @@ pub fn remove(netns: &Path, legs: &[Leg]) -> Result<(), Error> {
     if legs.is_empty() || !crate::cni::netns::is_netns(netns) {
         return Ok(());
     }
-    in_netns(netns, || {
-        let ip = ip_binary()?;
+    in_netns(FIELD, netns, || {
+        let ip = ip_binary(FIELD)?;
         for family in [Family::V4, Family::V6] {
             let mut batch = String::new();
             for leg in legs {
@@ -188,7 +190,12 @@ pub fn remove(netns: &Path, legs: &[Leg]) -> Result<(), Error> {
                 batch.push_str(&format!("route flush table {}\n", leg.table()));
             }
             // -force: go on past a rule or table that is already gone.
-            let _ = run(&ip, &[family.flag(), "-force", "-batch", "-"], &batch);
+            let _ = run(
+                FIELD,
+                &ip,
+                &[family.flag(), "-force", "-batch", "-"],
+                &batch,
+            );
         }
         Ok(())
     })
@@ -245,19 +252,20 @@ fn parse_routes(json: &str) -> Vec<String> {
 }
 
 /// Runs `f` on a thread that has joined `netns`; children it spawns are
-/// in that netns too.
-fn in_netns<T: Send>(
+/// in that netns too. `what` (the feature) heads its errors.
+pub(super) fn in_netns<T: Send>(
+    what: &str,
     netns: &Path,
     f: impl FnOnce() -> Result<T, Error> + Send,
 ) -> Result<T, Error> {
     let file = File::open(netns).map_err(|source| Error::Io {
-        context: format!("{FIELD}: opening the pod netns {}", netns.display()),
+        context: format!("{what}: opening the pod netns {}", netns.display()),
         source,
     })?;
     std::thread::scope(|s| {
         s.spawn(|| {
             setns(&file, CloneFlags::CLONE_NEWNET).map_err(|errno| Error::Io {
-                context: format!("{FIELD}: entering the pod netns {}", netns.display()),
+                context: format!("{what}: entering the pod netns {}", netns.display()),
                 source: errno.into(),
             })?;
             f()
@@ -265,27 +273,27 @@ fn in_netns<T: Send>(
         .join()
         .unwrap_or_else(|_| {
             Err(Error::Internal {
-                reason: format!("{FIELD}: the netns thread panicked"),
+                reason: format!("{what}: the netns thread panicked"),
             })
         })
     })
 }
 
-fn ip_binary() -> Result<PathBuf, Error> {
+pub(super) fn ip_binary(what: &str) -> Result<PathBuf, Error> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
         .map(|d| d.join("ip"))
         .find(|p| p.is_file())
         .ok_or_else(|| Error::Io {
-            context: format!("{FIELD}: finding iproute2's `ip`"),
+            context: format!("{what}: finding iproute2's `ip`"),
             source: std::io::ErrorKind::NotFound.into(),
         })
 }
 
-fn run(ip: &Path, args: &[&str], stdin: &str) -> Result<String, Error> {
+pub(super) fn run(what: &str, ip: &Path, args: &[&str], stdin: &str) -> Result<String, Error> {
     let failed = |detail: String| Error::Io {
-        context: format!("{FIELD}: `ip {}`", args.join(" ")),
+        context: format!("{what}: `ip {}`", args.join(" ")),
         source: std::io::Error::other(detail),
     };
     let mut child = Command::new(ip)
