@@ -73,7 +73,7 @@ pub fn start_with_rbac(name: &str, rbac_yaml: Option<&str>) -> anyhow::Result<En
         &dir.path().join("planner.log"),
     )?;
     let kubectl = plane.admin()?;
-    Ok(Env {
+    let env = Env {
         plane,
         kubectl,
         _etcd: etcd,
@@ -81,10 +81,64 @@ pub fn start_with_rbac(name: &str, rbac_yaml: Option<&str>) -> anyhow::Result<En
         rt,
         planner: Mutex::new(planner),
         _dir: dir,
-    })
+    };
+    env.wait_for_controller(name)?;
+    Ok(env)
 }
 
 impl Env {
+    /// Returns once the controller answers: a sentinel network it must refuse
+    /// (hostBlock 99) has its Invalid condition. Tests apply their networks
+    /// right after, and a network applied while the controller's watch was
+    /// still starting was, now and then, never reconciled (status null for
+    /// the whole test). The sentinel is touched every 5 s until answered, and
+    /// a touch that was needed is printed: it means the controller missed an
+    /// object created during its start.
+    fn wait_for_controller(&self, name: &str) -> anyhow::Result<()> {
+        let sentinel = network(
+            "t-env-ready",
+            "10.254.0.0/16",
+            r#"{"type": "multi-nic-ipam", "hostBlock": 99, "interfaceBlock": 2}"#,
+            IPVLAN,
+            &[],
+        );
+        let started = Instant::now();
+        let mut touches = 0;
+        self.kubectl.apply(&sentinel)?;
+        loop {
+            let answered = self
+                .get("mnn", "t-env-ready", None)
+                .is_some_and(|o| condition(&o, "Invalid").is_some());
+            if answered {
+                break;
+            }
+            let waited = started.elapsed();
+            if waited > Duration::from_secs(60) {
+                anyhow::bail!(
+                    "the controller did not answer a network in 60 s\n{}",
+                    self.planner_log_tail(40)
+                );
+            }
+            if waited > Duration::from_secs(5 * (touches + 1)) {
+                touches += 1;
+                self.kubectl.run(&[
+                    "annotate",
+                    "--overwrite",
+                    "mnn",
+                    "t-env-ready",
+                    &format!("railyard.dev/test-touch={touches}"),
+                ])?;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if touches > 0 {
+            eprintln!("{name}: the controller answered the sentinel network only after {touches} touch(es)");
+        }
+        self.kubectl
+            .run(&["delete", "mnn", "t-env-ready", "--wait=false"])?;
+        Ok(())
+    }
+
     pub fn planner(&self) -> MutexGuard<'_, Planner> {
         self.planner.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -54,6 +54,15 @@ fn status_and_views_follow_the_planners_etcd() {
         &ns,
     ));
 
+    // ipvlan l2 does not cross hosts over railyard's routes: refused.
+    env.apply(&network(
+        "t-views-l2",
+        "10.83.0.0/16",
+        &ipam(6),
+        "    cniVersion: \"1.0.0\"\n    type: ipvlan\n    args:\n      mode: l2\n",
+        &ns,
+    ));
+
     // Ready: every host planned on both rails.
     let obj = env.wait_for("t-views Ready with 3 hosts", TIMEOUT, || {
         let obj = network_obj(env, "t-views")?;
@@ -100,6 +109,15 @@ fn status_and_views_follow_the_planners_etcd() {
     assert!(env
         .etcd_get("/railyard/v1/networks/t-views-invalid")
         .is_none());
+    let l2 = env.wait_for("t-views-l2 Invalid", TIMEOUT, || {
+        status_is(&network_obj(env, "t-views-l2")?, "Invalid", "True")
+    });
+    assert_eq!(l2.1, "InvalidSpec");
+    assert!(
+        l2.2.contains("spec.plugin.args.mode") && l2.2.contains("\"l2\""),
+        "the refusal names the field and the value: {l2:?}"
+    );
+    assert!(env.etcd_get("/railyard/v1/networks/t-views-l2").is_none());
     assert!(env
         .get("net-attach-def", "t-views-invalid", Some("t-views"))
         .is_none());
