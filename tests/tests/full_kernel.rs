@@ -4,8 +4,11 @@
 //! checked with `railyard check`: every pod reaches every other pod on every
 //! rail, and each host forwards the pods' traffic through the rail's own NIC.
 //! One VM runs every cluster in turn (a boot is cheap, a cluster under
-//! software emulation is not). Needs qemu and the kernel from `make deps`;
-//! fails, never skips, without them.
+//! software emulation is not), then the end-to-end membership tests again
+//! on ipvlan: a host joining and leaving, and a route-daemon that crashes and
+//! comes back (`tests/e2e/membership.rs`, run from its own test binary with
+//! `RAILYARD_E2E_DELEGATE=ipvlan`). Needs qemu and the kernel from
+//! `make deps`; fails, never skips, without them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,8 +26,33 @@ const CLUSTERS: [(&str, &str); 4] = [
     ("bond", "--pods 1 --bond"),
 ];
 
+/// The end-to-end tests that run again on ipvlan in the VM.
+const ON_IPVLAN: &str = "membership::";
+
+/// This package's `e2e` test binary, built beside this one by the same
+/// `cargo test` (the newest, should several builds be there).
+fn e2e_binary() -> PathBuf {
+    let me = std::env::current_exe().expect("this test binary's path");
+    let deps = me.parent().expect("target/<profile>/deps");
+    let newest = std::fs::read_dir(deps)
+        .expect("read target/<profile>/deps")
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("e2e-") && !name.contains('.')
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max();
+    newest.map(|(_, p)| p).unwrap_or_else(|| {
+        panic!(
+            "no e2e test binary in {}: build it with `cargo test -p railyard-e2e --no-run`",
+            deps.display()
+        )
+    })
+}
+
 #[test]
-fn ipvlan_vlan_and_bonded_rails_reach_every_pod_on_every_rail_across_hosts() {
+fn ipvlan_vlan_and_bonded_rails_reach_every_pod_and_ipvlan_hosts_join_leave_and_restart() {
     let local = env!("CARGO_BIN_EXE_railyard-local");
     let mut script = String::from("set -e\n");
     for (name, flags) in CLUSTERS {
@@ -34,6 +62,10 @@ fn ipvlan_vlan_and_bonded_rails_reach_every_pod_on_every_rail_across_hosts() {
              {local} down --state /tmp/rl-{name}\n"
         ));
     }
+    script.push_str(&format!(
+        "RAILYARD_E2E_DELEGATE=ipvlan {} {ON_IPVLAN} --test-threads=1 --color=never\n",
+        e2e_binary().display()
+    ));
     let cfg = VmConfig {
         cwd: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         timeout: Duration::from_secs(1200),
@@ -63,12 +95,18 @@ fn ipvlan_vlan_and_bonded_rails_reach_every_pod_on_every_rail_across_hosts() {
         .collect();
     assert_eq!(probes.len(), CLUSTERS.len(), "{}", out.output);
     assert!(probes.iter().all(|&(n, m)| n == m && m > 0), "{probes:?}");
-    assert_eq!(
+    // The clusters' checks, and the membership tests' own (they check too).
+    assert!(
         out.output
             .matches("host paths checked, all leave through the rail's NIC")
-            .count(),
-        CLUSTERS.len(),
+            .count()
+            >= CLUSTERS.len(),
         "{}",
+        out.output
+    );
+    assert!(
+        out.output.contains("test result: ok. 2 passed; 0 failed"),
+        "the membership tests did not both pass on ipvlan:\n{}",
         out.output
     );
 }

@@ -8,7 +8,9 @@ use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use railyard_e2e::cluster::etcd::free_port_pair;
+use railyard_e2e::cluster::spec::{Delegate, IpvlanMode};
 use railyard_e2e::{bins, Cluster, ClusterSpec};
 
 /// Fails (never skips) without root: a green run that created no namespace
@@ -21,8 +23,26 @@ pub fn require_root() {
     );
 }
 
+/// What `RAILYARD_E2E_DELEGATE` names (ptp when unset), and with ipvlan
+/// `RAILYARD_E2E_IPVLAN_MODE` (l3 when unset): the full-kernel tier
+/// (`tests/full_kernel.rs`) runs tests of this binary again inside the VM
+/// with ipvlan, which this machine's kernel lacks. A value that names no
+/// delegate fails the test rather than running another one.
+fn delegate_from_env() -> (Delegate, IpvlanMode) {
+    let parse = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+    let delegate = parse("RAILYARD_E2E_DELEGATE").map_or(Delegate::Ptp, |v| {
+        Delegate::from_str(&v, true).unwrap_or_else(|e| panic!("RAILYARD_E2E_DELEGATE={v:?}: {e}"))
+    });
+    let mode = parse("RAILYARD_E2E_IPVLAN_MODE").map_or(IpvlanMode::default(), |v| {
+        IpvlanMode::from_str(&v, true)
+            .unwrap_or_else(|e| panic!("RAILYARD_E2E_IPVLAN_MODE={v:?}: {e}"))
+    });
+    (delegate, mode)
+}
+
 /// A spec for test `name`: `mgmt_id` must differ between tests (it picks the
-/// management subnet; the tests run side by side).
+/// management subnet; the tests run side by side). Its delegate is ptp unless
+/// the environment names another ([`delegate_from_env`]).
 pub fn spec(name: &str, mgmt_id: u8) -> ClusterSpec {
     require_root();
     // Two clusters on one management subnet would route over each other.
@@ -43,6 +63,7 @@ pub fn spec(name: &str, mgmt_id: u8) -> ClusterSpec {
     s.pods = 2;
     s.lease_ttl = 3;
     s.grace = "2s".into();
+    (s.delegate, s.ipvlan_mode) = delegate_from_env();
     s
 }
 
