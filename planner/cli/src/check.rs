@@ -309,6 +309,26 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_per_rail_prefers_two_hosts() {
+        let pods = [
+            pod("a", "h0", &[(0, "10.0.0.1"), (1, "10.1.0.1")]),
+            pod("b", "h0", &[(0, "10.0.0.2"), (1, "10.1.0.2")]),
+            pod("c", "h1", &[(1, "10.1.0.3")]),
+        ];
+        let t = transfers(&pods);
+        // Rail 0: only a and b hold it, both on h0. Rail 1: across hosts.
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!((t[0].rail, t[0].from, t[0].to), (0, 0, 1));
+        assert_eq!(t[1].rail, 1);
+        assert_ne!(pods[t[1].from].host, pods[t[1].to].host, "{t:?}");
+        assert_eq!(t[1].dst, pods[t[1].to].addresses[&1][0]);
+        assert!(
+            transfers(&pods[..1]).is_empty(),
+            "one pod: nothing to send to"
+        );
+    }
+
+    #[test]
     fn every_pair_on_every_shared_rail() {
         let pods = vec![
             pod("a", "h0", &[(0, "192.168.0.2"), (1, "192.168.64.2")]),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::agent::{self, Reply, Request};
 use crate::check::{self, Pod};
-use crate::check_run::{CheckOptions, CheckOutcome, RailThroughput};
+use crate::check_run::{blocking, CheckOptions, CheckOutcome, RailThroughput};
 use crate::error::{CliError, Result};
 
 /// Every agent probes its peers (all, or `opts.peers`) on every rail, the
@@ -31,15 +31,14 @@ pub async fn run(agents: &[Pod], opts: &CheckOptions, port: u16) -> Result<Check
     }
     let probes = check::probes(agents, opts.peers);
     let (agents_owned, probes_owned) = (agents.to_vec(), probes.clone());
-    let results = tokio::task::spawn_blocking(move || probe(&agents_owned, &probes_owned, port))
-        .await
-        .map_err(|e| CliError::Usage(format!("the probes failed: {e}")))?;
+    let results = blocking("the probes", move || {
+        probe(&agents_owned, &probes_owned, port)
+    })
+    .await?;
     let report = check::report(&opts.network, agents, &probes, &results);
     let throughput = if opts.throughput {
         let agents = agents.to_vec();
-        tokio::task::spawn_blocking(move || transfer(&agents, port))
-            .await
-            .map_err(|e| CliError::Usage(format!("the throughput probe failed: {e}")))?
+        blocking("the throughput probe", move || transfer(&agents, port)).await?
     } else {
         Vec::new()
     };

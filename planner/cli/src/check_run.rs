@@ -166,9 +166,10 @@ pub async fn run_pods(plan: &Plan, pods: &[Pod], opts: &CheckOptions) -> Result<
     let (paths_checked, path_problems) = check_paths(plan, pods, &probes, opts).await;
     let throughput = if opts.throughput {
         let (pods, opts) = (pods.to_vec(), opts.clone());
-        tokio::task::spawn_blocking(move || rail_throughput(&pods, &opts))
-            .await
-            .map_err(|e| CliError::Usage(format!("the throughput probe failed: {e}")))?
+        blocking("the throughput probe", move || {
+            rail_throughput(&pods, &opts)
+        })
+        .await?
     } else {
         Vec::new()
     };
@@ -178,6 +179,17 @@ pub async fn run_pods(plan: &Plan, pods: &[Pod], opts: &CheckOptions) -> Result<
         path_problems,
         throughput,
     })
+}
+
+/// `f` on the blocking pool (probes that wait on sockets or threads); a
+/// panic in it is an error naming `what`.
+pub async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CliError::Usage(format!("{what} failed: {e}")))
 }
 
 /// One transfer per rail, one after the other (parallel transfers would share
