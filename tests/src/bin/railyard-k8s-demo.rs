@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use railyard_e2e::cluster::Delegate;
 use railyard_e2e::k8s_demo::K8sDemo;
 use railyard_e2e::kube::upstream;
-use railyard_e2e::cluster::Delegate;
 use railyard_e2e::{kube, Cluster, ClusterSpec};
 
 const DEFAULT_STATE: &str = "/var/lib/railyard-k8s-demo";
