@@ -7,7 +7,7 @@
 //! with the NAD's config, and writes `k8s.v1.cni.cncf.io/network-status` on the
 //! Pod.
 //!
-//! Each call runs in its host's [`NodeView`]: the host's network namespace and
+//! Each call runs in its host's node view (`node_view.rs`): the host's network namespace and
 //! a mount namespace in which the NAD's default paths (railyard-ipam's socket,
 //! railyard-cni's state dir) are that host's, as on a real node.
 
