@@ -216,8 +216,14 @@ fn a_300_character_container_id_and_a_netns_that_is_gone_with_the_real_daemon() 
     assert!(msg.contains("containerId"), "{msg}");
     run(&spec, 0, "railyard-cni", "DEL", &absurd, &pod.path(), None)
         .unwrap_or_else(|(code, msg)| panic!("DEL of a 2000-character ID: {code}: {msg}"));
+    // `.versions` is the delegates' VERSION cache, kept across attachments.
     let left: Vec<_> = std::fs::read_dir(spec.cni_state())
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n != ".versions")
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "state or lock files left: {left:?}");
 
