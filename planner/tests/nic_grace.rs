@@ -4,50 +4,20 @@
 
 use std::collections::BTreeMap;
 
-use railyard_core::{keys, HostInventory, HostPlan, Nic};
+use railyard_core::{keys, HostInventory, HostPlan};
 use railyard_planner::world::{Listing, World, DEFAULT_NIC_GRACE_SECS};
 use railyard_store::{KeyValue, Op};
 
-fn kv(key: String, value: Vec<u8>) -> KeyValue {
-    KeyValue {
-        key,
-        value,
-        create_revision: 2,
-        mod_revision: 2,
-        version: 1,
-        lease: None,
-    }
-}
+mod world_support;
+
+use world_support::{flush, host, kv};
 
 fn network() -> KeyValue {
     let v = serde_json::json!({
         "metadata": {"name": "n"},
         "spec": {"subnet": "192.168.0.0/16", "ipam": r#"{"hostBlock": 6, "interfaceBlock": 2}"#},
     });
-    kv(keys::network("n"), serde_json::to_vec(&v).unwrap())
-}
-
-/// Host `n` with NICs eth0/eth1 on rails 10.0/16 and 10.1/16, only those in `rails`.
-fn host(name: &str, n: u32, rails: &[u32]) -> HostInventory {
-    HostInventory {
-        name: name.into(),
-        nics: rails
-            .iter()
-            .map(|k| Nic {
-                name: format!("eth{k}"),
-                addresses: vec![format!("10.{k}.0.{}/16", n + 1).parse().unwrap()],
-                up: true,
-                ..Nic::default()
-            })
-            .collect(),
-    }
-}
-
-fn flush(w: &mut World) -> Vec<Op> {
-    let mut ops = w.take_deletions();
-    ops.extend(w.take_plan_ops());
-    ops.extend(w.take_status_ops(100));
-    ops
+    kv(keys::network("n"), serde_json::to_vec(&v).unwrap(), 2, 2)
 }
 
 fn host_plan(ops: &[Op], host: &str) -> Option<HostPlan> {
@@ -143,8 +113,8 @@ fn a_new_leader_keeps_the_missing_clock_and_withdraws_when_due() {
     w.put_host(host("b", 1, &[0]), 100);
     apply(&mut store, &flush(&mut w));
     // What the store holds now: the plan with b's mark, b registered without eth1.
-    let plans: Vec<KeyValue> = store.into_iter().map(|(k, v)| kv(k, v)).collect();
-    let reg = |h: HostInventory| kv(keys::host(&h.name), serde_json::to_vec(&h).unwrap());
+    let plans: Vec<KeyValue> = store.into_iter().map(|(k, v)| kv(k, v, 2, 2)).collect();
+    let reg = |h: HostInventory| kv(keys::host(&h.name), serde_json::to_vec(&h).unwrap(), 2, 2);
     let listing = Listing {
         networks: vec![network()],
         hosts: vec![reg(host("a", 0, &[0, 1])), reg(host("b", 1, &[0]))],

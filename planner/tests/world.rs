@@ -4,20 +4,13 @@
 //! waiting for an index.
 
 use railyard_core::status::{Condition, NetworkStatus};
-use railyard_core::{keys, HostInventory, Nic, PlanMeta, Tombstone};
+use railyard_core::{keys, PlanMeta, Tombstone};
 use railyard_planner::world::{Listing, SpecOutcome, World};
 use railyard_store::{KeyValue, Op};
 
-fn kv(key: String, value: Vec<u8>, create: i64, rev: i64) -> KeyValue {
-    KeyValue {
-        key,
-        value,
-        create_revision: create,
-        mod_revision: rev,
-        version: 1,
-        lease: None,
-    }
-}
+mod world_support;
+
+use world_support::{flush, host, kv};
 
 /// `/networks/<name>` with `subnet` and `ipam`, created at `create`, written at `rev`.
 fn net(name: &str, subnet: &str, ipam: &str, create: i64, rev: i64) -> KeyValue {
@@ -34,28 +27,6 @@ fn net(name: &str, subnet: &str, ipam: &str, create: i64, rev: i64) -> KeyValue 
 }
 
 const IPAM: &str = r#"{"hostBlock": 6, "interfaceBlock": 2}"#;
-
-fn host(name: &str, n: u32) -> HostInventory {
-    HostInventory {
-        name: name.into(),
-        nics: (0..2)
-            .map(|k| Nic {
-                name: format!("eth{k}"),
-                addresses: vec![format!("10.{k}.0.{}/16", n + 1).parse().unwrap()],
-                up: true,
-                ..Nic::default()
-            })
-            .collect(),
-    }
-}
-
-/// Every put the world wants written, by key (a flush, as the service does it).
-fn flush(w: &mut World) -> Vec<Op> {
-    let mut ops = w.take_deletions();
-    ops.extend(w.take_plan_ops());
-    ops.extend(w.take_status_ops(100));
-    ops
-}
 
 fn put_of<'a>(ops: &'a [Op], key: &str) -> Option<&'a [u8]> {
     ops.iter().find_map(|op| match op {
@@ -87,7 +58,7 @@ fn is_applied(o: &SpecOutcome) -> bool {
 #[test]
 fn an_overlapping_network_is_refused_naming_both_and_gets_no_plan() {
     let mut w = World::new(600);
-    w.put_host(host("h0", 0), 0);
+    w.put_host(host("h0", 0, &[0, 1]), 0);
     assert!(is_applied(
         &w.put_network(&net("a", "192.168.0.0/16", IPAM, 2, 2), 0)
     ));
@@ -115,7 +86,7 @@ fn an_overlapping_network_is_refused_naming_both_and_gets_no_plan() {
 #[test]
 fn the_refused_network_is_accepted_once_the_live_one_and_its_tombstone_are_gone() {
     let mut w = World::new(600);
-    w.put_host(host("h0", 0), 0);
+    w.put_host(host("h0", 0, &[0, 1]), 0);
     w.put_network(&net("a", "192.168.0.0/16", IPAM, 2, 2), 0);
     w.put_network(&net("b", "192.168.0.0/16", IPAM, 3, 3), 0);
     flush(&mut w);
@@ -222,8 +193,8 @@ fn a_restarted_planner_keeps_the_first_network_whatever_the_names() {
 #[test]
 fn a_refused_renumbering_changes_nothing_and_the_status_says_what_is_live() {
     let mut w = World::new(600);
-    w.put_host(host("h0", 0), 0);
-    w.put_host(host("h1", 1), 0);
+    w.put_host(host("h0", 0, &[0, 1]), 0);
+    w.put_host(host("h1", 1, &[0, 1]), 0);
     w.put_network(&net("a", "192.168.0.0/16", IPAM, 2, 2), 0);
     let before = flush(&mut w);
     let accepted = meta(&before, "a");
@@ -262,8 +233,8 @@ fn a_refused_renumbering_changes_nothing_and_the_status_says_what_is_live() {
         }
     }
     let mut w2 = World::new(600);
-    w2.put_host(host("h0", 0), 0);
-    w2.put_host(host("h1", 1), 0);
+    w2.put_host(host("h0", 0, &[0, 1]), 0);
+    w2.put_host(host("h1", 1, &[0, 1]), 0);
     let outcomes = w2.load(
         &Listing {
             networks: vec![change],
@@ -287,7 +258,7 @@ fn a_refused_renumbering_changes_nothing_and_the_status_says_what_is_live() {
 #[test]
 fn a_forced_renumbering_is_applied_and_published() {
     let mut w = World::new(600);
-    w.put_host(host("h0", 0), 0);
+    w.put_host(host("h0", 0, &[0, 1]), 0);
     w.put_network(&net("a", "192.168.0.0/16", IPAM, 2, 2), 0);
     flush(&mut w);
     let forced = serde_json::json!({
@@ -316,10 +287,10 @@ fn a_waiting_host_gets_the_first_freed_index_before_a_later_joiner() {
     let tiny = r#"{"hostBlock": 1, "interfaceBlock": 1}"#;
     let mut w = World::new(10);
     for (n, h) in ["a", "b", "zz-waited"].iter().enumerate() {
-        w.put_host(host(h, n as u32), 0);
+        w.put_host(host(h, n as u32, &[0, 1]), 0);
     }
     w.put_network(&net("t", "192.168.0.0/24", tiny, 2, 2), 0);
-    w.put_host(host("aa-later", 3), 0);
+    w.put_host(host("aa-later", 3, &[0, 1]), 0);
     let planner = w.planner("t").unwrap();
     assert_eq!(planner.waiting(), vec!["zz-waited", "aa-later"]);
     flush(&mut w);
@@ -348,8 +319,8 @@ fn a_host_gone_past_its_grace_period_takes_its_allocation_records_along() {
         })
     };
     let mut w = World::new(10);
-    w.put_host(host("old-name", 0), 0);
-    w.put_host(host("b", 1), 0);
+    w.put_host(host("old-name", 0, &[0, 1]), 0);
+    w.put_host(host("b", 1, &[0, 1]), 0);
     w.put_network(
         &net(
             "n",
@@ -362,7 +333,7 @@ fn a_host_gone_past_its_grace_period_takes_its_allocation_records_along() {
     );
     flush(&mut w);
     w.delete_host("old-name", 100);
-    w.put_host(host("new-name", 0), 0);
+    w.put_host(host("new-name", 0, &[0, 1]), 0);
     w.expire(109);
     let ops = flush(&mut w);
     assert!(
@@ -388,7 +359,7 @@ fn a_restarted_planner_releases_the_records_of_hosts_expired_while_it_was_away()
     // The grace period ended while no planner ran: the new leader expires the
     // host when it loads the plan, and releases its records then.
     let mut w = World::new(10);
-    w.put_host(host("gone", 0), 0);
+    w.put_host(host("gone", 0, &[0, 1]), 0);
     w.put_network(
         &net(
             "n",

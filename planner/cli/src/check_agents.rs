@@ -54,13 +54,10 @@ pub async fn run(agents: &[Pod], opts: &CheckOptions, port: u16) -> Result<Check
 /// all agents at once. An agent that cannot be asked fails all its probes.
 fn probe(agents: &[Pod], probes: &[check::Probe], port: u16) -> Vec<bool> {
     let mut results = vec![false; probes.len()];
-    let by_agent: Vec<Vec<usize>> = (0..agents.len())
-        .map(|from| {
-            (0..probes.len())
-                .filter(|&i| probes[i].from == from)
-                .collect()
-        })
-        .collect();
+    let mut by_agent: Vec<Vec<usize>> = vec![Vec::new(); agents.len()];
+    for (i, p) in probes.iter().enumerate() {
+        by_agent[p.from].push(i);
+    }
     let answers: Vec<Vec<bool>> = std::thread::scope(|s| {
         let handles: Vec<_> = by_agent
             .iter()

@@ -249,13 +249,30 @@ impl NetlinkRoutes {
     }
 
     async fn set_up(&self, shim: &Shim, index: u32) -> Result<()> {
+        let up = LinkUnspec::new_with_index(index).up();
+        self.set_link(up.build(), "up", &shim.name).await
+    }
+
+    /// Deletes link `index`, a `what` named `name` (for the error).
+    async fn delete_link(&self, index: u32, what: &str, name: &IfName) -> Result<()> {
         self.netlink()
             .handle()
             .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
+            .del(index)
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("set shim {:?} up", shim.name.as_ref()), e))
+            .map_err(|e| Error::netlink(format!("delete {what} {:?}", name.as_ref()), e))
+    }
+
+    /// One link change of shim `name`; an error says `what` was being set.
+    async fn set_link(&self, change: LinkMessage, what: &str, name: &IfName) -> Result<()> {
+        self.netlink()
+            .handle()
+            .link()
+            .set(change)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("set {what} shim {:?}", name.as_ref()), e))
     }
 }
 
@@ -310,52 +327,20 @@ impl GatewayShims for NetlinkRoutes {
             Some(l) if !is_ours(&l.name, l.alias.as_deref()) => return Ok(Ensured::Conflict),
             // Another parent or mode cannot be changed in place: made again.
             Some(l) if !l.macvlan_bridge || l.parent != Some(parent) => {
-                self.netlink()
-                    .handle()
-                    .link()
-                    .del(l.index)
-                    .execute()
-                    .await
-                    .map_err(|e| {
-                        Error::netlink(format!("delete misshapen shim {:?}", l.name.as_ref()), e)
-                    })?;
+                self.delete_link(l.index, "misshapen shim", &l.name).await?;
                 (self.create(shim, parent).await?, Ensured::Repaired)
             }
             Some(l) => {
                 let mut outcome = Ensured::Unchanged;
                 if l.alias.as_deref() != Some(shim.alias().as_str()) {
-                    self.netlink()
-                        .handle()
-                        .link()
-                        .set(
-                            LinkUnspec::new_with_index(l.index)
-                                .alias(shim.alias())
-                                .build(),
-                        )
-                        .execute()
-                        .await
-                        .map_err(|e| {
-                            Error::netlink(
-                                format!("set the alias of shim {:?}", l.name.as_ref()),
-                                e,
-                            )
-                        })?;
+                    let alias = LinkUnspec::new_with_index(l.index).alias(shim.alias());
+                    self.set_link(alias.build(), "the alias of", &l.name)
+                        .await?;
                     outcome = Ensured::Repaired;
                 }
                 if l.mac != shim.mac {
-                    self.netlink()
-                        .handle()
-                        .link()
-                        .set(
-                            LinkUnspec::new_with_index(l.index)
-                                .address(shim.mac.to_vec())
-                                .build(),
-                        )
-                        .execute()
-                        .await
-                        .map_err(|e| {
-                            Error::netlink(format!("set the MAC of shim {:?}", l.name.as_ref()), e)
-                        })?;
+                    let mac = LinkUnspec::new_with_index(l.index).address(shim.mac.to_vec());
+                    self.set_link(mac.build(), "the MAC of", &l.name).await?;
                     outcome = Ensured::Repaired;
                 }
                 if !l.up {
@@ -384,13 +369,7 @@ impl GatewayShims for NetlinkRoutes {
         else {
             return Ok(false);
         };
-        self.netlink()
-            .handle()
-            .link()
-            .del(l.index)
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("delete shim {:?}", name.as_ref()), e))?;
+        self.delete_link(l.index, "shim", name).await?;
         Ok(true)
     }
 }
