@@ -28,6 +28,7 @@ use crate::cni::{decode, driver, CniEnv, CniResult, CniVersion, Command, Handler
 use crate::error::ErrorReply;
 use crate::Error;
 
+pub mod builtin;
 mod versions;
 
 pub use versions::VersionCache;

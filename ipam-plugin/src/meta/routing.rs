@@ -253,7 +253,7 @@ fn parse_routes(json: &str) -> Vec<String> {
 
 /// Runs `f` on a thread that has joined `netns`; children it spawns are
 /// in that netns too. `what` (the feature) heads its errors.
-pub(super) fn in_netns<T: Send>(
+pub(crate) fn in_netns<T: Send>(
     what: &str,
     netns: &Path,
     f: impl FnOnce() -> Result<T, Error> + Send,
@@ -279,7 +279,7 @@ pub(super) fn in_netns<T: Send>(
     })
 }
 
-pub(super) fn ip_binary(what: &str) -> Result<PathBuf, Error> {
+pub(crate) fn ip_binary(what: &str) -> Result<PathBuf, Error> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
@@ -291,7 +291,7 @@ pub(super) fn ip_binary(what: &str) -> Result<PathBuf, Error> {
         })
 }
 
-pub(super) fn run(what: &str, ip: &Path, args: &[&str], stdin: &str) -> Result<String, Error> {
+pub(crate) fn run(what: &str, ip: &Path, args: &[&str], stdin: &str) -> Result<String, Error> {
     let failed = |detail: String| Error::Io {
         context: format!("{what}: `ip {}`", args.join(" ")),
         source: std::io::Error::other(detail),
@@ -357,6 +357,7 @@ mod tests {
             nic: "eth9".into(),
             rail,
             nic_field: None,
+            device: None,
             config: serde_json::json!({"ipam": {"addresses": [
                 {"address": "10.0.0.5/24", "gateway": "10.0.0.1"}]}})
             .as_object()
