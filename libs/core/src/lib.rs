@@ -11,6 +11,7 @@ mod names;
 
 pub mod alloc;
 pub mod attach;
+pub mod ifacer;
 pub mod inventory;
 pub mod ipam;
 pub mod keys;
@@ -22,6 +23,7 @@ pub mod stored;
 
 pub use alloc::BlockAllocator;
 pub use error::{CoreError, Result};
+pub use ifacer::{Bond, BondMode, BondOptions, Ifacer, IfacerSpec};
 pub use ifname::{IfName, MAX_IFNAME};
 pub use inventory::{HostInventory, InventoryFile, Nic};
 pub use layout::Layout;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::error::{CoreError, Result};
+use crate::ifacer::IfacerSpec;
 use crate::names::validate_dns_label;
 
 /// Set to "true" on a network to accept a spec change that renumbers hosts
@@ -69,6 +70,10 @@ pub struct NetworkSpec {
     pub namespaces: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub master_nets: Vec<String>,
+    /// The VLAN and bond interfaces every host's route-daemon makes for the
+    /// rails (`crate::ifacer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifacer: Option<IfacerSpec>,
 }
 
 /// The `ipam` field: a JSON document in a string (multi-nic-cni) or an inline object.
@@ -287,6 +292,9 @@ impl NetworkSpec {
                 Ok(())
             }
         })?;
+        if let Some(ifacer) = &self.ifacer {
+            ifacer.validate(!master_nets.is_empty())?;
+        }
         let (strategy, policy_target) = match &self.attach_policy {
             None => (Strategy::None, String::new()),
             Some(p) => {

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
+use railyard_core::ifacer::{BondModeField, BondSpec, IfacerSpec};
 use railyard_core::spec::{AttachPolicySpec, IpamField, Metadata, PluginSpec};
 use railyard_core::{NetworkManifest, NetworkSpec};
 
@@ -33,6 +35,22 @@ pub fn core_spec(spec: &MultiNicNetworkSpec) -> NetworkSpec {
         }),
         namespaces: spec.namespaces.clone(),
         master_nets: spec.master_nets.clone(),
+        ifacer: spec.ifacer.as_ref().map(|i| IfacerSpec {
+            vlan_id: i.vlan_id,
+            bonds: i
+                .bonds
+                .iter()
+                .map(|b| BondSpec {
+                    name: b.name.clone(),
+                    interfaces: b.interfaces.clone(),
+                    mode: b.mode.as_ref().map(|m| match m {
+                        IntOrString::Int(n) => BondModeField::Number(i64::from(*n)),
+                        IntOrString::String(s) => BondModeField::Text(s.clone()),
+                    }),
+                    options: b.options.clone(),
+                })
+                .collect(),
+        }),
     }
 }
 

@@ -98,6 +98,45 @@ pub struct MultiNicNetworkSpec {
     #[schemars(length(max = 256), inner(length(min = 1, max = 50)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("every entry must be a CIDR"))]
     pub master_nets: Vec<String>,
+    /// VLAN and bond interfaces every host's route-daemon makes for the rails, as
+    /// Spiderpool's ifacer does; needs masterNets (the daemon moves the host's
+    /// masterNets addresses onto them). The rest is checked by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifacer: Option<IfacerSpec>,
+}
+
+/// `spec.ifacer`: what the schema can bound; names, modes and options are checked
+/// by the controller (`railyard_core::ifacer`), which names field and value.
+#[derive(KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IfacerSpec {
+    /// Every rail NIC gets a VLAN sub-interface `<nic>.<vlanID>`.
+    #[serde(default, rename = "vlanID", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4094))]
+    pub vlan_id: Option<i64>,
+    /// One per rail that is a bond.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub bonds: Vec<BondSpec>,
+}
+
+#[derive(KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BondSpec {
+    /// The bond's interface name.
+    #[schemars(length(min = 1, max = 15))]
+    pub name: String,
+    /// Its slaves, at least 2, each in one bond only.
+    #[schemars(length(min = 2, max = 64), inner(length(min = 1, max = 15)))]
+    pub interfaces: Vec<String>,
+    /// A kernel mode name (balance-rr, active-backup, balance-xor, broadcast,
+    /// 802.3ad, balance-tlb, balance-alb) or Spiderpool's 0 to 6; active-backup
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+    /// `k=v;k=v`: miimon, updelay, downdelay (milliseconds).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub options: String,
 }
 
 #[derive(KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
