@@ -12,6 +12,7 @@
 //! | 100 | [`Error::NoNicForPolicy`] | no NIC on this host satisfies the network's attach policy |
 //! | 101 | [`Error::BlockExhausted`] | this host's address block on a rail has no free address |
 //! | 102 | [`Error::DaemonRefused`] | the railyard daemon refused the request |
+//! | 103 | [`Error::NoFreeDevice`] | host-device: no free spare link for a selected rail NIC |
 //! | any | [`Error::Daemon`] | the daemon's own error, code and message passed through |
 //! | 999 | [`Error::Internal`] | a bug (panic, broken invariant); libcni uses the same number |
 
@@ -36,6 +37,7 @@ pub mod codes {
     pub const NO_NIC_FOR_POLICY: u32 = 100;
     pub const BLOCK_EXHAUSTED: u32 = 101;
     pub const DAEMON_REFUSED: u32 = 102;
+    pub const NO_FREE_DEVICE: u32 = 103;
     pub const INTERNAL: u32 = 999;
 }
 
@@ -131,6 +133,22 @@ pub enum Error {
     #[error("railyard daemon refused the request: {reason}")]
     DaemonRefused { reason: String },
 
+    /// host-device found no spare link for a rail (`delegate.spareDevices`):
+    /// its own code, as a full block has, because the fix is on the host
+    /// (more spares, or fewer host-device pods), not in the config.
+    #[error(
+        "no free spare device for NIC {nic:?}{} matching delegate.spareDevices {template:?} \
+         ({pattern:?}): {reason}",
+        rail_note(.rail)
+    )]
+    NoFreeDevice {
+        nic: String,
+        rail: Option<u32>,
+        template: String,
+        pattern: String,
+        reason: String,
+    },
+
     /// Code 11 rather than 5: a daemon restart is routine (DaemonSet
     /// rollout) and the runtime's retry is exactly the right reaction.
     #[error("railyard daemon at {socket} is unreachable ({reason}); try again later")]
@@ -186,6 +204,7 @@ impl Error {
             Error::NoNicForPolicy { .. } => NO_NIC_FOR_POLICY,
             Error::BlockExhausted { .. } => BLOCK_EXHAUSTED,
             Error::DaemonRefused { .. } => DAEMON_REFUSED,
+            Error::NoFreeDevice { .. } => NO_FREE_DEVICE,
             Error::DaemonUnreachable { .. } => TRY_AGAIN_LATER,
             // 0 means success in CNI; a daemon that errs with it is refused.
             Error::Daemon { code: 0, .. } => DAEMON_REFUSED,
@@ -238,6 +257,11 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// " (rail 3)" when the rail is known, for messages about a NIC.
+fn rail_note(rail: &Option<u32>) -> String {
+    rail.map(|r| format!(" (rail {r})")).unwrap_or_default()
 }
 
 /// The spec's error JSON. `cniVersion` is optional on input because the Go
@@ -297,6 +321,16 @@ mod tests {
                     reason: "draining".into(),
                 },
                 102,
+            ),
+            (
+                Error::NoFreeDevice {
+                    nic: "eth1".into(),
+                    rail: Some(1),
+                    template: "{nic}s*".into(),
+                    pattern: "eth1s*".into(),
+                    reason: "no link matches it".into(),
+                },
+                103,
             ),
         ];
         for (err, code) in cases {

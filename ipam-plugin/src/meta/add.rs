@@ -10,10 +10,45 @@
 //! replaces them, and a failure from then on rolls back interfaces and
 //! allocation together.
 
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use super::layout::NicPlan;
+use super::lock::AttachmentLock;
+use super::spares::{self, Want};
 use super::state::{Member, State};
 use super::{about_member, concurrently, layout, member_env, routing, via_gateway, Run};
 use crate::cni::{AttachRequest, CniEnv, CniResult, Command};
 use crate::Error;
+
+/// The link host-device moves into the pod for one rail, when railyard-cni
+/// chooses it ([`spares`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pick {
+    /// A spare link of the rail, by name (`device`).
+    Spare(String),
+    /// The runtime's `runtimeConfig.deviceID` (`pciBusID`).
+    Pci(String),
+}
+
+impl Pick {
+    /// Writes the pick into host-device's config in place of the rail NIC
+    /// and returns what the record's `device` holds.
+    fn apply(self, config: &mut Map<String, Value>) -> Option<String> {
+        match self {
+            Pick::Spare(name) => {
+                config.insert(spares::DEVICE.into(), name.clone().into());
+                Some(name)
+            }
+            Pick::Pci(id) => {
+                config.remove(spares::DEVICE);
+                config.insert(spares::PCI_BUS_ID.into(), id.into());
+                None
+            }
+        }
+    }
+}
 
 impl Run {
     /// ADD, holding the lock; the order of its steps is the module doc's.
@@ -21,7 +56,9 @@ impl Run {
         let a = &req.attachment;
         let recorded = self.store.load(&a.container_id, &a.ifname)?;
         let allocated = self.ipam.add(&req.env, &self.ipam_conf)?;
-        let planned = match self.plan(req, &allocated) {
+        // host-device: held from choosing spares until they are recorded.
+        let mut spares_lock = None;
+        let planned = match self.plan(req, &allocated, recorded.as_ref(), &mut spares_lock) {
             Ok(planned) => planned,
             // The daemon answered a re-ADD with the recorded attachment's
             // own allocation: releasing it would strand its interfaces.
@@ -39,36 +76,51 @@ impl Run {
             }
         }
         let mut progress = None;
-        match self.create(req, planned, &allocated, &mut progress) {
+        match self.create(req, planned, &allocated, &mut progress, spares_lock) {
             Ok(result) => Ok(result),
             Err(cause) => Err(self.rollback(cause, progress.as_ref(), &req.env)),
         }
     }
 
     /// The record ADD will write: one member per NIC of the IPAM answer,
-    /// each with its delegate config, none created yet.
-    fn plan(&self, req: &AttachRequest, allocated: &CniResult) -> Result<State, Error> {
+    /// each with its delegate config, none created yet. Choosing host-device
+    /// spares takes the host-wide lock into `spares_lock`, for the caller
+    /// to hold until the record is written.
+    fn plan(
+        &self,
+        req: &AttachRequest,
+        allocated: &CniResult,
+        recorded: Option<&State>,
+        spares_lock: &mut Option<AttachmentLock>,
+    ) -> Result<State, Error> {
         let a = &req.attachment;
         let plans = layout::split_by_nic(allocated, &self.meta.ipam_type)?;
         let rails: Vec<Option<u32>> = plans.iter().map(|p| p.rail).collect();
         let names = self.meta.ifname_template.render_all(&a.ifname, &rails)?;
+        let picks = self.pick_devices(req, &plans, recorded, spares_lock)?;
         let nic_field = self.meta.nic_field.as_deref();
         let members = plans
             .iter()
             .zip(names)
-            .map(|(plan, ifname)| Member {
-                ifname,
-                nic: plan.nic.clone(),
-                rail: plan.rail,
-                nic_field: nic_field.map(str::to_owned),
-                config: layout::delegate_config(
+            .zip(picks)
+            .map(|((plan, ifname), pick)| {
+                let mut config = layout::delegate_config(
                     &self.meta.delegate,
                     &self.name,
                     self.version,
                     nic_field,
                     plan,
-                ),
-                result: None,
+                );
+                let device = pick.and_then(|p| p.apply(&mut config));
+                Member {
+                    ifname,
+                    nic: plan.nic.clone(),
+                    rail: plan.rail,
+                    nic_field: nic_field.map(str::to_owned),
+                    device,
+                    config,
+                    result: None,
+                }
             })
             .collect();
         Ok(State {
@@ -79,6 +131,68 @@ impl Run {
             policy_routing: self.meta.policy_routing,
             members,
         })
+    }
+
+    /// host-device's link for each NIC of `plans` (all `None` for other
+    /// delegates): the runtime's `deviceID` for a one-rail pod, else a
+    /// spare per rail, chosen under the host-wide lock (put in
+    /// `spares_lock`) against every other attachment's record. See
+    /// [`spares`] for why and how.
+    fn pick_devices(
+        &self,
+        req: &AttachRequest,
+        plans: &[NicPlan],
+        recorded: Option<&State>,
+        spares_lock: &mut Option<AttachmentLock>,
+    ) -> Result<Vec<Option<Pick>>, Error> {
+        let Some(template) = &self.meta.spares else {
+            return Ok(vec![None; plans.len()]);
+        };
+        let device_id = req
+            .config
+            .runtime_config
+            .as_ref()
+            .and_then(|rc| rc.get(spares::DEVICE_ID))
+            .filter(|v| !v.is_null() && v.as_str() != Some(""));
+        if let Some(id) = device_id {
+            let id = spares::device_id(id)?;
+            if plans.len() != 1 {
+                let nics: Vec<&str> = plans.iter().map(|p| p.nic.as_str()).collect();
+                return Err(Error::invalid_config(
+                    "runtimeConfig.deviceID",
+                    format!(
+                        "= {id:?} names one device, but the pod gets {} rails ({}); one device \
+                         cannot serve several: select one NIC (args.cni.nics: 1) or leave the \
+                         choice to {}",
+                        plans.len(),
+                        nics.join(", "),
+                        spares::FIELD
+                    ),
+                ));
+            }
+            return Ok(vec![Some(Pick::Pci(id))]);
+        }
+        *spares_lock = Some(self.store.lock_spares()?);
+        let a = &req.attachment;
+        let mut taken = BTreeSet::new();
+        for state in self.store.list()? {
+            if state.container_id != a.container_id || state.ifname != a.ifname {
+                taken.extend(state.members.into_iter().filter_map(|m| m.device));
+            }
+        }
+        let wants: Vec<Want> = plans
+            .iter()
+            .map(|p| Want {
+                nic: p.nic.clone(),
+                rail: p.rail,
+                kept: recorded
+                    .and_then(|r| r.members.iter().find(|m| m.nic == p.nic))
+                    .and_then(|m| m.device.clone()),
+            })
+            .collect();
+        let links = host_links()?;
+        let chosen = spares::choose(template, &wants, &links, &taken)?;
+        Ok(chosen.into_iter().map(|d| Some(Pick::Spare(d))).collect())
     }
 
     /// The recorded result of a re-ADD's attachment, when the last ADD
@@ -138,9 +252,12 @@ impl Run {
         planned: State,
         allocated: &CniResult,
         progress: &mut Option<State>,
+        spares_lock: Option<AttachmentLock>,
     ) -> Result<CniResult, Error> {
         let state = progress.insert(planned);
         self.store.save(state)?;
+        // The spares are recorded: other ADDs may choose now.
+        drop(spares_lock);
         let delegate = self.delegates.get(&self.meta.delegate_type)?;
         // Negotiated once, before the threads (they would each ask).
         delegate.supported_versions(&req.env)?;
@@ -217,4 +334,19 @@ fn a_netns(req: &AttachRequest) -> Result<&std::path::Path, Error> {
         .netns
         .as_deref()
         .ok_or_else(|| Error::invalid_config(routing::FIELD, "needs CNI_NETNS"))
+}
+
+/// The names of the links in this process's network namespace (the host's:
+/// a runtime runs CNI plugins there), from the kernel rather than
+/// `/sys/class/net`, which shows whatever namespace sysfs was mounted in.
+fn host_links() -> Result<Vec<String>, Error> {
+    let listed = nix::net::if_::if_nameindex().map_err(|errno| Error::Io {
+        context: "listing the host's links for host-device spares".into(),
+        source: errno.into(),
+    })?;
+    Ok(listed
+        .iter()
+        .filter_map(|i| i.name().to_str().ok().map(str::to_owned))
+        .filter(|n| spares::fits(n))
+        .collect())
 }

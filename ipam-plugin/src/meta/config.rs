@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::naming::{self, IfNameTemplate};
+use super::spares::{self, SpareTemplate};
 use crate::cni::{decode, NetConf};
 use crate::Error;
 
@@ -35,6 +36,11 @@ pub struct MetaConfig {
     pub ifname_template: IfNameTemplate,
     /// Per-interface tables and rules in the pod (`podPolicyRouting`).
     pub policy_routing: bool,
+    /// How railyard-cni picks each rail's spare link (`delegate.spareDevices`,
+    /// taken out of `delegate`): set for host-device unless `nicField` says
+    /// otherwise, which keeps the old meaning of moving the NIC itself. See
+    /// [`spares`].
+    pub spares: Option<SpareTemplate>,
 }
 
 impl MetaConfig {
@@ -59,7 +65,7 @@ impl MetaConfig {
                     .into(),
             });
         }
-        let delegate: Map<String, Value> = conf
+        let mut delegate: Map<String, Value> = conf
             .extra_as("delegate")?
             .ok_or_else(|| Error::invalid_config("delegate", "is missing"))?;
         let delegate_type = match delegate.get("type") {
@@ -71,10 +77,35 @@ impl MetaConfig {
                 ))
             }
         };
-        let nic_field = match conf.extra_as::<String>("nicField")? {
+        let explicit_nic_field = conf.extra_as::<String>("nicField")?;
+        // host-device moves a whole link: the rail NIC itself would take the
+        // rail from the host, so a spare is picked unless nicField insists.
+        let picks_spares = delegate_type == "host-device" && explicit_nic_field.is_none();
+        let nic_field = match explicit_nic_field {
             Some(f) if f.is_empty() => None,
             Some(f) => Some(f),
             None => default_nic_field(&delegate_type).map(str::to_owned),
+        };
+        let spares = match delegate.remove(spares::KEY) {
+            None => picks_spares.then(SpareTemplate::default),
+            Some(Value::String(t)) if picks_spares => Some(SpareTemplate::parse(&t)?),
+            Some(other) if picks_spares => {
+                return Err(Error::decode(
+                    "railyard-cni config",
+                    format!(
+                        "field `{}`: expected a string such as \"{{nic}}s*\", got {other}",
+                        spares::FIELD
+                    ),
+                ))
+            }
+            Some(other) => {
+                return Err(Error::UnsupportedField {
+                    field: spares::FIELD.into(),
+                    value: decode::show(&other),
+                    reason: "only a host-device delegate without `nicField` takes spare devices"
+                        .into(),
+                })
+            }
         };
         let mut reserved = vec![
             (
@@ -87,7 +118,15 @@ impl MetaConfig {
             ),
             ("name", "railyard-cni uses the network's name"),
         ];
-        if let Some(field) = &nic_field {
+        if spares.is_some() {
+            for key in std::iter::once(spares::DEVICE).chain(spares::OTHER_SELECTORS) {
+                reserved.push((
+                    key,
+                    "railyard-cni picks each rail's spare link (delegate.spareDevices) \
+                     or takes the runtime's runtimeConfig.deviceID",
+                ));
+            }
+        } else if let Some(field) = &nic_field {
             reserved.push((field.as_str(), "railyard-cni sets it to each selected NIC"));
         }
         if let Some((key, why)) = reserved.iter().find(|(k, _)| delegate.contains_key(*k)) {
@@ -122,6 +161,7 @@ impl MetaConfig {
             delegate,
             nic_field,
             state_dir,
+            spares,
         })
     }
 }
@@ -200,6 +240,56 @@ mod tests {
         let err = parse(top).unwrap_err();
         assert_eq!(err.code(), codes::UNSUPPORTED_FIELD);
         assert!(err.to_string().contains("args.cni.masters"), "{err}");
+    }
+
+    #[test]
+    fn host_device_picks_spares_unless_nic_field_says_otherwise() {
+        let mut v = base();
+        v["delegate"] = json!({"type": "host-device"});
+        let meta = parse(v.clone()).unwrap();
+        assert_eq!(meta.spares, Some(SpareTemplate::default()));
+        assert_eq!(meta.nic_field.as_deref(), Some("device"));
+        v["delegate"]["spareDevices"] = json!("spare{rail}-*");
+        let meta = parse(v.clone()).unwrap();
+        assert_eq!(
+            meta.spares.as_ref().map(SpareTemplate::as_str),
+            Some("spare{rail}-*")
+        );
+        assert!(
+            !meta.delegate.contains_key("spareDevices"),
+            "railyard's key is not passed to host-device: {:?}",
+            meta.delegate
+        );
+        // An explicit nicField moves the NIC itself, as before.
+        let mut own = base();
+        own["delegate"] = json!({"type": "host-device"});
+        own["nicField"] = json!("device");
+        assert_eq!(parse(own).unwrap().spares, None);
+        // railyard-cni picks the link: the other ways to name one are refused.
+        for key in ["device", "pciBusID", "hwaddr", "kernelpath"] {
+            let mut bad = v.clone();
+            bad["delegate"][key] = json!("x");
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.code(), codes::UNSUPPORTED_FIELD, "{key}: {err}");
+            assert!(
+                err.to_string().contains(&format!("`delegate.{key}`")),
+                "{err}"
+            );
+        }
+        let mut typo = v.clone();
+        typo["delegate"]["spareDevices"] = json!("{nics}s*");
+        let err = parse(typo).unwrap_err();
+        assert_eq!(err.code(), codes::INVALID_NETWORK_CONFIG);
+        assert!(err.to_string().contains("delegate.spareDevices"), "{err}");
+        let mut number = v;
+        number["delegate"]["spareDevices"] = json!(3);
+        assert_eq!(parse(number).unwrap_err().code(), codes::DECODE_FAILURE);
+        // Only host-device takes spares.
+        let mut macvlan = base();
+        macvlan["delegate"]["spareDevices"] = json!("{nic}s*");
+        let err = parse(macvlan).unwrap_err();
+        assert_eq!(err.code(), codes::UNSUPPORTED_FIELD);
+        assert!(err.to_string().contains("delegate.spareDevices"), "{err}");
     }
 
     #[test]

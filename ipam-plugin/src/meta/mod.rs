@@ -23,6 +23,7 @@ pub mod layout;
 pub mod lock;
 pub mod naming;
 pub mod routing;
+pub mod spares;
 pub mod state;
 pub mod via_gateway;
 
@@ -415,10 +416,16 @@ fn about_member(e: Error, member: &Member) -> Error {
         } => Error::Delegate {
             plugin,
             code,
-            msg: format!(
-                "{msg} (pod interface {}, NIC {:?})",
-                member.ifname, member.nic
-            ),
+            msg: match &member.device {
+                Some(device) => format!(
+                    "{msg} (pod interface {}, NIC {:?}, device {device:?})",
+                    member.ifname, member.nic
+                ),
+                None => format!(
+                    "{msg} (pod interface {}, NIC {:?})",
+                    member.ifname, member.nic
+                ),
+            },
             details,
         },
         other => other,

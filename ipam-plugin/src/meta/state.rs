@@ -41,6 +41,9 @@ const NAME_MAX: usize = 255;
 const LONGEST_SUFFIX: usize = ".tmp".len() + 7;
 /// How much of a long container ID stays readable in its file name.
 const KEPT_PREFIX: usize = 64;
+/// The host-wide lock of spare-link choices ([`StateStore::lock_spares`]).
+/// No attachment's lock can have this name: theirs hold an `@`.
+const SPARES_LOCK: &str = "host-devices.lock";
 
 /// One attachment's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +79,13 @@ pub struct Member {
     /// The delegate key `nic` went into, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nic_field: Option<String>,
+    /// host-device: the spare link chosen for `nic` (`delegate.spareDevices`),
+    /// which `config` names as `device`. Kept here as well so that a
+    /// concurrent ADD, reading every record, never chooses it while it is
+    /// still in the host (see [`super::spares`]). `None` for other
+    /// delegates and for a device the runtime chose (`deviceID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     pub config: Map<String, Value>,
     /// The delegate's ADD result, once it succeeded; CHECK's prevResult.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,6 +114,14 @@ impl StateStore {
         self.create_dir()?;
         let stem = file_stem(container_id, ifname);
         AttachmentLock::acquire(&self.dir.join(format!("{stem}.lock")))
+    }
+
+    /// Takes the host-wide lock under which host-device ADDs choose spare
+    /// links (`<dir>/host-devices.lock`, never removed: one file per host).
+    /// It ends in `.lock`, so [`StateStore::list`] never reads it as state.
+    pub fn lock_spares(&self) -> Result<AttachmentLock, Error> {
+        self.create_dir()?;
+        AttachmentLock::acquire(&self.dir.join(SPARES_LOCK))
     }
 
     /// Releases `lock`, removing its file when the attachment has no state
@@ -261,6 +279,7 @@ mod tests {
                 nic: "eth1".into(),
                 rail: None,
                 nic_field: Some("master".into()),
+                device: None,
                 config: Map::new(),
                 result: None,
             }],

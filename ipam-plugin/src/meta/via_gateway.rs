@@ -1,5 +1,10 @@
-//! macvlan pods reach the rest of their block through the gateway shim, not
-//! over the rail's L2.
+//! macvlan and host-device pods reach the rest of their block through the
+//! gateway shim, not over the rail's L2.
+//!
+//! Both put the pod on its rail's L2 segment with an address of the host's
+//! block (host-device with a whole spare link of the rail, macvlan with a
+//! child of the rail NIC), so the same reasoning holds for both; macvlan is
+//! the case it was measured on.
 //!
 //! Why: the macvlan plugin puts the pod's address on with the host block's
 //! prefix (`192.168.1.8/24`), and the kernel adds the connected route
@@ -41,11 +46,17 @@ use super::state::Member;
 use crate::Error;
 
 /// Heads this step's errors.
-pub const WHAT: &str = "macvlan gateway routes";
+pub const WHAT: &str = "gateway routes";
 
-/// Whether pods of this delegate get their block through the gateway.
+/// Whether pods of this delegate get their block through the gateway: those
+/// on the rail's L2, whose host holds a gateway shim (the route-daemon's
+/// `needs_shim`). macvlan, and host-device, whose spare link sits on the
+/// rail's L2 as a macvlan child does: without this its pods would resolve
+/// every pod of their block on the rail (neighbour entries growing with the
+/// square of the pods) and take ICMP redirects from the host. ptp and
+/// ipvlan l3/l3s pods are routed by the host already.
 pub fn applies_to(delegate_type: &str) -> bool {
-    delegate_type == "macvlan"
+    matches!(delegate_type, "macvlan" | "host-device")
 }
 
 /// One address of a pod interface with its gateway.
@@ -153,6 +164,7 @@ mod tests {
             nic: "eth1".into(),
             rail: Some(0),
             nic_field: None,
+            device: None,
             config: json!({"type": "macvlan", "ipam": {"type": "static", "addresses": addresses}})
                 .as_object()
                 .cloned()
@@ -162,9 +174,9 @@ mod tests {
     }
 
     #[test]
-    fn only_macvlan_is_routed_through_the_gateway() {
-        assert!(applies_to("macvlan"));
-        assert!(!applies_to("ptp") && !applies_to("ipvlan") && !applies_to("host-device"));
+    fn pods_on_the_rails_l2_are_routed_through_the_gateway() {
+        assert!(applies_to("macvlan") && applies_to("host-device"));
+        assert!(!applies_to("ptp") && !applies_to("ipvlan") && !applies_to("sriov"));
     }
 
     #[test]

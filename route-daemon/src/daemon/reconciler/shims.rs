@@ -1,11 +1,13 @@
-//! The gateway shims of macvlan networks: which this host needs (pure, unit
-//! tested below) and keeping the kernel's equal to them.
+//! The gateway shims of macvlan (and host-device) networks: which this host
+//! needs (pure, unit tested below) and keeping the kernel's equal to them.
 //!
 //! A macvlan pod's gateway is the first address of its host block (the address
 //! IPAM never hands out, `BlockAllocator::gateway`), and a macvlan parent cannot
 //! reach its own children. So on every rail NIC where this host has a block of
 //! such a network, a sibling macvlan holds that gateway: the pods' way to the
 //! host and, through its connected route, the host's way back to the pods.
+//! host-device pods, on a spare link of the rail, are on the same L2 and need
+//! the same (see [`needs_shim`]).
 //! Why a shim rather than routes in the pods is in `docs/design/data-paths.md`.
 //!
 //! The plugin comes from the accepted spec in the plan meta (`spec.plugin.type`),
@@ -80,13 +82,23 @@ fn plugin_of(kv: &KeyValue) -> Option<String> {
     )
 }
 
-/// Whether pods of a network with this delegate plugin need a shim. Only
-/// macvlan: ptp and ipvlan l3/l3s pods reach the host through their own link or
-/// the parent's L3 stack, so the host routes them already; ipvlan l2 would need
-/// one too, but the spec validation refuses it (`spec.plugin.args.mode`), and
-/// host-device or sriov pods hold a NIC of their own.
+/// Whether pods of a network with this delegate plugin need a shim: those that
+/// sit on the rail's L2 segment with an address of this host's block, whose
+/// gateway nobody else holds and to which the host has no route of its own.
+///
+/// - macvlan: a child of the rail NIC, which its parent never talks to.
+/// - host-device: a spare link of the rail moved into the pod. It is on the
+///   rail's L2 like a macvlan child (through the switch rather than the
+///   parent), so without a shim its gateway answers nowhere and a peer's
+///   packet for its block, routed to this host's rail NIC, has no way on.
+///
+/// ptp and ipvlan l3/l3s pods reach the host through their own link or the
+/// parent's L3 stack, so the host routes them already; ipvlan l2 would need one
+/// too, but the spec validation refuses it (`spec.plugin.args.mode`). sriov VFs
+/// are on the rail's L2 as well, but railyard-cni does not run them per rail
+/// yet, so they get none until it does.
 pub fn needs_shim(plugin: &str) -> bool {
-    plugin == "macvlan"
+    matches!(plugin, "macvlan" | "host-device")
 }
 
 /// The shim's name for `network` on rail `rail` (NIC `nic`): `ry-<rail>-<hash>`,
@@ -312,20 +324,26 @@ mod tests {
     }
 
     #[test]
-    fn only_macvlan_networks_and_only_this_hosts_blocks_get_shims() {
+    fn only_l2_networks_and_only_this_hosts_blocks_get_shims() {
         let p = plan("n", &[("peer", vec![block(0, "eth1", "10.9.0.0/24")])]);
         assert!(
             wanted_shims("me", [("n", "macvlan", &p)]).is_empty(),
             "no block here"
         );
         let mine = plan("n", &[("me", vec![block(0, "eth1", "10.9.1.0/24")])]);
-        for plugin in ["", "ipvlan", "ptp", "host-device", "sriov", "railyard-cni"] {
+        for plugin in ["", "ipvlan", "ptp", "sriov", "railyard-cni"] {
             assert!(
                 wanted_shims("me", [("n", plugin, &mine)]).is_empty(),
                 "{plugin}"
             );
         }
-        assert_eq!(wanted_shims("me", [("n", "macvlan", &mine)]).len(), 1);
+        for plugin in ["macvlan", "host-device"] {
+            assert_eq!(
+                wanted_shims("me", [("n", plugin, &mine)]).len(),
+                1,
+                "{plugin}"
+            );
+        }
     }
 
     #[test]
