@@ -200,12 +200,15 @@ fn ptp_at_0_4_0_gives_each_nic_its_own_veth() {
     world.run("DEL", "c1", &pod.path(), &conf).ok();
 }
 
+/// With an explicit `nicField`, host-device moves the rail NIC itself (by
+/// default it takes a spare: `tests/meta_host_device.rs`).
 #[test]
-fn host_device_moves_each_nic_into_the_pod_and_back() {
+fn host_device_with_nic_field_moves_each_nic_into_the_pod_and_back() {
     let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
     let host = world.host.as_ref().unwrap();
     let pod = Netns::new("pod");
-    let conf = world.conf("1.0.0", json!({"type": "host-device"}));
+    let mut conf = world.conf("1.0.0", json!({"type": "host-device"}));
+    conf["nicField"] = json!("device");
     let result = world.run("ADD", "c1", &pod.path(), &conf).ok();
     let addrs = pod.addrs();
     assert_eq!(addrs["net1-0"], ["192.168.0.10/24"], "{addrs:?} {result}");

@@ -244,47 +244,61 @@ pub fn choose(
             continue;
         }
         let pattern = template.pattern(&want.nic, want.rail)?;
-        let matching: Vec<&String> = sorted
-            .iter()
-            .copied()
-            .filter(|l| glob_match(&pattern, l) && !nics.contains(l.as_str()))
-            .collect();
-        let free = matching
-            .iter()
-            .find(|l| !taken.contains(l.as_str()) && !chosen.contains(l));
+        let free = sorted.iter().find(|l| {
+            glob_match(&pattern, l)
+                && !nics.contains(l.as_str())
+                && !taken.contains(l.as_str())
+                && !chosen.contains(l)
+        });
         match free {
             Some(l) => chosen.push((*l).clone()),
             None => {
+                let reason = why_none(&pattern, taken, &chosen);
                 return Err(Error::NoFreeDevice {
                     nic: want.nic.clone(),
                     rail: want.rail,
                     template: template.as_str().to_owned(),
                     pattern,
-                    reason: why_none(&matching, taken, &chosen),
-                })
+                    reason,
+                });
             }
         }
     }
     Ok(chosen)
 }
 
-/// What the host has of a pattern's links, for the operator.
-fn why_none(matching: &[&String], taken: &BTreeSet<String>, chosen: &[String]) -> String {
-    if matching.is_empty() {
+/// Why no link is free for `pattern`, for the operator: nothing matches, or
+/// what matches is in use, by whom. A host link that matches and is in
+/// neither set would have been chosen, so these two sets are all there is.
+fn why_none(pattern: &str, taken: &BTreeSet<String>, chosen: &[String]) -> String {
+    let by_others: Vec<&str> = taken
+        .iter()
+        .filter(|t| glob_match(pattern, t))
+        .map(String::as_str)
+        .collect();
+    let by_this: Vec<&str> = chosen
+        .iter()
+        .filter(|c| glob_match(pattern, c))
+        .map(String::as_str)
+        .collect();
+    if by_others.is_empty() && by_this.is_empty() {
         return "no link of this host's network namespace matches it".into();
     }
-    let names: Vec<&str> = matching.iter().map(|l| l.as_str()).collect();
-    let by_others = names.iter().filter(|l| taken.contains(**l)).count();
-    let by_this = names.len() - by_others;
-    let mut why = format!(
-        "{} match ({}) and every one is in use: {by_others} recorded by other attachments",
-        names.len(),
-        names.join(", ")
-    );
-    if by_this > 0 && !chosen.is_empty() {
-        why.push_str(&format!(", {by_this} chosen for this pod's other rails"));
+    let mut why = String::from("every spare matching it is in use");
+    if !by_others.is_empty() {
+        why.push_str(&format!(
+            ": {} by other attachments ({})",
+            by_others.len(),
+            by_others.join(", ")
+        ));
     }
-    why.push_str("; spares in pods are not in the host's namespace and are not listed");
+    if !by_this.is_empty() {
+        why.push_str(&format!(
+            "; {} chosen for this pod's other rails ({})",
+            by_this.len(),
+            by_this.join(", ")
+        ));
+    }
     why
 }
 
@@ -438,8 +452,7 @@ mod tests {
             "rail 1",
             "spare{rail}-*",
             "spare1-*",
-            "spare1-0, spare1-1",
-            "2 recorded by other attachments",
+            "2 by other attachments (spare1-0, spare1-1)",
         ] {
             assert!(msg.contains(part), "{part:?} missing from {msg}");
         }
