@@ -30,8 +30,8 @@ use railyard_core::{keys, ActualRoute, HostInventory, NetworkManifest, Nic, Plan
 use railyard_route_daemon::daemon::{Reconciler, ReconcilerConfig, Timing};
 use railyard_route_daemon::kernel::memory::MemoryRoutes;
 use railyard_route_daemon::kernel::{
-    ApplyReport, Ensured, GatewayShims, PolicyRule, PolicyRules, RouteTable, RoutingMode, Shim,
-    ShimState,
+    ApplyReport, Ensured, GatewayShims, LinkStep, PolicyRule, PolicyRules, RailLink, RailLinks,
+    RouteTable, RoutingMode, Shim, ShimState, StepOutcome,
 };
 use railyard_route_daemon::metrics::Metrics;
 use railyard_store::testing::EtcdServer;
@@ -110,6 +110,17 @@ impl GatewayShims for Probe {
         name: &railyard_core::IfName,
     ) -> railyard_route_daemon::Result<bool> {
         self.inner.remove_shim(name).await
+    }
+}
+
+/// Nor an ifacer: no rail links are ever made.
+#[async_trait]
+impl RailLinks for Probe {
+    async fn rail_links(&self) -> railyard_route_daemon::Result<Vec<RailLink>> {
+        self.inner.rail_links().await
+    }
+    async fn apply_link_step(&self, step: &LinkStep) -> railyard_route_daemon::Result<StepOutcome> {
+        self.inner.apply_link_step(step).await
     }
 }
 

@@ -16,10 +16,11 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use railyard_core::{ActualRoute, IfName, Route, RouteDiff};
 
+use super::rail_links::ifacer_alias;
 use super::shims::is_ours;
 use super::{
-    ApplyReport, Ensured, GatewayShims, PolicyRule, PolicyRules, RouteFailure, RouteOp, RouteTable,
-    Shim, ShimState,
+    ApplyReport, Ensured, GatewayShims, LinkKind, LinkStep, PolicyRule, PolicyRules, RailLink,
+    RailLinks, RouteFailure, RouteOp, RouteTable, Shim, ShimState, StepOutcome,
 };
 use crate::error::Result;
 
@@ -42,12 +43,20 @@ struct State {
 }
 
 /// A link of the in-memory kernel, as `ip -d addr show` would describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryLink {
     /// The macvlan's parent; `None` for a device of its own (a NIC).
     pub parent: Option<IfName>,
     /// A macvlan in bridge mode (what a shim is); false for anything else.
     pub macvlan_bridge: bool,
+    /// An 802.1Q VLAN of `parent` with this id.
+    pub vlan_id: Option<u16>,
+    /// A bond.
+    pub bond: bool,
+    /// The bond it is enslaved to.
+    pub controller: Option<IfName>,
+    /// A default route leaves through it.
+    pub default_route: bool,
     pub mac: [u8; 6],
     pub alias: Option<String>,
     pub up: bool,
@@ -120,11 +129,40 @@ impl MemoryRoutes {
             name,
             MemoryLink {
                 parent: None,
-                macvlan_bridge: false,
                 mac: [0; 6],
-                alias: None,
                 up: true,
-                addresses: Vec::new(),
+                ..MemoryLink::default()
+            },
+        );
+    }
+
+    /// `ip addr add ADDR dev NAME` (someone else's, or the host's own).
+    pub fn add_address(&self, name: &IfName, addr: IpNet) {
+        if let Some(l) = self.lock().links.get_mut(name) {
+            if !l.addresses.contains(&addr) {
+                l.addresses.push(addr);
+            }
+        }
+    }
+
+    /// `ip route add default dev NAME` (or its removal).
+    pub fn set_default_route(&self, name: &IfName, on: bool) {
+        if let Some(l) = self.lock().links.get_mut(name) {
+            l.default_route = on;
+        }
+    }
+
+    /// Someone else's link of a kind: `ip link add NAME link PARENT type vlan id
+    /// ID` (with `vlan: Some((parent, id))`) or `ip link add NAME type bond`
+    /// (`bond`), or a plain device when neither; down, no alias.
+    pub fn add_foreign_kind(&self, name: IfName, vlan: Option<(IfName, u16)>, bond: bool) {
+        self.lock().links.insert(
+            name,
+            MemoryLink {
+                parent: vlan.map(|(p, _)| p),
+                vlan_id: vlan.map(|(_, id)| id),
+                bond,
+                ..MemoryLink::default()
             },
         );
     }
@@ -140,18 +178,22 @@ impl MemoryRoutes {
                 macvlan_bridge: true,
                 mac: [0x02, 0, 0, 0, 0, 0x01],
                 alias: alias.map(str::to_owned),
-                up: false,
-                addresses: Vec::new(),
+                ..MemoryLink::default()
             },
         );
     }
 
-    /// `ip link del NAME`, whoever owns it; its macvlan children go with it, as
-    /// in the kernel.
+    /// `ip link del NAME`, whoever owns it; its macvlan and VLAN children go
+    /// with it and its slaves are released, as in the kernel.
     pub fn delete_link(&self, name: &IfName) {
         let mut st = self.lock();
         st.links.remove(name);
         st.links.retain(|_, l| l.parent.as_ref() != Some(name));
+        for l in st.links.values_mut() {
+            if l.controller.as_ref() == Some(name) {
+                l.controller = None;
+            }
+        }
     }
 
     /// `ip link set NAME up|down`.
@@ -324,6 +366,7 @@ impl GatewayShims for MemoryRoutes {
             alias: Some(shim.alias()),
             up: true,
             addresses: shim.addresses.clone(),
+            ..MemoryLink::default()
         };
         let Some(link) = st.links.get_mut(&shim.name) else {
             st.links.insert(shim.name, wanted);
@@ -356,5 +399,121 @@ impl GatewayShims for MemoryRoutes {
             }
             _ => Ok(false),
         }
+    }
+}
+
+#[async_trait]
+impl RailLinks for MemoryRoutes {
+    async fn rail_links(&self) -> Result<Vec<RailLink>> {
+        Ok(self
+            .lock()
+            .links
+            .iter()
+            .map(|(name, l)| {
+                let mut addresses = l.addresses.clone();
+                addresses.sort_unstable();
+                RailLink {
+                    name: *name,
+                    kind: match (l.vlan_id, l.bond) {
+                        (Some(id), _) => LinkKind::Vlan {
+                            parent: l.parent,
+                            id,
+                        },
+                        (None, true) => LinkKind::Bond,
+                        (None, false) => LinkKind::Other,
+                    },
+                    controller: l.controller,
+                    alias: l.alias.clone(),
+                    up: l.up,
+                    addresses,
+                    default_route: l.default_route,
+                }
+            })
+            .collect())
+    }
+
+    async fn apply_link_step(&self, step: &LinkStep) -> Result<StepOutcome> {
+        let mut st = self.lock();
+        let refused = |why: String| Ok(StepOutcome::Refused(why));
+        match step {
+            LinkStep::CreateBond { name, network, .. } => {
+                if st.links.contains_key(name) {
+                    return refused(format!("a link named {:?} exists", name.as_str()));
+                }
+                st.links.insert(
+                    *name,
+                    MemoryLink {
+                        bond: true,
+                        alias: Some(ifacer_alias(network)),
+                        ..MemoryLink::default()
+                    },
+                );
+            }
+            LinkStep::Enslave { slave, bond } => {
+                if !st.links.get(bond).is_some_and(|b| b.bond) {
+                    return refused(format!("bond {:?} does not exist", bond.as_str()));
+                }
+                let Some(l) = st.links.get_mut(slave) else {
+                    return refused(format!("slave {:?} does not exist", slave.as_str()));
+                };
+                match l.controller {
+                    Some(c) if c == *bond => {}
+                    Some(c) => {
+                        return refused(format!(
+                            "{:?} is enslaved to {:?} already",
+                            slave.as_str(),
+                            c.as_str()
+                        ))
+                    }
+                    None => {
+                        l.controller = Some(*bond);
+                        // Down and up again: the kernel drops a link's IPv6
+                        // addresses when it goes down.
+                        l.addresses.retain(|a| a.addr().is_ipv4());
+                        l.up = true;
+                    }
+                }
+            }
+            LinkStep::CreateVlan {
+                name,
+                parent,
+                id,
+                network,
+            } => {
+                if !st.links.contains_key(parent) {
+                    return refused(format!("parent {:?} does not exist", parent.as_str()));
+                }
+                if st.links.contains_key(name) {
+                    return refused(format!("a link named {:?} exists", name.as_str()));
+                }
+                st.links.insert(
+                    *name,
+                    MemoryLink {
+                        parent: Some(*parent),
+                        vlan_id: Some(*id),
+                        alias: Some(ifacer_alias(network)),
+                        ..MemoryLink::default()
+                    },
+                );
+            }
+            LinkStep::MoveAddress { address, from, to } => {
+                let Some(l) = st.links.get_mut(to) else {
+                    return refused(format!("{:?} does not exist", to.as_str()));
+                };
+                if !l.addresses.contains(address) {
+                    l.addresses.push(*address);
+                }
+                if let Some(l) = st.links.get_mut(from) {
+                    l.addresses.retain(|a| a != address);
+                }
+            }
+            LinkStep::SetUp { name } => {
+                let Some(l) = st.links.get_mut(name) else {
+                    return refused(format!("{:?} does not exist", name.as_str()));
+                };
+                l.up = true;
+            }
+        }
+        Ok(StepOutcome::Done)
     }
 }

@@ -34,16 +34,22 @@
 //!
 //! # Shims are marked by name and alias
 //!
-//! The one kind of link the daemon makes, a macvlan gateway shim per rail for
-//! macvlan networks ([`shims`]), has no protocol number: it is ours when its
-//! name starts with `ry-` and its alias with `railyard:`, and no other link is
-//! ever changed or deleted.
+//! A macvlan gateway shim per rail for macvlan networks ([`shims`]) has no
+//! protocol number: it is ours when its name starts with `ry-` and its alias
+//! with `railyard:`, and no other link is ever changed or deleted.
+//!
+//! # Rail interfaces are made, never deleted
+//!
+//! The VLANs and bonds a network's `spec.ifacer` asks for ([`rail_links`])
+//! carry the alias `railyard:ifacer <network>`, and the host's rail addresses
+//! are moved onto them. They are never deleted: they hold the rail.
 //!
 //! See `docs/design/route-ownership.md` for the invariants and the conformance
 //! case that checks each.
 
 pub mod memory;
 pub mod netlink;
+pub mod rail_links;
 pub mod shims;
 
 #[cfg(feature = "conformance")]
@@ -58,6 +64,9 @@ use railyard_core::{route_table_for, ActualRoute, Route, RouteDiff};
 
 use crate::error::Result;
 
+pub use rail_links::{
+    ifacer_alias, LinkKind, LinkStep, RailLink, RailLinks, StepOutcome, IFACER_ALIAS_PREFIX,
+};
 pub use shims::{
     format_mac, Ensured, GatewayShims, Shim, ShimState, SHIM_ALIAS_PREFIX, SHIM_PREFIX,
 };
@@ -210,9 +219,9 @@ pub trait PolicyRules: Send + Sync {
 }
 
 /// Everything the daemon's loop needs from a kernel.
-pub trait Kernel: RouteTable + PolicyRules + GatewayShims {}
+pub trait Kernel: RouteTable + PolicyRules + GatewayShims + RailLinks {}
 
-impl<T: RouteTable + PolicyRules + GatewayShims> Kernel for T {}
+impl<T: RouteTable + PolicyRules + GatewayShims + RailLinks> Kernel for T {}
 
 /// A shared port is the port: several owners (a restarted loop, a test that
 /// keeps a handle) can drive one kernel.

@@ -5,6 +5,12 @@
 //! rail NICs (`shims.rs`): they follow this host's blocks and the networks'
 //! plugins, and link events (a shim deleted by hand) bring them back.
 //!
+//! And, first in every pass that needs it, the rail interfaces (VLANs, bonds)
+//! networks ask for in `spec.ifacer` (`ifacer.rs`, `rail_links.rs`): on a
+//! change of an accepted spec's ifacer and on link events (an address put
+//! back on the old link moves again), before routes, which follow the rail
+//! NICs once discovery has seen them move.
+//!
 //! Triggers are plan or spec changes (that network's table), route events of a
 //! table we manage (drift), link events and event overruns (everything), and a
 //! retry after a failure. They are coalesced: the first opens a short window
@@ -33,6 +39,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
+mod ifacer;
+mod rail_links;
 mod rules;
 mod shims;
 mod table;
@@ -72,6 +80,8 @@ struct Dirty {
     rules: bool,
     /// A network's delegate plugin changed: its shims may come or go.
     shims: bool,
+    /// A network's `spec.ifacer` changed.
+    ifacer: bool,
 }
 
 impl Dirty {
@@ -79,6 +89,7 @@ impl Dirty {
         self.all
             || self.rules
             || self.shims
+            || self.ifacer
             || !self.plans.is_empty()
             || !self.peers.is_empty()
             || !self.kernel.is_empty()
@@ -93,6 +104,8 @@ pub struct Reconciler<K> {
     view: ClusterView,
     /// Each network's delegate plugin, for the shims.
     delegates: shims::Delegates,
+    /// Each network's `spec.ifacer`, for the rail interfaces.
+    ifacers: ifacer::IfacerSpecs,
     /// Tables reconciled so far and the routes of ours they were left holding
     /// (sorted): the base for plan-driven updates without a read, for counting
     /// repairs, and the tables to empty once their networks are gone.
@@ -129,6 +142,7 @@ impl<K: Kernel + 'static> Reconciler<K> {
             metrics,
             view: ClusterView::default(),
             delegates: shims::Delegates::default(),
+            ifacers: ifacer::IfacerSpecs::default(),
             applied: BTreeMap::new(),
             labelled: BTreeSet::new(),
             dirty: Dirty::default(),
@@ -221,8 +235,10 @@ impl<K: Kernel + 'static> Reconciler<K> {
             }
             let plugins_changed = self.delegates.apply(&update);
             self.dirty.shims |= plugins_changed;
+            let ifacer_changed = self.ifacers.apply(&update);
+            self.dirty.ifacer |= ifacer_changed;
             let changes = self.view.apply_plans(update);
-            let touched = !changes.is_empty() || plugins_changed;
+            let touched = !changes.is_empty() || plugins_changed || ifacer_changed;
             // Rules follow the accepted spec, which the plan meta publishes.
             self.dirty.rules |= changes.iter().any(|c| matches!(c, PlanChange::Network(_)));
             for change in changes {
@@ -304,8 +320,12 @@ impl<K: Kernel + 'static> Reconciler<K> {
             return;
         }
         let dirty = std::mem::take(&mut self.dirty);
-        let wanted = self.wanted_tables();
         let mut failed = false;
+        // Rail interfaces first: the routes go through the links they make.
+        if dirty.all || dirty.ifacer {
+            failed |= !self.sync_ifacers().await;
+        }
+        let wanted = self.wanted_tables();
 
         // Our rules name the tables we manage, also those of networks deleted while
         // the daemon was down.

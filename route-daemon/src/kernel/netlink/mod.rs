@@ -13,6 +13,7 @@
 
 mod batch;
 mod convert;
+mod rail_links;
 mod rules;
 mod shims;
 
