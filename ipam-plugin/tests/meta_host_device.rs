@@ -213,3 +213,23 @@ fn runtime_device_id_is_passed_as_pci_bus_id_for_one_rail_only() {
     assert!(two.daemon.allocations().is_empty());
     assert_eq!(pod.links(), Vec::<String>::new());
 }
+
+/// A pod whose netns is gone before its DEL (a node's crash, a runtime that
+/// removed it first): host-device's DEL fails on the missing netns, but the
+/// kernel already dealt with the link (a veth here goes with the netns; a
+/// physical NIC goes back to the host), so railyard-cni's DEL succeeds and
+/// releases the addresses instead of blocking the pod's removal forever.
+#[test]
+fn del_after_the_pods_netns_is_gone_releases_the_addresses() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    add_spares(&world, &["ry-h0as0", "ry-h0bs0"]);
+    let conf = world.conf("1.0.0", host_device());
+    let pod = Netns::new("pod");
+    let path = pod.path();
+    world.run("ADD", "c1", &path, &conf).ok();
+    drop(pod);
+    assert!(!std::path::Path::new(&path).exists());
+    world.run("DEL", "c1", &path, &conf).ok();
+    assert!(world.daemon.allocations().is_empty());
+    assert!(!world.state_file("c1").exists());
+}

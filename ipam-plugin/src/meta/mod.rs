@@ -233,11 +233,12 @@ impl Run {
     /// means an interface may still exist. All members are tried either
     /// way, so one stuck interface does not keep the others alive.
     ///
-    /// Two failures are not such evidence and are only logged: a member
+    /// Three failures are not such evidence and are only logged: a member
     /// whose ADD never reported success (it cleaned up after itself, or
-    /// never ran), and a `master` child whose master has left the host
+    /// never ran), a `master` child whose master has left the host
     /// (the kernel removed the child with it; macvlan 1.1.1's DEL fails on
-    /// the missing master and would otherwise block the pod's removal).
+    /// the missing master and would otherwise block the pod's removal), and
+    /// a host-device link whose pod netns is gone ([`netns_vanished`]).
     fn del_members(&mut self, state: &State, env: &CniEnv) -> Option<Error> {
         let mut first = None;
         if state.policy_routing {
@@ -272,7 +273,10 @@ impl Run {
         });
         for (member, outcome) in state.members.iter().zip(outcomes).rev() {
             let Err(e) = outcome else { continue };
-            if member.result.is_none() || master_vanished(member) {
+            if member.result.is_none()
+                || master_vanished(member)
+                || netns_vanished(member, env)
+            {
                 eprintln!(
                     "railyard-cni: ignoring DEL failure of {} ({}): {e}",
                     member.ifname, member.nic
@@ -430,6 +434,20 @@ fn about_member(e: Error, member: &Member) -> Error {
         },
         other => other,
     }
+}
+
+/// host-device's DEL opens the pod's netns first and fails when it is gone,
+/// but by then there is nothing left to do: the kernel put a physical link
+/// back into the host's first namespace (under its pod name, which the
+/// operator renames to make it a spare again) and destroyed a virtual one
+/// with the namespace. Failing would block the pod's removal forever.
+fn netns_vanished(member: &Member, env: &CniEnv) -> bool {
+    member_type(member).is_ok_and(|t| t == "host-device")
+        && env
+            .attachment
+            .as_ref()
+            .and_then(|a| a.netns.as_deref())
+            .is_some_and(|netns| !netns.exists())
 }
 
 fn master_vanished(member: &Member) -> bool {
