@@ -77,9 +77,15 @@ struct ClusterArgs {
     /// IPv4 and IPv6 on every rail and pod.
     #[arg(long)]
     dual_stack: bool,
-    /// The interface plugin railyard-cni runs per NIC.
+    /// The interface plugin railyard-cni runs per NIC. `host-device` moves a
+    /// spare link of each rail into each pod: every host gets `--spares`
+    /// veths per rail into the rail's bridge (`spare<rail>-<k>`).
     #[arg(long, value_enum, default_value = "ptp")]
     delegate: Delegate,
+    /// With `--delegate host-device`: spare links per host and rail (default:
+    /// one per pod; fewer shows an ADD failing when a rail has none left).
+    #[arg(long)]
+    spares: Option<usize>,
     /// With `--delegate ipvlan`: l3 (default), l3s or l2.
     #[arg(long, value_enum, default_value = "l3")]
     ipvlan_mode: IpvlanMode,
@@ -137,6 +143,10 @@ impl ClusterArgs {
         };
         spec.delegate = self.delegate;
         spec.ipvlan_mode = self.ipvlan_mode;
+        if self.spares.is_some() && self.delegate != Delegate::HostDevice {
+            anyhow::bail!("--spares: only --delegate host-device uses spare links");
+        }
+        spec.spares = self.spares;
         spec.vlan = self.vlan;
         spec.bond = self.bond;
         spec.network.clone_from(&self.network);

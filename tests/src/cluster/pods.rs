@@ -21,6 +21,9 @@ pub fn netconf(spec: &ClusterSpec, host: usize) -> serde_json::Value {
         Delegate::Ipvlan => {
             serde_json::json!({"type": "ipvlan", "mode": spec.ipvlan_mode.as_str()})
         }
+        Delegate::HostDevice => {
+            serde_json::json!({"type": "host-device", "spareDevices": super::spec::SPARE_TEMPLATE})
+        }
     };
     serde_json::json!({
         "cniVersion": "1.0.0",
@@ -31,7 +34,7 @@ pub fn netconf(spec: &ClusterSpec, host: usize) -> serde_json::Value {
             "socket": spec.socket(host),
         },
         "delegate": delegate,
-        "stateDir": spec.cni_state(),
+        "stateDir": spec.host_cni_state(host),
     })
 }
 

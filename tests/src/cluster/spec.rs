@@ -42,7 +42,19 @@ pub enum Delegate {
     /// multi-nic-cni's default). Needs a kernel with ipvlan: this machine's has
     /// none, so such a cluster runs in the full-kernel VM (`railyard-vm`).
     Ipvlan,
+    /// A spare link of each rail moved into the pod by the host-device plugin.
+    /// Each host gets, per rail, veths `spare<j>-<k>` cabled to the rail's
+    /// bridge ([`ClusterSpec::spares`]), which railyard-cni picks from with
+    /// `spareDevices` = [`SPARE_TEMPLATE`]; like macvlan pods they sit on the
+    /// rail's L2 and reach the host through the daemon's gateway shim.
+    #[serde(rename = "host-device")]
+    HostDevice,
 }
+
+/// The `spareDevices` a host-device cluster's pods take their links from:
+/// `spare<rail>-<k>`, outside the daemons' `rail*` NIC filter (a spare is no
+/// rail NIC of the host), and one pattern for every host and rail.
+pub const SPARE_TEMPLATE: &str = "spare{rail}-*";
 
 /// The ipvlan mode of an ipvlan cluster. In l3 and l3s the host routes the
 /// pods' traffic (railyard's routes carry it across hosts); l2 bridges it.
@@ -115,6 +127,10 @@ pub struct ClusterSpec {
     /// `down`. A small one lets a test fill the allocation log's disk.
     #[serde(default)]
     pub state_tmpfs_kib: BTreeMap<usize, u64>,
+    /// With `Delegate::HostDevice`: spare links made per host and rail;
+    /// `None` makes one per pod `up` attaches ([`ClusterSpec::spare_count`]).
+    #[serde(default)]
+    pub spares: Option<usize>,
 }
 
 fn default_parallel() -> usize {
@@ -147,6 +163,7 @@ impl ClusterSpec {
             lease_ttl: 5,
             parallel: default_parallel(),
             state_tmpfs_kib: BTreeMap::new(),
+            spares: None,
         }
     }
 
@@ -180,6 +197,12 @@ impl ClusterSpec {
             return bad(format!(
                 "{} pods per host: at most 250 fit a /24 block",
                 self.pods
+            ));
+        }
+        if self.spare_count() > 250 {
+            return bad(format!(
+                "{} spares per host and rail: at most 250 (as many as pods fit a block)",
+                self.spare_count()
             ));
         }
         if self.planners == 0 {
@@ -220,14 +243,21 @@ impl ClusterSpec {
         }
     }
 
-    /// The MultiNicNetwork `railyard apply` gets (JSON is YAML). A macvlan
-    /// cluster names its delegate in `spec.plugin`, as a user's network does:
+    /// The MultiNicNetwork `railyard apply` gets (JSON is YAML). A macvlan or
+    /// host-device cluster names its delegate in `spec.plugin`, as a user's
+    /// network does:
     /// that is what tells each route-daemon to make the gateway shims macvlan
     /// pods need (`docs/design/data-paths.md`).
     pub fn manifest(&self) -> serde_json::Value {
         let plugin = match self.delegate {
             Delegate::Macvlan => serde_json::json!({
                 "cniVersion": "1.0.0", "type": "macvlan", "args": {"mode": "bridge"},
+            }),
+            // The daemons make gateway shims for it too; its spareDevices is
+            // what a NAD made from this network would pass railyard-cni.
+            Delegate::HostDevice => serde_json::json!({
+                "cniVersion": "1.0.0", "type": "host-device",
+                "args": {"spareDevices": SPARE_TEMPLATE},
             }),
             _ => serde_json::json!({"cniVersion": "1.0.0", "type": "railyard-cni"}),
         };
@@ -335,8 +365,43 @@ impl ClusterSpec {
         self.state_dir.join("cni")
     }
 
+    /// Host `i`'s railyard-cni `stateDir`. Real hosts each have their own;
+    /// here the hosts share one file system, and all but host-device clusters
+    /// share [`ClusterSpec::cni_state`] (records are per attachment, and
+    /// container IDs are unique). host-device records also claim spare links
+    /// by name for the host that holds them, and every host here has a
+    /// `spare0-0`: each host gets a directory of its own under it.
+    pub fn host_cni_state(&self, i: usize) -> PathBuf {
+        if self.delegate == Delegate::HostDevice {
+            self.cni_state().join(self.host(i))
+        } else {
+            self.cni_state()
+        }
+    }
+
     pub fn cni_path(&self) -> String {
         format!("{}:{}", self.bin_dir.display(), self.cni_dir.display())
+    }
+
+    /// Spare links per host and rail: none unless host-device, then
+    /// `spares`, or one per pod.
+    pub fn spare_count(&self) -> usize {
+        if self.delegate == Delegate::HostDevice {
+            self.spares.unwrap_or(self.pods)
+        } else {
+            0
+        }
+    }
+
+    /// Spare `k` of rail `j` in a host namespace (it matches [`SPARE_TEMPLATE`]).
+    pub fn spare(&self, j: usize, k: usize) -> String {
+        format!("spare{j}-{k}")
+    }
+
+    /// The fabric's end of host `i`'s spare `k` on rail `j`, a port of the
+    /// rail's bridge.
+    pub fn spare_port(&self, i: usize, j: usize, k: usize) -> String {
+        format!("h{i}r{j}s{k}")
     }
 }
 
@@ -377,6 +442,28 @@ mod tests {
         assert_eq!(s.pod(1, 2), "pod-1-2");
         assert_eq!(s.rail_v4(3, 1).to_string(), "10.100.1.13");
         assert_eq!(s.rail_v6(3, 1).to_string(), "fd00:100:1::d");
+        assert_eq!(s.spare_count(), 0, "spares are host-device's");
+    }
+
+    #[test]
+    fn host_device_spares_follow_the_pods_and_fit_names() {
+        let mut s = ClusterSpec::new("/tmp/x", "/bin");
+        s.delegate = Delegate::HostDevice;
+        assert_eq!(s.spare_count(), s.pods);
+        s.spares = Some(1);
+        assert_eq!(s.spare_count(), 1);
+        s.spares = Some(250);
+        s.hosts = 64;
+        s.rails = 4;
+        s.validate().expect("the largest layout");
+        let (host, port) = (s.spare(3, 249), s.spare_port(63, 3, 249));
+        assert!(host.len() <= 15 && port.len() <= 15, "{host} {port}");
+        assert!(!host.starts_with("rail"), "outside the daemons' NIC filter");
+        let glob = SPARE_TEMPLATE.replace("{rail}", "3").replace('*', "");
+        assert!(host.starts_with(&glob), "{host} matches {SPARE_TEMPLATE}");
+        s.spares = Some(251);
+        assert!(s.validate().is_err());
+        assert_eq!(s.manifest()["spec"]["plugin"]["type"], "host-device");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! rail (the rail's switch); every host namespace has NIC `rail<j>` (a veth whose
 //! peer is a port of bridge j) and `mgmt0`, a management link into a bridge in
 //! the root namespace, where etcd listens: the daemons run inside their host
-//! namespaces and cannot reach the root namespace's loopback.
+//! namespaces and cannot reach the root namespace's loopback. A host-device
+//! cluster's hosts also have spare links `spare<j>-<k>` into bridge j.
 
 use super::cmd::{ip, ip_batch, ip_in, netns_add, sysctl_in};
 use super::spec::ClusterSpec;
@@ -82,6 +83,7 @@ pub fn make_host(state: &mut State, i: usize) -> Result<()> {
             lines.push(format!("addr add {addr}/{len} dev rail{j}{nodad}"));
         }
         lines.push(format!("link set rail{j} up"));
+        spares(&spec, i, j, &mut lines, &mut fabric);
     }
     ip_batch(Some(&host), &lines)?;
     ip_batch(Some(&spec.fabric()), &fabric)?;
@@ -96,6 +98,41 @@ pub fn make_host(state: &mut State, i: usize) -> Result<()> {
             "net.ipv4.conf.default.rp_filter=0",
         ],
     )
+}
+
+/// Host `i`'s spare links on rail `j` for host-device pods: veths
+/// `spare<j>-<k>`, each cabled to the rail's bridge as the rail NIC is, and
+/// left down (host-device brings one up in the pod it moves it to). None
+/// for other delegates.
+fn spares(
+    spec: &ClusterSpec,
+    i: usize,
+    j: usize,
+    host: &mut Vec<String>,
+    fabric: &mut Vec<String>,
+) {
+    let fabric_ns = spec.fabric();
+    for k in 0..spec.spare_count() {
+        let (spare, port) = (spec.spare(j, k), spec.spare_port(i, j, k));
+        host.push(format!(
+            "link add {spare} type veth peer name {port} netns {fabric_ns}"
+        ));
+        fabric.push(format!("link set {port} master rail{j} up"));
+    }
+}
+
+/// Host `i`'s spare links still in its namespace (not in a pod), sorted.
+pub fn host_spares(spec: &ClusterSpec, i: usize) -> Vec<String> {
+    let text = ip_in(&spec.host(i), &["-j", "link", "show"]).unwrap_or_default();
+    let links: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+    let mut out: Vec<String> = links
+        .iter()
+        .filter_map(|l| l["ifname"].as_str())
+        .filter(|n| n.starts_with("spare"))
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out
 }
 
 /// A gateway shim as `ip -d addr show` prints it.
