@@ -143,11 +143,11 @@ fn concurrent_adds_never_share_a_spare() {
         }
     });
     let mut seen = BTreeSet::new();
-    for k in 0..PODS {
+    for (k, pod) in pods.iter().enumerate() {
         for device in recorded_devices(&world, &format!("c{k}")) {
             assert!(seen.insert(device.clone()), "{device} given twice");
         }
-        assert_eq!(pods[k].links().len(), 2, "{:?}", pods[k].links());
+        assert_eq!(pod.links().len(), 2, "{:?}", pod.links());
     }
     assert_eq!(seen.len(), 2 * PODS);
     // Every spare is in use: one more pod fails, naming rail 0's NIC.

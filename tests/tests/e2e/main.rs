@@ -2,7 +2,8 @@
 //! `cargo test --workspace`; with `-p railyard-e2e` run `cargo build --bins`
 //! first). Each test brings up its own local cluster (real etcd, planner(s),
 //! one route-daemon per host namespace, pods through railyard-cni and the
-//! reference ptp/macvlan plugins) and tears it down, also on failure.
+//! reference ptp/macvlan/host-device plugins) and tears it down, also on
+//! failure.
 //!
 //! One test binary for all of them: every extra binary would be linked again.
 
@@ -11,6 +12,7 @@ mod common;
 mod cni_runtime;
 mod connectivity;
 mod failover;
+mod host_device;
 mod ipam_crash;
 mod ipam_disk_full;
 mod ipam_rails_owed;
