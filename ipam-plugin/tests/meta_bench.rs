@@ -43,11 +43,13 @@ fn world(nics: u32) -> World {
     }
 }
 
-/// Median ADD and DEL times over `ROUNDS` attachments of one pod.
-fn measure(nics: u32) -> (Duration, Duration) {
+/// Median ADD and DEL times over `ROUNDS` attachments of one pod, with the
+/// macvlan binary (and its `static` IPAM) or served in process.
+fn measure(nics: u32, in_process: bool) -> (Duration, Duration) {
     let world = world(nics);
     let pod = Netns::new("pod");
-    let conf = world.conf("1.0.0", json!({"type": "macvlan", "mode": "bridge"}));
+    let mut conf = world.conf("1.0.0", json!({"type": "macvlan", "mode": "bridge"}));
+    conf["inProcessDelegates"] = json!(in_process);
     let (mut adds, mut dels) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let cid = format!("c{round}");
@@ -67,13 +69,15 @@ fn measure(nics: u32) -> (Duration, Duration) {
 #[test]
 #[ignore = "a measurement; run with --ignored --nocapture"]
 fn eight_nics_against_one() {
-    let (add1, del1) = measure(1);
-    let (add8, del8) = measure(8);
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
-    println!(
-        "railyard-cni macvlan, median of {ROUNDS}: 1 NIC ADD {add1:?} DEL {del1:?}; \
-         8 NICs ADD {add8:?} ({:.2}x) DEL {del8:?} ({:.2}x)",
-        ratio(add8, add1),
-        ratio(del8, del1)
-    );
+    for (in_process, how) in [(false, "binaries"), (true, "in process")] {
+        let (add1, del1) = measure(1, in_process);
+        let (add8, del8) = measure(8, in_process);
+        println!(
+            "railyard-cni macvlan ({how}), median of {ROUNDS}: 1 NIC ADD {add1:?} DEL {del1:?}; \
+             8 NICs ADD {add8:?} ({:.2}x) DEL {del8:?} ({:.2}x)",
+            ratio(add8, add1),
+            ratio(del8, del1)
+        );
+    }
 }

@@ -41,7 +41,15 @@ pub const SERVED: [&str; 2] = ["macvlan", "ipvlan"];
 const WHAT: &str = "in-process delegate";
 
 /// The delegate section's keys this module understands; the rest are refused.
-const KNOWN: [&str; 7] = ["cniVersion", "name", "type", "master", "mode", "mtu", "ipam"];
+const KNOWN: [&str; 7] = [
+    "cniVersion",
+    "name",
+    "type",
+    "master",
+    "mode",
+    "mtu",
+    "ipam",
+];
 
 /// The handler [`crate::delegate::Delegate::in_process`] runs.
 pub fn handler() -> Box<dyn Handler> {
@@ -98,12 +106,19 @@ impl LinkSpec {
                     .and_then(|m| u32::try_from(m).ok())
                     .filter(|m| *m >= 68)
                     .ok_or_else(|| {
-                        Error::invalid_config("mtu", format!("= {v}: must be a number of at least 68"))
+                        Error::invalid_config(
+                            "mtu",
+                            format!("= {v}: must be a number of at least 68"),
+                        )
                     })?,
             ),
         };
         let ipam = conf.ipam.clone().unwrap_or_default();
-        if let Some(t) = ipam.get("type").and_then(Value::as_str).filter(|t| *t != "static") {
+        if let Some(t) = ipam
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| *t != "static")
+        {
             return Err(Error::invalid_config(
                 "ipam.type",
                 format!("= {t:?}: the in-process {kind} takes static IPAM only"),
@@ -229,7 +244,10 @@ fn pairs(
             let field = |k: &str| format!("ipam.{list}[{i}].{k}");
             let raw = item.get(a).and_then(Value::as_str).unwrap_or_default();
             let net: IpNet = raw.parse().map_err(|_| {
-                Error::invalid_config(field(a), format!("= {raw:?}: is not an address with its prefix length"))
+                Error::invalid_config(
+                    field(a),
+                    format!("= {raw:?}: is not an address with its prefix length"),
+                )
             })?;
             let via = match item.get(b).and_then(Value::as_str) {
                 None => None,
@@ -251,7 +269,10 @@ pub fn derived_mac(container_id: &str, ifname: &str) -> String {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     let b = h.to_be_bytes();
-    format!("02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[3], b[4], b[5], b[6], b[7])
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[3], b[4], b[5], b[6], b[7]
+    )
 }
 
 /// The MAC an ipvlan shares with its master, from sysfs.
@@ -263,9 +284,12 @@ fn master_mac(master: &str) -> Option<String> {
 }
 
 fn pod_netns(req: &AttachRequest) -> Result<&Path, Error> {
-    req.attachment.netns.as_deref().ok_or_else(|| Error::Internal {
-        reason: format!("{WHAT}: the driver passed an ADD or CHECK without CNI_NETNS"),
-    })
+    req.attachment
+        .netns
+        .as_deref()
+        .ok_or_else(|| Error::Internal {
+            reason: format!("{WHAT}: the driver passed an ADD or CHECK without CNI_NETNS"),
+        })
 }
 
 impl Handler for Builtin {
@@ -278,8 +302,17 @@ impl Handler for Builtin {
             _ => master_mac(&spec.master),
         };
         let ip = ip_binary(WHAT)?;
-        let made = if spec.kind == "macvlan" { mac.as_deref() } else { None };
-        run(WHAT, &ip, &["-batch", "-"], &spec.host_batch(ifname, ns, made))?;
+        let made = if spec.kind == "macvlan" {
+            mac.as_deref()
+        } else {
+            None
+        };
+        run(
+            WHAT,
+            &ip,
+            &["-batch", "-"],
+            &spec.host_batch(ifname, ns, made),
+        )?;
         let configured = in_netns(WHAT, ns, || {
             run(WHAT, &ip, &["-batch", "-"], &spec.pod_batch(ifname)).map(drop)
         });
@@ -304,9 +337,11 @@ impl Handler for Builtin {
         let ifname = &req.attachment.ifname;
         in_netns(WHAT, ns, || {
             let shown = run(WHAT, &ip, &["-o", "link", "show"], "")?;
-            let present = shown
-                .lines()
-                .any(|l| l.split(": ").nth(1).is_some_and(|n| n.split('@').next() == Some(ifname.as_str())));
+            let present = shown.lines().any(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .is_some_and(|n| n.split('@').next() == Some(ifname.as_str()))
+            });
             if present {
                 run(WHAT, &ip, &["link", "del", ifname], "")?;
             }
@@ -362,7 +397,13 @@ pub fn check_shown(spec: &LinkSpec, ifname: &str, shown: &str) -> Result<(), Err
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"].as_u64()?)))
+        .filter_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a["local"].as_str()?,
+                a["prefixlen"].as_u64()?
+            ))
+        })
         .collect();
     if let Some((missing, _)) = spec
         .addresses
@@ -405,7 +446,11 @@ mod tests {
             "addr add 10.9.0.5/24 dev net1-0\naddr add fd00::5/64 dev net1-0\nlink set net1-0 up\n\
              route add 10.0.0.0/8 via 10.9.0.1 dev net1-0\n"
         );
-        let r = spec.result("net1-0", Some("02:00:00:00:00:01".into()), Path::new("/run/netns/p"));
+        let r = spec.result(
+            "net1-0",
+            Some("02:00:00:00:00:01".into()),
+            Path::new("/run/netns/p"),
+        );
         assert_eq!(r.interfaces[0].sandbox.as_deref(), Some("/run/netns/p"));
         assert!(r.ips.iter().all(|ip| ip.interface == Some(0)));
         assert_eq!(r.ips[0].gateway, Some("10.9.0.1".parse().expect("ip")));
@@ -467,9 +512,19 @@ mod tests {
                     "addr_info": addrs}])
             .to_string()
         };
-        let both = json!([{"local": "10.9.0.5", "prefixlen": 24}, {"local": "fd00::5", "prefixlen": 64}]);
-        assert!(check_shown(&spec, "net1-0", &shown("macvlan", json!(["UP"]), both.clone())).is_ok());
-        let err = check_shown(&spec, "net1-0", &shown("ipvlan", json!(["UP"]), both.clone()));
+        let both =
+            json!([{"local": "10.9.0.5", "prefixlen": 24}, {"local": "fd00::5", "prefixlen": 64}]);
+        assert!(check_shown(
+            &spec,
+            "net1-0",
+            &shown("macvlan", json!(["UP"]), both.clone())
+        )
+        .is_ok());
+        let err = check_shown(
+            &spec,
+            "net1-0",
+            &shown("ipvlan", json!(["UP"]), both.clone()),
+        );
         assert!(err.expect_err("kind").to_string().contains("not macvlan"));
         let err = check_shown(&spec, "net1-0", &shown("macvlan", json!([]), both));
         assert!(err.expect_err("down").to_string().contains("down"));

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::naming::{self, IfNameTemplate};
 use super::spares::{self, SpareTemplate};
 use crate::cni::{decode, NetConf};
+use crate::delegate::builtin;
 use crate::Error;
 
 /// Where per-attachment state lives unless `stateDir` says otherwise.
@@ -41,7 +42,13 @@ pub struct MetaConfig {
     /// otherwise, which keeps the old meaning of moving the NIC itself. See
     /// [`spares`].
     pub spares: Option<SpareTemplate>,
+    /// `inProcessDelegates`: a macvlan or ipvlan delegate is served inside
+    /// railyard-cni ([`crate::delegate::builtin`]) instead of by its binary.
+    pub in_process: bool,
 }
+
+/// The railyard-cni key that serves macvlan and ipvlan in process.
+pub const IN_PROCESS_FIELD: &str = "inProcessDelegates";
 
 impl MetaConfig {
     pub fn parse(conf: &NetConf) -> Result<MetaConfig, Error> {
@@ -153,6 +160,15 @@ impl MetaConfig {
         let policy_routing = conf
             .extra_as::<bool>(super::routing::FIELD)?
             .unwrap_or(false);
+        let in_process = conf.extra_as::<bool>(IN_PROCESS_FIELD)?.unwrap_or(false);
+        if in_process && builtin::SERVED.contains(&delegate_type.as_str()) {
+            // Refused now, before any address is allocated.
+            builtin::refuse_unserved(
+                &delegate_type,
+                delegate.keys().map(String::as_str),
+                "delegate.",
+            )?;
+        }
         Ok(MetaConfig {
             ifname_template,
             policy_routing,
@@ -162,6 +178,7 @@ impl MetaConfig {
             nic_field,
             state_dir,
             spares,
+            in_process,
         })
     }
 }

@@ -37,7 +37,7 @@ use crate::cni::{
     AttachRequest, Attachment, CniEnv, CniResult, Command, GcAttachment, GcRequest, Handler,
     NetConf, StatusRequest,
 };
-use crate::delegate::{Delegate, VersionCache};
+use crate::delegate::{builtin, Delegate, VersionCache};
 use crate::Error;
 
 pub use config::MetaConfig;
@@ -167,7 +167,7 @@ impl Run {
             ipam_conf: ipam_config(conf),
             version: conf.cni_version,
             name: conf.name.clone(),
-            delegates: Delegates::new(path, &meta.state_dir),
+            delegates: Delegates::new(path, &meta.state_dir, meta.in_process),
             meta,
         })
     }
@@ -273,10 +273,7 @@ impl Run {
         });
         for (member, outcome) in state.members.iter().zip(outcomes).rev() {
             let Err(e) = outcome else { continue };
-            if member.result.is_none()
-                || master_vanished(member)
-                || netns_vanished(member, env)
-            {
+            if member.result.is_none() || master_vanished(member) || netns_vanished(member, env) {
                 eprintln!(
                     "railyard-cni: ignoring DEL failure of {} ({}): {e}",
                     member.ifname, member.nic
@@ -295,15 +292,26 @@ struct Delegates {
     path: Vec<PathBuf>,
     versions: VersionCache,
     found: HashMap<String, Delegate>,
+    /// `inProcessDelegates`: macvlan and ipvlan served by [`builtin`].
+    in_process: bool,
 }
 
 impl Delegates {
-    fn new(path: &[PathBuf], state_dir: &Path) -> Delegates {
+    fn new(path: &[PathBuf], state_dir: &Path, in_process: bool) -> Delegates {
         Delegates {
             path: path.to_vec(),
             versions: VersionCache::new(state_dir),
             found: HashMap::new(),
+            in_process,
         }
+    }
+
+    /// The plugin served in this process, or the binary in `CNI_PATH`.
+    fn lookup(&self, plugin: &str) -> Result<Delegate, Error> {
+        if self.in_process && builtin::SERVED.contains(&plugin) {
+            return Ok(Delegate::in_process(plugin, builtin::handler));
+        }
+        Ok(Delegate::find(plugin, &self.path)?.remembering(self.versions.clone()))
     }
 
     /// One that [`Delegates::get`] has found; otherwise the error a
@@ -311,19 +319,18 @@ impl Delegates {
     fn found(&self, plugin: &str) -> Result<&Delegate, Error> {
         match self.found.get(plugin) {
             Some(d) => Ok(d),
-            None => {
-                Err(Delegate::find(plugin, &self.path)
-                    .err()
-                    .unwrap_or_else(|| Error::Internal {
-                        reason: format!("delegate {plugin:?} appeared in CNI_PATH during the call"),
-                    }))
-            }
+            None => Err(self
+                .lookup(plugin)
+                .err()
+                .unwrap_or_else(|| Error::Internal {
+                    reason: format!("delegate {plugin:?} appeared in CNI_PATH during the call"),
+                })),
         }
     }
 
     fn get(&mut self, plugin: &str) -> Result<&Delegate, Error> {
         if !self.found.contains_key(plugin) {
-            let delegate = Delegate::find(plugin, &self.path)?.remembering(self.versions.clone());
+            let delegate = self.lookup(plugin)?;
             self.found.insert(plugin.to_owned(), delegate);
         }
         self.found.get(plugin).ok_or_else(|| Error::Internal {
