@@ -64,11 +64,30 @@ pub enum Command {
         #[command(flatten)]
         etcd: EtcdArgs,
     },
-    /// List networks, hosts, the plan, or the planner leader.
+    /// List networks, hosts, the plan, the planner leader, or the pods'
+    /// allocations.
     Get {
         what: What,
         /// With `plan`: only this network.
         name: Option<String>,
+        /// With `allocations`: only this network.
+        #[arg(long)]
+        network: Option<String>,
+        /// With `allocations`: only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// With `allocations`: only this pod, `NAMESPACE/NAME` (or a name in any namespace).
+        #[arg(long)]
+        pod: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Which pod, interface, host and rail hold an address, or that nobody
+    /// does, and whose block it lies in.
+    Who {
+        address: std::net::IpAddr,
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
         #[command(flatten)]
@@ -145,6 +164,7 @@ pub enum What {
     Hosts,
     Plan,
     Leader,
+    Allocations,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -452,16 +452,24 @@ pub async fn describe_host(store: &dyn Store, name: &str) -> Result<String> {
         if routes.len() > 20 {
             let _ = writeln!(out, "    ... {} more", routes.len() - 20);
         }
-        let allocs = store
-            .range(&keys::allocations_of_host(&p.network, name))
-            .await?;
-        let _ = writeln!(out, "  allocations: {}", allocs.kvs.len());
-        for kv in allocs.kvs.iter().take(50) {
-            let rest = kv
-                .key
-                .strip_prefix(&keys::allocations_of_host(&p.network, name))
-                .unwrap_or(&kv.key);
-            let _ = writeln!(out, "    {rest} {}", String::from_utf8_lossy(&kv.value));
+        let read = crate::allocations::load(store, Some(&p.network)).await?;
+        let filter = crate::allocations::Filter {
+            host: Some(name.to_owned()),
+            ..Default::default()
+        };
+        let mine = |key: &String| key.starts_with(&keys::allocations_of_host(&p.network, name));
+        let unreadable: Vec<(String, String)> = read
+            .unreadable
+            .into_iter()
+            .filter(|(k, _)| mine(k))
+            .collect();
+        let rows = crate::allocations::rows(&read.records, &filter);
+        let pods = read.records.iter().filter(|(k, _)| mine(k)).count();
+        let _ = writeln!(out, "  allocations: {pods}");
+        if !rows.is_empty() || !unreadable.is_empty() {
+            for line in crate::allocations::table(&rows, &unreadable).lines() {
+                let _ = writeln!(out, "    {line}");
+            }
         }
     }
     if inventory.is_none() && !found {

@@ -1,9 +1,10 @@
 //! The `railyard` command's work, apart from its argument parsing (`main.rs`):
 //! the offline plan ([`offline`]), the etcd commands ([`commands`]: apply, get,
-//! describe, delete) and the connection check ([`check`] decides, [`check_run`]
+//! describe, delete), who holds which address ([`allocations`]) and the connection check ([`check`] decides, [`check_run`]
 //! probes from the pods' namespaces). Tested without spawning processes.
 
 pub mod agent;
+pub mod allocations;
 pub mod args;
 pub mod check;
 pub mod check_agents;

@@ -63,12 +63,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get {
             what,
             name,
+            network,
+            host,
+            pod,
             output,
             etcd,
         } => {
+            let filter = crate::allocations::Filter { network, host, pod };
+            if !matches!(what, What::Allocations) && filter != Default::default() {
+                anyhow::bail!("--network, --host and --pod go with `get allocations`");
+            }
             let store = etcd.connect().await?;
             let store = store.as_ref();
             match what {
+                What::Allocations => {
+                    let read = crate::allocations::load(store, filter.network.as_deref()).await?;
+                    let rows = crate::allocations::rows(&read.records, &filter);
+                    for (key, why) in &read.unreadable {
+                        eprintln!("railyard: unreadable allocation record {key}: {why}");
+                    }
+                    let table = crate::allocations::table(&rows, &[]);
+                    print(output, &rows, Some(table))
+                }
                 What::Networks => {
                     let v = commands::networks(store).await?;
                     print(output, &v, Some(commands::networks_table(&v)))
@@ -91,6 +107,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     print(output, &leader, Some(text))
                 }
             }
+        }
+        Command::Who {
+            address,
+            output,
+            etcd,
+        } => {
+            let store = etcd.connect().await?;
+            let read = crate::allocations::load(store.as_ref(), None).await?;
+            for (key, why) in &read.unreadable {
+                eprintln!("railyard: unreadable allocation record {key}: {why}");
+            }
+            let plans = commands::plans(store.as_ref(), None).await?;
+            let who = crate::allocations::who(address, &read.records, &plans);
+            print(output, &who, Some(who.render()))
         }
         Command::Describe { name, etcd, .. } => {
             let store = etcd.connect().await?;

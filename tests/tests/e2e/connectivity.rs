@@ -50,10 +50,80 @@ fn the_default_cluster_is_fully_connected_with_distinct_addresses() {
 fn dual_stack_pods_reach_each_other_over_both_families() {
     let mut s = spec("e2e-dual", 202);
     s.family = Family::Dual;
-    let c = TestCluster::up(s);
+    let c = TestCluster::up(s.clone());
     let addrs = c.distinct_addresses();
     assert!(addrs.iter().any(|a| a.is_ipv6()) && addrs.iter().any(|a| a.is_ipv4()));
     c.assert_connected(None);
+
+    // Who holds what, from the records the daemons mirror: every pod
+    // address is listed once, under its pod and host, and `who` names it.
+    let railyard = |args: &[&str]| {
+        let out = std::process::Command::new(s.bin_dir.join("railyard"))
+            .args(args)
+            .args(["--etcd-endpoints", &s.local_endpoint()])
+            .output()
+            .expect("railyard runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = || -> Vec<serde_json::Value> {
+        let rows: serde_json::Value =
+            serde_json::from_str(&railyard(&["get", "allocations", "-o", "json"])).expect("json");
+        rows.as_array().cloned().unwrap_or_default()
+    };
+    wait_for("the allocation mirror", || {
+        listed()
+            .iter()
+            .map(|r| r["addresses"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+            == addrs.len()
+    });
+    let rows = listed();
+    for pod in &c.state.pods {
+        let mine: Vec<&serde_json::Value> = rows
+            .iter()
+            .filter(|r| r["pod"] == format!("default/{}", pod.name))
+            .collect();
+        assert!(mine.iter().all(|r| r["host"] == pod.host), "{mine:?}");
+        let held: Vec<String> = mine
+            .iter()
+            .flat_map(|r| r["addresses"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        let want: Vec<String> = pod.addresses.iter().map(ToString::to_string).collect();
+        assert_eq!(sorted(held), sorted(want), "pod {}", pod.name);
+        let who = railyard(&["who", &pod.addresses[0].to_string()]);
+        assert!(
+            who.contains(&format!("held by pod default/{}", pod.name))
+                && who.contains(&format!("on host {}", pod.host)),
+            "{who}"
+        );
+    }
+    let one = &c.state.pods[0];
+    let table = railyard(&["get", "allocations", "--host", &one.host]);
+    assert!(
+        table.starts_with("NETWORK") && table.contains(&one.name),
+        "{table}"
+    );
+    assert!(!table.contains(
+        &c.state
+            .pods
+            .iter()
+            .find(|p| p.host != one.host)
+            .expect("2 hosts")
+            .name
+    ));
+    let nobody = railyard(&["who", "203.0.113.9"]);
+    assert!(nobody.starts_with("nobody holds 203.0.113.9"), "{nobody}");
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
 }
 
 /// IPv6-only rails, and macvlan instead of ptp: the pods sit on the rail's L2
