@@ -330,23 +330,8 @@ impl Handler for Builtin {
         let Some(ns) = req.attachment.netns.as_deref() else {
             return Ok(());
         };
-        if !netns::is_netns(ns) {
-            return Ok(());
-        }
-        let ip = ip_binary(WHAT)?;
-        let ifname = &req.attachment.ifname;
-        in_netns(WHAT, ns, || {
-            let shown = run(WHAT, &ip, &["-o", "link", "show"], "")?;
-            let present = shown.lines().any(|l| {
-                l.split(": ")
-                    .nth(1)
-                    .is_some_and(|n| n.split('@').next() == Some(ifname.as_str()))
-            });
-            if present {
-                run(WHAT, &ip, &["link", "del", ifname], "")?;
-            }
-            Ok(())
-        })
+        let a = &req.attachment;
+        del_all(&a.container_id, ns, &[a.ifname.as_str()])
     }
 
     fn check(&mut self, req: &AttachRequest) -> Result<(), Error> {
@@ -368,6 +353,98 @@ impl Handler for Builtin {
     fn status(&mut self, _req: &StatusRequest) -> Result<(), Error> {
         Ok(())
     }
+}
+
+/// ADD of every interface of one pod at once: one `ip -batch` in the host
+/// namespace makes all the links, one in the pod's sets addresses, links and
+/// routes. Per NIC that is a few lines of a batch, not two processes, so a
+/// pod with 8 rails costs little more than one with 1. `members` are
+/// (interface name, delegate config as railyard-cni wrote it). On an error
+/// the links already made stay for the caller's rollback, which deletes
+/// them ([`del_all`]).
+pub fn add_all(
+    container_id: &str,
+    netns: &Path,
+    members: &[(&str, &Map<String, Value>)],
+) -> Result<Vec<CniResult>, Error> {
+    let specs = members
+        .iter()
+        .map(|(_, config)| {
+            let bytes = serde_json::to_vec(config).map_err(|e| Error::Internal {
+                reason: format!("{WHAT}: serializing a delegate config: {e}"),
+            })?;
+            LinkSpec::parse(&NetConf::parse(&bytes)?)
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let macs: Vec<Option<String>> = specs
+        .iter()
+        .zip(members)
+        .map(|(spec, (ifname, _))| match spec.kind.as_str() {
+            "macvlan" => Some(derived_mac(container_id, ifname)),
+            _ => master_mac(&spec.master),
+        })
+        .collect();
+    let mut host = String::new();
+    let mut pod = String::new();
+    for ((spec, (ifname, _)), mac) in specs.iter().zip(members).zip(&macs) {
+        let made = mac.as_deref().filter(|_| spec.kind == "macvlan");
+        host.push_str(&spec.host_batch(ifname, netns, made));
+        pod.push_str(&spec.pod_batch(ifname));
+    }
+    let ip = ip_binary(WHAT)?;
+    run(WHAT, &ip, &["-batch", "-"], &host)?;
+    in_netns(WHAT, netns, || {
+        run(WHAT, &ip, &["-batch", "-"], &pod).map(drop)
+    })?;
+    Ok(specs
+        .iter()
+        .zip(members)
+        .zip(macs)
+        .map(|((spec, (ifname, _)), mac)| spec.result(ifname, mac, netns))
+        .collect())
+}
+
+/// DEL of the named interfaces of one pod at once, those still there. They
+/// are put in one link group and deleted with it: the kernel then waits for
+/// one RCU grace period for all of them instead of one per link (deleting a
+/// link costs about 25 ms here, nearly all of it that wait). The group number
+/// comes from the container ID, so another attachment's links in the same
+/// namespace are never in it. A namespace that is gone has nothing left.
+pub fn del_all(container_id: &str, netns: &Path, ifnames: &[&str]) -> Result<(), Error> {
+    if !netns::is_netns(netns) {
+        return Ok(());
+    }
+    let ip = ip_binary(WHAT)?;
+    in_netns(WHAT, netns, || {
+        let shown = run(WHAT, &ip, &["-o", "link", "show"], "")?;
+        let present: BTreeSet<&str> = shown
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n))
+            .collect();
+        let gone: Vec<&&str> = ifnames.iter().filter(|n| present.contains(**n)).collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let group = del_group(container_id);
+        let mut batch = String::new();
+        for name in gone {
+            batch.push_str(&format!("link set {name} group {group}\n"));
+        }
+        batch.push_str(&format!("link del group {group}\n"));
+        run(WHAT, &ip, &["-batch", "-"], &batch).map(drop)
+    })
+}
+
+/// A link group for [`del_all`]: never 0, the group every link starts in,
+/// and below 2^31, as iproute2 reads the number as a signed int.
+fn del_group(container_id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in container_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h & 0x3fff_ffff) | 0x4000_0000
 }
 
 /// CHECK's comparison of `ip -j -d addr show dev IFNAME` with the spec: the

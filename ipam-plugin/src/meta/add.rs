@@ -20,6 +20,7 @@ use super::spares::{self, Want};
 use super::state::{Member, State};
 use super::{about_member, concurrently, layout, member_env, routing, via_gateway, Run};
 use crate::cni::{AttachRequest, CniEnv, CniResult, Command};
+use crate::delegate::builtin;
 use crate::Error;
 
 /// The link host-device moves into the pod for one rail, when railyard-cni
@@ -258,15 +259,28 @@ impl Run {
         self.store.save(state)?;
         // The spares are recorded: other ADDs may choose now.
         drop(spares_lock);
-        let delegate = self.delegates.get(&self.meta.delegate_type)?;
-        // Negotiated once, before the threads (they would each ask).
-        delegate.supported_versions(&req.env)?;
-        let outcomes = concurrently(&state.members, |member| {
-            let env = member_env(&req.env, Command::Add, &member.ifname);
-            delegate
-                .add(&env, &member.config)
-                .map_err(|e| about_member(e, member))
-        });
+        let outcomes = if self.meta.serves_in_process() {
+            // One batch for the whole pod (see builtin::add_all).
+            let members: Vec<(&str, &Map<String, Value>)> = state
+                .members
+                .iter()
+                .map(|m| (m.ifname.as_str(), &m.config))
+                .collect();
+            match builtin::add_all(&req.attachment.container_id, a_netns(req)?, &members) {
+                Ok(results) => results.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            }
+        } else {
+            let delegate = self.delegates.get(&self.meta.delegate_type)?;
+            // Negotiated once, before the threads (they would each ask).
+            delegate.supported_versions(&req.env)?;
+            concurrently(&state.members, |member| {
+                let env = member_env(&req.env, Command::Add, &member.ifname);
+                delegate
+                    .add(&env, &member.config)
+                    .map_err(|e| about_member(e, member))
+            })
+        };
         let mut results = Vec::with_capacity(outcomes.len());
         let mut first_error = None;
         for (member, outcome) in state.members.iter_mut().zip(outcomes) {

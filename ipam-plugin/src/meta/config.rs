@@ -47,6 +47,15 @@ pub struct MetaConfig {
     pub in_process: bool,
 }
 
+impl MetaConfig {
+    /// Whether the delegate is served in this process (`inProcessDelegates`
+    /// and a type [`builtin`] serves), so a pod's interfaces are made and
+    /// deleted in one batch.
+    pub fn serves_in_process(&self) -> bool {
+        self.in_process && builtin::SERVED.contains(&self.delegate_type.as_str())
+    }
+}
+
 /// The railyard-cni key that serves macvlan and ipvlan in process.
 pub const IN_PROCESS_FIELD: &str = "inProcessDelegates";
 

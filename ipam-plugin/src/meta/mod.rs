@@ -255,6 +255,20 @@ impl Run {
                 }
             }
         }
+        let in_process = self.meta.in_process
+            && state
+                .members
+                .iter()
+                .all(|m| member_type(m).is_ok_and(|t| builtin::SERVED.contains(&t)));
+        if in_process {
+            // One batch for the whole pod (see builtin::del_all).
+            let netns = env.attachment.as_ref().and_then(|a| a.netns.clone());
+            let Some(netns) = netns.or_else(|| state.netns.clone()) else {
+                return None;
+            };
+            let names: Vec<&str> = state.members.iter().map(|m| m.ifname.as_str()).collect();
+            return builtin::del_all(&state.container_id, &netns, &names).err();
+        }
         // Look the plugins up first (the cache fills under &mut), then
         // run every DEL at once: they are independent, and DEL waits for
         // all of them before it reports.
