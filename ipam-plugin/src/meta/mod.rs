@@ -263,9 +263,8 @@ impl Run {
         if in_process {
             // One batch for the whole pod (see builtin::del_all).
             let netns = env.attachment.as_ref().and_then(|a| a.netns.clone());
-            let Some(netns) = netns.or_else(|| state.netns.clone()) else {
-                return None;
-            };
+            // No namespace known: nothing of the pod's to delete.
+            let netns = netns.or_else(|| state.netns.clone())?;
             let names: Vec<&str> = state.members.iter().map(|m| m.ifname.as_str()).collect();
             return builtin::del_all(&state.container_id, &netns, &names).err();
         }
