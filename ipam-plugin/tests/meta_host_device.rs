@@ -165,7 +165,8 @@ fn concurrent_adds_never_share_a_spare() {
     assert!(world.daemon.allocations().is_empty());
 }
 
-/// The device plugin's choice goes to host-device as `pciBusID` for a
+/// The device plugin's choice (`runtimeConfig.deviceID`, or `deviceID` at
+/// the top as Multus adds it) goes to host-device as `pciBusID` for a
 /// one-rail pod (a wrapper stands in for host-device: there is no PCI NIC
 /// to move here); a pod of two rails cannot use one device.
 #[test]
@@ -201,17 +202,35 @@ fn runtime_device_id_is_passed_as_pci_bus_id_for_one_rail_only() {
     assert!(sent.get("device").is_none(), "{sent}");
     assert!(one.daemon.allocations().is_empty());
 
+    // Where Multus puts it: the top level of the config.
+    std::fs::remove_file(&seen).expect("the first call's config");
+    let mut conf = one.conf("1.0.0", host_device());
+    conf["deviceID"] = json!("0000:3b:00.2");
+    let (code, msg) = one.run("ADD", "c2", &pod.path(), &conf).err();
+    assert_eq!(code, 11, "host-device's own error: {msg}");
+    let sent: Value =
+        serde_json::from_str(&std::fs::read_to_string(&seen).expect("the wrapper ran"))
+            .expect("JSON config");
+    assert_eq!(sent["pciBusID"], "0000:3b:00.2", "{sent}");
+    assert!(one.daemon.allocations().is_empty());
+
     let two = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
-    let mut conf = two.conf("1.0.0", host_device());
-    conf["runtimeConfig"] = json!({"deviceID": "0000:3b:00.1"});
-    let (code, msg) = two.run("ADD", "c1", &pod.path(), &conf).err();
-    assert_eq!(code, 7, "{msg}");
-    assert!(
-        msg.contains("runtimeConfig.deviceID") && msg.contains("2 rails"),
-        "{msg}"
-    );
-    assert!(two.daemon.allocations().is_empty());
-    assert_eq!(pod.links(), Vec::<String>::new());
+    for (key, field) in [
+        ("runtimeConfig", "runtimeConfig.deviceID"),
+        ("deviceID", "`deviceID`"),
+    ] {
+        let mut conf = two.conf("1.0.0", host_device());
+        conf[key] = if key == "deviceID" {
+            json!("0000:3b:00.1")
+        } else {
+            json!({"deviceID": "0000:3b:00.1"})
+        };
+        let (code, msg) = two.run("ADD", "c1", &pod.path(), &conf).err();
+        assert_eq!(code, 7, "{msg}");
+        assert!(msg.contains(field) && msg.contains("2 rails"), "{msg}");
+        assert!(two.daemon.allocations().is_empty());
+        assert_eq!(pod.links(), Vec::<String>::new());
+    }
 }
 
 /// A pod whose netns is gone before its DEL (a node's crash, a runtime that

@@ -149,18 +149,27 @@ impl Run {
         let Some(template) = &self.meta.spares else {
             return Ok(vec![None; plans.len()]);
         };
-        let device_id = req
-            .config
-            .runtime_config
-            .as_ref()
-            .and_then(|rc| rc.get(spares::DEVICE_ID))
-            .filter(|v| !v.is_null() && v.as_str() != Some(""));
-        if let Some(id) = device_id {
-            let id = spares::device_id(id)?;
+        // The CNI convention first, then where Multus puts a device plugin's
+        // choice (it adds `deviceID` to the top level of the config).
+        let given = |v: &&Value| !v.is_null() && v.as_str() != Some("");
+        let device_id = [
+            (
+                spares::RUNTIME_DEVICE_ID,
+                req.config
+                    .runtime_config
+                    .as_ref()
+                    .and_then(|rc| rc.get(spares::DEVICE_ID)),
+            ),
+            (spares::DEVICE_ID, req.config.extra.get(spares::DEVICE_ID)),
+        ]
+        .into_iter()
+        .find_map(|(field, v)| v.filter(given).map(|v| (field, v)));
+        if let Some((field, id)) = device_id {
+            let id = spares::device_id(field, id)?;
             if plans.len() != 1 {
                 let nics: Vec<&str> = plans.iter().map(|p| p.nic.as_str()).collect();
                 return Err(Error::invalid_config(
-                    "runtimeConfig.deviceID",
+                    field,
                     format!(
                         "= {id:?} names one device, but the pod gets {} rails ({}); one device \
                          cannot serve several: select one NIC (args.cni.nics: 1) or leave the \

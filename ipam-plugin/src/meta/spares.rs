@@ -29,8 +29,9 @@
 //!   failure after IPAM.
 //!
 //! The CNI-standard `runtimeConfig.deviceID` (a device plugin's choice, a
-//! PCI address) is honoured for a pod with one rail: it goes to host-device
-//! as `pciBusID` and no spare is chosen. One device cannot serve several
+//! PCI address), or failing that a top-level `deviceID` (where Multus puts
+//! it), is honoured for a pod with one rail: it goes to host-device as
+//! `pciBusID` and no spare is chosen. One device cannot serve several
 //! rails, so a pod with more is refused (code 7); per-rail device plugin
 //! resources are SR-IOV's, a later step.
 //!
@@ -48,8 +49,12 @@ pub const FIELD: &str = "delegate.spareDevices";
 pub const KEY: &str = "spareDevices";
 /// Spares are named after their rail NIC unless the config says otherwise.
 pub const DEFAULT: &str = "{nic}s*";
-/// Where the runtime puts a device plugin's choice (CNI conventions).
+/// The key of a device plugin's choice: in `runtimeConfig` (the CNI
+/// convention, [`RUNTIME_DEVICE_ID`]) or at the top level of the config
+/// (where Multus adds it for a network with a resource name).
 pub const DEVICE_ID: &str = "deviceID";
+/// [`DEVICE_ID`] as the CNI convention passes it.
+pub const RUNTIME_DEVICE_ID: &str = "runtimeConfig.deviceID";
 /// What a [`DEVICE_ID`] becomes in host-device's config.
 pub const PCI_BUS_ID: &str = "pciBusID";
 /// The host-device key naming a link.
@@ -302,10 +307,10 @@ fn why_none(pattern: &str, taken: &BTreeSet<String>, chosen: &[String]) -> Strin
     why
 }
 
-/// Checks a `runtimeConfig.deviceID` for host-device's `pciBusID`: a
-/// non-empty string that cannot escape host-device's sysfs path.
-pub fn device_id(value: &serde_json::Value) -> Result<String, Error> {
-    let field = "runtimeConfig.deviceID";
+/// Checks a device plugin's choice (`field`, [`RUNTIME_DEVICE_ID`] or
+/// [`DEVICE_ID`]) for host-device's `pciBusID`: a non-empty string that
+/// cannot escape host-device's sysfs path.
+pub fn device_id(field: &str, value: &serde_json::Value) -> Result<String, Error> {
     match value.as_str() {
         Some(id) if !id.is_empty() && id.len() <= 64 && !id.contains('/') && id != ".." => {
             Ok(id.to_owned())
@@ -463,7 +468,7 @@ mod tests {
     #[test]
     fn device_ids_are_pci_address_strings() {
         assert_eq!(
-            device_id(&serde_json::json!("0000:3b:00.1")).unwrap(),
+            device_id(RUNTIME_DEVICE_ID, &serde_json::json!("0000:3b:00.1")).unwrap(),
             "0000:3b:00.1"
         );
         for bad in [
@@ -471,9 +476,9 @@ mod tests {
             serde_json::json!(7),
             serde_json::json!("../../x"),
         ] {
-            let err = device_id(&bad).unwrap_err();
+            let err = device_id(DEVICE_ID, &bad).unwrap_err();
             assert_eq!(err.code(), codes::INVALID_NETWORK_CONFIG);
-            assert!(err.to_string().contains("runtimeConfig.deviceID"), "{err}");
+            assert!(err.to_string().contains("`deviceID`"), "{err}");
         }
         assert!(fits("spare0-1") && !fits("") && !fits("abcdefghijklmnop"));
     }
