@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ipnet::IpNet;
 use railyard_core::{ActualRoute, IfName, Route};
-use railyard_route_daemon::kernel::conformance::{self, Fixture, SeenLink};
+use railyard_route_daemon::kernel::conformance::{self, Fixture, SeenKind, SeenLink};
 use railyard_route_daemon::kernel::memory::MemoryRoutes;
 use railyard_route_daemon::kernel::{format_mac, PolicyRule, PolicyRules};
 use railyard_route_daemon::Result;
@@ -21,8 +21,11 @@ struct MemoryFixture {
 impl MemoryFixture {
     fn new() -> Self {
         let kernel = MemoryRoutes::with_foreign(conformance::connected_routes());
-        for (dev, _) in conformance::RAILS {
+        for (dev, addrs) in conformance::RAILS {
             kernel.add_device(name(dev));
+            for a in addrs {
+                kernel.add_address(&name(dev), a.parse().expect("valid by construction"));
+            }
         }
         MemoryFixture {
             kernel: Arc::new(kernel),
@@ -111,6 +114,32 @@ impl Fixture for MemoryFixture {
             ipv6_ready,
         })
     }
+
+    async fn seen_kind(&self, link: &str) -> Option<SeenKind> {
+        let l = self.kernel.link(&name(link))?;
+        let kind = if l.vlan_id.is_some() {
+            Some("vlan")
+        } else if l.bond {
+            Some("bond")
+        } else if l.macvlan_bridge {
+            Some("macvlan")
+        } else {
+            None
+        };
+        Some(SeenKind {
+            kind: kind.map(str::to_owned),
+            vlan_id: l.vlan_id,
+            controller: l.controller.map(|c| c.to_string()),
+        })
+    }
+
+    async fn add_address(&self, link: &str, addr: IpNet) {
+        self.kernel.add_address(&name(link), addr);
+    }
+
+    async fn add_default_route(&self, link: &str) {
+        self.kernel.set_default_route(&name(link), true);
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -129,6 +158,29 @@ fn run(case: &'static str) {
 }
 
 railyard_route_daemon::kernel_conformance_tests!(run);
+
+// The rail-interface cases that need 8021q and bonding in a real kernel; the
+// fake has no modules to lack.
+#[test]
+fn vlans_are_made_marked_and_found_again() {
+    run("vlans_are_made_marked_and_found_again");
+}
+
+#[test]
+fn bonds_take_their_slaves_and_the_moved_addresses() {
+    run("bonds_take_their_slaves_and_the_moved_addresses");
+}
+
+#[test]
+fn every_full_kernel_case_has_a_test() {
+    assert_eq!(
+        conformance::FULL_KERNEL_CASES,
+        [
+            "vlans_are_made_marked_and_found_again",
+            "bonds_take_their_slaves_and_the_moved_addresses"
+        ]
+    );
+}
 
 #[test]
 fn all_cases_in_sequence() {

@@ -781,3 +781,82 @@ async fn ipam_follows_plans_through_a_watch_that_ends_or_fails() {
         applier.await.expect("applier");
     }
 }
+
+/// The plan meta of a network whose accepted spec asks for `ifacer` (YAML),
+/// with masterNets 10.0.0.0/16 and no host planned.
+async fn write_ifacer_spec(store: &MemStore, ifacer: &str) {
+    let yaml = format!(
+        "metadata: {{name: {NET}}}\nspec:\n  subnet: 192.168.0.0/16\n  ipam: {{hostBlock: 6, interfaceBlock: 2}}\n  masterNets: [10.0.0.0/16]\n{ifacer}"
+    );
+    let m: NetworkManifest = serde_yaml::from_str(&yaml).expect("manifest");
+    m.validate().expect("valid");
+    store
+        .put(
+            &keys::network(NET),
+            serde_json::to_vec(&m).expect("json"),
+            None,
+        )
+        .await
+        .expect("spec");
+    let meta = railyard_core::PlanMeta {
+        network: NET.to_owned(),
+        spec: Some(m.spec),
+        spec_revision: 1,
+        ..railyard_core::PlanMeta::default()
+    };
+    store
+        .put(
+            &keys::plan_meta(NET),
+            serde_json::to_vec(&meta).expect("json"),
+            None,
+        )
+        .await
+        .expect("meta");
+}
+
+#[tokio::test]
+async fn the_ifacer_makes_the_rail_vlan_and_moves_the_address_again_after_drift() {
+    let store = MemStore::new();
+    let kernel = MemoryRoutes::default();
+    let rail0: IfName = "rail0".parse().expect("name");
+    let vlan: IfName = "rail0.42".parse().expect("name");
+    let addr: ipnet::IpNet = "10.0.0.5/16".parse().expect("addr");
+    kernel.add_device(rail0);
+    kernel.add_address(&rail0, addr);
+    let d = Daemon::start_on(&store, "a", RoutingMode::OwnTable, kernel);
+    write_ifacer_spec(&store, "  ifacer: {vlanID: 42}\n").await;
+    eventually("the VLAN holding the rail address", || async {
+        d.kernel
+            .link(&vlan)
+            .is_some_and(|l| l.up && l.addresses == [addr] && l.vlan_id == Some(42))
+    })
+    .await;
+    assert!(d.kernel.link(&rail0).expect("kept").addresses.is_empty());
+    assert_eq!(
+        d.kernel.link(&vlan).and_then(|l| l.alias).as_deref(),
+        Some("railyard:ifacer rails")
+    );
+
+    // Someone puts the address back on the parent: the link event moves it again.
+    d.kernel.add_address(&rail0, addr);
+    d.events
+        .send(KernelEvent::LinksChanged)
+        .await
+        .expect("send");
+    eventually("the address moved again", || async {
+        d.kernel
+            .link(&rail0)
+            .is_some_and(|l| l.addresses.is_empty())
+    })
+    .await;
+
+    // ifacer removed from the spec: the VLAN stays, holding the rail.
+    write_ifacer_spec(&store, "").await;
+    settle().await;
+    assert_eq!(
+        d.kernel.link(&vlan).map(|l| l.addresses),
+        Some(vec![addr]),
+        "never deleted"
+    );
+    d.stop().await;
+}

@@ -21,8 +21,9 @@ use ipnet::IpNet;
 use railyard_core::{ActualRoute, IfName, Route, RouteDiff};
 
 use super::{
-    Ensured, GatewayShims, Kernel, PolicyRule, PolicyRules, RouteOp, RouteTable, Shim, ShimState,
-    DEFAULT_RULE_PRIORITY, MAIN_TABLE,
+    Ensured, GatewayShims, Kernel, LinkKind, LinkStep, PolicyRule, PolicyRules, RailLink,
+    RailLinks, RouteOp, RouteTable, Shim, ShimState, StepOutcome, DEFAULT_RULE_PRIORITY,
+    MAIN_TABLE,
 };
 use crate::error::Result;
 use crate::reconcile::{reconcile, reconcile_tracking};
@@ -73,6 +74,23 @@ pub trait Fixture: Send + Sync {
     async fn delete_address(&self, name: &str, addr: IpNet);
     /// The link `name` as another program sees it (`ip -d addr show`).
     async fn seen_link(&self, name: &str) -> Option<SeenLink>;
+    /// Its kind, VLAN id and controller as another program sees them (`ip -d
+    /// link show`).
+    async fn seen_kind(&self, name: &str) -> Option<SeenKind>;
+    /// `ip addr add ADDR dev NAME` (IPv6 with `nodad`).
+    async fn add_address(&self, name: &str, addr: IpNet);
+    /// `ip route add default dev NAME`: NAME looks like a management NIC.
+    async fn add_default_route(&self, name: &str);
+}
+
+/// What [`Fixture::seen_kind`] finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenKind {
+    /// `vlan`, `bond`, `macvlan`, `veth`...; `None` for a plain device.
+    pub kind: Option<String>,
+    pub vlan_id: Option<u16>,
+    /// The bond it is enslaved to.
+    pub controller: Option<String>,
 }
 
 /// A link as [`Fixture::seen_link`] finds it.
@@ -133,6 +151,17 @@ pub const CASES: &[&str] = &[
     "shims_are_repaired_in_place",
     "foreign_links_are_never_touched",
     "shims_are_removed_and_refused_without_their_parent",
+    "rail_links_are_listed_and_addresses_move_between_them",
+    "rail_link_steps_are_refused_not_forced",
+];
+
+/// The rail-interface cases that need the kernel's 8021q and bonding modules.
+/// Not in [`CASES`]: a kernel without them (this project's build machines)
+/// fails them, so they run from `tests/tests/full_kernel.rs` in the VM, and
+/// fail loudly on a kernel without the modules wherever they are run.
+pub const FULL_KERNEL_CASES: &[&str] = &[
+    "vlans_are_made_marked_and_found_again",
+    "bonds_take_their_slaves_and_the_moved_addresses",
 ];
 
 /// Runs every case in sequence on fresh fixtures from `fixture`.
@@ -183,6 +212,16 @@ pub async fn run_case<F: Fixture>(name: &str, fx: &F) -> Result<()> {
         "shims_are_removed_and_refused_without_their_parent" => {
             shims_are_removed_and_refused_without_their_parent(fx).await
         }
+        "rail_links_are_listed_and_addresses_move_between_them" => {
+            rail_links_are_listed_and_addresses_move_between_them(fx).await
+        }
+        "rail_link_steps_are_refused_not_forced" => {
+            rail_link_steps_are_refused_not_forced(fx).await
+        }
+        "vlans_are_made_marked_and_found_again" => vlans_are_made_marked_and_found_again(fx).await,
+        "bonds_take_their_slaves_and_the_moved_addresses" => {
+            bonds_take_their_slaves_and_the_moved_addresses(fx).await
+        }
         other => panic!("no kernel conformance case {other:?} (see CASES)"),
     }
 }
@@ -216,6 +255,8 @@ macro_rules! kernel_conformance_tests {
             shims_are_repaired_in_place,
             foreign_links_are_never_touched,
             shims_are_removed_and_refused_without_their_parent,
+            rail_links_are_listed_and_addresses_move_between_them,
+            rail_link_steps_are_refused_not_forced,
         );
     };
 }
@@ -811,6 +852,290 @@ pub async fn shims_are_removed_and_refused_without_their_parent<F: Fixture>(fx: 
 }
 
 // --- helpers --------------------------------------------------------------
+
+// --- rail interfaces (spec.ifacer) ----------------------------------------
+
+fn ifname(s: &str) -> IfName {
+    s.parse().expect("valid interface name")
+}
+
+async fn rail_link<K: RailLinks + ?Sized>(k: &K, name: &str) -> Result<Option<RailLink>> {
+    Ok(k.rail_links()
+        .await?
+        .into_iter()
+        .find(|l| l.name.as_str() == name))
+}
+
+fn move_step(address: &str, from: &str, to: &str) -> LinkStep {
+    LinkStep::MoveAddress {
+        address: net(address),
+        from: ifname(from),
+        to: ifname(to),
+    }
+}
+
+/// Every link is listed, sorted, with its kind, addresses (global ones,
+/// sorted) and whether a default route leaves through it. An address moves
+/// (added to the target, then deleted from the source; again is a no-op), an
+/// IPv6 one without DAD, and a link set down comes up.
+pub async fn rail_links_are_listed_and_addresses_move_between_them<F: Fixture>(
+    fx: &F,
+) -> Result<()> {
+    let k = fx.kernel();
+    let links = k.rail_links().await?;
+    let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "sorted by name");
+    for (dev, addrs) in RAILS {
+        let l = rail_link(k, dev).await?.expect("every rail is listed");
+        let mut want: Vec<IpNet> = addrs.iter().map(|a| net(a)).collect();
+        want.sort_unstable();
+        assert_eq!(l.addresses, want, "{dev}: global addresses only");
+        assert_eq!(l.kind, LinkKind::Other, "{dev}");
+        assert!(
+            l.up && !l.default_route && l.controller.is_none() && !l.ours(),
+            "{l:?}"
+        );
+    }
+    fx.add_default_route("rail1").await;
+    assert!(rail_link(k, "rail1").await?.expect("listed").default_route);
+    assert!(!rail_link(k, "rail0").await?.expect("listed").default_route);
+
+    for address in ["10.10.0.5/16", "fd00:10::5/64"] {
+        let step = move_step(address, "rail0", "rail1");
+        assert_eq!(k.apply_link_step(&step).await?, StepOutcome::Done);
+        assert_eq!(k.apply_link_step(&step).await?, StepOutcome::Done, "again");
+    }
+    let rail0 = fx.seen_link("rail0").await.expect("rail0");
+    assert!(rail0.addresses.is_empty(), "{rail0:?}");
+    let rail1 = fx.seen_link("rail1").await.expect("rail1");
+    let mut want: Vec<IpNet> = ["10.10.0.5/16", "fd00:10::5/64"]
+        .into_iter()
+        .chain(RAILS[1].1)
+        .map(net)
+        .collect();
+    want.sort_unstable();
+    assert_eq!(rail1.addresses, want);
+    assert!(rail1.nodad, "a moved IPv6 address skips DAD: {rail1:?}");
+    assert_eq!(
+        rail_link(k, "rail1").await?.expect("listed").addresses,
+        want,
+        "the port sees what others see"
+    );
+
+    fx.link_down("rail0").await;
+    assert!(!rail_link(k, "rail0").await?.expect("listed").up);
+    let up = LinkStep::SetUp {
+        name: ifname("rail0"),
+    };
+    assert_eq!(k.apply_link_step(&up).await?, StepOutcome::Done);
+    assert!(fx.seen_link("rail0").await.expect("rail0").up);
+    Ok(())
+}
+
+/// A step the kernel cannot take now is a refusal naming the link, and changes
+/// nothing: a name taken (by a link of any kind) is never reused or changed,
+/// a missing parent, slave, bond or target is no error.
+pub async fn rail_link_steps_are_refused_not_forced<F: Fixture>(fx: &F) -> Result<()> {
+    let k = fx.kernel();
+    fx.add_foreign_link("rail0.42", "rail0", None).await;
+    let before = fx.seen_link("rail0.42").await.expect("made");
+    let refused = [
+        LinkStep::CreateVlan {
+            name: ifname("rail0.42"),
+            parent: ifname("rail0"),
+            id: 42,
+            network: "net-a".into(),
+        },
+        LinkStep::CreateVlan {
+            name: ifname("rail9.42"),
+            parent: ifname("rail9"),
+            id: 42,
+            network: "net-a".into(),
+        },
+        LinkStep::CreateBond {
+            name: ifname("rail0.42"),
+            mode: railyard_core::BondMode::ActiveBackup,
+            options: railyard_core::BondOptions::default(),
+            network: "net-a".into(),
+        },
+        LinkStep::Enslave {
+            slave: ifname("rail1"),
+            bond: ifname("rail9"),
+        },
+        LinkStep::Enslave {
+            slave: ifname("rail1"),
+            bond: ifname("rail0.42"),
+        },
+        move_step("10.10.0.5/16", "rail0", "rail9"),
+        LinkStep::SetUp {
+            name: ifname("rail9"),
+        },
+    ];
+    for step in &refused {
+        match k.apply_link_step(step).await? {
+            StepOutcome::Refused(why) => assert!(!why.is_empty(), "{step}"),
+            StepOutcome::Done => panic!("{step} must be refused"),
+        }
+    }
+    assert_eq!(
+        fx.seen_link("rail0.42").await.expect("still there"),
+        before,
+        "the taken name's link is as it was"
+    );
+    assert!(fx.seen_link("rail9.42").await.is_none());
+    assert_eq!(
+        fx.seen_link("rail0").await.expect("rail0").addresses.len(),
+        2,
+        "nothing moved"
+    );
+    Ok(())
+}
+
+/// A VLAN is made on its parent with its id, marked with our alias, and left
+/// down until asked; the parent's address moves onto it; a fresh port lists
+/// it the same. Making it again is refused (the name is taken), never a
+/// second link.
+pub async fn vlans_are_made_marked_and_found_again<F: Fixture>(fx: &F) -> Result<()> {
+    let k = fx.kernel();
+    let create = LinkStep::CreateVlan {
+        name: ifname("rail0.42"),
+        parent: ifname("rail0"),
+        id: 42,
+        network: "net-a".into(),
+    };
+    assert_eq!(
+        k.apply_link_step(&create).await?,
+        StepOutcome::Done,
+        "needs the 8021q module"
+    );
+    let made = rail_link(k, "rail0.42").await?.expect("listed");
+    assert_eq!(
+        made.kind,
+        LinkKind::Vlan {
+            parent: Some(ifname("rail0")),
+            id: 42
+        }
+    );
+    assert_eq!(made.alias.as_deref(), Some("railyard:ifacer net-a"));
+    assert!(made.ours() && !made.up, "{made:?}");
+    assert_eq!(
+        fx.seen_kind("rail0.42").await,
+        Some(SeenKind {
+            kind: Some("vlan".into()),
+            vlan_id: Some(42),
+            controller: None,
+        })
+    );
+    for address in RAILS[0].1 {
+        let step = move_step(address, "rail0", "rail0.42");
+        assert_eq!(k.apply_link_step(&step).await?, StepOutcome::Done);
+    }
+    let up = LinkStep::SetUp {
+        name: ifname("rail0.42"),
+    };
+    assert_eq!(k.apply_link_step(&up).await?, StepOutcome::Done);
+    let seen = fx.seen_link("rail0.42").await.expect("made");
+    let mut want: Vec<IpNet> = RAILS[0].1.iter().map(|a| net(a)).collect();
+    want.sort_unstable();
+    assert_eq!(seen.addresses, want);
+    assert!(seen.up && seen.nodad, "{seen:?}");
+    assert!(fx
+        .seen_link("rail0")
+        .await
+        .expect("rail0")
+        .addresses
+        .is_empty());
+
+    let fresh = fx.reopen().await?;
+    let again = rail_link(&fresh, "rail0.42").await?.expect("listed");
+    assert_eq!(again.kind, made.kind);
+    assert_eq!(again.addresses, want);
+    assert!(matches!(
+        fresh.apply_link_step(&create).await?,
+        StepOutcome::Refused(_)
+    ));
+    Ok(())
+}
+
+/// A bond is made with its mode, marked, down; the slaves' addresses move
+/// onto it before each slave is enslaved (down, master, up: the driver
+/// refuses a slave that is up), and enslaving again is a no-op. A slave of
+/// one bond is refused by another.
+pub async fn bonds_take_their_slaves_and_the_moved_addresses<F: Fixture>(fx: &F) -> Result<()> {
+    let k = fx.kernel();
+    for name in ["rail8", "rail9"] {
+        let create = LinkStep::CreateBond {
+            name: ifname(name),
+            mode: railyard_core::BondMode::ActiveBackup,
+            options: railyard_core::BondOptions {
+                miimon: Some(100),
+                ..railyard_core::BondOptions::default()
+            },
+            network: "net-a".into(),
+        };
+        assert_eq!(
+            k.apply_link_step(&create).await?,
+            StepOutcome::Done,
+            "needs the bonding module"
+        );
+    }
+    let made = rail_link(k, "rail9").await?.expect("listed");
+    assert_eq!(made.kind, LinkKind::Bond);
+    assert!(made.ours() && !made.up, "{made:?}");
+    assert_eq!(
+        fx.seen_kind("rail9").await.and_then(|s| s.kind).as_deref(),
+        Some("bond")
+    );
+    for address in RAILS[0].1 {
+        let step = move_step(address, "rail0", "rail9");
+        assert_eq!(k.apply_link_step(&step).await?, StepOutcome::Done);
+    }
+    for slave in ["rail0", "rail1"] {
+        let enslave = LinkStep::Enslave {
+            slave: ifname(slave),
+            bond: ifname("rail9"),
+        };
+        assert_eq!(k.apply_link_step(&enslave).await?, StepOutcome::Done);
+        assert_eq!(
+            k.apply_link_step(&enslave).await?,
+            StepOutcome::Done,
+            "again"
+        );
+        let l = rail_link(k, slave).await?.expect("listed");
+        assert_eq!(l.controller, Some(ifname("rail9")), "{l:?}");
+        assert!(l.up, "the slave is up again: {l:?}");
+        assert_eq!(
+            fx.seen_kind(slave)
+                .await
+                .and_then(|s| s.controller)
+                .as_deref(),
+            Some("rail9")
+        );
+    }
+    let other = LinkStep::Enslave {
+        slave: ifname("rail1"),
+        bond: ifname("rail8"),
+    };
+    assert!(matches!(
+        k.apply_link_step(&other).await?,
+        StepOutcome::Refused(_)
+    ));
+    let up = LinkStep::SetUp {
+        name: ifname("rail9"),
+    };
+    assert_eq!(k.apply_link_step(&up).await?, StepOutcome::Done);
+    let seen = fx.seen_link("rail9").await.expect("made");
+    let mut want: Vec<IpNet> = RAILS[0].1.iter().map(|a| net(a)).collect();
+    want.sort_unstable();
+    assert_eq!(
+        seen.addresses, want,
+        "the moved addresses survive enslaving"
+    );
+    assert!(seen.up, "{seen:?}");
+    Ok(())
+}
 
 /// A shim of network `net-a` (addresses sorted, as the daemon hands them),
 /// MAC 02:00:5e:aa:00:01.

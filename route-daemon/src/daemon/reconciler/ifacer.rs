@@ -58,6 +58,28 @@ impl WantedIfacer {
     fn is_rail_address(&self, a: &IpNet) -> bool {
         self.master_nets.iter().any(|n| n.contains(&a.addr()))
     }
+
+    /// The addresses of a link (holding `addresses`) that are rail addresses
+    /// and move with the rail: none unless it holds one in masterNets; then
+    /// those, and its addresses of a family no masterNets entry has. masterNets
+    /// name rails by one family (the planner makes a rail of every entry), so a
+    /// dual-stack rail NIC's other address is known by the NIC it is on.
+    fn rail_addresses(&self, addresses: &[IpNet]) -> Vec<IpNet> {
+        if !addresses.iter().any(|a| self.is_rail_address(a)) {
+            return Vec::new();
+        }
+        addresses
+            .iter()
+            .filter(|a| {
+                self.is_rail_address(a)
+                    || !self
+                        .master_nets
+                        .iter()
+                        .any(|n| n.addr().is_ipv4() == a.addr().is_ipv4())
+            })
+            .copied()
+            .collect()
+    }
 }
 
 /// The steps for this host, in order, and what cannot be done (each a
@@ -208,10 +230,10 @@ pub fn plan_ifacers(wanted: &[WantedIfacer], links: &[RailLink]) -> IfacerPlan {
     for (k, &(w, id)) in with_vlan.iter().enumerate() {
         // An address in the masterNets of several networks asking for a VLAN
         // is the first one's: otherwise each pass would move it back and forth.
-        let first_owner = |a: &IpNet| {
+        let first_owner = |l: &RailLink, a: &IpNet| {
             with_vlan[..k]
                 .iter()
-                .find(|(e, _)| e.is_rail_address(a))
+                .find(|(e, _)| e.rail_addresses(&l.addresses).contains(a))
                 .map(|(e, eid)| (e.network.as_str(), *eid))
         };
         let mut mine: Vec<IpNet> = Vec::new();
@@ -219,8 +241,8 @@ pub fn plan_ifacers(wanted: &[WantedIfacer], links: &[RailLink]) -> IfacerPlan {
         // A link some bond lists as a slave is the bond's business: it was
         // refused (reported above) or will be enslaved, never a VLAN's parent.
         for l in p.model.0.values().filter(|l| !slaves.contains(&l.name)) {
-            for a in l.addresses.iter().filter(|a| w.is_rail_address(a)) {
-                match first_owner(a) {
+            for a in &w.rail_addresses(&l.addresses) {
+                match first_owner(l, a) {
                     None => {
                         mine.push(*a);
                         if holders.last() != Some(&l.name) {
@@ -302,7 +324,8 @@ impl Planning {
                 Some(c) if c == name => {
                     // Enslaved already; an address someone put back on it goes
                     // to the bond again.
-                    self.move_addresses(slave, name, |a| w.is_rail_address(a));
+                    let rail = w.rail_addresses(&s.addresses);
+                    self.move_addresses(slave, name, |a| rail.contains(a));
                     if !s.up {
                         self.step(LinkStep::SetUp { name: slave });
                     }
@@ -317,10 +340,11 @@ impl Planning {
                 }
                 None => {}
             }
+            let rail = w.rail_addresses(&s.addresses);
             let foreign: Vec<String> = s
                 .addresses
                 .iter()
-                .filter(|a| !w.is_rail_address(a))
+                .filter(|a| !rail.contains(a))
                 .map(ToString::to_string)
                 .collect();
             if !foreign.is_empty() {
@@ -345,7 +369,7 @@ impl Planning {
                 ));
                 continue;
             }
-            self.move_addresses(slave, name, |a| w.is_rail_address(a));
+            self.move_addresses(slave, name, |a| rail.contains(a));
             self.step(LinkStep::Enslave { slave, bond: name });
         }
         if self.link(&name).is_some_and(|b| !b.up) {

@@ -110,6 +110,24 @@ fn a_vlan_is_made_on_every_rail_nic_and_the_rail_address_moves_onto_it() {
 }
 
 #[test]
+fn a_dual_stack_rail_moves_whole_though_masternets_name_one_family() {
+    let links = [
+        nic("rail0", &["10.0.0.5/16", "fd00:10::5/64"]),
+        nic("eth5", &["fd00:99::5/64"]),
+    ];
+    let w = [wanted("net", Some(42), vec![], &["10.0.0.0/16"])];
+    let (p, model) = converge(&w, &links);
+    assert_eq!(
+        model.0[&n("rail0.42")].addresses,
+        [net("10.0.0.5/16"), net("fd00:10::5/64")],
+        "{:?}",
+        p.steps
+    );
+    assert_eq!(model.0[&n("eth5")].addresses.len(), 1, "not a rail NIC");
+    assert!(!model.0.contains_key(&n("eth5.42")));
+}
+
+#[test]
 fn a_bond_takes_its_slaves_and_their_rail_address_then_gets_its_vlan() {
     let links = [
         nic("bond0a", &["10.0.0.5/16"]),
