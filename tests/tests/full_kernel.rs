@@ -7,8 +7,11 @@
 //! software emulation is not), then the end-to-end membership tests again
 //! on ipvlan: a host joining and leaving, and a route-daemon that crashes and
 //! comes back (`tests/e2e/membership.rs`, run from its own test binary with
-//! `RAILYARD_E2E_DELEGATE=ipvlan`). Needs qemu and the kernel from
-//! `make deps`; fails, never skips, without them.
+//! `RAILYARD_E2E_DELEGATE=ipvlan`). In between, the route-daemon's kernel
+//! conformance cases for rail interfaces run on netlink, with the VLAN and
+//! bond ones this machine's kernel cannot (its `kernel_netlink` test binary,
+//! built by `cargo test -p railyard-route-daemon`). Needs qemu and the kernel
+//! from `make deps`; fails, never skips, without them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +24,8 @@ const CLUSTERS: [(&str, &str); 4] = [
     ("ipvlan-l3", "--pods 2 --delegate ipvlan --ipvlan-mode l3"),
     ("ipvlan-l3s", "--pods 2 --delegate ipvlan --ipvlan-mode l3s"),
     // Rails on VLAN sub-interfaces and on bonds, as SpiderMultusConfig's
-    // ifacer makes them (here the harness makes them; ptp pods).
+    // ifacer makes them: the route-daemons make them from the network's
+    // spec.ifacer and move the rail addresses onto them (ptp pods).
     ("vlan", "--pods 1 --vlan 42"),
     ("bond", "--pods 1 --bond"),
 ];
@@ -29,23 +33,41 @@ const CLUSTERS: [(&str, &str); 4] = [
 /// The end-to-end tests that run again on ipvlan in the VM.
 const ON_IPVLAN: &str = "membership::";
 
+/// The route-daemon's kernel conformance cases for rail interfaces, over
+/// netlink: the two that need 8021q and bonding (ignored on a build machine
+/// without them) and the two that run everywhere, for a count of 4.
+const RAIL_LINK_CASES: [&str; 4] = [
+    "rail_links_are_listed_and_addresses_move_between_them",
+    "rail_link_steps_are_refused_not_forced",
+    "vlans_are_made_marked_and_found_again",
+    "bonds_take_their_slaves_and_the_moved_addresses",
+];
+
 /// This package's `e2e` test binary, built beside this one by the same
 /// `cargo test` (the newest, should several builds be there).
 fn e2e_binary() -> PathBuf {
+    test_binary("e2e", "cargo test -p railyard-e2e --no-run")
+}
+
+/// The newest test binary `<name>-<hash>` beside this one; panics naming
+/// `build` when there is none.
+fn test_binary(name: &str, build: &str) -> PathBuf {
     let me = std::env::current_exe().expect("this test binary's path");
     let deps = me.parent().expect("target/<profile>/deps");
+    let name_prefix = format!("{name}-");
     let newest = std::fs::read_dir(deps)
         .expect("read target/<profile>/deps")
         .flatten()
         .filter(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("e2e-") && !name.contains('.')
+            name.strip_prefix(name_prefix.as_str())
+                .is_some_and(|hash| hash.bytes().all(|b| b.is_ascii_hexdigit()))
         })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .max();
     newest.map(|(_, p)| p).unwrap_or_else(|| {
         panic!(
-            "no e2e test binary in {}: build it with `cargo test -p railyard-e2e --no-run`",
+            "no {name} test binary in {}: build it with `{build}`",
             deps.display()
         )
     })
@@ -62,6 +84,16 @@ fn ipvlan_vlan_and_bonded_rails_reach_every_pod_and_ipvlan_hosts_join_leave_and_
              {local} down --state /tmp/rl-{name}\n"
         ));
     }
+    let conformance = test_binary(
+        "kernel_netlink",
+        "cargo test -p railyard-route-daemon --test kernel_netlink --no-run",
+    );
+    script.push_str(&format!(
+        "{} --include-ignored --exact {} --test-threads=1 --color=never\n\
+         echo '== rail link conformance checked'\n",
+        conformance.display(),
+        RAIL_LINK_CASES.join(" ")
+    ));
     script.push_str(&format!(
         "RAILYARD_E2E_DELEGATE=ipvlan {} {ON_IPVLAN} --test-threads=1 --color=never\n",
         e2e_binary().display()
@@ -102,6 +134,12 @@ fn ipvlan_vlan_and_bonded_rails_reach_every_pod_and_ipvlan_hosts_join_leave_and_
             .count()
             >= CLUSTERS.len(),
         "{}",
+        out.output
+    );
+    assert!(
+        out.output.contains("== rail link conformance checked")
+            && out.output.contains("test result: ok. 4 passed; 0 failed"),
+        "the rail-interface conformance cases (VLAN, bond) did not all pass on netlink:\n{}",
         out.output
     );
     assert!(

@@ -91,10 +91,14 @@ pub struct ClusterSpec {
     /// With `Delegate::Ipvlan`: its mode.
     #[serde(default)]
     pub ipvlan_mode: IpvlanMode,
-    /// Rail NICs are VLAN sub-interfaces with this id (`rail<j>` on `eth<j>`).
+    /// Rail NICs are VLAN sub-interfaces with this id: the network's
+    /// `spec.ifacer.vlanID`, so each route-daemon makes `rail<j>.<id>` on the
+    /// veth `rail<j>` ([`ClusterSpec::rail_nic`]).
     #[serde(default)]
     pub vlan: Option<u16>,
-    /// Rail NICs are bonds of two links each (active-backup).
+    /// Rail NICs are bonds of two links each (active-backup), `rail<j>` of
+    /// `bond<j>a` and `bond<j>b`: the network's `spec.ifacer.bonds`, made by
+    /// each route-daemon.
     #[serde(default)]
     pub bond: bool,
     /// The MultiNicNetwork's name.
@@ -261,7 +265,7 @@ impl ClusterSpec {
             }),
             _ => serde_json::json!({"cniVersion": "1.0.0", "type": "railyard-cni"}),
         };
-        serde_json::json!({
+        let mut manifest = serde_json::json!({
             "apiVersion": "railyard.dev/v1",
             "kind": "MultiNicNetwork",
             "metadata": {"name": self.network},
@@ -276,7 +280,59 @@ impl ClusterSpec {
                 "plugin": plugin,
                 "attachPolicy": {"strategy": "none"},
             }
-        })
+        });
+        if let Some(ifacer) = self.ifacer() {
+            // Each rail's subnet in the primary family (the planner makes a
+            // rail of every masterNets entry): which addresses are rail
+            // addresses, the ones the daemons move onto the links they make
+            // (with a dual-stack NIC's IPv6 one).
+            let masters: Vec<String> = (0..self.rails)
+                .filter_map(|j| {
+                    let (addr, len) = self.rail_addrs(0, j).into_iter().next()?;
+                    Some(ipnet::IpNet::new(addr, len).ok()?.trunc().to_string())
+                })
+                .collect();
+            manifest["spec"]["masterNets"] = serde_json::json!(masters);
+            manifest["spec"]["ifacer"] = ifacer;
+        }
+        manifest
+    }
+
+    /// The network's `spec.ifacer` for `--vlan` and `--bond`: the rail
+    /// interfaces node provisioning leaves to the route-daemons (see
+    /// `topology::rail_nic`). None for plain rails.
+    pub fn ifacer(&self) -> Option<serde_json::Value> {
+        if self.vlan.is_none() && !self.bond {
+            return None;
+        }
+        let mut ifacer = serde_json::json!({});
+        if let Some(id) = self.vlan {
+            ifacer["vlanID"] = serde_json::json!(id);
+        }
+        if self.bond {
+            let bonds: Vec<serde_json::Value> = (0..self.rails)
+                .map(|j| {
+                    serde_json::json!({
+                        "name": format!("rail{j}"),
+                        "interfaces": [format!("bond{j}a"), format!("bond{j}b")],
+                        "mode": "active-backup",
+                        "options": "miimon=100",
+                    })
+                })
+                .collect();
+            ifacer["bonds"] = serde_json::json!(bonds);
+        }
+        Some(ifacer)
+    }
+
+    /// The rail NIC of rail `j` once the daemons made what `ifacer` asks:
+    /// `rail<j>.<id>` with a VLAN (on the bond `rail<j>` when both), else
+    /// `rail<j>`.
+    pub fn rail_nic(&self, j: usize) -> String {
+        match self.vlan {
+            Some(id) => format!("rail{j}.{id}"),
+            None => format!("rail{j}"),
+        }
     }
 
     pub fn fabric(&self) -> String {

@@ -76,13 +76,13 @@ pub fn make_host(state: &mut State, i: usize) -> Result<()> {
     ];
     let mut fabric = Vec::new();
     for j in 0..spec.rails {
-        rail_nic(&spec, i, j, &mut lines, &mut fabric);
+        let nic = rail_nic(&spec, i, j, &mut lines, &mut fabric);
         for (addr, len) in spec.rail_addrs(i, j) {
             // No DAD: the address must work the moment the daemon registers it.
             let nodad = if addr.is_ipv6() { " nodad" } else { "" };
-            lines.push(format!("addr add {addr}/{len} dev rail{j}{nodad}"));
+            lines.push(format!("addr add {addr}/{len} dev {nic}{nodad}"));
         }
-        lines.push(format!("link set rail{j} up"));
+        lines.push(format!("link set {nic} up"));
         spares(&spec, i, j, &mut lines, &mut fabric);
     }
     ip_batch(Some(&host), &lines)?;
@@ -211,13 +211,20 @@ pub fn kernel_routes(
     out
 }
 
-/// Rail `j`'s NIC `rail{j}` on host `i`, as the spec shapes it, with its
-/// cable(s) into the rail's bridge in the fabric:
-/// - plain: a veth;
-/// - `--vlan ID`: a VLAN sub-interface `rail{j}` on a veth `eth{j}`; the
-///   fabric's plain bridge carries the tagged frames as a trunk would;
-/// - `--bond`: a bond `rail{j}` (active-backup) of two veths `bond{j}a` and
-///   `bond{j}b` (outside the daemons' `rail*` NIC filter), both cabled to the rail's bridge.
+/// Rail `j`'s NIC(s) on host `i` as node provisioning leaves them, with
+/// their cable(s) into the rail's bridge in the fabric; returns the NIC that
+/// gets the host's rail address. The harness plays provisioning only: the
+/// VLAN and bond interfaces are the route-daemon's, made from the network's
+/// `spec.ifacer` (see [`ClusterSpec::manifest`]), as SpiderMultusConfig's
+/// ifacer makes them.
+/// - plain, or `--vlan ID`: a veth `rail{j}`; with a VLAN the daemon makes
+///   `rail{j}.{ID}` on it and moves the address there (still inside the
+///   daemons' `rail*` NIC filter); the fabric's plain bridge carries the
+///   tagged frames as a trunk would;
+/// - `--bond`: two veths `bond{j}a` (holding the address) and `bond{j}b`
+///   (outside the `rail*` filter), both cabled to the rail's bridge; the
+///   daemon makes the active-backup bond `rail{j}` of them and moves the
+///   address onto it.
 ///
 /// VLAN and bonding need their kernel modules: such clusters run in the
 /// full-kernel VM on this machine.
@@ -227,7 +234,7 @@ fn rail_nic(
     j: usize,
     host: &mut Vec<String>,
     fabric: &mut Vec<String>,
-) {
+) -> String {
     let fabric_ns = spec.fabric();
     let mut cable = |nic: &str, port: String, host: &mut Vec<String>| {
         host.push(format!(
@@ -236,22 +243,12 @@ fn rail_nic(
         fabric.push(format!("link set {port} master rail{j} up"));
     };
     if spec.bond {
-        host.push(format!(
-            "link add rail{j} type bond mode active-backup miimon 100"
-        ));
-        for side in ["a", "b"] {
-            let slave = format!("bond{j}{side}");
-            cable(&slave, format!("h{i}r{j}{side}"), host);
-            host.push(format!("link set {slave} master rail{j}"));
-            host.push(format!("link set {slave} up"));
-        }
-    } else if let Some(id) = spec.vlan {
-        cable(&format!("eth{j}"), format!("h{i}r{j}"), host);
-        host.push(format!("link set eth{j} up"));
-        host.push(format!(
-            "link add link eth{j} name rail{j} type vlan id {id}"
-        ));
+        cable(&format!("bond{j}a"), format!("h{i}r{j}a"), host);
+        cable(&format!("bond{j}b"), format!("h{i}r{j}b"), host);
+        host.push(format!("link set bond{j}b up"));
+        format!("bond{j}a")
     } else {
         cable(&format!("rail{j}"), format!("h{i}r{j}"), host);
+        format!("rail{j}")
     }
 }

@@ -59,10 +59,34 @@ impl Cluster {
                             })
                         })
                         .collect();
-                    if live == want_live && off.is_empty() {
+                    // With `spec.ifacer` (--vlan, --bond) the daemons make the
+                    // rail NICs and move the addresses: converged once every
+                    // host's blocks are on those, not on what provisioning left.
+                    let moved: Vec<String> = if spec.ifacer().is_some() {
+                        let want: BTreeSet<String> =
+                            (0..spec.rails).map(|j| spec.rail_nic(j)).collect();
+                        hosts
+                            .iter()
+                            .filter_map(|&i| {
+                                let host = spec.host(i);
+                                let have: BTreeSet<String> = plan
+                                    .hosts
+                                    .get(&host)
+                                    .map(|h| h.blocks.iter().map(|b| b.nic.to_string()).collect())
+                                    .unwrap_or_default();
+                                (have != want)
+                                    .then(|| format!("{host}: blocks on {have:?}, want {want:?}"))
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    if live == want_live && off.is_empty() && moved.is_empty() {
                         return Ok(plan);
                     }
-                    format!("live hosts in the plan {live:?} (want {want_live:?}); {off:?}")
+                    format!(
+                        "live hosts in the plan {live:?} (want {want_live:?}); {off:?} {moved:?}"
+                    )
                 }
             };
             if start.elapsed() > timeout {
