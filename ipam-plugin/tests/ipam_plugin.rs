@@ -119,7 +119,10 @@ fn add_sends_attachment_pod_selection_and_standalone_master() {
     c["master"] = "ry-b".into();
     c["ipam"]["network"] = "rails".into();
     c["args"] = json!({"cni": {"nics": 1, "masters": ["ry-b"], "class": "fast", "numa": 1,
-                               "somebodyElse": "ignored"}});
+                               "ips": ["192.168.64.20"], "somebodyElse": "ignored"}});
+    // The `ips` capability: the same address again (once in the request) and
+    // one of the other family.
+    c["runtimeConfig"] = json!({"ips": ["192.168.64.20/24", "fd00:64::20/64"]});
     let result = run("ADD", "c1", &c).ok();
     assert_eq!(
         result,
@@ -144,10 +147,43 @@ fn add_sends_attachment_pod_selection_and_standalone_master() {
                 masters: vec!["ry-b".into()],
                 class: Some("fast".into()),
                 numa: Some(1),
+                ips: vec![
+                    "192.168.64.20".parse().unwrap(),
+                    "fd00:64::20".parse().unwrap()
+                ],
             },
             master: Some("ry-b".into()),
         }]
     );
+}
+
+#[test]
+fn static_ips_that_are_not_addresses_are_refused_by_field_before_any_request() {
+    let daemon = dual_stack_daemon();
+    for (key, value, field) in [
+        (
+            "runtimeConfig",
+            json!({"ips": ["192.168.64.20/24", "10.0.0.300"]}),
+            "runtimeConfig.ips[1]",
+        ),
+        (
+            "runtimeConfig",
+            json!({"ips": ["10.0.0.1/33"]}),
+            "runtimeConfig.ips[0]",
+        ),
+        (
+            "args",
+            json!({"cni": {"ips": ["pod-a"]}}),
+            "args.cni.ips[0]",
+        ),
+        ("args", json!({"cni": {"ips": "10.0.0.1"}}), "args.cni"),
+    ] {
+        let mut c = conf("1.0.0", &daemon.socket);
+        c[key] = value;
+        let (code, msg) = run("ADD", "c1", &c).err();
+        assert!(msg.contains(field), "{field}: {code} {msg}");
+    }
+    assert!(daemon.requests().is_empty());
 }
 
 #[test]

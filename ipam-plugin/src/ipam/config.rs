@@ -8,10 +8,12 @@
 //! contrast, is shared with every plugin of the chain, so keys we don't know
 //! are ignored there, as the CNI conventions ask.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use railyard_core::ipam::{Selection, DEFAULT_SOCKET};
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -104,21 +106,34 @@ impl IpamConfig {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct RawSelection {
     nics: Option<u32>,
     masters: Option<Vec<String>>,
     class: Option<String>,
     numa: Option<i32>,
+    ips: Option<Vec<String>>,
 }
 
-/// The pod's wishes from `args.cni` (Multus `cni-args`).
+/// The pod's wishes from `args.cni` (Multus `cni-args`), and its static
+/// addresses from the CNI `ips` capability (`runtimeConfig.ips`, which Multus
+/// fills from a network selection element's `ips`) or `args.cni.ips`.
 pub fn selection(conf: &NetConf) -> Result<Selection, Error> {
     let cni = conf.args.as_ref().and_then(|args| args.get("cni"));
     let raw: RawSelection = match cni {
-        None | Some(Value::Null) => return Ok(Selection::default()),
+        None | Some(Value::Null) => RawSelection::default(),
         Some(v) => decode::typed("network config", "args.cni", v)?,
     };
+    let mut ips = static_ips("args.cni.ips", raw.ips.as_deref().unwrap_or_default())?;
+    let runtime = conf.runtime_config.as_ref().and_then(|rc| rc.get("ips"));
+    if let Some(v) = runtime.filter(|v| !v.is_null()) {
+        let listed: Vec<String> = decode::typed("network config", "runtimeConfig.ips", v)?;
+        for ip in static_ips("runtimeConfig.ips", &listed)? {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+    }
     if raw.nics == Some(0) {
         return Err(Error::invalid_config(
             "args.cni.nics",
@@ -137,7 +152,31 @@ pub fn selection(conf: &NetConf) -> Result<Selection, Error> {
         masters,
         class: raw.class.filter(|c| !c.is_empty()),
         numa: raw.numa,
+        ips,
     })
+}
+
+/// Addresses as the `ips` capability writes them: `10.1.2.3/24` (the prefix
+/// is the user's idea of the subnet; the pod gets its block's) or `10.1.2.3`.
+/// At most one per family and rail is possible; the daemon checks the rest.
+fn static_ips(field: &str, raw: &[String]) -> Result<Vec<IpAddr>, Error> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let text = s.trim();
+            let addr = text.split_once('/').map_or(text, |(a, _)| a);
+            let net_ok = text.parse::<ipnet::IpNet>().is_ok() || !text.contains('/');
+            addr.parse::<IpAddr>()
+                .ok()
+                .filter(|_| net_ok)
+                .ok_or_else(|| {
+                    Error::invalid_config(
+                        format!("{field}[{i}]"),
+                        format!("= {s:?}: is not an IP address (like 10.1.2.3 or 10.1.2.3/24)"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Standalone mode: the enclosing plugin's (macvlan's, ipvlan's) `master`,
@@ -217,6 +256,7 @@ mod tests {
                 masters: vec!["eth1".into(), "eth3".into()],
                 class: None,
                 numa: Some(1),
+                ips: Vec::new(),
             }
         );
         let bad = conf(json!({"cniVersion": "1.0.0", "name": "n", "type": "t",

@@ -53,6 +53,11 @@ pub struct Selection {
     /// Preferred NUMA node (topology policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub numa: Option<i32>,
+    /// Static addresses: each is taken in the block (of a selected NIC) that
+    /// holds it instead of the next free one, or the ADD fails naming it.
+    /// From the CNI `ips` capability (`runtimeConfig.ips`) or `args.cni.ips`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -374,6 +374,7 @@ fn selection() -> impl Strategy<Value = Selection> {
             masters: masters.into_iter().map(|i| format!("eth{i}")).collect(),
             class: None,
             numa,
+            ips: Vec::new(),
         })
 }
 

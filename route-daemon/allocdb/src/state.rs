@@ -98,6 +98,16 @@ impl NetState {
         held
     }
 
+    /// The attachment holding `addr`, if one does (a linear scan: only for
+    /// the error of a refused static address).
+    fn holder_of(&self, addr: IpAddr) -> Option<&Attachment> {
+        self.attachments.values().map(|a| &**a).find(|a| {
+            a.nics
+                .iter()
+                .any(|n| n.addresses.iter().any(|x| x.addr() == addr))
+        })
+    }
+
     fn unhold(&mut self, addr: IpAddr) {
         for b in self.blocks.iter_mut().filter(|b| b.cidr().contains(&addr)) {
             b.alloc.release(addr);
@@ -242,6 +252,14 @@ impl Core {
         )?;
         let mut taken: Vec<(usize, IpAddr)> = Vec::new();
         let mut out = Vec::with_capacity(picked.len());
+        // Static addresses (the pod's `ips`): each must land in a block of a
+        // picked NIC, and is taken there instead of the next free one.
+        let mut wanted: Vec<IpAddr> = selection.ips.clone();
+        let undo = |net: &mut NetState, taken: &[(usize, IpAddr)]| {
+            for (j, addr) in taken {
+                net.blocks[*j].alloc.release(*addr);
+            }
+        };
         for c in picked {
             // Candidates are made from this network's planned blocks just above.
             let Some(nic) = net
@@ -264,17 +282,32 @@ impl Core {
                 if !b.in_plan || b.block.nic != c.name {
                     continue;
                 }
-                let Some(addr) = b.take() else {
-                    let err = DbError::Exhausted {
-                        network: id.network.clone(),
-                        nic: c.name.clone(),
-                        block: b.cidr().to_string(),
-                        allocated: b.alloc.allocated(),
-                    };
-                    for (j, addr) in taken {
-                        net.blocks[j].alloc.release(addr);
+                let cidr = b.cidr();
+                let addr = match wanted.iter().position(|w| cidr.contains(w)) {
+                    Some(k) => {
+                        let want = wanted.swap_remove(k);
+                        match b.alloc.allocate_specific(want) {
+                            Ok(()) => want,
+                            Err(e) => {
+                                let why = static_refused(want, &e, net.holder_of(want));
+                                undo(net, &taken);
+                                return Err(DbError::Invalid(why));
+                            }
+                        }
                     }
-                    return Err(err);
+                    None => match b.take() {
+                        Some(addr) => addr,
+                        None => {
+                            let err = DbError::Exhausted {
+                                network: id.network.clone(),
+                                nic: c.name.clone(),
+                                block: cidr.to_string(),
+                                allocated: b.alloc.allocated(),
+                            };
+                            undo(net, &taken);
+                            return Err(err);
+                        }
+                    },
                 };
                 taken.push((i, addr));
                 let gw = b.alloc.gateway();
@@ -287,6 +320,34 @@ impl Core {
                 }
             }
             out.push(a);
+        }
+        if let Some(w) = wanted.first() {
+            let blocks: Vec<String> = out
+                .iter()
+                .flat_map(|a| {
+                    a.addresses
+                        .iter()
+                        .map(|n| format!("{} ({})", n.trunc(), a.nic))
+                })
+                .collect();
+            let twice = out
+                .iter()
+                .flat_map(|a| a.addresses.iter())
+                .any(|n| n.trunc().contains(w));
+            undo(net, &taken);
+            return Err(DbError::Invalid(if twice {
+                format!(
+                    "requested address {w} is a second address for one rail and family; a pod \
+                     gets one address per rail and family"
+                )
+            } else {
+                format!(
+                    "requested address {w} lies in none of the blocks this pod gets on this \
+                     host ({}); ask for an address of one of them, or select the NIC whose \
+                     block holds it (masters)",
+                    blocks.join(", ")
+                )
+            }));
         }
         for (i, addr) in taken {
             for (j, b) in net.blocks.iter_mut().enumerate() {
@@ -508,6 +569,29 @@ fn effective_selection(args: &AddArgs) -> Result<Selection> {
         sel.masters = vec![m.to_string()];
     }
     Ok(sel)
+}
+
+/// Why a requested (static) address cannot be had, naming it and, when a pod
+/// holds it, that pod.
+fn static_refused(
+    addr: IpAddr,
+    e: &railyard_core::CoreError,
+    holder: Option<&Attachment>,
+) -> String {
+    match holder {
+        Some(h) => {
+            let pod = if h.pod.name.is_empty() {
+                String::new()
+            } else {
+                format!(" (pod {}/{})", h.pod.namespace, h.pod.name)
+            };
+            format!(
+                "requested address {addr} is held by container {} interface {}{pod}",
+                h.id.container_id, h.id.ifname
+            )
+        }
+        None => format!("requested address {addr} cannot be had: {e}"),
+    }
 }
 
 /// One candidate per rail this host is owed (see [`NetState::rails_seen`]), with

@@ -17,6 +17,7 @@ fn multus_cni_args_deserialize_into_selection() {
             masters: vec!["eth1".into()],
             class: Some("fast".into()),
             numa: Some(0),
+            ips: Vec::new(),
         }
     );
 }
@@ -28,10 +29,11 @@ fn selection_uses_exactly_the_documented_names() {
         masters: vec!["eth1".into()],
         class: Some("c".into()),
         numa: Some(1),
+        ips: vec!["10.0.0.5".parse().unwrap()],
     };
     let v = serde_json::to_value(&full).unwrap();
     let names: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(names, BTreeSet::from(["nics", "masters", "class", "numa"]));
+    assert_eq!(names, BTreeSet::from(["nics", "masters", "class", "numa", "ips"]));
     assert_eq!(
         serde_json::from_value::<Selection>(json!({})).unwrap(),
         Selection::default()
