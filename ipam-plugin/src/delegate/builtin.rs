@@ -18,9 +18,11 @@
 //! What a pod sees matches the reference plugins: the interface is created in
 //! the pod's namespace under its final name (`ip link add ... netns`), gets
 //! its addresses and routes, and comes up; the result names it with its MAC
-//! and sandbox, and every address points at it. One difference: the macvlan
+//! and sandbox, and every address points at it. Two differences: the macvlan
 //! MAC is not random but derived from container ID and interface name
-//! (locally administered), so the result is known without a read back.
+//! (locally administered), so the result is known without a read back; and
+//! IPv6 duplicate address detection is off on the pod interface (see
+//! [`no_dad`]) where the reference plugins wait for it to finish.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -275,6 +277,24 @@ pub fn derived_mac(container_id: &str, ifname: &str) -> String {
     )
 }
 
+/// Turns IPv6 duplicate address detection off on the pod interfaces that get
+/// an IPv6 address, before the addresses go on. Why: an address under DAD is
+/// unusable for a second or two (the reference plugins wait that long before
+/// they answer), and railyard's IPAM already hands each address to one pod
+/// only. Runs in the pod's namespace (its `/proc/sys/net`).
+fn no_dad(specs: &[(&LinkSpec, &str)]) -> Result<(), Error> {
+    for (spec, ifname) in specs {
+        if spec.addresses.iter().any(|(a, _)| a.addr().is_ipv6()) {
+            let path = format!("/proc/sys/net/ipv6/conf/{ifname}/accept_dad");
+            std::fs::write(&path, "0").map_err(|source| Error::Io {
+                context: format!("{WHAT}: writing {path}"),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// The MAC an ipvlan shares with its master, from sysfs.
 fn master_mac(master: &str) -> Option<String> {
     std::fs::read_to_string(format!("/sys/class/net/{master}/address"))
@@ -314,6 +334,7 @@ impl Handler for Builtin {
             &spec.host_batch(ifname, ns, made),
         )?;
         let configured = in_netns(WHAT, ns, || {
+            no_dad(&[(&spec, ifname.as_str())])?;
             run(WHAT, &ip, &["-batch", "-"], &spec.pod_batch(ifname)).map(drop)
         });
         if let Err(e) = configured {
@@ -393,7 +414,13 @@ pub fn add_all(
     }
     let ip = ip_binary(WHAT)?;
     run(WHAT, &ip, &["-batch", "-"], &host)?;
+    let dad: Vec<(&LinkSpec, &str)> = specs
+        .iter()
+        .zip(members)
+        .map(|(s, (n, _))| (s, *n))
+        .collect();
     in_netns(WHAT, netns, || {
+        no_dad(&dad)?;
         run(WHAT, &ip, &["-batch", "-"], &pod).map(drop)
     })?;
     Ok(specs

@@ -35,6 +35,7 @@ pub fn netconf(spec: &ClusterSpec, host: usize) -> serde_json::Value {
         },
         "delegate": delegate,
         "stateDir": spec.host_cni_state(host),
+        "inProcessDelegates": spec.in_process_delegates,
     })
 }
 
@@ -98,6 +99,18 @@ const TRY_AGAIN_LATER: u64 = 11;
 const RETRY_FOR: Duration = Duration::from_secs(15);
 
 fn cni(spec: &ClusterSpec, host: usize, pod: &str, command: &'static str) -> Result<String> {
+    cni_with(spec, host, pod, command, None)
+}
+
+/// [`cni`] with a `runtimeConfig` (what Multus fills from the pod's
+/// network selection element: `ips`, `mac`).
+fn cni_with(
+    spec: &ClusterSpec,
+    host: usize,
+    pod: &str,
+    command: &'static str,
+    runtime_config: Option<&serde_json::Value>,
+) -> Result<String> {
     let env = [
         ("CNI_COMMAND", command.to_owned()),
         ("CNI_CONTAINERID", pod.to_owned()),
@@ -108,7 +121,10 @@ fn cni(spec: &ClusterSpec, host: usize, pod: &str, command: &'static str) -> Res
             format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"),
         ),
     ];
-    let conf = netconf(spec, host);
+    let mut conf = netconf(spec, host);
+    if let Some(rc) = runtime_config {
+        conf["runtimeConfig"] = rc.clone();
+    }
     let start = Instant::now();
     loop {
         match exec_cni(spec, host, &env, &conf) {
@@ -155,9 +171,19 @@ pub fn wait_ready(spec: &ClusterSpec, i: usize, timeout: Duration) -> Result<()>
 /// Creates pod `k` of host `i` and runs CNI ADD. On a failed ADD the namespace
 /// is removed again, so a failure leaves nothing behind.
 pub fn attach(spec: &ClusterSpec, i: usize, k: usize) -> Result<PodRecord> {
+    attach_with(spec, i, k, None)
+}
+
+/// [`attach`] with a `runtimeConfig` for the ADD (static `ips`, say).
+pub fn attach_with(
+    spec: &ClusterSpec,
+    i: usize,
+    k: usize,
+    runtime_config: Option<&serde_json::Value>,
+) -> Result<PodRecord> {
     let name = spec.pod(i, k);
     netns_add(&name)?;
-    let out = match cni(spec, i, &name, "ADD") {
+    let out = match cni_with(spec, i, &name, "ADD", runtime_config) {
         Ok(out) => out,
         Err(e) => {
             let _ = netns_del(&name);

@@ -135,6 +135,10 @@ pub struct ClusterSpec {
     /// `None` makes one per pod `up` attaches ([`ClusterSpec::spare_count`]).
     #[serde(default)]
     pub spares: Option<usize>,
+    /// railyard-cni's `inProcessDelegates`: macvlan and ipvlan made by
+    /// railyard-cni itself, a pod's interfaces in one batch.
+    #[serde(default)]
+    pub in_process_delegates: bool,
 }
 
 fn default_parallel() -> usize {
@@ -168,6 +172,7 @@ impl ClusterSpec {
             parallel: default_parallel(),
             state_tmpfs_kib: BTreeMap::new(),
             spares: None,
+            in_process_delegates: false,
         }
     }
 

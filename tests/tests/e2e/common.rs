@@ -64,6 +64,8 @@ pub fn spec(name: &str, mgmt_id: u8) -> ClusterSpec {
     s.lease_ttl = 3;
     s.grace = "2s".into();
     (s.delegate, s.ipvlan_mode) = delegate_from_env();
+    // RAILYARD_E2E_IN_PROCESS=1: railyard-cni makes macvlan and ipvlan itself.
+    s.in_process_delegates = std::env::var("RAILYARD_E2E_IN_PROCESS").is_ok_and(|v| v == "1");
     s
 }
 

@@ -242,3 +242,17 @@ fn many_macvlan_pods_per_host_are_connected_through_their_gateway() {
         }
     }
 }
+
+/// Pods connected with railyard-cni making the macvlan interfaces
+/// itself (`inProcessDelegates`), dual stack: one batch per pod, IPv6 without
+/// duplicate address detection.
+#[test]
+fn in_process_macvlan_dual_stack_pods_are_connected() {
+    let mut s = spec("e2e-inproc", 241);
+    s.delegate = Delegate::Macvlan;
+    s.family = Family::Dual;
+    s.in_process_delegates = true;
+    let c = TestCluster::up(s);
+    c.distinct_addresses();
+    c.assert_connected(None);
+}

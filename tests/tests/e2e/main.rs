@@ -23,4 +23,5 @@ mod outage;
 mod plugin_exec;
 mod pod_policy_routing;
 mod spec_safety;
+mod static_addresses;
 mod waiting_hosts;
