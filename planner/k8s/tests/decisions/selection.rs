@@ -33,7 +33,10 @@ fn selection_uses_exactly_the_documented_names() {
     };
     let v = serde_json::to_value(&full).unwrap();
     let names: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(names, BTreeSet::from(["nics", "masters", "class", "numa", "ips"]));
+    assert_eq!(
+        names,
+        BTreeSet::from(["nics", "masters", "class", "numa", "ips"])
+    );
     assert_eq!(
         serde_json::from_value::<Selection>(json!({})).unwrap(),
         Selection::default()
