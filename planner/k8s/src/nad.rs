@@ -183,6 +183,9 @@ pub fn plan(
         "type": META_PLUGIN,
         "ipam": {"type": IPAM_PLUGIN},
         "delegate": delegate,
+        // Multus then passes a network selection element's `ips` as
+        // runtimeConfig.ips: the pod's static addresses.
+        "capabilities": {"ips": true},
     });
     let mut nad_annotations = BTreeMap::new();
     if let Some(r) = resource {
