@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod ipam;
 pub mod keys;
 pub mod plan;
+pub mod ranges;
 pub mod routes;
 pub mod spec;
 pub mod status;

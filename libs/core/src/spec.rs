@@ -107,6 +107,15 @@ pub struct IpamSpec {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub exclude_cidrs: Vec<String>,
+    /// Kube-OVN's `excludeIps`: addresses, CIDRs or ranges
+    /// (`192.168.0.1..192.168.0.10`), each turned into CIDRs ([`crate::ranges`]).
+    #[serde(
+        default,
+        rename = "excludeIPs",
+        alias = "excludeIps",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub exclude_ips: Vec<String>,
     /// Keys railyard does not know. Kept only to be refused by `ipam_spec` with
     /// the key's name: a typo (`excludeCIDR`) silently ignored would plan
     /// without the exclusion the user asked for, while the CNI side refuses it.
@@ -116,12 +125,13 @@ pub struct IpamSpec {
 
 /// The `ipam` keys a MultiNicNetwork may carry: those of multi-nic-cni's own
 /// sample manifests.
-pub const IPAM_KEYS: [&str; 5] = [
+pub const IPAM_KEYS: [&str; 6] = [
     "type",
     "hostBlock",
     "interfaceBlock",
     "vlanMode",
     "excludeCIDRs",
+    "excludeIPs",
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,13 +283,29 @@ impl NetworkSpec {
             }
         };
         self.refuse_ipvlan_l2(vlan_mode)?;
-        let excludes = parse_list("spec.ipam.excludeCIDRs", &ipam.exclude_cidrs, |c| {
+        let mut excludes = parse_list("spec.ipam.excludeCIDRs", &ipam.exclude_cidrs, |c| {
             if subnets.iter().any(|s| overlaps(s, c)) {
                 Ok(())
             } else {
                 Err(format!("does not overlap the subnet {}", self.subnet))
             }
         })?;
+        for (i, entry) in ipam.exclude_ips.iter().enumerate() {
+            let field = format!("spec.ipam.excludeIPs[{i}]");
+            let nets = crate::ranges::parse_exclude(entry)
+                .map_err(|why| CoreError::invalid(&field, entry, why))?;
+            if let Some(n) = nets
+                .iter()
+                .find(|n| !subnets.iter().any(|s| overlaps(s, n)))
+            {
+                return Err(CoreError::invalid(
+                    &field,
+                    entry,
+                    format!("{n} lies outside the subnet {}", self.subnet),
+                ));
+            }
+            excludes.extend(nets);
+        }
         let master_nets = parse_list("spec.masterNets", &self.master_nets, |n| {
             if n.addr() != n.network() {
                 Err(format!(

@@ -151,12 +151,56 @@ fn every_ipam_key_of_the_multi_nic_cni_samples_is_accepted() {
                 "hostBlock",
                 "interfaceBlock",
                 "vlanMode",
-                "excludeCIDRs"
+                "excludeCIDRs",
+                // Kube-OVN's excludeIps (ranges), railyard's one addition.
+                "excludeIPs",
             ]
             .contains(&key),
             "{key}"
         );
     }
+}
+
+/// Kube-OVN's excludeIps: addresses, CIDRs and ranges, each becoming CIDRs
+/// beside excludeCIDRs'; a bad entry is refused naming its index.
+#[test]
+fn exclude_ips_take_ranges_and_refuse_bad_entries_by_index() {
+    let n = validate(
+        "  subnet: 192.168.0.0/16
+  ipam: {hostBlock: 6, interfaceBlock: 2, excludeCIDRs: [192.168.0.0/28], excludeIps: [\"192.168.1.1..192.168.1.10\", 192.168.2.7, 192.168.3.0/30]}
+",
+    )
+    .unwrap();
+    let shown: Vec<String> = n.excludes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "192.168.0.0/28",
+            "192.168.1.1/32",
+            "192.168.1.2/31",
+            "192.168.1.4/30",
+            "192.168.1.8/31",
+            "192.168.1.10/32",
+            "192.168.2.7/32",
+            "192.168.3.0/30"
+        ]
+    );
+    rejects(
+        "  subnet: 192.168.0.0/16
+  ipam: {hostBlock: 6, interfaceBlock: 2, excludeIPs: [192.168.0.1, \"192.168.0.9..192.168.0.2\"]}
+",
+        &[
+            "spec.ipam.excludeIPs[1]",
+            "192.168.0.9..192.168.0.2",
+            "ends before",
+        ],
+    );
+    rejects(
+        "  subnet: 192.168.0.0/16
+  ipam: {hostBlock: 6, interfaceBlock: 2, excludeIPs: [10.0.0.1]}
+",
+        &["spec.ipam.excludeIPs[0]", "outside the subnet"],
+    );
 }
 
 /// ipvlan l2 does not cross hosts over railyard's routes: refused, naming
