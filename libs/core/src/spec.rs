@@ -70,6 +70,11 @@ pub struct NetworkSpec {
     pub namespaces: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub master_nets: Vec<String>,
+    /// Extra routes for the pods, per rail: `{rail: 2, dst: 10.50.0.0/16}`
+    /// sends `dst` out of the pod's rail-2 interface via its gateway (a
+    /// storage subnet reached over one rail, say). See [`NetworkSpec::rail_routes`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RailRouteSpec>,
     /// The VLAN and bond interfaces every host's route-daemon makes for the
     /// rails (`crate::ifacer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +148,22 @@ pub struct PluginSpec {
     pub kind: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub args: BTreeMap<String, String>,
+}
+
+/// One `spec.routes` entry as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RailRouteSpec {
+    #[serde(default)]
+    pub rail: i64,
+    #[serde(default)]
+    pub dst: String,
+}
+
+/// A validated `spec.routes` entry: pods route `dst` via their gateway on `rail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RailRoute {
+    pub rail: u32,
+    pub dst: IpNet,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,6 +362,7 @@ impl NetworkSpec {
                 "names the DeviceClass and is required with strategy devClass",
             ));
         }
+        self.rail_routes(&subnets, interface_block)?;
         for (i, ns) in self.namespaces.iter().enumerate() {
             validate_dns_label(&format!("spec.namespaces[{i}]"), ns)?;
         }
@@ -356,6 +378,48 @@ impl NetworkSpec {
             policy_target,
             spec: self.clone(),
         })
+    }
+
+    /// `spec.routes`, checked: a rail the network can have (below
+    /// 2^interfaceBlock), a destination CIDR without host bits that does not
+    /// overlap the pod subnet (the pods' own routes cover that).
+    pub fn rail_routes(&self, subnets: &[IpNet], interface_block: u8) -> Result<Vec<RailRoute>> {
+        let rails = 1i64 << interface_block;
+        self.routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if !(0..rails).contains(&r.rail) {
+                    return Err(CoreError::invalid(
+                        format!("spec.routes[{i}].rail"),
+                        r.rail,
+                        format!("must be a rail of the network, 0 to {}", rails - 1),
+                    ));
+                }
+                let field = format!("spec.routes[{i}].dst");
+                let dst: IpNet = r.dst.trim().parse().map_err(|_| {
+                    CoreError::invalid(&field, &r.dst, "is not a CIDR (like 10.50.0.0/16)")
+                })?;
+                if dst.addr() != dst.network() {
+                    return Err(CoreError::invalid(
+                        &field,
+                        &r.dst,
+                        format!("has host bits set; did you mean {}?", dst.trunc()),
+                    ));
+                }
+                if let Some(s) = subnets.iter().find(|s| overlaps(s, &dst)) {
+                    return Err(CoreError::invalid(
+                        &field,
+                        &r.dst,
+                        format!("overlaps the pod subnet {s}, whose routes the pods have already"),
+                    ));
+                }
+                Ok(RailRoute {
+                    rail: u32::try_from(r.rail).unwrap_or(0),
+                    dst,
+                })
+            })
+            .collect()
     }
 
     /// The ipam block, decoding multi-nic-cni's JSON-in-a-string form. Unknown

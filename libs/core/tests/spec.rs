@@ -234,3 +234,42 @@ fn ipvlan_l2_is_refused_and_other_plugins_ignore_vlan_mode() {
         validate(&ok).unwrap();
     }
 }
+
+/// `spec.routes`: extra pod routes per rail, checked by field and index.
+#[test]
+fn rail_routes_are_checked_by_index() {
+    let base = "  subnet: 192.168.0.0/16\n  ipam: {hostBlock: 6, interfaceBlock: 2}\n";
+    let ok = validate(&format!(
+        "{base}  routes: [{{rail: 2, dst: 10.50.0.0/16}}, {{rail: 0, dst: \"fd50::/64\"}}]\n"
+    ))
+    .unwrap();
+    let routes = ok
+        .spec
+        .rail_routes(&ok.subnets, ok.interface_block)
+        .unwrap();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(
+        (routes[0].rail, routes[0].dst.to_string()),
+        (2, "10.50.0.0/16".into())
+    );
+    for (routes, want) in [
+        (
+            "[{rail: 4, dst: 10.50.0.0/16}]",
+            &["spec.routes[0].rail", "0 to 3"][..],
+        ),
+        (
+            "[{rail: 0, dst: 10.50.0.0/16}, {rail: 1, dst: nope}]",
+            &["spec.routes[1].dst", "not a CIDR"],
+        ),
+        (
+            "[{rail: 0, dst: 10.50.0.1/16}]",
+            &["spec.routes[0].dst", "10.50.0.0/16"],
+        ),
+        (
+            "[{rail: 0, dst: 192.168.4.0/24}]",
+            &["spec.routes[0].dst", "overlaps the pod subnet"],
+        ),
+    ] {
+        rejects(&format!("{base}  routes: {routes}\n"), want);
+    }
+}

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use railyard_core::ifacer::{BondModeField, BondSpec, IfacerSpec};
-use railyard_core::spec::{AttachPolicySpec, IpamField, Metadata, PluginSpec};
+use railyard_core::spec::{AttachPolicySpec, IpamField, Metadata, PluginSpec, RailRouteSpec};
 use railyard_core::{NetworkManifest, NetworkSpec};
 
 use super::crd::{MultiNicNetwork, MultiNicNetworkSpec};
@@ -51,6 +51,14 @@ pub fn core_spec(spec: &MultiNicNetworkSpec) -> NetworkSpec {
                 })
                 .collect(),
         }),
+        routes: spec
+            .routes
+            .iter()
+            .map(|r| RailRouteSpec {
+                rail: r.rail,
+                dst: r.dst.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -38,6 +38,7 @@ fn config(n: usize) -> NetworkConfig {
             .expect("literal"),
     };
     NetworkConfig {
+        routes: Vec::new(),
         name: format!("bench{n}"),
         strategy: Strategy::None,
         policy_target: String::new(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use railyard_core::ipam::{AttachmentId, NicAllocation, PodRef, Selection};
+use railyard_core::spec::RailRoute;
 use railyard_core::{Block, HostPlan, IfName, Interface, Network, Plan, Strategy};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,9 @@ pub struct NetworkConfig {
     pub excludes: Vec<IpNet>,
     pub interfaces: Vec<Interface>,
     pub blocks: Vec<Block>,
+    /// The network's extra pod routes per rail (`spec.routes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RailRoute>,
 }
 
 impl NetworkConfig {
@@ -38,6 +42,11 @@ impl NetworkConfig {
             excludes: network.excludes.clone(),
             interfaces: interfaces.to_vec(),
             blocks: host.map(|h| h.blocks.clone()).unwrap_or_default(),
+            // Validated with the network; a spec that fails now has none.
+            routes: network
+                .spec
+                .rail_routes(&network.subnets, network.interface_block)
+                .unwrap_or_default(),
         }
     }
 

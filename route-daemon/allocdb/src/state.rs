@@ -52,6 +52,7 @@ impl NetState {
     fn empty(name: &str) -> Self {
         NetState {
             config: Arc::new(NetworkConfig {
+                routes: Vec::new(),
                 name: name.to_string(),
                 strategy: Default::default(),
                 policy_target: String::new(),
@@ -317,6 +318,12 @@ impl Core {
                 a.gateways.push(gw);
                 if let Some(dst) = net.rail_cidr(&net.blocks[i].block) {
                     a.routes.push(PodRoute { dst, gw });
+                }
+                // The network's own routes for this rail, in this family.
+                for r in cfg.routes.iter().filter(|r| r.rail == c.interface) {
+                    if r.dst.addr().is_ipv4() == gw.is_ipv4() {
+                        a.routes.push(PodRoute { dst: r.dst, gw });
+                    }
                 }
             }
             out.push(a);

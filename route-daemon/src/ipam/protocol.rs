@@ -154,6 +154,7 @@ mod tests {
     /// Two rails, a /24 per NIC; `ethR` holds 10.0.R.1, its blocks' nicAddress.
     fn two_rails() -> (NetworkConfig, Vec<Nic>) {
         let cfg = NetworkConfig {
+            routes: Vec::new(),
             name: NET.into(),
             strategy: Strategy::None,
             policy_target: String::new(),

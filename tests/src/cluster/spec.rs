@@ -139,6 +139,9 @@ pub struct ClusterSpec {
     /// railyard-cni itself, a pod's interfaces in one batch.
     #[serde(default)]
     pub in_process_delegates: bool,
+    /// The network's `spec.routes`: (rail, destination CIDR).
+    #[serde(default)]
+    pub routes: Vec<(u32, String)>,
 }
 
 fn default_parallel() -> usize {
@@ -173,6 +176,7 @@ impl ClusterSpec {
             state_tmpfs_kib: BTreeMap::new(),
             spares: None,
             in_process_delegates: false,
+            routes: Vec::new(),
         }
     }
 
@@ -286,6 +290,14 @@ impl ClusterSpec {
                 "attachPolicy": {"strategy": "none"},
             }
         });
+        if !self.routes.is_empty() {
+            let routes: Vec<serde_json::Value> = self
+                .routes
+                .iter()
+                .map(|(rail, dst)| serde_json::json!({"rail": rail, "dst": dst}))
+                .collect();
+            manifest["spec"]["routes"] = serde_json::json!(routes);
+        }
         if let Some(ifacer) = self.ifacer() {
             // Each rail's subnet in the primary family (the planner makes a
             // rail of every masterNets entry): which addresses are rail

@@ -18,6 +18,7 @@ mod ipam_disk_full;
 mod ipam_rails_owed;
 mod ipam_state_loss;
 mod membership;
+mod network_routes;
 mod nic_flap;
 mod outage;
 mod plugin_exec;

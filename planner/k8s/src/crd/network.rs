@@ -103,6 +103,22 @@ pub struct MultiNicNetworkSpec {
     /// masterNets addresses onto them). The rest is checked by the controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifacer: Option<IfacerSpec>,
+    /// Extra pod routes per rail: `dst` leaves by the pod's interface on `rail`,
+    /// via its gateway. The controller checks rail and CIDR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub routes: Vec<RailRouteSpec>,
+}
+
+/// One `spec.routes` entry.
+#[derive(KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RailRouteSpec {
+    /// The rail (0 to 2^interfaceBlock - 1).
+    #[schemars(range(min = 0, max = 255))]
+    pub rail: i64,
+    /// A CIDR, not overlapping the pod subnet.
+    #[schemars(length(min = 1, max = 50))]
+    pub dst: String,
 }
 
 /// `spec.ifacer`: what the schema can bound; names, modes and options are checked

@@ -16,6 +16,7 @@ pub fn config(blocks: &[(&str, u32, &str)]) -> NetworkConfig {
     let mut rails: Vec<u32> = blocks.iter().map(|b| b.1).collect();
     rails.dedup();
     NetworkConfig {
+        routes: Vec::new(),
         name: NET.into(),
         strategy: Strategy::None,
         policy_target: String::new(),
