@@ -82,3 +82,43 @@ demo-k8s-down:
 	else \
 		echo "no $(TARGET_DIR)/release/railyard-k8s-demo: nothing was started by make demo-k8s"; \
 	fi
+
+.PHONY: fuzz-build fuzz-smoke fuzz
+
+# Coverage-guided fuzzing (cargo fuzz, libFuzzer, nightly): the targets and
+# their committed seed corpora are in tests/fuzz/ (see docs/fuzzing.md).
+FUZZ_TARGETS ?= cni_config cni_invocation network_spec alloc_log ipam_protocol plan_keys
+# Seconds per target for fuzz-smoke; `make fuzz FUZZ_TARGET=alloc_log FUZZ_TIME=3600` for a long run.
+FUZZ_TIME ?= 60
+FUZZ_TARGET ?= cni_config
+# No sanitizer: our code is safe Rust (unsafe_code = forbid), so ASan only
+# slows it; libFuzzer still gets its coverage. FUZZ_SANITIZER=address to use it.
+FUZZ_SANITIZER ?= none
+FUZZ = cargo +nightly fuzz
+FUZZ_FLAGS = --fuzz-dir tests/fuzz -s $(FUZZ_SANITIZER)
+# New inputs go to a scratch dir, so a run never dirties the committed corpus.
+FUZZ_WORK ?= tests/fuzz/target/work
+
+fuzz-build: deps
+	$(FUZZ) build $(FUZZ_FLAGS)
+
+## Each target for FUZZ_TIME seconds from its committed corpus; fails on any
+## crash, leaving the input in tests/fuzz/artifacts/<target>/.
+fuzz-smoke: fuzz-build
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_WORK)/$$t; \
+		echo "fuzz-smoke: $$t for $(FUZZ_TIME)s"; \
+		$(FUZZ) run $(FUZZ_FLAGS) $$t $(FUZZ_WORK)/$$t tests/fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+			>$(FUZZ_WORK)/$$t.log 2>&1 \
+			|| { failed="$$failed $$t"; grep -h -A8 'panicked at' $(FUZZ_WORK)/$$t.log; \
+			     grep -hE 'ERROR: libFuzzer|Test unit written' $(FUZZ_WORK)/$$t.log; }; \
+		grep -hE '^stat::number_of_executed_units|^Done' $(FUZZ_WORK)/$$t.log | tail -1; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz-smoke: FAILED:$$failed (inputs in tests/fuzz/artifacts/)"; exit 1; fi; \
+	echo "fuzz-smoke: no crash in $(words $(FUZZ_TARGETS)) targets"
+
+## One target, until stopped or FUZZ_TIME runs out.
+fuzz: fuzz-build
+	mkdir -p $(FUZZ_WORK)/$(FUZZ_TARGET)
+	$(FUZZ) run $(FUZZ_FLAGS) $(FUZZ_TARGET) $(FUZZ_WORK)/$(FUZZ_TARGET) tests/fuzz/corpus/$(FUZZ_TARGET) -- -max_total_time=$(FUZZ_TIME)

@@ -33,3 +33,6 @@ fi
 # The upstream components built from source (upstream.list): etcd 3.6, the
 # Kubernetes control plane, Multus, current CNI plugins and cnitool.
 "$here/upstream.sh"
+
+# The fuzzing tools: a nightly toolchain and cargo-fuzz (fuzz.sh).
+"$here/fuzz.sh"
