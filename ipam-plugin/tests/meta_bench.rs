@@ -1,5 +1,5 @@
 //! How long railyard-cni's ADD and DEL take for one pod with 8 NICs
-//! against one with 1 NIC: real macvlan in real namespaces, the stand-in
+//! against one with 1 NIC: real macvlan (or ipvlan) in real namespaces, the stand-in
 //! daemon. A measurement, not a check: `#[ignore]`d so the shared test
 //! run does not time a busy machine; run it with
 //!
@@ -43,12 +43,21 @@ fn world(nics: u32) -> World {
     }
 }
 
+/// macvlan, or with `RAILYARD_BENCH_DELEGATE=ipvlan` ipvlan l3 (a kernel with
+/// ipvlan: the full-kernel VM, `railyard-vm -- <this test binary> --ignored`).
+fn delegate() -> serde_json::Value {
+    match std::env::var("RAILYARD_BENCH_DELEGATE").as_deref() {
+        Ok("ipvlan") => json!({"type": "ipvlan", "mode": "l3"}),
+        _ => json!({"type": "macvlan", "mode": "bridge"}),
+    }
+}
+
 /// Median ADD and DEL times over `ROUNDS` attachments of one pod, with the
 /// macvlan binary (and its `static` IPAM) or served in process.
 fn measure(nics: u32, in_process: bool) -> (Duration, Duration) {
     let world = world(nics);
     let pod = Netns::new("pod");
-    let mut conf = world.conf("1.0.0", json!({"type": "macvlan", "mode": "bridge"}));
+    let mut conf = world.conf("1.0.0", delegate());
     conf["inProcessDelegates"] = json!(in_process);
     let (mut adds, mut dels) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
@@ -74,8 +83,9 @@ fn eight_nics_against_one() {
         let (add1, del1) = measure(1, in_process);
         let (add8, del8) = measure(8, in_process);
         println!(
-            "railyard-cni macvlan ({how}), median of {ROUNDS}: 1 NIC ADD {add1:?} DEL {del1:?}; \
+            "railyard-cni {} ({how}), median of {ROUNDS}: 1 NIC ADD {add1:?} DEL {del1:?}; \
              8 NICs ADD {add8:?} ({:.2}x) DEL {del8:?} ({:.2}x)",
+            delegate()["type"],
             ratio(add8, add1),
             ratio(del8, del1)
         );

@@ -22,7 +22,11 @@ use railyard_e2e::vm::{self, VmConfig};
 const CLUSTERS: [(&str, &str); 4] = [
     // multi-nic-cni's default data path.
     ("ipvlan-l3", "--pods 2 --delegate ipvlan --ipvlan-mode l3"),
-    ("ipvlan-l3s", "--pods 2 --delegate ipvlan --ipvlan-mode l3s"),
+    // l3s with railyard-cni making the ipvlan links itself, dual stack.
+    (
+        "ipvlan-l3s",
+        "--pods 2 --delegate ipvlan --ipvlan-mode l3s --in-process-delegates --dual-stack",
+    ),
     // Rails on VLAN sub-interfaces and on bonds, as SpiderMultusConfig's
     // ifacer makes them: the route-daemons make them from the network's
     // spec.ifacer and move the rail addresses onto them (ptp pods).

@@ -89,6 +89,10 @@ struct ClusterArgs {
     /// With `--delegate ipvlan`: l3 (default), l3s or l2.
     #[arg(long, value_enum, default_value = "l3")]
     ipvlan_mode: IpvlanMode,
+    /// railyard-cni makes macvlan and ipvlan interfaces itself, a pod's all
+    /// in one batch (`inProcessDelegates`), instead of running the binaries.
+    #[arg(long)]
+    in_process_delegates: bool,
     /// Rail NICs as VLAN sub-interfaces with this id (needs the 8021q module:
     /// the full-kernel VM on a machine without it).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..4095), conflicts_with = "bond")]
@@ -143,6 +147,12 @@ impl ClusterArgs {
         };
         spec.delegate = self.delegate;
         spec.ipvlan_mode = self.ipvlan_mode;
+        if self.in_process_delegates
+            && !matches!(self.delegate, Delegate::Macvlan | Delegate::Ipvlan)
+        {
+            anyhow::bail!("--in-process-delegates: only macvlan and ipvlan are served in process");
+        }
+        spec.in_process_delegates = self.in_process_delegates;
         if self.spares.is_some() && self.delegate != Delegate::HostDevice {
             anyhow::bail!("--spares: only --delegate host-device uses spare links");
         }
