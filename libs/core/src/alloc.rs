@@ -45,6 +45,12 @@ impl BlockAllocator {
         for e in excludes.iter().filter(|e| overlaps(e, &block)) {
             let start = to_u128(e.network()).max(base);
             let end = to_u128(e.broadcast()).min(to_u128(block.broadcast()));
+            // Offsets as u128: an exclude beyond the tracked addresses of a
+            // large IPv6 block reserves none of them (cut to u32, its offset
+            // could wrap to 0 and reserve them all).
+            if start - base >= u128::from(size) {
+                continue;
+            }
             let last = (end - base).min(u128::from(size - 1)) as u32;
             for i in (start - base) as u32..=last {
                 reserved.set(i);
@@ -153,5 +159,27 @@ impl BlockAllocator {
 
     fn addr_at(&self, i: u32) -> IpAddr {
         from_u128(self.base + u128::from(i), self.block.addr().is_ipv4())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the network_spec fuzz target: an IPv6 exclude 2^64 addresses
+    /// into a block had its offset cut to u32 (0), which reserved every
+    /// tracked address, so the whole block read as exhausted.
+    #[test]
+    fn an_exclude_beyond_the_tracked_addresses_reserves_none_of_them() {
+        let block: IpNet = "fd10::/56".parse().unwrap();
+        for far in ["fd10:0:0:1::/64", "fd10:0:0:1::1:0/112", "fd10::1:0:0:0/80"] {
+            let mut a = BlockAllocator::new(block, &[far.parse().unwrap()]);
+            assert_eq!(a.free(), MAX_TRACKED - 2, "{far}");
+            assert_eq!(a.allocate(), Some("fd10::2".parse().unwrap()), "{far}");
+        }
+        // One that starts inside the tracked range still reserves its part.
+        let near: IpNet = "fd10::ff00/120".parse().unwrap();
+        let a = BlockAllocator::new(block, &[near]);
+        assert_eq!(a.free(), MAX_TRACKED - 2 - 256);
     }
 }
