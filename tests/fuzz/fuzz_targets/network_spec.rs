@@ -6,13 +6,60 @@
 //! `metadata.` or `spec.`; a valid manifest written as JSON or YAML reads
 //! back equal and validates to the same network; the validated bounds hold
 //! (block bits, pod bits left); the plan gives every block inside the
-//! network's subnets and no two hosts overlapping blocks.
+//! network's subnets and no two hosts overlapping blocks; a block's
+//! allocator reserves exactly its network address, gateway (and IPv4
+//! broadcast) and the addresses of the `excludeCIDRs` inside it, and never
+//! hands out an excluded address.
 #![no_main]
 
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
+use railyard_core::alloc::MAX_TRACKED;
 use railyard_core::spec::{MAX_HOST_BLOCK, MAX_INTERFACE_BLOCK, MIN_POD_BITS};
-use railyard_core::{plan, CoreError, HostInventory, NetworkManifest};
+use railyard_core::{plan, BlockAllocator, CoreError, HostInventory, NetworkManifest};
+
+fn num(a: std::net::IpAddr) -> u128 {
+    match a {
+        std::net::IpAddr::V4(v) => u128::from(u32::from(v)),
+        std::net::IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+/// How many of the block's tracked addresses (the first `MAX_TRACKED`) its
+/// allocator must keep free: all but the network address, the gateway, the
+/// IPv4 broadcast of a fully tracked block and whatever an exclude covers.
+fn expected_free(block: IpNet, excludes: &[IpNet]) -> u32 {
+    let bits = u32::from(block.max_prefix_len() - block.prefix_len());
+    let size: u128 = if bits >= 16 {
+        u128::from(MAX_TRACKED)
+    } else {
+        1 << bits
+    };
+    let base = num(block.network());
+    let mut spans: Vec<(u128, u128)> = vec![(0, 1)];
+    if block.addr().is_ipv4() && bits <= 16 {
+        spans.push((size - 1, size - 1));
+    }
+    for e in excludes {
+        let (start, end) = (
+            num(e.network()).max(base),
+            num(e.broadcast()).min(num(block.broadcast())),
+        );
+        if start <= end && start - base < size {
+            spans.push((start - base, (end - base).min(size - 1)));
+        }
+    }
+    spans.sort();
+    let (mut reserved, mut upto): (u128, Option<u128>) = (0, None);
+    for (a, b) in spans {
+        let a = upto.map_or(a, |u| a.max(u + 1));
+        if a <= b {
+            reserved += b - a + 1;
+        }
+        upto = Some(upto.map_or(b, |u| u.max(b)));
+    }
+    (size - reserved) as u32
+}
 
 const HOSTS: &str = r#"
 - name: node-a
@@ -97,6 +144,21 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
             blocks.push((host.clone(), b.cidr));
+            let mut alloc = BlockAllocator::new(b.cidr, &net.excludes);
+            assert_eq!(
+                alloc.free(),
+                expected_free(b.cidr, &net.excludes),
+                "block {} with excludes {:?}",
+                b.cidr,
+                net.excludes
+            );
+            if let Some(a) = alloc.allocate() {
+                assert!(b.cidr.contains(&a), "{a} outside {}", b.cidr);
+                assert!(
+                    !net.excludes.iter().any(|e| e.contains(&a)),
+                    "{a} is excluded"
+                );
+            }
         }
     }
 });

@@ -95,6 +95,15 @@ fn manifests_in(text: &str) -> Vec<String> {
             }
         }
     }
+    // Whole manifests in one literal: `network("metadata: {name: n6}\nspec: ...")`.
+    for block in text.split("\"metadata:").skip(1) {
+        let lit = format!("metadata:{}", rust_literal(block));
+        if let Ok(doc) = serde_json::from_str::<String>(&format!("\"{lit}")) {
+            if serde_yaml::from_str::<NetworkManifest>(&doc).is_ok() {
+                out.push(doc);
+            }
+        }
+    }
     for block in text.split("```yaml").skip(1) {
         let Some((body, _)) = block.split_once("```") else {
             continue;
@@ -245,6 +254,9 @@ fn write_spec() {
     for f in [
         "libs/core/tests/spec.rs",
         "libs/core/tests/common.rs",
+        "libs/core/tests/plan.rs",
+        "libs/core/tests/routes.rs",
+        "libs/core/tests/nic_grace.rs",
         "libs/core/src/ifacer.rs",
         "docs/kubernetes.md",
         "tests/src/cluster/spec.rs",
