@@ -248,7 +248,7 @@ fn many_macvlan_pods_per_host_are_connected_through_their_gateway() {
 /// duplicate address detection.
 #[test]
 fn in_process_macvlan_dual_stack_pods_are_connected() {
-    let mut s = spec("e2e-inproc", 241);
+    let mut s = spec("e2e-inproc", 243);
     s.delegate = Delegate::Macvlan;
     s.family = Family::Dual;
     s.in_process_delegates = true;
