@@ -181,7 +181,8 @@ fn the_upstream_sample_works_with_only_its_api_version_changed() {
     assert_eq!(
         config,
         serde_json::json!({"cniVersion": "0.3.0", "name": "multi-nic-sample", "type": "railyard-cni",
-            "ipam": {"type": "railyard-ipam"}, "delegate": {"type": "ipvlan", "mode": "l3"}}),
+            "ipam": {"type": "railyard-ipam"}, "delegate": {"type": "ipvlan", "mode": "l3"},
+            "capabilities": {"ips": true}}),
         "{nad}"
     );
     let obj = env.wait_for("the sample to be Ready", TIMEOUT, || {
