@@ -155,6 +155,17 @@ impl CniArgs {
         self.0.is_empty()
     }
 
+    /// These args without `keys` (every occurrence).
+    pub fn without(&self, keys: &[&str]) -> CniArgs {
+        CniArgs(
+            self.0
+                .iter()
+                .filter(|(k, _)| !keys.contains(&k.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// The pod identity, when the runtime is Kubernetes (namespace and name
     /// both set and non-empty).
     pub fn pod(&self) -> Option<PodRef<'_>> {

@@ -405,11 +405,18 @@ fn ipam_config(conf: &NetConf) -> Map<String, Value> {
     map
 }
 
+/// A delegate's environment: ours, with the member's interface name, and
+/// without the `CNI_ARGS` keys that ask for addresses (`IP`, `MAC`, which
+/// Multus sets for a selection element's `ips` and `mac`). Those went to the
+/// IPAM (as runtimeConfig.ips); `static` IPAM in the delegate would take
+/// `IP` instead of the addresses railyard planned for that member, and every
+/// member would get the same ones.
 fn member_env(env: &CniEnv, command: Command, ifname: &str) -> CniEnv {
     let mut env = env.with_command(command);
     if let Some(a) = env.attachment.as_mut() {
         a.ifname = ifname.to_owned();
     }
+    env.args = env.args.without(&["IP", "MAC"]);
     env
 }
 

@@ -87,4 +87,43 @@ fn pods_attach_through_multus_and_reach_each_other() {
         table.contains("1  pod-a -> pod-b") && table.contains("Mbit/s"),
         "{table}"
     );
+    // Static addresses: the selection element's `ips` reach railyard as
+    // runtimeConfig.ips (the NAD declares the capability), on host 0's blocks.
+    let wanted: Vec<IpAddr> = a_ips
+        .iter()
+        .map(|(_, ip)| match ip {
+            IpAddr::V4(v4) => {
+                let mut o = v4.octets();
+                o[3] += 30;
+                IpAddr::from(o)
+            }
+            IpAddr::V6(_) => *ip,
+        })
+        .collect();
+    let ips: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+    let c = d
+        .attach(
+            "pod-c",
+            0,
+            &serde_json::json!([{"name": "rails", "ips": ips}]).to_string(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut c_ips: Vec<IpAddr> =
+        railyard_ips(&d.network_status("pod-c").unwrap_or_else(|e| panic!("{e}")))
+            .into_iter()
+            .map(|(_, ip)| ip)
+            .collect();
+    c_ips.sort();
+    let mut want = wanted.clone();
+    want.sort();
+    assert_eq!(
+        c_ips, want,
+        "pod-c holds the addresses its selection asked for"
+    );
+    let c_rail1 = *c_ips
+        .iter()
+        .find(|ip| on_rail1(ip))
+        .expect("pod-c on rail1");
+    ping(&b.netns, c_rail1).unwrap_or_else(|e| panic!("pod-b -> pod-c on rail1: {e}"));
+    drop(c);
 }
