@@ -89,6 +89,19 @@ pub fn scratch() -> &'static Path {
         } else {
             std::env::temp_dir()
         };
+        // libFuzzer exits without running destructors: clear what runs
+        // that are over left behind (their process is gone).
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix("railyard-fuzz-") else {
+                    continue;
+                };
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let dir = base.join(format!("railyard-fuzz-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
