@@ -22,7 +22,7 @@
 //! MAC is not random but derived from container ID and interface name
 //! (locally administered), so the result is known without a read back; and
 //! IPv6 duplicate address detection is off on the pod interface (see
-//! [`no_dad`]) where the reference plugins wait for it to finish.
+//! `no_dad`) where the reference plugins wait for it to finish.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

@@ -36,7 +36,7 @@
 //! resources are SR-IOV's, a later step.
 //!
 //! The matching and choosing are pure ([`SpareTemplate`], [`choose`]) and
-//! unit tested below; listing links and reading records is [`super::Run`]'s.
+//! unit tested below; listing links and reading records is `Run`'s (meta/mod.rs).
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
