@@ -93,14 +93,20 @@ async fn write_network_with(store: &MemStore, hosts: &[&str], plugin: Option<&st
 /// The spec and an empty plan that publishes it, as the planner writes a
 /// network no host is planned in yet.
 async fn write_spec_only(store: &MemStore, name: &str, subnet: &str) {
+    let m: NetworkManifest = serde_json::from_slice(&manifest(name, subnet)).expect("manifest");
+    write_spec_and_meta(store, &m).await;
+}
+
+/// The network's spec, and a plan meta that accepted it (no host planned).
+async fn write_spec_and_meta(store: &MemStore, m: &NetworkManifest) {
+    let name = &m.metadata.name;
     store
-        .put(&keys::network(name), manifest(name, subnet), None)
+        .put(&keys::network(name), serde_json::to_vec(m).expect("json"), None)
         .await
         .expect("spec");
-    let m: NetworkManifest = serde_json::from_slice(&manifest(name, subnet)).expect("manifest");
     let meta = railyard_core::PlanMeta {
-        network: name.to_owned(),
-        spec: Some(m.spec),
+        network: name.clone(),
+        spec: Some(m.spec.clone()),
         spec_revision: 1,
         ..railyard_core::PlanMeta::default()
     };
@@ -790,28 +796,7 @@ async fn write_ifacer_spec(store: &MemStore, ifacer: &str) {
     );
     let m: NetworkManifest = serde_yaml::from_str(&yaml).expect("manifest");
     m.validate().expect("valid");
-    store
-        .put(
-            &keys::network(NET),
-            serde_json::to_vec(&m).expect("json"),
-            None,
-        )
-        .await
-        .expect("spec");
-    let meta = railyard_core::PlanMeta {
-        network: NET.to_owned(),
-        spec: Some(m.spec),
-        spec_revision: 1,
-        ..railyard_core::PlanMeta::default()
-    };
-    store
-        .put(
-            &keys::plan_meta(NET),
-            serde_json::to_vec(&meta).expect("json"),
-            None,
-        )
-        .await
-        .expect("meta");
+    write_spec_and_meta(store, &m).await;
 }
 
 #[tokio::test]
