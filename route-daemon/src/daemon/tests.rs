@@ -101,7 +101,11 @@ async fn write_spec_only(store: &MemStore, name: &str, subnet: &str) {
 async fn write_spec_and_meta(store: &MemStore, m: &NetworkManifest) {
     let name = &m.metadata.name;
     store
-        .put(&keys::network(name), serde_json::to_vec(m).expect("json"), None)
+        .put(
+            &keys::network(name),
+            serde_json::to_vec(m).expect("json"),
+            None,
+        )
         .await
         .expect("spec");
     let meta = railyard_core::PlanMeta {
