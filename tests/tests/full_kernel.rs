@@ -29,9 +29,10 @@ const CLUSTERS: [(&str, &str); 4] = [
     ),
     // Rails on VLAN sub-interfaces and on bonds, as SpiderMultusConfig's
     // ifacer makes them: the route-daemons make them from the network's
-    // spec.ifacer and move the rail addresses onto them (ptp pods).
-    ("vlan", "--pods 1 --vlan 42"),
-    ("bond", "--pods 1 --bond"),
+    // spec.ifacer and move the rail addresses onto them (ptp pods, dual
+    // stack: the IPv6 rail address moves with the IPv4 one).
+    ("vlan", "--pods 1 --vlan 42 --dual-stack"),
+    ("bond", "--pods 1 --bond --dual-stack"),
 ];
 
 /// The end-to-end tests that run again on ipvlan in the VM.
