@@ -314,37 +314,19 @@ fn pod_netns(req: &AttachRequest) -> Result<&Path, Error> {
 
 impl Handler for Builtin {
     fn add(&mut self, req: &AttachRequest) -> Result<CniResult, Error> {
-        let spec = LinkSpec::parse(&req.config)?;
+        let a = &req.attachment;
         let ns = pod_netns(req)?;
-        let ifname = &req.attachment.ifname;
-        let mac = match spec.kind.as_str() {
-            "macvlan" => Some(derived_mac(&req.attachment.container_id, ifname)),
-            _ => master_mac(&spec.master),
-        };
-        let ip = ip_binary(WHAT)?;
-        let made = if spec.kind == "macvlan" {
-            mac.as_deref()
-        } else {
-            None
-        };
-        run(
-            WHAT,
-            &ip,
-            &["-batch", "-"],
-            &spec.host_batch(ifname, ns, made),
-        )?;
-        let configured = in_netns(WHAT, ns, || {
-            no_dad(&[(&spec, ifname.as_str())])?;
-            run(WHAT, &ip, &["-batch", "-"], &spec.pod_batch(ifname)).map(drop)
-        });
-        if let Err(e) = configured {
-            // Leave nothing behind: the link goes, and its addresses with it.
-            let _ = in_netns(WHAT, ns, || {
-                run(WHAT, &ip, &["link", "del", ifname], "").map(drop)
-            });
-            return Err(e);
+        let config = req.config.to_map();
+        match add_all(&a.container_id, ns, &[(a.ifname.as_str(), &config)]) {
+            Ok(mut results) => results.pop().ok_or_else(|| Error::Internal {
+                reason: format!("{WHAT}: no result for {}", a.ifname),
+            }),
+            Err(e) => {
+                // Leave nothing behind: the link goes, and its addresses with it.
+                let _ = del_all(&a.container_id, ns, &[a.ifname.as_str()]);
+                Err(e)
+            }
         }
-        Ok(spec.result(ifname, mac, ns))
     }
 
     fn del(&mut self, req: &AttachRequest) -> Result<(), Error> {

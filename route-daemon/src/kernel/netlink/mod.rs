@@ -142,3 +142,18 @@ impl RouteTable for NetlinkRoutes {
         Ok(report)
     }
 }
+
+/// Asks the kernel to skip duplicate address detection for an IPv6 address
+/// being added: the address must answer at once (a gateway pods use, a rail
+/// address the host already held), and DAD would hold it tentative, unusable,
+/// for a second or more. IPv4 has no DAD; the request is left as it is.
+pub(super) fn skip_dad(request: &mut rtnetlink::AddressAddRequest, addr: std::net::IpAddr) {
+    if addr.is_ipv6() {
+        let msg = request.message_mut();
+        msg.header.flags |= rtnetlink::packet_route::address::AddressHeaderFlags::Nodad;
+        msg.attributes
+            .push(rtnetlink::packet_route::address::AddressAttribute::Flags(
+                rtnetlink::packet_route::address::AddressFlags::Nodad,
+            ));
+    }
+}

@@ -13,7 +13,6 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use railyard_core::IfName;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{
     BondMode as KernelBondMode, InfoData, InfoKind, InfoVlan, LinkAttribute, LinkFlags, LinkInfo,
     LinkMessage,
@@ -193,14 +192,8 @@ impl NetlinkRoutes {
         let mut add = handle
             .address()
             .add(to_index, address.addr(), address.prefix_len());
-        if address.addr().is_ipv6() {
-            // The host held the address already: duplicate address detection
-            // would only keep it tentative (unusable) for a second or more.
-            let msg = add.message_mut();
-            msg.header.flags |= AddressHeaderFlags::Nodad;
-            msg.attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
+        // The host held the address already.
+        super::skip_dad(&mut add, address.addr());
         match add.execute().await {
             Ok(()) => {}
             Err(e) if errno(&e) == Some(EEXIST) => {}

@@ -12,9 +12,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use railyard_core::IfName;
-use rtnetlink::packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
-};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
@@ -204,14 +202,8 @@ impl NetlinkRoutes {
                 .handle()
                 .address()
                 .add(index, net.addr(), net.prefix_len());
-        if net.addr().is_ipv6() {
-            // The gateway must answer the moment pods use it; DAD would hold it
-            // back (tentative) for a second or more.
-            let msg = request.message_mut();
-            msg.header.flags |= AddressHeaderFlags::Nodad;
-            msg.attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
+        // The gateway must answer the moment pods use it.
+        super::skip_dad(&mut request, net.addr());
         request
             .execute()
             .await
