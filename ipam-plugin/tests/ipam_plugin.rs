@@ -151,6 +151,7 @@ fn add_sends_attachment_pod_selection_and_standalone_master() {
                     "192.168.64.20".parse().unwrap(),
                     "fd00:64::20".parse().unwrap()
                 ],
+                ..Selection::default()
             },
             master: Some("ry-b".into()),
         }]

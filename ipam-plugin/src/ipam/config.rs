@@ -153,6 +153,7 @@ pub fn selection(conf: &NetConf) -> Result<Selection, Error> {
         class: raw.class.filter(|c| !c.is_empty()),
         numa: raw.numa,
         ips,
+        ..Selection::default()
     })
 }
 
@@ -257,6 +258,7 @@ mod tests {
                 class: None,
                 numa: Some(1),
                 ips: Vec::new(),
+                ..Selection::default()
             }
         );
         let bad = conf(json!({"cniVersion": "1.0.0", "name": "n", "type": "t",

@@ -18,6 +18,7 @@ use std::cmp::{Ordering, Reverse};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::align::{alignment, Alignment};
 use crate::inventory::Nic;
 use crate::ipam::{codes, Selection};
 use crate::spec::Strategy;
@@ -34,6 +35,9 @@ pub struct Candidate {
     pub speed_mbps: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub numa_node: Option<i32>,
+    /// The PCIe root complex (`pci0000:3a`), for GPU alignment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie_root: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,6 +62,7 @@ impl Candidate {
             interface,
             speed_mbps: nic.speed_mbps,
             numa_node: nic.numa_node,
+            pcie_root: nic.pcie_root.clone(),
             vendor: nic.vendor.clone(),
             product: nic.product.clone(),
             driver: nic.driver.clone(),
@@ -215,6 +220,12 @@ pub fn select_nics<'a>(
     let policy = match (class_name, selection.numa) {
         (Some(c), _) => format!("{} (DeviceClass {c})", strategy_name(strategy)),
         (None, Some(n)) if strategy == Strategy::Topology => format!("topology (NUMA node {n})"),
+        (None, None) if gpu_aligned(strategy, selection) => {
+            format!(
+                "topology (aligned with {})",
+                plural_gpus(selection.gpus.len())
+            )
+        }
         _ => strategy_name(strategy).to_string(),
     };
     let invalid = |reason: String| SelectError::Invalid {
@@ -260,10 +271,26 @@ pub fn select_nics<'a>(
     let mut pool = Vec::with_capacity(universe.len());
     // What "every NIC" means: a down or unusable NIC is still one the pod is owed.
     let mut owed = 0;
+    // Filter first, then count: with GPUs and neither a count nor names, "every
+    // NIC" means every NIC of the closest tier any NIC reaches (down ones
+    // included, so a down aligned NIC fails the request instead of being
+    // replaced by a far one). A count takes the closest first (see `rank`).
+    let by_tier = gpu_aligned(strategy, selection) && selection.nics.is_none() && named.is_none();
+    let tier = by_tier.then(|| {
+        universe
+            .iter()
+            .filter(|c| class.is_none_or(|k| k.matches(c)))
+            .map(|c| align_of(selection, c))
+            .min()
+            .unwrap_or(Alignment::Unaligned)
+    });
     for c in universe {
         let in_class = class.is_none_or(|k| k.matches(c));
-        owed += usize::from(in_class);
-        if !c.up {
+        let in_tier = tier.is_none_or(|t| align_of(selection, c) <= t);
+        owed += usize::from(in_class && in_tier);
+        if let Some(why) = missing_device(selection, c) {
+            left_out.push(format!("{} ({why})", c.name));
+        } else if !c.up {
             left_out.push(format!("{} (down)", c.name));
         } else if let Some(why) = c.unusable.as_deref() {
             left_out.push(format!("{} ({why})", c.name));
@@ -273,11 +300,13 @@ pub fn select_nics<'a>(
                 c.name,
                 class_name.unwrap_or("")
             ));
+        } else if !in_tier {
+            left_out.push(format!("{} ({})", c.name, align_of(selection, c)));
         } else {
             pool.push(c);
         }
     }
-    rank(strategy, selection.numa, &mut pool);
+    rank(strategy, selection, &mut pool);
     let wanted = match (selection.nics, &named) {
         (Some(n), _) => n as usize,
         (None, Some(names)) => names.list.len(),
@@ -403,23 +432,76 @@ fn dedup<'s>(names: impl Iterator<Item = &'s str>) -> Vec<&'s str> {
 /// Orders the eligible NICs best first. `masters` keeps the order the names were
 /// given in; every other order ends in the rail index, then the name, so ties are
 /// broken the same way on every host and every run.
-fn rank(strategy: Strategy, numa: Option<i32>, pool: &mut [&Candidate]) {
+fn rank(strategy: Strategy, selection: &Selection, pool: &mut [&Candidate]) {
     if strategy != Strategy::Masters {
         pool.sort_by(|a, b| {
-            rank_key(strategy, numa, a)
-                .cmp(&rank_key(strategy, numa, b))
+            rank_key(strategy, selection, a)
+                .cmp(&rank_key(strategy, selection, b))
                 .then_with(|| by_rail(a, b))
         });
     }
 }
 
-/// (off the requested NUMA node, slower, more loaded): smaller sorts first.
-fn rank_key(strategy: Strategy, numa: Option<i32>, c: &Candidate) -> (bool, Reverse<u32>, u32) {
+/// (off the requested NUMA node, GPU alignment, slower, more loaded): smaller
+/// sorts first.
+fn rank_key(
+    strategy: Strategy,
+    selection: &Selection,
+    c: &Candidate,
+) -> (bool, Alignment, Reverse<u32>, u32) {
+    let numa = selection.numa;
+    let none = Alignment::Unaligned;
     match strategy {
-        Strategy::Perf => (false, Reverse(c.speed_mbps.unwrap_or(0)), c.allocations),
-        Strategy::Balance => (false, Reverse(0), c.allocations),
-        Strategy::Topology => (numa.is_some() && c.numa_node != numa, Reverse(0), 0),
-        Strategy::None | Strategy::DevClass | Strategy::Masters => (false, Reverse(0), 0),
+        Strategy::Perf => (
+            false,
+            none,
+            Reverse(c.speed_mbps.unwrap_or(0)),
+            c.allocations,
+        ),
+        Strategy::Balance => (false, none, Reverse(0), c.allocations),
+        Strategy::Topology => (
+            numa.is_some() && c.numa_node != numa,
+            align_of(selection, c),
+            Reverse(0),
+            0,
+        ),
+        Strategy::None | Strategy::DevClass | Strategy::Masters => (false, none, Reverse(0), 0),
+    }
+}
+
+/// Whether the choice is by GPU alignment: the topology policy, GPUs known, and
+/// no explicit `numa` (which overrides them).
+pub fn gpu_aligned(strategy: Strategy, selection: &Selection) -> bool {
+    strategy == Strategy::Topology && selection.numa.is_none() && !selection.gpus.is_empty()
+}
+
+/// How close `c` is to the pod's GPUs.
+pub fn align_of(selection: &Selection, c: &Candidate) -> Alignment {
+    alignment(&selection.gpus, c.pcie_root.as_deref(), c.numa_node)
+}
+
+/// Why `c` cannot serve the pod for want of a device of its rail, if so.
+fn missing_device(selection: &Selection, c: &Candidate) -> Option<String> {
+    let holders = selection.device_rails.get(&c.interface)?;
+    if holders.iter().any(|n| *n == c.name) {
+        return None;
+    }
+    Some(if holders.is_empty() {
+        format!("the pod holds no device of rail {}", c.interface)
+    } else {
+        format!(
+            "the pod's devices of rail {} are on {}, not this NIC",
+            c.interface,
+            holders.join(", ")
+        )
+    })
+}
+
+fn plural_gpus(n: usize) -> String {
+    if n == 1 {
+        "1 GPU".into()
+    } else {
+        format!("{n} GPUs")
     }
 }
 

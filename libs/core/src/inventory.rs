@@ -27,6 +27,10 @@ pub struct Nic {
     pub numa_node: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_address: Option<String>,
+    /// The PCIe root complex the NIC hangs off (`pci0000:3a`), from its canonical
+    /// sysfs path: what GPU alignment and DRA's `pcieRoot` attribute compare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie_root: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,8 +6,10 @@
 //! pod name: a pod re-created under the same name is a different attachment, and a
 //! repeated ADD of the same attachment must return the same addresses.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::align::GpuPlace;
 use crate::ifname::IfName;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -58,6 +60,16 @@ pub struct Selection {
     /// From the CNI `ips` capability (`runtimeConfig.ips`) or `args.cni.ips`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpAddr>,
+    /// The pod's GPUs as the kubelet placed them (railyard-cni reads them from
+    /// pod-resources): the topology policy prefers NICs aligned with them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuPlace>,
+    /// Rails whose pod interface must be a device the kubelet gave the pod (an
+    /// SR-IOV VF of the rail's resource): rail index to the host NICs (the VFs'
+    /// PFs) the pod holds one on. A NIC of a listed rail that is not named is
+    /// left out, so the pod never gets a rail it has no VF for.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub device_rails: BTreeMap<u32, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ mod ifname;
 mod layout;
 mod names;
 
+pub mod align;
 pub mod alloc;
 pub mod attach;
 pub mod ifacer;

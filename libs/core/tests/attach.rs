@@ -15,6 +15,7 @@ fn nic(name: &str, rail: u32, speed: u32, numa: i32, load: u32) -> Candidate {
         interface: rail,
         speed_mbps: Some(speed),
         numa_node: Some(numa),
+        pcie_root: None,
         vendor: Some("0x15b3".into()),
         product: Some("0x1019".into()),
         driver: Some("mlx5_core".into()),
@@ -375,6 +376,7 @@ fn selection() -> impl Strategy<Value = Selection> {
             class: None,
             numa,
             ips: Vec::new(),
+            ..Selection::default()
         })
 }
 

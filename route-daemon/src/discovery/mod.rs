@@ -175,6 +175,7 @@ fn to_nic(link: LinkRecord, sysfs: &dyn Sysfs) -> Nic {
         speed_mbps: hw.speed_mbps,
         numa_node: hw.numa_node,
         pci_address: hw.pci_address,
+        pcie_root: hw.pcie_root,
         vendor: hw.vendor,
         product: hw.product,
         driver: hw.driver,
@@ -295,6 +296,9 @@ mod tests {
             None
         }
         fn link_target(&self, _: &str, _: &str) -> Option<std::path::PathBuf> {
+            None
+        }
+        fn canonical(&self, _: &str, _: &str) -> Option<std::path::PathBuf> {
             None
         }
     }

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use railyard_core::align::{is_pci_address, pcie_root_of};
+
 /// Reads files below `/sys/class/net/<ifname>/`. A trait so discovery can be
 /// tested against a made-up NIC.
 pub trait Sysfs: Send + Sync {
@@ -12,6 +14,9 @@ pub trait Sysfs: Send + Sync {
     fn read(&self, ifname: &str, attr: &str) -> Option<String>;
     /// Where the symlink `<ifname>/<attr>` points, or `None`.
     fn link_target(&self, ifname: &str, attr: &str) -> Option<PathBuf>;
+    /// `<ifname>/<attr>` with every symlink resolved (the device's place in
+    /// `/sys/devices`, which names its PCIe root complex), or `None`.
+    fn canonical(&self, ifname: &str, attr: &str) -> Option<PathBuf>;
 }
 
 /// The real sysfs (or a copy of its layout in a test directory).
@@ -41,6 +46,10 @@ impl Sysfs for SysfsDir {
     fn link_target(&self, ifname: &str, attr: &str) -> Option<PathBuf> {
         std::fs::read_link(self.root.join(ifname).join(attr)).ok()
     }
+
+    fn canonical(&self, ifname: &str, attr: &str) -> Option<PathBuf> {
+        std::fs::canonicalize(self.root.join(ifname).join(attr)).ok()
+    }
 }
 
 /// The hardware facts of one NIC; each is `None` when sysfs does not know it.
@@ -49,6 +58,7 @@ pub struct Hardware {
     pub speed_mbps: Option<u32>,
     pub numa_node: Option<i32>,
     pub pci_address: Option<String>,
+    pub pcie_root: Option<String>,
     pub vendor: Option<String>,
     pub product: Option<String>,
     pub driver: Option<String>,
@@ -65,6 +75,10 @@ pub fn hardware(sysfs: &dyn Sysfs, ifname: &str) -> Hardware {
             .link_target(ifname, "device")
             .as_deref()
             .and_then(parse_pci_address),
+        pcie_root: sysfs
+            .canonical(ifname, "device")
+            .as_deref()
+            .and_then(pcie_root_of),
         vendor: sysfs
             .read(ifname, "device/vendor")
             .as_deref()
@@ -115,20 +129,6 @@ pub fn parse_pci_id(text: &str) -> Option<String> {
 pub fn parse_pci_address(target: &Path) -> Option<String> {
     let name = basename(target)?;
     is_pci_address(&name).then_some(name)
-}
-
-fn is_pci_address(s: &str) -> bool {
-    // dddd:bb:dd.f (domain:bus:device.function), hex.
-    let b = s.as_bytes();
-    let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
-    b.len() == 12
-        && hex(0..4)
-        && b[4] == b':'
-        && hex(5..7)
-        && b[7] == b':'
-        && hex(8..10)
-        && b[10] == b'.'
-        && (b'0'..=b'7').contains(&b[11])
 }
 
 fn basename(path: &Path) -> Option<String> {
@@ -187,6 +187,10 @@ mod tests {
             let v = self.0.get(format!("{ifname}/{attr}").as_str())?;
             v.strip_prefix('@').map(PathBuf::from)
         }
+        fn canonical(&self, ifname: &str, attr: &str) -> Option<PathBuf> {
+            let v = self.0.get(format!("{ifname}/{attr}=").as_str())?;
+            Some(PathBuf::from(v))
+        }
     }
 
     #[test]
@@ -194,6 +198,10 @@ mod tests {
         let sysfs = FakeSysfs(HashMap::from([
             ("ens1/speed", "200000\n"),
             ("ens1/device", "@../../../0000:3b:00.0"),
+            (
+                "ens1/device=",
+                "/sys/devices/pci0000:3a/0000:3a:00.0/0000:3b:00.0",
+            ),
             ("ens1/device/numa_node", "1\n"),
             ("ens1/device/vendor", "0x15b3\n"),
             ("ens1/device/device", "0x101b\n"),
@@ -209,6 +217,7 @@ mod tests {
                 speed_mbps: Some(200_000),
                 numa_node: Some(1),
                 pci_address: Some("0000:3b:00.0".into()),
+                pcie_root: Some("pci0000:3a".into()),
                 vendor: Some("15b3".into()),
                 product: Some("101b".into()),
                 driver: Some("mlx5_core".into()),

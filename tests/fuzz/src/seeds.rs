@@ -340,6 +340,7 @@ fn write_protocol() {
                 class: Some("fast".into()),
                 numa: Some(0),
                 ips: vec!["192.168.0.10".parse().unwrap()],
+                ..Selection::default()
             },
             master: Some("eth1".into()),
         },

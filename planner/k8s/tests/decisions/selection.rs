@@ -18,6 +18,7 @@ fn multus_cni_args_deserialize_into_selection() {
             class: Some("fast".into()),
             numa: Some(0),
             ips: Vec::new(),
+            ..Selection::default()
         }
     );
 }
@@ -30,6 +31,7 @@ fn selection_uses_exactly_the_documented_names() {
         class: Some("c".into()),
         numa: Some(1),
         ips: vec!["10.0.0.5".parse().unwrap()],
+        ..Selection::default()
     };
     let v = serde_json::to_value(&full).unwrap();
     let names: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
