@@ -9,11 +9,14 @@ use crate::proto::{
 };
 use crate::{devices_of, Error, PodDevice, PodResources};
 
+/// (namespace, name) to one device list per container.
+type Table = BTreeMap<(String, String), Vec<Vec<PodDevice>>>;
+
 /// Pods and their containers' devices, as a kubelet would hold them. Cheap to
 /// clone: clones share the table, so a test can change what a server serves.
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
-    pods: Arc<Mutex<BTreeMap<(String, String), Vec<Vec<PodDevice>>>>>,
+    pods: Arc<Mutex<Table>>,
 }
 
 impl Memory {
