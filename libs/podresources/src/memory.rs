@@ -58,7 +58,7 @@ impl Memory {
         ListPodResourcesResponse { pod_resources }
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Vec<Vec<PodDevice>>>> {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.pods.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
