@@ -118,9 +118,11 @@ impl AllocDb {
         let dir = dir.as_ref().to_path_buf();
         make_private_dir(&dir).map_err(|e| DbError::io(&dir, e))?;
         let lock = lock_dir(&dir)?;
-        remove_stale_tmp(&dir).map_err(|e| DbError::io(&dir, e))?;
         let path = dir.join(LOG_FILE);
+        // Recovery checks the format version first, so a log this build does
+        // not read is refused before the log or a compaction leftover is touched.
         let rec = recover(&dir, &path)?;
+        remove_stale_tmp(&dir).map_err(|e| DbError::io(&dir, e))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(FILE_MODE))
             .map_err(|e| DbError::io(&path, e))?;
         let file = open_append(&path).map_err(|e| DbError::io(&path, e))?;

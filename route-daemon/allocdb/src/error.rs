@@ -25,6 +25,19 @@ pub enum DbError {
         offset: u64,
         reason: String,
     },
+    /// The log was written by a newer railyard (a downgrade, or a rollback of a
+    /// half-done upgrade). Refused and left untouched: replaying it with this
+    /// build's rules, or cutting it, would lose what only the newer one knows.
+    #[error(
+        "allocation log {path} has format version {found}; this build reads versions up to \
+         {supported}. It was written by a newer railyard: run that version again \
+         (the file is left untouched)"
+    )]
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error(
         "allocation log {path} is locked by another process (is a second route-daemon running?)"
     )]

@@ -16,8 +16,54 @@ use serde::{Deserialize, Serialize};
 use crate::crc;
 use crate::model::{Attachment, NetworkConfig};
 
+/// The file's first 8 bytes: `RYALOG` and the format version as two ASCII
+/// digits. Version 1 is the format every release so far wrote (the digits were
+/// there from the start), so a log written before versions were checked reads
+/// as version 1.
 pub(crate) const MAGIC: &[u8; 8] = b"RYALOG01";
+const MAGIC_PREFIX: &[u8; 6] = b"RYALOG";
+/// The version this build writes, and the highest it reads (see
+/// `docs/design/allocation-log.md`, "Format versions").
+pub const LOG_FORMAT: u32 = 1;
+/// The lowest version this build reads.
+pub const MIN_LOG_FORMAT: u32 = 1;
 const HEADER: usize = 8;
+
+/// What the first bytes of a log file say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Header {
+    /// Empty, or a prefix of the magic: a crash while the file was created,
+    /// before anything was acknowledged.
+    Unborn,
+    /// A log of a version this build reads.
+    Readable,
+    /// A railyard log of another version: refused, the file left untouched.
+    Version(u32),
+    /// Not a railyard log at all.
+    Foreign,
+}
+
+/// Reads the header without trusting anything after it.
+pub(crate) fn header(bytes: &[u8]) -> Header {
+    if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {
+        return Header::Unborn;
+    }
+    let Some(digits) = bytes
+        .strip_prefix(MAGIC_PREFIX)
+        .and_then(|rest| rest.get(..2))
+    else {
+        return Header::Foreign;
+    };
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Header::Foreign;
+    }
+    let version = u32::from(digits[0] - b'0') * 10 + u32::from(digits[1] - b'0');
+    if (MIN_LOG_FORMAT..=LOG_FORMAT).contains(&version) {
+        Header::Readable
+    } else {
+        Header::Version(version)
+    }
+}
 /// A bound on one frame so a corrupt length cannot make recovery allocate wildly;
 /// a snapshot of a million attachments stays well below it.
 const MAX_PAYLOAD: usize = 1 << 30;
@@ -187,6 +233,30 @@ mod tests {
                     proptest::prop_assert!(offset >= clean && offset < buf.len());
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_header_names_the_version() {
+        assert_eq!(header(b""), Header::Unborn);
+        assert_eq!(header(b"RYAL"), Header::Unborn);
+        assert_eq!(header(MAGIC), Header::Readable);
+        assert_eq!(header(b"RYALOG01\x05\0\0\0"), Header::Readable);
+        assert_eq!(header(b"RYALOG02"), Header::Version(2));
+        assert_eq!(header(b"RYALOG99rest"), Header::Version(99));
+        assert_eq!(header(b"RYALOG00"), Header::Version(0));
+        assert_eq!(header(b"RYALOGx1"), Header::Foreign);
+        assert_eq!(header(b"RYALOG0"), Header::Unborn);
+        assert_eq!(header(b"RYALOG"), Header::Unborn);
+        assert_eq!(header(b"{\"lsn\":1}"), Header::Foreign);
+        assert_eq!(header(b"RYALOX01"), Header::Foreign);
+    }
+
+    proptest::proptest! {
+        /// Any first bytes are classified without a panic.
+        #[test]
+        fn any_header_is_classified(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12)) {
+            let _ = header(&bytes);
         }
     }
 

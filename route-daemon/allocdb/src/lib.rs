@@ -31,7 +31,9 @@ mod writer;
 
 pub use db::{AllocDb, Options, MAX_CONTAINER_ID, RETRY_EVERY};
 pub use error::{DbError, Result};
+pub use frame::{LOG_FORMAT, MIN_LOG_FORMAT};
 pub use model::{
     AddArgs, Adopted, Attachment, BlockStats, Change, ChangeEvent, Changes, NetworkConfig, Stats,
     WalStats,
 };
+pub use recover::check_format;

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{DbError, Result};
-use crate::frame::{self, End, Record, MAGIC};
+use crate::frame::{self, End, Header, Record, LOG_FORMAT, MAGIC, MIN_LOG_FORMAT};
 use crate::state::Core;
 use crate::writer::sync_dir;
 
@@ -25,21 +25,25 @@ pub(crate) fn recover(dir: &Path, path: &Path) -> Result<Recovered> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io(e)),
     };
-    if bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes) {
-        // No log, or a crash while creating it: nothing was ever acknowledged.
-        create(dir, path).map_err(io)?;
-        return Ok(Recovered {
-            core: Core::default(),
-            last_lsn: 0,
-            records: 0,
-        });
-    }
-    if !bytes.starts_with(MAGIC) {
-        return Err(DbError::Corrupt {
-            path: path.into(),
-            offset: 0,
-            reason: "not a railyard allocation log (bad magic)".into(),
-        });
+    match frame::header(&bytes) {
+        Header::Unborn => {
+            // No log, or a crash while creating it: nothing was ever acknowledged.
+            create(dir, path).map_err(io)?;
+            return Ok(Recovered {
+                core: Core::default(),
+                last_lsn: 0,
+                records: 0,
+            });
+        }
+        Header::Readable => {}
+        Header::Version(found) => return Err(version_error(path, found)),
+        Header::Foreign => {
+            return Err(DbError::Corrupt {
+                path: path.into(),
+                offset: 0,
+                reason: "not a railyard allocation log (bad magic)".into(),
+            })
+        }
     }
     let mut core = Core::default();
     let mut last_lsn = 0;
@@ -91,6 +95,50 @@ pub(crate) fn recover(dir: &Path, path: &Path) -> Result<Recovered> {
         last_lsn,
         records,
     })
+}
+
+/// Reads only the header of the log in `dir`, if there is one: what a daemon
+/// checks before it starts anything, so that a log written by a newer railyard
+/// stops it at once (see [`DbError::NewerFormat`]) instead of leaving it
+/// running without IPAM. Other problems are left to [`AllocDb::open`]'s
+/// recovery, which reports them with the offset.
+///
+/// [`AllocDb::open`]: crate::AllocDb::open
+pub fn check_format(dir: &Path) -> Result<()> {
+    let path = dir.join(crate::writer::LOG_FILE);
+    let mut head = Vec::with_capacity(MAGIC.len());
+    match std::fs::File::open(&path) {
+        Ok(f) => {
+            use std::io::Read;
+            f.take(MAGIC.len() as u64)
+                .read_to_end(&mut head)
+                .map_err(|e| DbError::io(&path, e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(DbError::io(&path, e)),
+    }
+    match frame::header(&head) {
+        Header::Version(found) => Err(version_error(&path, found)),
+        Header::Unborn | Header::Readable | Header::Foreign => Ok(()),
+    }
+}
+
+fn version_error(path: &Path, found: u32) -> DbError {
+    if found > LOG_FORMAT {
+        DbError::NewerFormat {
+            path: path.into(),
+            found,
+            supported: LOG_FORMAT,
+        }
+    } else {
+        DbError::Corrupt {
+            path: path.into(),
+            offset: 0,
+            reason: format!(
+                "format version {found} is not one this build reads (versions {MIN_LOG_FORMAT} to {LOG_FORMAT})"
+            ),
+        }
+    }
 }
 
 fn create(dir: &Path, path: &Path) -> std::io::Result<()> {

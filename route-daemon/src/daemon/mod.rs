@@ -150,6 +150,17 @@ fn check(config: &DaemonConfig) -> Result<()> {
             config.lease_ttl_secs
         )));
     }
+    // An allocation log written by a newer railyard (a downgrade) stops the
+    // daemon before it starts anything: running on without IPAM would look
+    // healthy while no pod can start, and nothing here may rewrite that log.
+    if let Some(ipam) = &config.ipam {
+        let dir = crate::ipam::allocation_dir(&ipam.state_dir);
+        if let Err(e @ railyard_allocdb::DbError::NewerFormat { .. }) =
+            railyard_allocdb::check_format(&dir)
+        {
+            return Err(Error::Config(e.to_string()));
+        }
+    }
     Ok(())
 }
 

@@ -15,5 +15,6 @@ mod server;
 pub(crate) use follow::apply_networks;
 pub use metrics::IpamMetrics;
 pub use mirror::{run_mirror, MirrorConfig};
+pub(crate) use run::allocation_dir;
 pub use run::{run, IpamConfig, IpamFeeds};
 pub use server::{serve, IpamContext};

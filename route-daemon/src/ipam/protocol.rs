@@ -79,6 +79,7 @@ pub fn code(e: &DbError) -> u32 {
         DbError::Invalid(_) => codes::INVALID_CONFIG,
         DbError::Io { .. }
         | DbError::Corrupt { .. }
+        | DbError::NewerFormat { .. }
         | DbError::Locked { .. }
         | DbError::Failed(_)
         | DbError::Inconsistent { .. } => codes::REFUSED,

@@ -60,13 +60,18 @@ impl std::fmt::Debug for IpamFeeds {
     }
 }
 
+/// Where the allocation log lives below the daemon's `--state-dir`.
+pub(crate) fn allocation_dir(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("allocations")
+}
+
 pub async fn run(
     cfg: IpamConfig,
     feeds: IpamFeeds,
     metrics: Arc<IpamMetrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let dir = cfg.state_dir.join("allocations");
+    let dir = allocation_dir(&cfg.state_dir);
     let db = tokio::task::spawn_blocking(move || AllocDb::open(&dir, Options::default()))
         .await
         .map_err(|e| Error::Config(format!("allocation database: {e}")))?
