@@ -80,6 +80,7 @@ pub async fn run(
         leadership.resign().await;
         match outcome {
             Ok(()) => return Ok(()),
+            Err(e @ PlannerError::Store(StoreError::NewerFormat { .. })) => return Err(e),
             Err(e) => warn!(error = %e, "stepped down as planner leader"),
         }
         sleep(Duration::from_millis(500)).await;
@@ -109,6 +110,12 @@ async fn lead(
         networks: nets.kvs.clone(),
         hosts: hosts.kvs.clone(),
     };
+    // A value of a newer format version was written by a newer railyard: this
+    // build would plan over what it cannot read. It refuses to lead at all
+    // (`run` stops the process) rather than rewrite it.
+    if let Some(e) = listing.newer_format() {
+        return Err(e.into());
+    }
     let mut world = World::new(cfg.grace.as_secs()).with_nic_grace(cfg.nic_grace.as_secs());
     let outcomes = world.load(&listing, now());
     settle_all(store.as_ref(), &mut world, outcomes).await?;
@@ -207,7 +214,7 @@ fn apply_hosts(
 
 fn decode_host(key: &str, value: &[u8]) -> Option<HostInventory> {
     let name = keys::last_segment(key);
-    match serde_json::from_slice::<HostInventory>(value) {
+    match railyard_store::decode_value::<HostInventory>(key, value) {
         Ok(h) if h.name == name && h.validate("registration").is_ok() => Some(h),
         Ok(h) => {
             warn!(

@@ -38,6 +38,19 @@ pub enum StoreError {
     #[error("value of key {key:?} is malformed: {message}")]
     Decode { key: String, message: String },
 
+    /// A stored value of a format version this build does not read: written by
+    /// a newer railyard. Leave the key alone (never overwrite it with what this
+    /// build thinks it should hold); see `format.rs`.
+    #[error(
+        "value of key {key:?} has format version {found}; this build reads versions up to \
+         {supported} (it was written by a newer railyard: upgrade this binary)"
+    )]
+    NewerFormat {
+        key: String,
+        found: u32,
+        supported: u32,
+    },
+
     /// Anything else the server said; not worth retrying blindly.
     #[error("{context}: {message}")]
     Other { context: String, message: String },

@@ -29,6 +29,7 @@ mod error;
 mod etcd;
 mod fold;
 mod follow;
+mod format;
 mod keepalive;
 mod memory;
 mod types;
@@ -45,11 +46,12 @@ pub use error::StoreError;
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use fold::{Change, Mirror};
 pub use follow::{watch_or_relist, WatchUpdate};
+pub use format::{format_version, FORMAT_FIELD, FORMAT_VERSION};
 pub use keepalive::{spawn_keep_alive, KeepAlive, LeaseStatus};
 pub use memory::MemStore;
 pub use types::{
-    Compare, KeyValue, LeaseId, Op, Range, Txn, TxnOutcome, WatchEvent, WatchStream, MAX_TXN_BYTES,
-    MAX_TXN_OPS,
+    decode_value, Compare, KeyValue, LeaseId, Op, Range, Txn, TxnOutcome, WatchEvent, WatchStream,
+    MAX_TXN_BYTES, MAX_TXN_OPS,
 };
 
 /// A key-value store with etcd's consistency model: one global revision counter that

@@ -9,6 +9,7 @@ use futures::stream::BoxStream;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::format::format_version;
 use crate::StoreError;
 
 /// etcd rejects transactions with more operations than this (`--max-txn-ops`, default 128).
@@ -56,13 +57,21 @@ pub struct KeyValue {
 }
 
 impl KeyValue {
-    /// Decodes a JSON value, naming the key on failure so a corrupt record can be found.
+    /// Decodes a JSON value, naming the key on failure so a corrupt record can be
+    /// found. A value of a newer format version is refused before it is read
+    /// ([`StoreError::NewerFormat`], see [`format_version`]).
     pub fn decode_json<T: DeserializeOwned>(&self) -> Result<T, StoreError> {
-        serde_json::from_slice(&self.value).map_err(|e| StoreError::Decode {
-            key: self.key.clone(),
-            message: e.to_string(),
-        })
+        decode_value(&self.key, &self.value)
     }
+}
+
+/// [`KeyValue::decode_json`] for a value already taken out of its `KeyValue`.
+pub fn decode_value<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, StoreError> {
+    format_version(key, value)?;
+    serde_json::from_slice(value).map_err(|e| StoreError::Decode {
+        key: key.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// A consistent listing: `revision` is the store revision the listing reflects, the

@@ -18,6 +18,28 @@ pub struct Listing {
     pub tombstones: Vec<KeyValue>,
 }
 
+impl Listing {
+    /// The first value of a format version newer than this build reads, as
+    /// the error naming its key and versions (see `railyard_store::format_version`).
+    pub fn newer_format(&self) -> Option<railyard_store::StoreError> {
+        [
+            &self.networks,
+            &self.hosts,
+            &self.plans,
+            &self.statuses,
+            &self.tombstones,
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(
+            |kv| match railyard_store::format_version(&kv.key, &kv.value) {
+                Err(e @ railyard_store::StoreError::NewerFormat { .. }) => Some(e),
+                _ => None,
+            },
+        )
+    }
+}
+
 impl World {
     /// Rebuilds the state from a listing of the store (a new leader's first step).
     ///

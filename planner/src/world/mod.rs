@@ -503,7 +503,7 @@ impl World {
 }
 
 fn parse_network(name: &str, value: &[u8]) -> Result<(Network, bool), String> {
-    let manifest: NetworkManifest = serde_json::from_slice(value)
+    let manifest: NetworkManifest = railyard_store::decode_value(&keys::network(name), value)
         .map_err(|e| format!("network {name}: the stored spec is not a MultiNicNetwork: {e}"))?;
     if manifest.metadata.name != name {
         return Err(format!(

@@ -130,6 +130,15 @@ async fn full_resync(
             Some(v) if v == kv.value => {
                 pending.remove(&kv.key);
             }
+            // Written by a newer railyard: never overwritten with this build's
+            // idea of it (docs/etcd-keys.md, "Format versions").
+            Some(_) if railyard_store::format_version(&kv.key, &kv.value).is_err() => {
+                pending.remove(&kv.key);
+                warn!(
+                    key = kv.key,
+                    "allocation record of a newer format in etcd; left alone"
+                );
+            }
             Some(v) => {
                 pending.insert(kv.key, Write::Put(v));
             }
