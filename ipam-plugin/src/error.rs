@@ -149,6 +149,12 @@ pub enum Error {
         reason: String,
     },
 
+    /// A device the kubelet gave the pod cannot serve it (or the rail it
+    /// needs is missing): code 103 as for spares, since the fix is the
+    /// pod's resources or the host's SR-IOV setup, not the network config.
+    #[error("pod devices: {reason}")]
+    PodDevice { reason: String },
+
     /// Code 11 rather than 5: a daemon restart is routine (DaemonSet
     /// rollout) and the runtime's retry is exactly the right reaction.
     #[error("railyard daemon at {socket} is unreachable ({reason}); try again later")]
@@ -204,7 +210,7 @@ impl Error {
             Error::NoNicForPolicy { .. } => NO_NIC_FOR_POLICY,
             Error::BlockExhausted { .. } => BLOCK_EXHAUSTED,
             Error::DaemonRefused { .. } => DAEMON_REFUSED,
-            Error::NoFreeDevice { .. } => NO_FREE_DEVICE,
+            Error::NoFreeDevice { .. } | Error::PodDevice { .. } => NO_FREE_DEVICE,
             Error::DaemonUnreachable { .. } => TRY_AGAIN_LATER,
             // 0 means success in CNI; a daemon that errs with it is refused.
             Error::Daemon { code: 0, .. } => DAEMON_REFUSED,

@@ -16,6 +16,7 @@ fn full_result() -> CniResult {
                 socket_path: Some("/run/vhost.sock".into()),
                 pci_id: Some("0000:3b:00.0".into()),
                 rail: None,
+                choice: None,
             },
             Interface {
                 name: "eth1".into(),

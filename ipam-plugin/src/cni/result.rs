@@ -51,6 +51,15 @@ pub struct Interface {
     /// other plugin writes the key, so every other result leaves it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rail: Option<u32>,
+    /// railyard's own, on a pod interface: which rule chose its NIC for a
+    /// pod with GPUs (`gpu-pcie-root`, `gpu-numa`, `gpu-unaligned`). Runtimes
+    /// ignore keys they do not know; `railyard` and the logs show it.
+    #[serde(
+        default,
+        rename = "railyardChoice",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub choice: Option<String>,
 }
 
 /// One address. There is no IP-version field: it is implied by the address,

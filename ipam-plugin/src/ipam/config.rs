@@ -147,14 +147,32 @@ pub fn selection(conf: &NetConf) -> Result<Selection, Error> {
             "must be a NIC name, not empty",
         ));
     }
+    let placed: Placed = match conf.extra.get(DEVICES_KEY) {
+        None | Some(Value::Null) => Placed::default(),
+        Some(v) => decode::typed("network config", DEVICES_KEY, v)?,
+    };
     Ok(Selection {
         nics: raw.nics,
         masters,
         class: raw.class.filter(|c| !c.is_empty()),
         numa: raw.numa,
         ips,
-        ..Selection::default()
+        gpus: placed.gpus,
+        device_rails: placed.device_rails,
     })
+}
+
+/// The key railyard-cni adds with what the kubelet gave the pod (see
+/// `meta::devices`): never written by users, only narrowing if it were.
+pub const DEVICES_KEY: &str = "railyardDevices";
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Placed {
+    #[serde(default)]
+    gpus: Vec<railyard_core::align::GpuPlace>,
+    #[serde(default)]
+    device_rails: Vec<railyard_core::ipam::DeviceRail>,
 }
 
 /// Addresses as the `ips` capability writes them: `10.1.2.3/24` (the prefix

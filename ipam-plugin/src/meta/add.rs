@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use super::devices::{self, PodDevices};
 use super::layout::NicPlan;
 use super::lock::AttachmentLock;
 use super::spares::{self, Want};
@@ -31,6 +32,8 @@ enum Pick {
     Spare(String),
     /// The runtime's `runtimeConfig.deviceID` (`pciBusID`).
     Pci(String),
+    /// The pod's own VF of the rail, from the kubelet ([`devices`]).
+    Vf(devices::Vf),
 }
 
 impl Pick {
@@ -47,6 +50,22 @@ impl Pick {
                 config.insert(spares::PCI_BUS_ID.into(), id.into());
                 None
             }
+            // sriov takes the VF's PCI address as deviceID; host-device its
+            // netdev, or its PCI address when it has none (bound to vfio).
+            Pick::Vf(vf) => {
+                match (config.get("type").and_then(Value::as_str), vf.netdev) {
+                    (Some("host-device"), Some(netdev)) => {
+                        config.insert(spares::DEVICE.into(), netdev.into());
+                    }
+                    (Some("host-device"), None) => {
+                        config.insert(spares::PCI_BUS_ID.into(), vf.pci.into());
+                    }
+                    _ => {
+                        config.insert(spares::DEVICE_ID.into(), vf.pci.into());
+                    }
+                }
+                None
+            }
         }
     }
 }
@@ -56,10 +75,30 @@ impl Run {
     pub(super) fn add(&mut self, req: &AttachRequest) -> Result<CniResult, Error> {
         let a = &req.attachment;
         let recorded = self.store.load(&a.container_id, &a.ifname)?;
-        let allocated = self.ipam.add(&req.env, &self.ipam_conf)?;
+        // Before IPAM: the daemon must know which rails the pod can be
+        // served on, so a missing VF allocates nothing.
+        let pod_devices = match &self.meta.devices {
+            Some(cfg) => devices::lookup(cfg, &req.env, &cfg.kubelet())?,
+            None => None,
+        };
+        let allocated = match &pod_devices {
+            Some(d) => {
+                let mut conf = self.ipam_conf.clone();
+                conf.insert(devices::IPAM_KEY.into(), d.for_ipam());
+                self.ipam.add(&req.env, &conf)?
+            }
+            None => self.ipam.add(&req.env, &self.ipam_conf)?,
+        };
         // host-device: held from choosing spares until they are recorded.
         let mut spares_lock = None;
-        let planned = match self.plan(req, &allocated, recorded.as_ref(), &mut spares_lock) {
+        let plan = self.plan(
+            req,
+            &allocated,
+            recorded.as_ref(),
+            pod_devices.as_ref(),
+            &mut spares_lock,
+        );
+        let planned = match plan {
             Ok(planned) => planned,
             // The daemon answered a re-ADD with the recorded attachment's
             // own allocation: releasing it would strand its interfaces.
@@ -92,13 +131,19 @@ impl Run {
         req: &AttachRequest,
         allocated: &CniResult,
         recorded: Option<&State>,
+        pod_devices: Option<&PodDevices>,
         spares_lock: &mut Option<AttachmentLock>,
     ) -> Result<State, Error> {
         let a = &req.attachment;
         let plans = layout::split_by_nic(allocated, &self.meta.ipam_type)?;
         let rails: Vec<Option<u32>> = plans.iter().map(|p| p.rail).collect();
         let names = self.meta.ifname_template.render_all(&a.ifname, &rails)?;
-        let picks = self.pick_devices(req, &plans, recorded, spares_lock)?;
+        let picks = match pod_devices.filter(|d| !d.vfs.is_empty()) {
+            Some(d) => vf_picks(d, &plans)?,
+            None => self.pick_devices(req, &plans, recorded, spares_lock)?,
+        };
+        let gpus = pod_devices.map(|d| d.gpus.as_slice()).unwrap_or_default();
+        let cfg = self.meta.devices.as_ref();
         let nic_field = self.meta.nic_field.as_deref();
         let members = plans
             .iter()
@@ -119,6 +164,7 @@ impl Run {
                     rail: plan.rail,
                     nic_field: nic_field.map(str::to_owned),
                     device,
+                    choice: cfg.and_then(|c| devices::choice(c, gpus, &plan.nic)),
                     config,
                     result: None,
                 }
@@ -245,7 +291,10 @@ impl Run {
                 }
             }
         }
-        Some(layout::merge(&results, &allocated.dns))
+        Some(with_choices(
+            layout::merge(&results, &allocated.dns),
+            &old.members,
+        ))
     }
 
     /// Records the plan, then creates the members, all at once (one
@@ -327,7 +376,10 @@ impl Run {
             let netns = a_netns(req)?;
             routing::apply(netns, &legs)?;
         }
-        Ok(layout::merge(&results, &allocated.dns))
+        Ok(with_choices(
+            layout::merge(&results, &allocated.dns),
+            &state.members,
+        ))
     }
 
     /// Undoes a failed ADD: members (reverse), then the allocation, then
@@ -352,6 +404,41 @@ impl Run {
 }
 
 /// ADD's netns (the environment check makes it required for ADD).
+/// Marks each pod interface with the rule that chose its NIC, if one did.
+fn with_choices(mut result: CniResult, members: &[Member]) -> CniResult {
+    for m in members {
+        let Some(choice) = &m.choice else { continue };
+        for i in result
+            .interfaces
+            .iter_mut()
+            .filter(|i| i.name == m.ifname && i.sandbox.is_some())
+        {
+            i.choice = Some(choice.clone());
+        }
+    }
+    result
+}
+
+/// Each NIC's VF, for a pod whose rails need one. The daemon left out every
+/// NIC the pod holds no VF on, so a miss here means the kubelet's answer
+/// changed in between: refused, and the caller releases the addresses.
+fn vf_picks(d: &PodDevices, plans: &[NicPlan]) -> Result<Vec<Option<Pick>>, Error> {
+    plans
+        .iter()
+        .map(|p| match d.vf_for(p.rail, &p.nic) {
+            Some(vf) => Ok(Some(Pick::Vf(vf.clone()))),
+            None if d.needs_vf(p.rail) => Err(Error::PodDevice {
+                reason: format!(
+                    "the pod holds no VF on NIC {:?} (rail {}) for devices.railResources",
+                    p.nic,
+                    p.rail.map_or("?".into(), |r| r.to_string())
+                ),
+            }),
+            None => Ok(None),
+        })
+        .collect()
+}
+
 fn a_netns(req: &AttachRequest) -> Result<&std::path::Path, Error> {
     req.attachment
         .netns
@@ -372,4 +459,42 @@ fn host_links() -> Result<Vec<String>, Error> {
         .filter_map(|i| i.name().to_str().ok().map(str::to_owned))
         .filter(|n| spares::fits(n))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vf(netdev: Option<&str>) -> Pick {
+        Pick::Vf(devices::Vf {
+            pci: "0000:3b:02.1".into(),
+            pf: "ens1f0".into(),
+            netdev: netdev.map(str::to_owned),
+        })
+    }
+
+    fn applied(delegate: &str, pick: Pick) -> Map<String, Value> {
+        let mut config = Map::new();
+        config.insert("type".into(), delegate.into());
+        assert_eq!(pick.apply(&mut config), None, "a VF is not a spare");
+        config
+    }
+
+    /// sriov (and ib-sriov) take the VF's PCI address as `deviceID`, the key
+    /// Multus would set from a device plugin; host-device takes its netdev,
+    /// or its PCI address when the VF has none (bound to vfio-pci).
+    #[test]
+    fn each_delegate_gets_the_vf_in_its_own_key() {
+        let c = applied("sriov", vf(Some("ens1f0v1")));
+        assert_eq!(c["deviceID"], "0000:3b:02.1");
+        assert!(!c.contains_key("device"));
+        assert_eq!(applied("ib-sriov", vf(None))["deviceID"], "0000:3b:02.1");
+        assert_eq!(
+            applied("host-device", vf(Some("ens1f0v1")))["device"],
+            "ens1f0v1"
+        );
+        let c = applied("host-device", vf(None));
+        assert_eq!(c["pciBusID"], "0000:3b:02.1");
+        assert!(!c.contains_key("device"));
+    }
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use super::devices::{self, DevicesConfig};
 use super::naming::{self, IfNameTemplate};
 use super::spares::{self, SpareTemplate};
 use crate::cni::{decode, NetConf};
@@ -45,6 +46,9 @@ pub struct MetaConfig {
     /// `inProcessDelegates`: a macvlan or ipvlan delegate is served inside
     /// railyard-cni ([`crate::delegate::builtin`]) instead of by its binary.
     pub in_process: bool,
+    /// `devices`: the pod's VFs per rail and its GPUs, from the kubelet
+    /// ([`super::devices`]). `None`: the kubelet is never asked.
+    pub devices: Option<DevicesConfig>,
 }
 
 impl MetaConfig {
@@ -94,12 +98,31 @@ impl MetaConfig {
             }
         };
         let explicit_nic_field = conf.extra_as::<String>("nicField")?;
+        let devices = DevicesConfig::parse(conf, &delegate_type)?;
+        // Each rail's VF comes from the kubelet: railyard-cni sets the key.
+        let vf_key = devices
+            .as_ref()
+            .filter(|d| !d.rail_resources.is_empty())
+            .and_then(|_| devices::vf_key(&delegate_type));
+        if let (Some(key), Some(field)) = (vf_key, &explicit_nic_field) {
+            return Err(Error::UnsupportedField {
+                field: "nicField".into(),
+                value: decode::show(&Value::String(field.clone())),
+                reason: format!(
+                    "with {}.railResources railyard-cni passes each rail's VF as `{key}`",
+                    devices::FIELD
+                ),
+            });
+        }
         // host-device moves a whole link: the rail NIC itself would take the
-        // rail from the host, so a spare is picked unless nicField insists.
-        let picks_spares = delegate_type == "host-device" && explicit_nic_field.is_none();
+        // rail from the host, so a spare is picked unless nicField insists
+        // (or the rail's VF is the pod's own).
+        let picks_spares =
+            delegate_type == "host-device" && explicit_nic_field.is_none() && vf_key.is_none();
         let nic_field = match explicit_nic_field {
             Some(f) if f.is_empty() => None,
             Some(f) => Some(f),
+            None if vf_key.is_some() => None,
             None => default_nic_field(&delegate_type).map(str::to_owned),
         };
         let spares = match delegate.remove(spares::KEY) {
@@ -145,6 +168,16 @@ impl MetaConfig {
         } else if let Some(field) = &nic_field {
             reserved.push((field.as_str(), "railyard-cni sets it to each selected NIC"));
         }
+        if let Some(key) = vf_key {
+            reserved.push((
+                key,
+                "railyard-cni sets it to the pod's VF of each rail (devices.railResources)",
+            ));
+            reserved.push((
+                spares::PCI_BUS_ID,
+                "railyard-cni sets it to the pod's VF of each rail (devices.railResources)",
+            ));
+        }
         if let Some((key, why)) = reserved.iter().find(|(k, _)| delegate.contains_key(*k)) {
             return Err(Error::UnsupportedField {
                 field: format!("delegate.{key}"),
@@ -188,6 +221,7 @@ impl MetaConfig {
             state_dir,
             spares,
             in_process,
+            devices,
         })
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod add;
 pub mod config;
+pub mod devices;
 pub mod layout;
 pub mod lock;
 pub mod naming;

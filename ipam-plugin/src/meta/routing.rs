@@ -358,6 +358,7 @@ mod tests {
             rail,
             nic_field: None,
             device: None,
+            choice: None,
             config: serde_json::json!({"ipam": {"addresses": [
                 {"address": "10.0.0.5/24", "gateway": "10.0.0.1"}]}})
             .as_object()

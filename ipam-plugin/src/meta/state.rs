@@ -86,6 +86,10 @@ pub struct Member {
     /// delegates and for a device the runtime chose (`deviceID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// Which rule chose the NIC for a pod with GPUs (`gpu-pcie-root`, ...),
+    /// reported in the pod's result as `railyardChoice`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<String>,
     pub config: Map<String, Value>,
     /// The delegate's ADD result, once it succeeded; CHECK's prevResult.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -280,6 +284,7 @@ mod tests {
                 rail: None,
                 nic_field: Some("master".into()),
                 device: None,
+                choice: None,
                 config: Map::new(),
                 result: None,
             }],

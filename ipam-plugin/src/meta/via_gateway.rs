@@ -165,6 +165,7 @@ mod tests {
             rail: Some(0),
             nic_field: None,
             device: None,
+            choice: None,
             config: json!({"type": "macvlan", "ipam": {"type": "static", "addresses": addresses}})
                 .as_object()
                 .cloned()

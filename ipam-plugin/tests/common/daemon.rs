@@ -17,9 +17,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use ipnet::IpNet;
+use railyard_core::attach::{select_nics, Candidate};
 use railyard_core::ipam::{
     codes, AttachmentId, ErrorReply, NicAllocation, PodRoute, Request, Response,
 };
+use railyard_core::Strategy;
 
 /// One host NIC as the stand-in daemon sees it.
 #[derive(Debug, Clone)]
@@ -28,6 +30,9 @@ pub struct TestNic {
     pub rail: u32,
     /// Per family: this host's block (pod prefix) and the whole rail.
     pub blocks: Vec<(IpNet, IpNet)>,
+    /// Where the NIC sits, for GPU alignment (`None` for virtual NICs).
+    pub pcie_root: Option<String>,
+    pub numa: Option<i32>,
 }
 
 impl TestNic {
@@ -37,7 +42,15 @@ impl TestNic {
             name: name.into(),
             rail,
             blocks: vec![(net(block), net(cidr))],
+            pcie_root: None,
+            numa: None,
         }
+    }
+
+    pub fn placed(mut self, pcie_root: &str, numa: i32) -> TestNic {
+        self.pcie_root = Some(pcie_root.into());
+        self.numa = Some(numa);
+        self
     }
 
     pub fn with_v6(mut self, block: &str, cidr: &str) -> TestNic {
@@ -185,6 +198,30 @@ fn serve(listener: UnixListener, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBoo
     }
 }
 
+/// The topology policy over the stand-in's NICs, with the pod's GPUs and
+/// per-rail devices.
+fn by_policy(
+    nics: &[TestNic],
+    selection: &railyard_core::ipam::Selection,
+) -> Result<Vec<TestNic>, railyard_core::attach::SelectError> {
+    let candidates: Vec<Candidate> = nics
+        .iter()
+        .map(|n| Candidate {
+            name: n.name.clone(),
+            interface: n.rail,
+            pcie_root: n.pcie_root.clone(),
+            numa_node: n.numa,
+            up: true,
+            ..Candidate::default()
+        })
+        .collect();
+    let picked = select_nics(Strategy::Topology, "", &candidates, selection, None)?;
+    Ok(picked
+        .iter()
+        .filter_map(|c| nics.iter().find(|n| n.name == c.name).cloned())
+        .collect())
+}
+
 fn error(code: u32, message: &str) -> Response {
     Response::Error(ErrorReply {
         code,
@@ -205,7 +242,14 @@ fn handle(state: &mut Shared, request: Request) -> Response {
                     nics: known.clone(),
                 };
             }
+            let by_devices = !selection.gpus.is_empty() || !selection.device_rails.is_empty();
             let mut chosen: Vec<TestNic> = match (&master, selection.masters.is_empty()) {
+                // What the pod's devices decide, the real daemon's policy
+                // function decides here too (railyard_core::attach).
+                _ if by_devices => match by_policy(&state.nics, &selection) {
+                    Ok(nics) => nics,
+                    Err(e) => return error(e.code(), &e.to_string()),
+                },
                 (Some(m), _) => state
                     .nics
                     .iter()
@@ -220,7 +264,7 @@ fn handle(state: &mut Shared, request: Request) -> Response {
                     .collect(),
                 (None, true) => state.nics.clone(),
             };
-            if let Some(n) = selection.nics {
+            if let Some(n) = selection.nics.filter(|_| !by_devices) {
                 chosen.truncate(n as usize);
             }
             if chosen.is_empty() {

@@ -482,8 +482,12 @@ pub fn align_of(selection: &Selection, c: &Candidate) -> Alignment {
 
 /// Why `c` cannot serve the pod for want of a device of its rail, if so.
 fn missing_device(selection: &Selection, c: &Candidate) -> Option<String> {
-    let holders = selection.device_rails.get(&c.interface)?;
-    if holders.iter().any(|n| *n == c.name) {
+    let holders = &selection
+        .device_rails
+        .iter()
+        .find(|d| d.rail == c.interface)?
+        .nics;
+    if holders.contains(&c.name) {
         return None;
     }
     Some(if holders.is_empty() {

@@ -6,7 +6,6 @@
 //! pod name: a pod re-created under the same name is a different attachment, and a
 //! repeated ADD of the same attachment must return the same addresses.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::align::GpuPlace;
@@ -65,13 +64,24 @@ pub struct Selection {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuPlace>,
     /// Rails whose pod interface must be a device the kubelet gave the pod (an
-    /// SR-IOV VF of the rail's resource): rail index to the host NICs (the VFs'
+    /// SR-IOV VF of the rail's resource), each with the host NICs (the VFs'
     /// PFs) the pod holds one on. A NIC of a listed rail that is not named is
     /// left out, so the pod never gets a rail it has no VF for.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub device_rails: BTreeMap<u32, Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_rails: Vec<DeviceRail>,
 }
 
+/// One rail that needs the pod's own device, and the NICs it holds one on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRail {
+    pub rail: u32,
+    #[serde(default)]
+    pub nics: Vec<String>,
+}
+
+// One request per socket line, never held in bulk: boxing `Add` would only
+// add an allocation to the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
 pub enum Request {

@@ -1,12 +1,10 @@
 //! GPU-aligned choice and per-rail devices in the attach policy: examples on a
 //! DGX-like host, then properties over random hosts and GPUs.
 
-use std::collections::BTreeMap;
-
 use proptest::prelude::*;
 use railyard_core::align::{alignment, Alignment, GpuPlace};
 use railyard_core::attach::{select_nics, Candidate};
-use railyard_core::ipam::{codes, Selection};
+use railyard_core::ipam::{codes, DeviceRail, Selection};
 use railyard_core::Strategy as Policy;
 
 /// Eight rails, one NIC per PCIe root; roots 0-3 on NUMA node 0, 4-7 on node 1.
@@ -100,7 +98,16 @@ fn a_down_aligned_nic_fails_the_request_naming_it() {
 fn rails_that_need_a_device_take_only_nics_the_pod_holds_one_on() {
     let host = dgx();
     let sel = Selection {
-        device_rails: BTreeMap::from([(1, vec!["eth1".into()]), (3, vec![])]),
+        device_rails: vec![
+            DeviceRail {
+                rail: 1,
+                nics: vec!["eth1".into()],
+            },
+            DeviceRail {
+                rail: 3,
+                nics: vec![],
+            },
+        ],
         ..Selection::default()
     };
     let e = select_nics(Policy::None, "", &host, &sel, None).unwrap_err();
@@ -205,15 +212,15 @@ proptest! {
         holders in prop::collection::btree_map(0u32..8, prop::collection::vec(0usize..8, 0..2), 0..4),
         nics in prop::option::of(1u32..4),
     ) {
-        let device_rails: BTreeMap<u32, Vec<String>> = holders
+        let device_rails: Vec<DeviceRail> = holders
             .into_iter()
-            .map(|(rail, v)| (rail, v.into_iter().map(|i| format!("eth{i}")).collect()))
+            .map(|(rail, v)| DeviceRail { rail, nics: v.into_iter().map(|i| format!("eth{i}")).collect() })
             .collect();
         let sel = Selection { nics, device_rails: device_rails.clone(), ..Selection::default() };
         if let Ok(got) = select_nics(Policy::None, "", &cands, &sel, None) {
             for c in got {
-                if let Some(h) = device_rails.get(&c.interface) {
-                    prop_assert!(h.contains(&c.name));
+                if let Some(d) = device_rails.iter().find(|d| d.rail == c.interface) {
+                    prop_assert!(d.nics.contains(&c.name));
                 }
             }
         }
