@@ -131,11 +131,38 @@ impl Mirror {
         self.plans.keys().map(String::as_str)
     }
 
-    /// The HostInterface of a registered host.
+    /// The HostInterface of a registered host, with its NICs' rails in every
+    /// network planned on it.
     pub fn host_view(&self, host: &str) -> Option<HostInterfaceSpec> {
-        self.hosts
-            .get(&keys::host(host))
-            .map(HostInterfaceSpec::from)
+        let inventory = self.hosts.get(&keys::host(host))?;
+        let mut rails: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+        for (net, stored) in &self.plans {
+            for b in stored.hosts.get(host).into_iter().flat_map(|h| &h.blocks) {
+                rails
+                    .entry(b.nic.to_string())
+                    .or_default()
+                    .insert(net.clone(), b.interface);
+            }
+        }
+        Some(HostInterfaceSpec::with_rails(inventory, &rails))
+    }
+
+    /// The hosts whose view a plan update may change: those named by its
+    /// keys, and every host planned in a network it touched.
+    pub fn hosts_of_plans(
+        &self,
+        update: &WatchUpdate,
+        nets: &BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        let named = update.keys().filter_map(|k| match plan_key(k)? {
+            (_, PlanPart::Host(h)) => Some(h.to_string()),
+            (_, PlanPart::Meta) => None,
+        });
+        let planned = nets
+            .iter()
+            .filter_map(|n| self.plans.get(n))
+            .flat_map(|p| p.hosts.keys().cloned());
+        named.chain(planned).collect()
     }
 
     /// The CIDR of a planned network: none until the planner wrote its meta key

@@ -3,6 +3,8 @@
 //! resources of the same names. etcd stays the source of truth: these objects are
 //! written by the controller and overwritten on the next change, never read back.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::jiff::Timestamp;
 use kube::CustomResource;
 use railyard_core::{HostInventory, Plan};
@@ -51,6 +53,18 @@ pub struct NicInfo {
     pub numa_node: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_address: Option<String>,
+    /// The PCIe root complex (`pci0000:3a`): NICs and GPUs under one root
+    /// move data between them without crossing the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie_root: Option<String>,
+    /// The NIC's rail (interface index) in each network planned on it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rails: BTreeMap<String, u32>,
+    /// The same facts under the names DRA device attributes use, in a
+    /// ResourceSlice's shape, so a DRA driver or a claim's CEL selector can
+    /// match them as they are (see docs/design/dra.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, DeviceAttribute>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,29 +75,97 @@ pub struct NicInfo {
     pub up: bool,
 }
 
+/// One DRA device attribute value (`resource.k8s.io` `DeviceAttribute`):
+/// exactly one of its fields is set.
+#[derive(JsonSchema, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAttribute {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int: Option<i64>,
+}
+
+/// DRA's standard attribute for the PCIe root complex (Kubernetes 1.34,
+/// `k8s.io/dynamic-resource-allocation/deviceattribute`).
+pub const ATTR_PCIE_ROOT: &str = "resource.kubernetes.io/pcieRoot";
+/// DRANET's names for the PCI address and NUMA node, so claims written for
+/// DRANET's devices select railyard's NICs alike.
+pub const ATTR_PCI_ADDRESS: &str = "dra.net/pciAddress";
+pub const ATTR_NUMA_NODE: &str = "dra.net/numaNode";
+/// railyard's: the rail index, when every network planned on the NIC puts
+/// it on the same one (the usual rail-optimized layout).
+pub const ATTR_RAIL: &str = "railyard.dev/rail";
+
 impl From<&HostInventory> for HostInterfaceSpec {
     fn from(h: &HostInventory) -> Self {
+        HostInterfaceSpec::with_rails(h, &BTreeMap::new())
+    }
+}
+
+impl HostInterfaceSpec {
+    /// The view of `h`, with `rails` (NIC name to network to rail index)
+    /// from the plans that place the host.
+    pub fn with_rails(h: &HostInventory, rails: &BTreeMap<String, BTreeMap<String, u32>>) -> Self {
         HostInterfaceSpec {
             host_name: h.name.clone(),
             interfaces: h
                 .nics
                 .iter()
-                .map(|n| NicInfo {
-                    name: n.name.clone(),
-                    addresses: n.addresses.iter().map(ToString::to_string).collect(),
-                    mac: n.mac.clone(),
-                    mtu: n.mtu.map(i64::from),
-                    speed_mbps: n.speed_mbps.map(i64::from),
-                    numa_node: n.numa_node,
-                    pci_address: n.pci_address.clone(),
-                    vendor: n.vendor.clone(),
-                    product: n.product.clone(),
-                    driver: n.driver.clone(),
-                    up: n.up,
+                .map(|n| {
+                    let rails = rails.get(&n.name).cloned().unwrap_or_default();
+                    NicInfo {
+                        name: n.name.clone(),
+                        addresses: n.addresses.iter().map(ToString::to_string).collect(),
+                        mac: n.mac.clone(),
+                        mtu: n.mtu.map(i64::from),
+                        speed_mbps: n.speed_mbps.map(i64::from),
+                        numa_node: n.numa_node,
+                        pci_address: n.pci_address.clone(),
+                        pcie_root: n.pcie_root.clone(),
+                        attributes: attributes(n, &rails),
+                        rails,
+                        vendor: n.vendor.clone(),
+                        product: n.product.clone(),
+                        driver: n.driver.clone(),
+                        up: n.up,
+                    }
                 })
                 .collect(),
         }
     }
+}
+
+fn attributes(
+    n: &railyard_core::Nic,
+    rails: &BTreeMap<String, u32>,
+) -> BTreeMap<String, DeviceAttribute> {
+    let string = |v: &Option<String>| {
+        v.clone().map(|s| DeviceAttribute {
+            string: Some(s),
+            int: None,
+        })
+    };
+    let int = |v: Option<i64>| {
+        v.map(|i| DeviceAttribute {
+            string: None,
+            int: Some(i),
+        })
+    };
+    let mut indexes: Vec<u32> = rails.values().copied().collect();
+    indexes.dedup();
+    let rail = match indexes.as_slice() {
+        [one] => Some(i64::from(*one)),
+        _ => None,
+    };
+    [
+        (ATTR_PCIE_ROOT, string(&n.pcie_root)),
+        (ATTR_PCI_ADDRESS, string(&n.pci_address)),
+        (ATTR_NUMA_NODE, int(n.numa_node.map(i64::from))),
+        (ATTR_RAIL, int(rail)),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+    .collect()
 }
 
 /// A network's plan: its rails and every host's blocks.

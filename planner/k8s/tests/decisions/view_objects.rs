@@ -247,3 +247,43 @@ fn the_cidr_view_follows_the_plan_keys() {
     let changes = views::decide(&touched, |n| mirror.cidr_view(n), &applied);
     assert_eq!(changes.delete, vec![name]);
 }
+
+/// The HostInterface view carries each NIC's rails and its facts under DRA's
+/// attribute names; a plan update marks the hosts whose rails it changes.
+#[test]
+fn the_host_view_publishes_rails_and_dra_attributes() {
+    let mut host = inventory("node-1", 5);
+    host.nics[0].pcie_root = Some("pci0000:3a".into());
+    host.nics[0].pci_address = Some("0000:3b:00.0".into());
+    host.nics[0].numa_node = Some(1);
+    let net = validated(&sample());
+    let plan = railyard_core::plan(&net, std::slice::from_ref(&host), None, 0, 600);
+    let (meta, host_plans) = plan.split();
+    let name = "multi-nic-sample";
+    let mut mirror = views::Mirror::default();
+    mirror.follow_hosts(&snapshot(vec![put(&keys::host("node-1"), &host)]));
+    let before = mirror.host_view("node-1").unwrap();
+    assert!(before.interfaces[0].rails.is_empty());
+
+    let mut events = vec![put(&keys::plan_meta(name), &meta)];
+    events.extend(
+        host_plans
+            .iter()
+            .map(|(h, p)| put(&keys::plan_host(name, h), p)),
+    );
+    let update = WatchUpdate::Events(events);
+    let nets = mirror.follow_plans(&update);
+    assert_eq!(mirror.hosts_of_plans(&update, &nets), names(&["node-1"]));
+    let nic = &mirror.host_view("node-1").unwrap().interfaces[0];
+    assert_eq!(nic.rails, BTreeMap::from([(name.to_string(), 0)]));
+    let attrs = serde_json::to_value(&nic.attributes).unwrap();
+    assert_eq!(
+        attrs,
+        json!({
+            "resource.kubernetes.io/pcieRoot": {"string": "pci0000:3a"},
+            "dra.net/pciAddress": {"string": "0000:3b:00.0"},
+            "dra.net/numaNode": {"int": 1},
+            "railyard.dev/rail": {"int": 0},
+        })
+    );
+}
