@@ -12,6 +12,18 @@ deps:
 test: deps
 	$(CARGO) test --workspace --all-features --no-fail-fast
 
+## The rolling-upgrade tier, opt-in: a cluster of UPGRADE_BASE's binaries (the
+## previous release, built once into target/upgrade-base/ by
+## tests/upgrade-base.sh, about 4 minutes on 2 cores: over CI's budget, hence
+## not in `test`), then this build's planner and daemons beside and over them.
+## `make test` runs its cheap equivalents (docs/etcd-keys.md, "Format versions").
+UPGRADE_BASE ?= 6b103d5
+.PHONY: test-upgrade
+test-upgrade: deps
+	$(CARGO) build --workspace --bins
+	RAILYARD_UPGRADE_FROM=$$(tests/upgrade-base.sh $(UPGRADE_BASE)) \
+		$(CARGO) test -p railyard-e2e --test e2e upgrade:: -- --include-ignored
+
 ## fmt, clippy and rustdoc, as the review expects them.
 lint:
 	$(CARGO) fmt --all -- --check

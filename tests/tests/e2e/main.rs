@@ -25,4 +25,5 @@ mod plugin_exec;
 mod pod_policy_routing;
 mod spec_safety;
 mod static_addresses;
+mod upgrade;
 mod waiting_hosts;
