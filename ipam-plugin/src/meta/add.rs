@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use super::chain;
 use super::devices::{self, PodDevices};
 use super::layout::NicPlan;
 use super::lock::AttachmentLock;
@@ -158,6 +159,7 @@ impl Run {
                     plan,
                 );
                 let device = pick.and_then(|p| p.apply(&mut config));
+                let chain = chain::for_member(&self.meta.chain, &config);
                 Member {
                     ifname,
                     nic: plan.nic.clone(),
@@ -165,6 +167,7 @@ impl Run {
                     nic_field: nic_field.map(str::to_owned),
                     device,
                     choice: cfg.and_then(|c| devices::choice(c, gpus, &plan.nic)),
+                    chain,
                     config,
                     result: None,
                 }
@@ -262,8 +265,8 @@ impl Run {
         allocated: &CniResult,
     ) -> Option<CniResult> {
         let same = |o: &Member, p: &Member| {
-            (&o.ifname, &o.nic, &o.nic_field, &o.config)
-                == (&p.ifname, &p.nic, &p.nic_field, &p.config)
+            (&o.ifname, &o.nic, &o.nic_field, &o.config, &o.chain)
+                == (&p.ifname, &p.nic, &p.nic_field, &p.config, &p.chain)
         };
         if (&old.network, &old.netns, old.policy_routing)
             != (&planned.network, &planned.netns, planned.policy_routing)
@@ -356,6 +359,9 @@ impl Run {
         if let Some(e) = first_error {
             return Err(e);
         }
+        if state.members.iter().any(|m| !m.chain.is_empty()) {
+            results = self.run_chains(req, state, results)?;
+        }
         // Before podPolicyRouting, which copies the interfaces' routes.
         if via_gateway::applies_to(&self.meta.delegate_type) {
             let hops: Vec<via_gateway::Hop> = state
@@ -380,6 +386,38 @@ impl Run {
             layout::merge(&results, &allocated.dns),
             &state.members,
         ))
+    }
+
+    /// Each member's chained plugins after its interface plugin (all members
+    /// at once, each chain in order); the final results are recorded, as a
+    /// runtime caches a list's final result.
+    fn run_chains(
+        &mut self,
+        req: &AttachRequest,
+        state: &mut State,
+        results: Vec<CniResult>,
+    ) -> Result<Vec<CniResult>, Error> {
+        chain::look_up(&mut self.delegates, &state.members)?;
+        let jobs: Vec<(&Member, CniResult)> = state.members.iter().zip(results).collect();
+        let (delegates, name, version) = (&self.delegates, &self.name, self.version);
+        let outcomes = concurrently(&jobs, |(m, r)| {
+            chain::add(delegates, m, r.clone(), &req.env, name, version)
+        });
+        let mut finals = Vec::with_capacity(outcomes.len());
+        let mut first_error = None;
+        for (member, outcome) in state.members.iter_mut().zip(outcomes) {
+            match outcome {
+                Ok(result) => {
+                    member.result = Some(result.to_value(self.version));
+                    finals.push(result);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.store.save(state)?;
+        first_error.map_or(Ok(finals), Err)
     }
 
     /// Undoes a failed ADD: members (reverse), then the allocation, then

@@ -49,6 +49,8 @@ pub struct MetaConfig {
     /// `devices`: the pod's VFs per rail and its GPUs, from the kubelet
     /// ([`super::devices`]). `None`: the kubelet is never asked.
     pub devices: Option<DevicesConfig>,
+    /// `chain`: plugins run after each member's delegate ([`super::chain`]).
+    pub chain: Vec<Map<String, Value>>,
 }
 
 impl MetaConfig {
@@ -222,6 +224,7 @@ impl MetaConfig {
             spares,
             in_process,
             devices,
+            chain: super::chain::parse(conf)?,
         })
     }
 }

@@ -18,6 +18,7 @@
 //!   until its last delegate and IPAM call has returned.
 
 pub mod add;
+pub mod chain;
 pub mod config;
 pub mod devices;
 pub mod layout;
@@ -210,7 +211,9 @@ impl Run {
         let delegate = self.delegates.get(member_type(member)?)?;
         delegate
             .check(&member_env(env, Command::Check, &member.ifname), &conf)
-            .map_err(|e| about_member(e, member))
+            .map_err(|e| about_member(e, member))?;
+        chain::look_up(&mut self.delegates, std::slice::from_ref(member))?;
+        chain::check(&self.delegates, member, env, &self.name, self.version)
     }
 
     /// GC of one forgotten attachment, holding its lock: its interfaces
@@ -256,6 +259,25 @@ impl Run {
                 }
             }
         }
+        // The chained plugins first (a runtime DELs a list last plugin first):
+        // bandwidth's ifb and tuning's saved settings go before the interface.
+        if state.members.iter().any(|m| !m.chain.is_empty()) {
+            if let Err(e) = chain::look_up(&mut self.delegates, &state.members) {
+                return Some(e);
+            }
+            let (delegates, name, version) = (&self.delegates, &self.name, self.version);
+            let outcomes = concurrently(&state.members, |m| {
+                chain::del(delegates, m, env, name, version)
+            });
+            for (member, outcome) in state.members.iter().zip(outcomes) {
+                if let Err(e) = outcome {
+                    eprintln!("railyard-cni: chained DEL on {}: {e}", member.ifname);
+                    if member.result.is_some() {
+                        first.get_or_insert(e);
+                    }
+                }
+            }
+        }
         let in_process = self.meta.in_process
             && state
                 .members
@@ -265,9 +287,13 @@ impl Run {
             // One batch for the whole pod (see builtin::del_all).
             let netns = env.attachment.as_ref().and_then(|a| a.netns.clone());
             // No namespace known: nothing of the pod's to delete.
-            let netns = netns.or_else(|| state.netns.clone())?;
+            let Some(netns) = netns.or_else(|| state.netns.clone()) else {
+                return first;
+            };
             let names: Vec<&str> = state.members.iter().map(|m| m.ifname.as_str()).collect();
-            return builtin::del_all(&state.container_id, &netns, &names).err();
+            return builtin::del_all(&state.container_id, &netns, &names)
+                .err()
+                .or(first);
         }
         // Look the plugins up first (the cache fills under &mut), then
         // run every DEL at once: they are independent, and DEL waits for

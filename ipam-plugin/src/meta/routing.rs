@@ -359,6 +359,7 @@ mod tests {
             nic_field: None,
             device: None,
             choice: None,
+            chain: Vec::new(),
             config: serde_json::json!({"ipam": {"addresses": [
                 {"address": "10.0.0.5/24", "gateway": "10.0.0.1"}]}})
             .as_object()

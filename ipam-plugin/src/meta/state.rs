@@ -91,6 +91,9 @@ pub struct Member {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choice: Option<String>,
     pub config: Map<String, Value>,
+    /// The plugins chained after the delegate, as ADD ran them (`chain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<Map<String, Value>>,
     /// The delegate's ADD result, once it succeeded; CHECK's prevResult.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
@@ -285,6 +288,7 @@ mod tests {
                 nic_field: Some("master".into()),
                 device: None,
                 choice: None,
+                chain: Vec::new(),
                 config: Map::new(),
                 result: None,
             }],

@@ -166,6 +166,7 @@ mod tests {
             nic_field: None,
             device: None,
             choice: None,
+            chain: Vec::new(),
             config: json!({"type": "macvlan", "ipam": {"type": "static", "addresses": addresses}})
                 .as_object()
                 .cloned()

@@ -70,6 +70,22 @@ impl CniPath {
         path
     }
 
+    /// Puts upstream's current build of each plugin first in the path
+    /// (`make deps` builds them into `$RAILYARD_UPSTREAM_BIN`, default
+    /// `/opt/railyard-upstream/bin`): Debian's are 1.1.1, whose tuning
+    /// CHECK does not substitute `IFNAME` in sysctl keys.
+    pub fn link_upstream(&self, plugins: &[&str]) {
+        let dir = std::env::var_os("RAILYARD_UPSTREAM_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/opt/railyard-upstream/bin"));
+        for plugin in plugins {
+            let p = dir.join(plugin);
+            assert!(p.exists(), "{} missing: run `make deps`", p.display());
+            std::os::unix::fs::symlink(&p, self.dir.path().join(plugin))
+                .expect("symlink an upstream plugin into CNI_PATH");
+        }
+    }
+
     pub fn value(&self) -> String {
         format!("{}:{REFERENCE_DIR}", self.dir.path().display())
     }
