@@ -67,6 +67,23 @@ pub(super) fn classify(
     }
 }
 
+/// Whether a failed call certainly never reached etcd's state machine, so that
+/// sending it to another member cannot apply it twice: no connection could be
+/// made, or the member refused it for want of a leader (`hasleader`, which
+/// etcd checks before it handles a request).
+pub(super) fn not_delivered(e: &ec::Error) -> bool {
+    match e {
+        ec::Error::TransportError(_) => true,
+        ec::Error::GRpcStatus(status) if i32::from(status.code()) == UNAVAILABLE => {
+            let chain = append_sources(String::new(), std::error::Error::source(status));
+            status.message().contains("no leader")
+                || chain.contains("tcp connect error")
+                || chain.contains("Connection refused")
+        }
+        _ => false,
+    }
+}
+
 pub(super) fn other(endpoint: &str, what: &str, message: String) -> StoreError {
     StoreError::Other {
         context: format!("{what} on etcd at {endpoint}"),

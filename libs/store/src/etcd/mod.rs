@@ -9,6 +9,8 @@ mod tls;
 mod watch;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,7 +19,7 @@ use futures::StreamExt;
 
 use crate::{KeyValue, LeaseId, Op, Range, Store, StoreError, Txn, TxnOutcome, WatchStream};
 use convert::{convert_compare, convert_kv, convert_op, revision_of};
-use errors::{classify, other};
+use errors::{classify, not_delivered, other};
 use tls::tls_options;
 use watch::EtcdWatcher;
 
@@ -53,13 +55,53 @@ impl EtcdConfig {
     }
 }
 
-/// Cheap to clone: clones share the underlying gRPC channel.
+/// Cheap to clone: clones share the connections and the pinned member.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: ec::Client,
-    /// For error messages only.
+    members: Arc<Members>,
+    /// Every endpoint, for messages about the store as a whole.
     endpoint: String,
     request_timeout: Duration,
+}
+
+/// One client per endpoint, and the member calls go to. etcd-client's own
+/// multi-endpoint channel balances every call over all endpoints, a dead or
+/// cut-off member included, so a share of all calls failed for as long as a
+/// member was lost (issue 18). Here calls stay on one member while it answers;
+/// a call it fails in a way that says "this member, not the request" moves
+/// the pin to the next member, and the call is retried there when that is
+/// safe (see [`Retry`]). This is the pinned-endpoint failover etcd's Go client
+/// had before its gRPC balancer.
+struct Members {
+    clients: Vec<ec::Client>,
+    endpoints: Vec<String>,
+    pinned: AtomicUsize,
+}
+
+impl Members {
+    fn pinned(&self) -> usize {
+        self.pinned.load(Ordering::Relaxed)
+    }
+
+    /// Moves calls off member `i`, unless another call already did.
+    fn failed(&self, i: usize) {
+        let next = (i + 1) % self.clients.len();
+        let _ = self
+            .pinned
+            .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// When a call that failed on one member may be sent to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads and refreshes: sending them twice changes nothing.
+    Always,
+    /// Writes: only when the first member certainly did not take the request
+    /// (no connection, or refused for want of a leader). After a timeout it may
+    /// have been applied: the caller gets `Unavailable` and decides, as
+    /// `StoreError::Unavailable` documents.
+    IfUndelivered,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -74,6 +116,7 @@ impl EtcdStore {
     /// Connects and checks that etcd answers, so a wrong endpoint or bad certificate
     /// fails here with a clear message instead of on the first real call. An
     /// unreachable etcd is `Unavailable`: callers retry `connect` as they would a call.
+    /// With several endpoints, the first that answers is used first.
     pub async fn connect(config: EtcdConfig) -> Result<EtcdStore, StoreError> {
         let endpoint = config.endpoints.join(",");
         if config.endpoints.is_empty() {
@@ -87,24 +130,37 @@ impl EtcdStore {
             // etcd refuses pings more often than every 5 s.
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(true)
-            // A member cut off from its cluster must fail watches, not go quiet.
+            // A member cut off from its cluster must fail calls and watches, not go
+            // quiet: its "no leader" is what moves a client to another member.
             .with_require_leader(true);
         if let Some(tls) = tls_options(&config).await? {
             options = options.with_tls(tls);
         }
-        let client = ec::Client::connect(&config.endpoints, Some(options))
-            .await
-            .map_err(|e| classify(&endpoint, "connecting", None, e))?;
+        let mut clients = Vec::new();
+        for member in &config.endpoints {
+            // Connections are made lazily: a member down now is no error here.
+            let client = ec::Client::connect([member], Some(options.clone()))
+                .await
+                .map_err(|e| classify(member, "connecting", None, e))?;
+            clients.push(client);
+        }
         let store = EtcdStore {
-            client,
+            members: Arc::new(Members {
+                clients,
+                endpoints: config.endpoints.clone(),
+                pinned: AtomicUsize::new(0),
+            }),
             endpoint,
             request_timeout: config.request_timeout,
         };
-        let mut maintenance = store.client.maintenance_client();
         store
-            .call("checking health", None, config.connect_timeout, async {
-                maintenance.status().await
-            })
+            .call(
+                "checking health",
+                None,
+                config.connect_timeout,
+                Retry::Always,
+                |_, c| async move { c.maintenance_client().status().await },
+            )
             .await?;
         Ok(store)
     }
@@ -114,35 +170,75 @@ impl EtcdStore {
         &self.endpoint
     }
 
-    fn kv(&self) -> ec::KvClient {
-        self.client
+    fn kv(client: &ec::Client) -> ec::KvClient {
+        client
             .kv_client()
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    async fn call<T>(
+    /// Runs `call` on the pinned member, bounded by `timeout`; on a failure of
+    /// the member, moves the pin and, as `retry` allows, tries the next one,
+    /// each member at most once. `call` gets the member's index and client.
+    async fn call<T, F, Fut>(
         &self,
         what: &str,
         lease: Option<LeaseId>,
         timeout: Duration,
-        fut: impl std::future::Future<Output = Result<T, ec::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(result) => result.map_err(|e| classify(&self.endpoint, what, lease, e)),
-            Err(_) => Err(StoreError::Unavailable {
-                endpoint: self.endpoint.clone(),
-                reason: format!("{what}: no answer within {timeout:?}"),
-            }),
+        retry: Retry,
+        mut call: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut(usize, ec::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ec::Error>>,
+    {
+        let members = &self.members;
+        let mut last = None;
+        for _ in 0..members.clients.len() {
+            let i = members.pinned();
+            let endpoint = &members.endpoints[i];
+            let (error, undelivered) =
+                match tokio::time::timeout(timeout, call(i, members.clients[i].clone())).await {
+                    Ok(Ok(value)) => return Ok(value),
+                    Ok(Err(e)) => {
+                        let undelivered = not_delivered(&e);
+                        (classify(endpoint, what, lease, e), undelivered)
+                    }
+                    Err(_) => (
+                        StoreError::Unavailable {
+                            endpoint: endpoint.clone(),
+                            reason: format!("{what}: no answer within {timeout:?}"),
+                        },
+                        false,
+                    ),
+                };
+            if !error.is_retryable() {
+                return Err(error);
+            }
+            members.failed(i);
+            if retry == Retry::IfUndelivered && !undelivered {
+                return Err(error);
+            }
+            last = Some(error);
         }
+        Err(last.unwrap_or_else(|| StoreError::Unavailable {
+            endpoint: self.endpoint.clone(),
+            reason: format!("{what}: no endpoint"),
+        }))
     }
 
-    async fn unary<T>(
+    async fn unary<T, F, Fut>(
         &self,
         what: &str,
         lease: Option<LeaseId>,
-        fut: impl std::future::Future<Output = Result<T, ec::Error>>,
-    ) -> Result<T, StoreError> {
-        self.call(what, lease, self.request_timeout, fut).await
+        retry: Retry,
+        call: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut(usize, ec::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ec::Error>>,
+    {
+        self.call(what, lease, self.request_timeout, retry, call)
+            .await
     }
 }
 
@@ -150,9 +246,11 @@ impl EtcdStore {
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         crate::types::check_key(key)?;
-        let mut kv = self.kv();
+        let what = format!("get {key:?}");
         let resp = self
-            .unary(&format!("get {key:?}"), None, kv.get(key, None))
+            .unary(&what, None, Retry::Always, |_, c| async move {
+                EtcdStore::kv(&c).get(key, None).await
+            })
             .await?;
         Ok(resp.kvs().first().map(convert_kv))
     }
@@ -163,13 +261,12 @@ impl Store for EtcdStore {
         } else {
             ec::GetOptions::new().with_prefix()
         };
-        let mut kv = self.kv();
+        let what = format!("range {prefix:?}");
         let resp = self
-            .unary(
-                &format!("range {prefix:?}"),
-                None,
-                kv.get(prefix, Some(options)),
-            )
+            .unary(&what, None, Retry::Always, |_, c| {
+                let options = options.clone();
+                async move { EtcdStore::kv(&c).get(prefix, Some(options)).await }
+            })
             .await?;
         Ok(Range {
             kvs: resp.kvs().iter().map(convert_kv).collect(),
@@ -197,8 +294,12 @@ impl Store for EtcdStore {
                     .collect::<Vec<_>>(),
             )
             .and_then(txn.ops.into_iter().map(convert_op).collect::<Vec<_>>());
-        let mut kv = self.kv();
-        let resp = self.unary(&what, lease, kv.txn(request)).await?;
+        let resp = self
+            .unary(&what, lease, Retry::IfUndelivered, |_, c| {
+                let request = request.clone();
+                async move { EtcdStore::kv(&c).txn(request).await }
+            })
+            .await?;
         Ok(TxnOutcome {
             succeeded: resp.succeeded(),
             revision: revision_of(resp.header()),
@@ -206,9 +307,13 @@ impl Store for EtcdStore {
     }
 
     async fn grant(&self, ttl_secs: i64) -> Result<LeaseId, StoreError> {
-        let mut lease = self.client.lease_client();
         let resp = self
-            .unary("granting a lease", None, lease.grant(ttl_secs, None))
+            .unary(
+                "granting a lease",
+                None,
+                Retry::IfUndelivered,
+                |_, c| async move { c.lease_client().grant(ttl_secs, None).await },
+            )
             .await?;
         if !resp.error().is_empty() {
             return Err(other(
@@ -222,15 +327,17 @@ impl Store for EtcdStore {
 
     async fn keep_alive_once(&self, lease: LeaseId) -> Result<i64, StoreError> {
         let what = format!("refreshing lease {lease}");
-        let mut client = self.client.lease_client();
-        let refresh = async {
+        let refresh = |_, c: ec::Client| async move {
             // Opening the stream refreshes once but hides the TTL; a second refresh
             // reports it.
-            let (mut keeper, mut responses) = client.keep_alive(lease.0).await?;
+            let (mut keeper, mut responses) = c.lease_client().keep_alive(lease.0).await?;
             keeper.keep_alive().await?;
             responses.message().await
         };
-        match self.unary(&what, Some(lease), refresh).await? {
+        match self
+            .unary(&what, Some(lease), Retry::Always, refresh)
+            .await?
+        {
             Some(resp) if resp.ttl() > 0 => Ok(resp.ttl()),
             Some(_) => Err(StoreError::LeaseNotFound { lease }),
             None => Err(StoreError::Unavailable {
@@ -241,11 +348,11 @@ impl Store for EtcdStore {
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
-        let mut client = self.client.lease_client();
         self.unary(
             &format!("revoking lease {lease}"),
             Some(lease),
-            client.revoke(lease.0),
+            Retry::IfUndelivered,
+            |_, c| async move { c.lease_client().revoke(lease.0).await },
         )
         .await?;
         Ok(())
@@ -262,42 +369,60 @@ impl Store for EtcdStore {
         } else {
             options.with_prefix()
         };
-        let mut client = self
-            .client
-            .watch_client()
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let what = format!("watching {prefix:?}");
-        let stream = self
-            .unary(&what, None, client.watch(prefix, Some(options)))
+        let (member, stream) = self
+            .unary(&what, None, Retry::Always, |i, c| {
+                let options = options.clone();
+                async move {
+                    let mut client = c
+                        .watch_client()
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+                    client
+                        .watch(prefix, Some(options))
+                        .await
+                        .map(|stream| (i, stream))
+                }
+            })
             .await?;
         let watcher = EtcdWatcher {
             stream,
             from_revision,
-            endpoint: self.endpoint.clone(),
+            endpoint: self.members.endpoints[member].clone(),
             what,
             done: false,
         };
-        Ok(futures::stream::unfold(watcher, |mut w| async move {
-            if w.done {
-                return None;
+        let members = Arc::clone(&self.members);
+        Ok(futures::stream::unfold(watcher, move |mut w| {
+            let members = Arc::clone(&members);
+            async move {
+                if w.done {
+                    return None;
+                }
+                let item = w.next_batch().await;
+                // A watch the member ended (it died, or lost its leader) is
+                // reopened by the caller: on another member.
+                if matches!(item, Err(StoreError::Unavailable { .. })) {
+                    members.failed(member);
+                }
+                w.done = item.is_err();
+                Some((item, w))
             }
-            let item = w.next_batch().await;
-            w.done = item.is_err();
-            Some((item, w))
         })
         .boxed())
     }
 
     async fn compact(&self, revision: i64) -> Result<(), StoreError> {
-        let mut kv = self.kv();
         // Physical: return only once etcd has applied it, so a watch opened right after
         // sees the compaction.
         let options = ec::CompactionOptions::new().with_physical();
         let what = format!("compacting at revision {revision}");
-        match self
-            .unary(&what, None, kv.compact(revision, Some(options)))
-            .await
-        {
+        let result = self
+            .unary(&what, None, Retry::Always, |_, c| {
+                let options = options.clone();
+                async move { EtcdStore::kv(&c).compact(revision, Some(options)).await }
+            })
+            .await;
+        match result {
             Ok(_) => Ok(()),
             Err(StoreError::Other { message, .. }) if message.contains("has been compacted") => {
                 Ok(())

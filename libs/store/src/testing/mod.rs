@@ -8,8 +8,10 @@
 //! from sync tests, async tests and shared statics.
 
 mod certs;
+mod cluster;
 
 pub use certs::TestCerts;
+pub use cluster::EtcdCluster;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -283,19 +285,21 @@ fn free_port(bin: &Path) -> Result<u16, StoreError> {
 /// etcd serves `/health` on its metrics port in plain HTTP; it reports healthy only
 /// once the member has a leader and can serve requests.
 fn healthy(port: u16) -> bool {
+    http_get(port, "/health").is_some_and(|r| r.contains("\"health\":\"true\""))
+}
+
+/// `GET path` on a loopback port in plain HTTP; the whole response.
+fn http_get(port: u16, path: &str) -> Option<String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut conn) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
     let timeout = Some(Duration::from_millis(1000));
-    if conn.set_read_timeout(timeout).is_err() || conn.set_write_timeout(timeout).is_err() {
-        return false;
-    }
-    let request = b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    conn.set_read_timeout(timeout).ok()?;
+    conn.set_write_timeout(timeout).ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
     let mut response = String::new();
-    conn.write_all(request).is_ok()
-        && conn.read_to_string(&mut response).is_ok()
-        && response.contains("\"health\":\"true\"")
+    conn.write_all(request.as_bytes()).ok()?;
+    conn.read_to_string(&mut response).ok()?;
+    Some(response)
 }
 
 /// A shell loop that outlives a killed test process: it kills etcd and removes the

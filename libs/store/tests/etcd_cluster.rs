@@ -1,0 +1,151 @@
+//! `EtcdStore` given every endpoint of a three-member etcd: when one member dies
+//! or hangs, calls go to the others. Without failover a client keeps sending a
+//! share of its calls to the lost member, and every one of those fails (a
+//! planner that steps down on an error then never plans again).
+//! etcd missing means failure, never a skip.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use railyard_store::testing::EtcdCluster;
+use railyard_store::{
+    watch_or_relist, EtcdStore, LeaseId, Op, Store, StoreError, Txn, WatchUpdate,
+};
+
+fn start_cluster() -> EtcdCluster {
+    EtcdCluster::start(3).unwrap_or_else(|e| panic!("etcd is required for these tests: {e}"))
+}
+
+fn follower(cluster: &EtcdCluster) -> usize {
+    let leader = wait_leader(cluster);
+    (leader + 1) % cluster.len()
+}
+
+fn wait_leader(cluster: &EtcdCluster) -> usize {
+    let start = Instant::now();
+    loop {
+        if let Some(l) = cluster.leader() {
+            return l;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no etcd leader");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One of each call a service makes; the first error, if any.
+async fn one_of_each(store: &EtcdStore, lease: LeaseId, n: usize) -> Result<(), StoreError> {
+    let key = format!("/failover/{n}");
+    store.txn(Txn::new().then(Op::put(&key, "v"))).await?;
+    store.get(&key).await?;
+    store.range("/failover/").await?;
+    store.keep_alive_once(lease).await?;
+    Ok(())
+}
+
+/// `rounds` rounds of calls, each round within `bound`. One call may fail,
+/// retryably: a write the lost member may have taken before it went is not
+/// sent again (it could apply twice), the caller hears `Unavailable` and
+/// retries as it does any write. Every other call must succeed: the client
+/// has moved to a member that answers.
+async fn all_succeed(store: &EtcdStore, lease: LeaseId, rounds: usize, bound: Duration) {
+    let mut failed = None;
+    for n in 0..rounds {
+        let started = Instant::now();
+        if let Err(e) = one_of_each(store, lease, n).await {
+            assert!(e.is_retryable(), "round {n}: {e}");
+            if let Some(first) = failed.replace(e.to_string()) {
+                panic!("round {n} of {rounds} failed: {e}\n(after an earlier failure: {first})");
+            }
+            println!("one failed call, as allowed: {e}");
+        }
+        assert!(
+            started.elapsed() < bound,
+            "round {n} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_over_from_a_killed_member() {
+    let mut cluster = start_cluster();
+    let victim = follower(&cluster);
+    // The victim first, so a client that starts on its first endpoint starts there.
+    let mut order = vec![victim];
+    order.extend((0..cluster.len()).filter(|&m| m != victim));
+    let store = EtcdStore::connect(cluster.config(&order))
+        .await
+        .expect("connect");
+    let lease = store.grant(30).await.expect("grant");
+    cluster.kill(victim);
+    all_succeed(&store, lease, 20, Duration::from_secs(3)).await;
+
+    // Back on its data, it serves again; then the others may go one at a time.
+    cluster.restart(victim).expect("restart");
+    let other = (victim + 1) % cluster.len();
+    cluster.kill(other);
+    all_succeed(&store, lease, 20, Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_over_from_a_hung_member() {
+    let mut cluster = start_cluster();
+    let victim = follower(&cluster);
+    let mut order = vec![victim];
+    order.extend((0..cluster.len()).filter(|&m| m != victim));
+    let store = EtcdStore::connect(cluster.config(&order))
+        .await
+        .expect("connect");
+    let lease = store.grant(30).await.expect("grant");
+    cluster.pause(victim).expect("SIGSTOP");
+    // A hung member costs one request timeout (2 s here), once: then the client
+    // stays on a member that answers.
+    let started = Instant::now();
+    all_succeed(&store, lease, 20, Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    cluster.resume(victim).expect("SIGCONT");
+    assert!(took < Duration::from_secs(8), "20 rounds took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_costs_an_election_and_a_follower_sees_every_write() {
+    let mut cluster = start_cluster();
+    let store: Arc<dyn Store> = Arc::new(cluster.store().await.expect("connect"));
+    let start = store.range("/follow/").await.expect("range").revision;
+    let mut updates = watch_or_relist(Arc::clone(&store), "/follow/", Some(start));
+    let leader = wait_leader(&cluster);
+    cluster.kill(leader);
+    let killed = Instant::now();
+    // Writes succeed again once the others elected a leader.
+    let mut written = 0;
+    while written < 10 {
+        match store
+            .txn(Txn::new().then(Op::put(format!("/follow/{written}"), "v")))
+            .await
+        {
+            Ok(_) => written += 1,
+            Err(e) if e.is_retryable() => {
+                assert!(
+                    killed.elapsed() < Duration::from_secs(10),
+                    "no write within 10 s of the leader's death: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    println!("10 writes {:?} after the leader died", killed.elapsed());
+    let mut seen = 0;
+    while seen < 10 {
+        let next = tokio::time::timeout(Duration::from_secs(15), updates.next())
+            .await
+            .expect("the follower delivers within 15 s")
+            .expect("the follower never ends");
+        match next {
+            Ok(WatchUpdate::Events(events)) => seen += events.len(),
+            Ok(WatchUpdate::Snapshot(range)) => seen = range.kvs.len(),
+            Err(e) => assert!(e.is_retryable(), "{e}"),
+        }
+    }
+}
