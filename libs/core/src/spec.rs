@@ -79,6 +79,37 @@ pub struct NetworkSpec {
     /// rails (`crate::ifacer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifacer: Option<IfacerSpec>,
+    /// The pod's own devices for railyard-cni: an SR-IOV VF resource per rail,
+    /// and which resources are GPUs (for GPU-aligned NICs). Read only by the
+    /// NAD generator; checked there, where the plugin type is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<DevicesSpec>,
+    /// Plugins railyard-cni runs after each pod interface (tuning, bandwidth,
+    /// sbr, rdma). Read only by the NAD generator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<ChainPluginSpec>,
+}
+
+/// `spec.devices` as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicesSpec {
+    /// Rail index (as a string, a map key) to the VF resource of that rail.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rail_resources: BTreeMap<String, String>,
+    /// Which resources are GPUs; railyard-cni's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_resources: Option<Vec<String>>,
+}
+
+/// One `spec.chain` entry: a plugin and its settings as strings (converted
+/// where the plugin wants numbers), as `spec.plugin` is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainPluginSpec {
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
 }
 
 /// The `ipam` field: a JSON document in a string (multi-nic-cni) or an inline object.

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use railyard_core::ifacer::{BondModeField, BondSpec, IfacerSpec};
-use railyard_core::spec::{AttachPolicySpec, IpamField, Metadata, PluginSpec, RailRouteSpec};
+use railyard_core::spec::{
+    AttachPolicySpec, ChainPluginSpec, DevicesSpec, IpamField, Metadata, PluginSpec, RailRouteSpec,
+};
 use railyard_core::{NetworkManifest, NetworkSpec};
 
 use super::crd::{MultiNicNetwork, MultiNicNetworkSpec};
@@ -57,6 +59,18 @@ pub fn core_spec(spec: &MultiNicNetworkSpec) -> NetworkSpec {
             .map(|r| RailRouteSpec {
                 rail: r.rail,
                 dst: r.dst.clone(),
+            })
+            .collect(),
+        devices: spec.devices.as_ref().map(|d| DevicesSpec {
+            rail_resources: d.rail_resources.clone(),
+            gpu_resources: d.gpu_resources.clone(),
+        }),
+        chain: spec
+            .chain
+            .iter()
+            .map(|c| ChainPluginSpec {
+                kind: c.kind.clone(),
+                args: c.args.clone(),
             })
             .collect(),
     }

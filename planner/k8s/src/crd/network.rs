@@ -108,6 +108,44 @@ pub struct MultiNicNetworkSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub routes: Vec<RailRouteSpec>,
+    /// The pod's own devices: an SR-IOV VF resource per rail (railyard-cni
+    /// hands each rail's delegate the pod's VF of it), and which resources are
+    /// GPUs (the topology policy then prefers the NICs next to them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<DevicesSpec>,
+    /// Plugins run after each pod interface: tuning, bandwidth, sbr, rdma.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub chain: Vec<ChainPluginSpec>,
+}
+
+/// `spec.devices`.
+#[derive(KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicesSpec {
+    /// Rail index ("0", "1", ...) to the extended resource of its VFs
+    /// (`nvidia.com/rail0_vf`). Pods request each rail's resource.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 256, "additionalProperties" = {"type": "string", "minLength": 1, "maxLength": 253}))]
+    pub rail_resources: BTreeMap<String, String>,
+    /// Resources that are GPUs; `nvidia.com/gpu` and `amd.com/gpu` when absent,
+    /// none when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    pub gpu_resources: Option<Vec<String>>,
+}
+
+/// One `spec.chain` entry.
+#[derive(KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChainPluginSpec {
+    #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["tuning", "bandwidth", "sbr", "rdma"]))]
+    pub kind: String,
+    /// Settings as strings; numbers and booleans are converted. tuning's
+    /// sysctls are `sysctl.<key>` (`sysctl.net.ipv4.conf.IFNAME.arp_ignore`).
+    #[serde(default)]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 1024}))]
+    pub args: BTreeMap<String, String>,
 }
 
 /// One `spec.routes` entry.

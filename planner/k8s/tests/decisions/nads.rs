@@ -453,3 +453,98 @@ fn up_to_date_compares_railyards_own_annotations_exactly() {
     assert!(!nad::up_to_date(&other_resource, &want));
     assert!(nad::up_to_date(&want, &want));
 }
+
+/// `spec.devices` becomes railyard-cni's `devices`: a VF resource per rail
+/// (so sriov needs no single resourceName), and the GPU resources.
+#[test]
+fn devices_give_each_rail_its_vf_resource() {
+    let net = network(|v| {
+        v["spec"]["plugin"] = json!({"cniVersion": "1.0.0", "type": "sriov"});
+        v["spec"]["devices"] = json!({
+            "railResources": {"0": "nvidia.com/rail0_vf", "3": " nvidia.com/rail3_vf "},
+            "gpuResources": ["nvidia.com/gpu"],
+        });
+    });
+    let plan = plan_of(&net, &["default"]).unwrap();
+    assert_eq!(
+        plan.config["devices"],
+        json!({
+            "railResources": {"0": "nvidia.com/rail0_vf", "3": "nvidia.com/rail3_vf"},
+            "gpuResources": ["nvidia.com/gpu"],
+        })
+    );
+    assert!(
+        plan.annotations.is_empty(),
+        "no single resourceName for Multus"
+    );
+
+    let bad = |devices: Value, kind: &str| {
+        let net = network(|v| {
+            v["spec"]["plugin"] = json!({"cniVersion": "1.0.0", "type": kind, "args": {}});
+            v["spec"]["devices"] = devices;
+        });
+        invalid_field(plan_of(&net, &["default"]).unwrap_err())
+    };
+    // The sample has interfaceBlock 2: rails 0 to 3.
+    assert_eq!(
+        bad(json!({"railResources": {"4": "r"}}), "sriov"),
+        ("spec.devices.railResources[4]".into(), "4".into())
+    );
+    assert_eq!(
+        bad(json!({"railResources": {"one": "r"}}), "sriov").0,
+        "spec.devices.railResources[one]"
+    );
+    assert_eq!(
+        bad(json!({"railResources": {"0": "r"}}), "macvlan").0,
+        "spec.devices.railResources"
+    );
+    assert_eq!(
+        bad(json!({"gpuResources": ["nvidia.com/gpu", " "]}), "sriov").0,
+        "spec.devices.gpuResources[1]"
+    );
+    let both = network(|v| {
+        v["spec"]["plugin"] = json!({"type": "sriov", "args": {"resourceName": "x/y"}});
+        v["spec"]["devices"] = json!({"railResources": {"0": "r"}});
+    });
+    assert_eq!(
+        invalid_field(plan_of(&both, &["default"]).unwrap_err()).0,
+        "spec.plugin.args.resourceName"
+    );
+}
+
+/// `spec.chain` becomes railyard-cni's `chain`, numbers and sysctls converted.
+#[test]
+fn chain_plugins_are_converted_and_checked() {
+    let net = network(|v| {
+        v["spec"]["plugin"] = json!({"cniVersion": "1.0.0", "type": "ptp"});
+        v["spec"]["chain"] = json!([
+            {"type": "tuning", "args": {"mtu": "9000", "promisc": "true",
+                                        "sysctl.net.ipv4.conf.IFNAME.arp_ignore": "1"}},
+            {"type": "bandwidth", "args": {"ingressRate": "100000000", "ingressBurst": "200000"}},
+        ]);
+    });
+    assert_eq!(
+        plan_of(&net, &["default"]).unwrap().config["chain"],
+        json!([
+            {"type": "tuning", "mtu": 9000, "promisc": true,
+             "sysctl": {"net.ipv4.conf.IFNAME.arp_ignore": "1"}},
+            {"type": "bandwidth", "ingressRate": 100_000_000, "ingressBurst": 200_000},
+        ])
+    );
+    let bad = |chain: Value| {
+        let net = network(|v| v["spec"]["chain"] = chain);
+        invalid_field(plan_of(&net, &["default"]).unwrap_err())
+    };
+    assert_eq!(
+        bad(json!([{"type": "portmap"}])),
+        ("spec.chain[0].type".into(), "portmap".into())
+    );
+    assert_eq!(
+        bad(json!([{"type": "sbr"}, {"type": "bandwidth", "args": {"egressRate": "fast"}}])),
+        ("spec.chain[1].args.egressRate".into(), "fast".into())
+    );
+    assert_eq!(
+        bad(json!([{"type": "rdma", "args": {"deviceID": "0000:3b:00.1"}}])).0,
+        "spec.chain[0].args.deviceID"
+    );
+}

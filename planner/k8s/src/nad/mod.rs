@@ -17,6 +17,8 @@ use kube::{Resource, ResourceExt};
 use railyard_core::{validate_dns_label, CoreError, Network, VlanMode};
 use serde_json::{json, Map, Value};
 
+mod extras;
+
 use super::crd::{MultiNicNetwork, NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec};
 use super::{
     ANNOTATION_CNI_VERSION, ANNOTATION_NAD_NAME, ANNOTATION_RESOURCE_NAME, LABEL_MANAGED_BY,
@@ -169,15 +171,28 @@ pub fn plan(
         .cloned()
         .or(from_args)
         .filter(|r| !r.is_empty());
-    if kind == Delegate::Sriov && resource.is_none() {
+    let rails = 1u32 << net.interface_block.min(31);
+    let devices = extras::devices(net.spec.devices.as_ref(), rails, kind.name())?;
+    let per_rail = devices
+        .as_ref()
+        .is_some_and(|d| d.get("railResources").is_some());
+    if per_rail && resource.is_some() {
+        return Err(CoreError::invalid(
+            "spec.plugin.args.resourceName",
+            resource.clone().unwrap_or_default(),
+            "one resource for every rail conflicts with spec.devices.railResources (a resource per rail); drop one",
+        ));
+    }
+    let chain = extras::chain(&net.spec.chain)?;
+    if kind == Delegate::Sriov && resource.is_none() && !per_rail {
         return Err(CoreError::invalid(
             "spec.plugin.args.resourceName",
             "",
-            format!("is required for sriov (the device plugin's resource, e.g. intel.com/sriov_netdevice; or set the {ANNOTATION_RESOURCE_NAME} annotation)"),
+            format!("is required for sriov (the device plugin's resource, e.g. intel.com/sriov_netdevice; or set the {ANNOTATION_RESOURCE_NAME} annotation, or a resource per rail in spec.devices.railResources)"),
         ));
     }
     let delegate = delegate(kind, net.vlan_mode, ipam.vlan_mode.as_deref(), args)?;
-    let config = json!({
+    let mut config = json!({
         "cniVersion": cni_version,
         "name": net.name,
         "type": META_PLUGIN,
@@ -187,6 +202,12 @@ pub fn plan(
         // runtimeConfig.ips: the pod's static addresses.
         "capabilities": {"ips": true},
     });
+    if let Some(d) = devices {
+        config["devices"] = d;
+    }
+    if !chain.is_empty() {
+        config["chain"] = Value::Array(chain);
+    }
     let mut nad_annotations = BTreeMap::new();
     if let Some(r) = resource {
         nad_annotations.insert(NAD_RESOURCE_NAME.to_string(), r);
