@@ -403,12 +403,14 @@ pub async fn describe_host(store: &dyn Store, name: &str) -> Result<String> {
             let addrs: Vec<String> = n.addresses.iter().map(ToString::to_string).collect();
             let _ = writeln!(
                 out,
-                "  {:<10} {:<30} up={} speed={} numa={}",
+                "  {:<10} {:<30} up={} speed={} numa={} pci={} root={}",
                 n.name,
                 addrs.join(","),
                 n.up,
                 n.speed_mbps.map_or("-".into(), |s| format!("{s}Mb/s")),
-                n.numa_node.map_or("-".into(), |s| s.to_string())
+                n.numa_node.map_or("-".into(), |s| s.to_string()),
+                n.pci_address.as_deref().unwrap_or("-"),
+                n.pcie_root.as_deref().unwrap_or("-"),
             );
         }
     }

@@ -38,6 +38,9 @@ async fn apply_get_describe_delete() {
         let mut h = host(name, n as u32, 2);
         h.nics[0].addresses = vec![format!("10.0.1.{}/24", 11 + n).parse().unwrap()];
         h.nics[1].addresses = vec![format!("10.0.2.{}/24", 11 + n).parse().unwrap()];
+        h.nics[0].pci_address = Some("0000:3b:00.0".into());
+        h.nics[0].pcie_root = Some("pci0000:3a".into());
+        h.nics[0].numa_node = Some(1);
         c.register(&h, 60).await;
     }
     let out = ok(&railyard(
@@ -84,6 +87,7 @@ async fn apply_get_describe_delete() {
     assert!(d.contains("Network multi-nic-sample: index 0"), "{d}");
     assert!(d.contains("192.168.1.0/24 via 10.0.1.12 dev eth0"), "{d}");
     assert!(d.contains("allocations: 0"), "{d}");
+    assert!(d.contains("numa=1 pci=0000:3b:00.0 root=pci0000:3a"), "{d}");
 
     let missing = railyard(&ep, &["describe", "host", "ghost"]);
     assert!(!missing.status.success());
