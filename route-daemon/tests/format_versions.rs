@@ -7,21 +7,25 @@
 //!   this one writes: this is what lets old and new daemons run side by side
 //!   during a rolling upgrade (`tests/tests/upgrade.rs` runs both builds);
 //! - a value claiming a newer version is refused naming the key and both
-//!   versions, and a daemon meeting an allocation log of a newer version
-//!   refuses to start without touching it.
+//!   versions, the allocation mirror never overwrites one, and a daemon
+//!   meeting an allocation log of a newer version refuses to start without
+//!   touching it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use railyard_allocdb::Attachment;
+use railyard_allocdb::{AllocDb, Attachment, Options};
 use railyard_core::attach::DeviceClass;
 use railyard_core::status::NetworkStatus;
 use railyard_core::{HostInventory, HostPlan, NetworkManifest, PlanMeta, Tombstone};
-use railyard_store::{KeyValue, StoreError, FORMAT_VERSION};
+use railyard_route_daemon::ipam::{run_mirror, MirrorConfig};
+use railyard_store::{KeyValue, MemStore, Store, StoreError, FORMAT_VERSION};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::watch;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/format-v1")
@@ -199,4 +203,99 @@ fn a_daemon_refuses_to_start_on_a_newer_allocation_log() {
     }
     assert_eq!(std::fs::read(&log).unwrap(), bytes, "the log was touched");
     assert!(!state.path().join("ipam.sock").exists());
+}
+
+/// The allocation key of pod `pod` of the fixtures' host.
+fn allocation_key(pod: &str) -> String {
+    railyard_core::keys::allocation("rails", "fxhost-0", pod, "net1")
+}
+
+/// The previous release's log of `fxhost-0` (two pods), opened by this build,
+/// and its mirror into `store` run until its first re-sync is done.
+async fn mirror_fixture_log(store: &MemStore) -> (tempfile::TempDir, Arc<AllocDb>) {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("allocations/fxhost-0.log"),
+        state.path().join("allocations.log"),
+    )
+    .unwrap();
+    let db = Arc::new(AllocDb::open(state.path(), Options::default()).unwrap());
+    let (synced_tx, mut synced) = watch::channel(false);
+    let (_stop, shutdown) = watch::channel(false);
+    let cfg = MirrorConfig {
+        host: "fxhost-0".into(),
+        interval: Duration::from_millis(20),
+    };
+    let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
+    tokio::spawn(run_mirror(
+        dyn_store,
+        Arc::clone(&db),
+        cfg,
+        synced_tx,
+        shutdown,
+    ));
+    tokio::time::timeout(Duration::from_secs(10), synced.wait_for(|s| *s))
+        .await
+        .expect("the mirror re-synced")
+        .unwrap();
+    // Written after the re-sync, in the mirror's next batch.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (state, db)
+}
+
+/// The value under `key`, as text so a failure shows it.
+async fn stored(store: &MemStore, key: &str) -> Option<String> {
+    let kv = store.get(key).await.unwrap()?;
+    Some(String::from_utf8(kv.value).unwrap())
+}
+
+fn text(bytes: Vec<u8>) -> Option<String> {
+    Some(String::from_utf8(bytes).unwrap())
+}
+
+/// This build mirrors the previous release's log into exactly the records
+/// that release mirrored from it: an old daemon elsewhere, `railyard get` of
+/// either build and the planner read them as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_release_s_log_is_mirrored_into_the_same_records() {
+    let store = MemStore::new();
+    let _db = mirror_fixture_log(&store).await;
+    assert_eq!(
+        stored(&store, &allocation_key("fxpod-0-0")).await,
+        text(fixture("allocation.json"))
+    );
+    assert!(stored(&store, &allocation_key("fxpod-0-1")).await.is_some());
+}
+
+/// A record of a newer format is never overwritten or deleted by the mirror,
+/// whether the log holds that attachment or has no account of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_leaves_records_of_a_newer_format_alone() {
+    let store = MemStore::new();
+    let newer = FORMAT_VERSION + 1;
+    let held = with_version("allocation.json", newer.into());
+    let mut unknown: Value = serde_json::from_slice(&held).unwrap();
+    unknown["id"]["containerId"] = "fxpod-0-9".into();
+    let unknown = serde_json::to_vec(&unknown).unwrap();
+    store
+        .put(&allocation_key("fxpod-0-0"), held.clone(), None)
+        .await
+        .unwrap();
+    store
+        .put(&allocation_key("fxpod-0-9"), unknown.clone(), None)
+        .await
+        .unwrap();
+    let (_state, db) = mirror_fixture_log(&store).await;
+    assert_eq!(
+        stored(&store, &allocation_key("fxpod-0-0")).await,
+        text(held)
+    );
+    assert_eq!(
+        stored(&store, &allocation_key("fxpod-0-9")).await,
+        text(unknown)
+    );
+    // Not adopted either: the log holds just its own two pods.
+    assert_eq!(db.stats().attachments, 2);
+    // The pod the newer record does not cover is mirrored as usual.
+    assert!(stored(&store, &allocation_key("fxpod-0-1")).await.is_some());
 }
