@@ -8,9 +8,20 @@ CARGO ?= cargo
 deps:
 	deploy/deps/install.sh
 
-## Run every test: unit, property, real etcd, and root network-namespace tests.
+## Run every test: unit, property, real etcd, and root network-namespace tests
+## (the etcd fault tier, tests/tests/etcd_faults.rs, among them).
 test: deps
 	$(CARGO) test --workspace --all-features --no-fail-fast
+
+## The etcd fault tier alone (`test` runs it too): a local cluster on a
+## three-member etcd whose members are killed, restarted on their data and cut
+## off from their peers, and the store's failover tests on a loopback cluster.
+## Prints what each fault cost (docs/design/etcd-faults.md, docs/benchmarks.md).
+.PHONY: test-etcd-faults
+test-etcd-faults: deps
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p railyard-store --test etcd_cluster
+	$(CARGO) test -p railyard-e2e --test etcd_faults -- --nocapture
 
 ## The rolling-upgrade tier, opt-in: a cluster of UPGRADE_BASE's binaries (the
 ## previous release, built once into target/upgrade-base/ by

@@ -37,13 +37,14 @@ pub struct Observer {
 }
 
 impl Observer {
+    /// `endpoint` may list several, comma separated (a multi-member etcd).
     pub fn new(endpoint: String) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|e| Error::Refused(format!("cannot start a tokio runtime: {e}")))?;
-        let mut config = EtcdConfig::new([endpoint]);
+        let mut config = EtcdConfig::new(endpoint.split(',').map(str::to_owned));
         // Short: callers poll, and a stopped etcd should fail a poll, not hang it.
         config.connect_timeout = Duration::from_secs(2);
         config.request_timeout = Duration::from_secs(3);

@@ -13,7 +13,12 @@ use crate::error::Result;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl Cluster {
-    fn launch(&mut self, role: &str, argv: Vec<String>, env: &[(&str, String)]) -> Result<()> {
+    pub(super) fn launch(
+        &mut self,
+        role: &str,
+        argv: Vec<String>,
+        env: &[(&str, String)],
+    ) -> Result<()> {
         let log = self.spec().log(role);
         // Written before the spawn would be better still, but the pid is only
         // known after; a crash in between leaves one process for the user to see.
@@ -36,7 +41,7 @@ impl Cluster {
     }
 
     /// SIGKILL: a crash.
-    fn crash_role(&mut self, role: &str) {
+    pub(super) fn crash_role(&mut self, role: &str) {
         if let Some(r) = self.record(role) {
             process::crash(&r, self.children.get_mut(role));
             self.children.remove(role);
@@ -45,6 +50,9 @@ impl Cluster {
 
     /// Starts etcd (again: data and ports are kept) and waits until it is healthy.
     pub fn start_etcd(&mut self) -> Result<()> {
+        if self.spec().etcd_members > 1 {
+            return self.start_etcd_members();
+        }
         let argv = etcd::argv(self.spec());
         self.launch("etcd", argv, &[])?;
         let log = self.spec().log("etcd");
@@ -53,7 +61,13 @@ impl Cluster {
 
     /// Kills etcd abruptly, as a crash or a power cut would.
     pub fn stop_etcd(&mut self) {
-        self.crash_role("etcd");
+        if self.spec().etcd_members > 1 {
+            for m in 0..self.spec().etcd_members {
+                self.kill_etcd_member(m);
+            }
+        } else {
+            self.crash_role("etcd");
+        }
         // The observer's connection went with it; a fresh one after the restart.
         self.observer = None;
     }

@@ -105,6 +105,11 @@ pub struct ClusterSpec {
     pub network: String,
     /// etcd's client port; its peer port is the next one.
     pub etcd_port: u16,
+    /// etcd members: 1 runs one in the root namespace on `etcd_port`; 3 (or
+    /// another odd number up to 5) runs each in a namespace of its own, so a
+    /// test can kill, restart and partition them (`etcd_members.rs`).
+    #[serde(default = "one_member")]
+    pub etcd_members: usize,
     /// Picks the management subnet `10.254.<id>.0/24`, one per concurrent cluster.
     pub mgmt_id: u8,
     pub state_dir: PathBuf,
@@ -148,6 +153,10 @@ fn default_parallel() -> usize {
     8
 }
 
+fn one_member() -> usize {
+    1
+}
+
 impl ClusterSpec {
     /// The demo's defaults: 4 hosts x 2 rails x 3 pods, IPv4, ptp.
     pub fn new(state_dir: impl Into<PathBuf>, bin_dir: impl Into<PathBuf>) -> Self {
@@ -163,6 +172,7 @@ impl ClusterSpec {
             bond: false,
             network: "rails".into(),
             etcd_port: 23790,
+            etcd_members: 1,
             mgmt_id: 0,
             state_dir: state_dir.into(),
             bin_dir: bin_dir.into(),
@@ -220,6 +230,12 @@ impl ClusterSpec {
         }
         if self.planners == 0 {
             return bad("at least one planner is needed".into());
+        }
+        if !matches!(self.etcd_members, 1 | 3 | 5) {
+            return bad(format!(
+                "{} etcd members: run 1, 3 or 5 (a quorum needs an odd count)",
+                self.etcd_members
+            ));
         }
         if self.etcd_port == u16::MAX {
             return bad("the etcd port needs a free port after it (the peer port)".into());
@@ -409,11 +425,20 @@ impl ClusterSpec {
         out
     }
 
+    /// The endpoints the root namespace's clients (planners, CLI) get: every
+    /// member's when there are several (`--etcd-endpoints` takes the list).
     pub fn local_endpoint(&self) -> String {
+        if self.etcd_members > 1 {
+            return self.etcd_member_endpoints();
+        }
         format!("http://127.0.0.1:{}", self.etcd_port)
     }
 
+    /// The endpoints the daemons in the host namespaces get.
     pub fn mgmt_endpoint(&self) -> String {
+        if self.etcd_members > 1 {
+            return self.etcd_member_endpoints();
+        }
         format!("http://{}:{}", self.mgmt_gateway(), self.etcd_port)
     }
 
