@@ -72,11 +72,15 @@ fn restart_daemon(c: &mut Cluster, i: usize, dir: &Path) {
     wait_ready(c.spec(), i, CONVERGE).expect("daemon ready");
 }
 
-/// The binary host `i`'s daemon runs (`ip netns exec` execs into it).
+/// The binary the process of `role` runs (a daemon's `ip netns exec` execs
+/// into it).
+fn binary(c: &Cluster, role: &str) -> PathBuf {
+    let pid = c.state.process(role).expect("started").pid;
+    std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_else(|e| panic!("{role}: {e}"))
+}
+
 fn daemon_binary(c: &Cluster, i: usize) -> PathBuf {
-    let role = c.spec().host(i);
-    let pid = c.state.process(&role).expect("daemon started").pid;
-    std::fs::read_link(format!("/proc/{pid}/exe")).expect("the daemon runs")
+    binary(c, &c.spec().host(i))
 }
 
 /// Waits until etcd holds exactly the attached pods and every host has its
@@ -104,6 +108,9 @@ fn a_rolling_upgrade_from_the_previous_release_keeps_every_pod() {
     s.hosts = 3;
     s.pods = 2;
     let mut c = TestCluster::up(s);
+    for i in 0..c.spec().hosts {
+        assert_eq!(daemon_binary(&c, i), old.join("railyard-route-daemon"));
+    }
     assert_cluster_whole(&mut c);
     let before = addresses(&c);
 
@@ -121,6 +128,10 @@ fn a_rolling_upgrade_from_the_previous_release_keeps_every_pod() {
     c.attach_pods(&[(0, 2)], 1).expect("a pod on the new host");
     use_bins(&mut c, &old);
     c.attach_pods(&[(1, 2)], 1).expect("a pod on an old host");
+    assert_eq!(
+        binary(&c, &Cluster::planner_role(0)),
+        new.join("railyard-planner")
+    );
     assert_eq!(daemon_binary(&c, 0), new.join("railyard-route-daemon"));
     for i in 1..c.spec().hosts {
         assert_eq!(daemon_binary(&c, i), old.join("railyard-route-daemon"));
