@@ -179,6 +179,20 @@ fn cni_seeds() -> Vec<(String, Value)> {
                "ipam": {"type": "railyard-ipam"}, "inProcessDelegates": true,
                "delegate": {"type": "ipvlan", "mode": "l3", "mtu": 9000}}),
     ));
+    confs.push((
+        "meta-devices-chain-1.0.0".into(),
+        json!({"cniVersion": "1.0.0", "name": "gpu-rails", "type": "railyard-cni",
+               "ipam": {"type": "railyard-ipam"},
+               "delegate": {"type": "sriov"},
+               "devices": {"railResources": {"0": "nvidia.com/rail0_vf", "1": "nvidia.com/rail1_vf"},
+                           "gpuResources": ["nvidia.com/gpu"],
+                           "podResourcesSocket": "/var/lib/kubelet/pod-resources/kubelet.sock"},
+               "chain": [{"type": "rdma"},
+                         {"type": "tuning", "mtu": 4200, "sysctl": {"net.ipv4.conf.IFNAME.arp_ignore": "1"}},
+                         {"type": "bandwidth", "ingressRate": 100000000, "ingressBurst": 200000}],
+               "railyardDevices": {"gpus": [{"id": "0000:3c:00.0", "pcieRoot": "pci0000:3a", "numaNode": 0}],
+                                   "deviceRails": [{"rail": 0, "nics": ["ens1f0"]}]}}),
+    ));
     // prevResults of every version, as a chained plugin gets them.
     let result = json!({
         "interfaces": [{"name": "eth1", "mac": "0a:58:0a:00:00:01", "mtu": 9000, "sandbox": "/proc/self/ns/net"}],
