@@ -41,7 +41,11 @@ pub(crate) fn recover(dir: &Path, path: &Path) -> Result<Recovered> {
             return Err(DbError::Corrupt {
                 path: path.into(),
                 offset: 0,
-                reason: "not a railyard allocation log (bad magic)".into(),
+                reason: format!(
+                    "not a railyard allocation log (bad magic): it starts with \"{}\", not \
+                     \"RYALOG\" and two digits of format version",
+                    bytes[..bytes.len().min(MAGIC.len())].escape_ascii()
+                ),
             })
         }
     }

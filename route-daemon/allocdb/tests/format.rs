@@ -176,6 +176,10 @@ fn version_zero_and_garbage_are_refused_naming_what_was_found() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(LOG), b"RYALOGxx{}").unwrap();
     let err = AllocDb::open(dir.path(), Options::default()).unwrap_err();
-    assert!(err.to_string().contains("bad magic"), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("bad magic") && text.contains(r#""RYALOGxx""#),
+        "{text}"
+    );
     assert_eq!(std::fs::read(dir.path().join(LOG)).unwrap(), b"RYALOGxx{}");
 }
