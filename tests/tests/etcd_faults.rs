@@ -6,7 +6,9 @@
 //! 1. a follower is killed (SIGKILL), then restarted on its data;
 //! 2. the leader is killed, then restarted on its data;
 //! 3. the leader is cut off from its peers (its peer link taken down) while
-//!    clients still reach it, then the link comes back.
+//!    clients still reach it, then the link comes back;
+//! 4. a follower is cut off from everyone (both its links down): clients'
+//!    connections to it go silent, then the links come back.
 //!
 //! Right after each fault, and while it lasts: a long-lived client writes, a
 //! pod is attached on a planned host (its allocation must reach etcd), a new
@@ -62,6 +64,9 @@ struct Cost {
     /// After the fault was undone: the member is healthy and at the leader's
     /// revision (it caught up on what was written without it).
     rejoined: Duration,
+    /// Planner campaigns won during the fault (a leader that stepped down on
+    /// an etcd error and won again counts).
+    campaigns: usize,
 }
 
 /// One etcd client that lives through every fault, as a service's would.
@@ -106,6 +111,7 @@ enum Fault {
     KillFollower,
     KillLeader,
     PartitionLeader,
+    IsolateFollower,
 }
 
 impl Fault {
@@ -114,6 +120,7 @@ impl Fault {
             Fault::KillFollower => "follower killed",
             Fault::KillLeader => "leader killed",
             Fault::PartitionLeader => "leader partitioned",
+            Fault::IsolateFollower => "follower isolated",
         }
     }
 }
@@ -135,14 +142,13 @@ fn a_three_member_etcd_loses_members_and_a_partition_without_losing_service() {
     let probe = Probe::connect(&c.spec().local_endpoint());
 
     let mut costs = Vec::new();
-    for (n, fault) in [
+    let faults = [
         Fault::KillFollower,
         Fault::KillLeader,
         Fault::PartitionLeader,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+        Fault::IsolateFollower,
+    ];
+    for (n, fault) in faults.into_iter().enumerate() {
         costs.push(inject(&mut c, &probe, fault, n));
     }
 
@@ -159,7 +165,7 @@ fn inject(c: &mut TestCluster, probe: &Probe, fault: Fault, n: usize) -> Cost {
     }
     let leader = wait_leader(c, Instant::now());
     let victim = match fault {
-        Fault::KillFollower => (leader + 1) % members,
+        Fault::KillFollower | Fault::IsolateFollower => (leader + 1) % members,
         Fault::KillLeader | Fault::PartitionLeader => leader,
     };
     let spec = c.spec().clone();
@@ -185,10 +191,12 @@ fn inject(c: &mut TestCluster, probe: &Probe, fault: Fault, n: usize) -> Cost {
         fault.name()
     );
 
+    let campaigns_before = planner_campaigns(&spec);
     let t0 = Instant::now();
     match fault {
         Fault::KillFollower | Fault::KillLeader => c.kill_etcd_member(victim),
         Fault::PartitionLeader => c.partition_etcd_member(victim).expect("link down"),
+        Fault::IsolateFollower => c.isolate_etcd_member(victim).expect("links down"),
     }
     let stop_guard = AtomicBool::new(false);
     let (planned, joined, write, (pod, add, mirrored), election, lost_routes) =
@@ -200,7 +208,7 @@ fn inject(c: &mut TestCluster, probe: &Probe, fault: Fault, n: usize) -> Cost {
             let writer = scope.spawn(|| probe.write(&format!("/railyard-faults/{n}"), t0));
             let attach = scope.spawn(|| attach_and_mirror(&spec, pod_host, k, t0));
             let elect = scope.spawn(|| match fault {
-                Fault::KillFollower => None,
+                Fault::KillFollower | Fault::IsolateFollower => None,
                 _ => Some(wait_new_leader(&spec, victim, t0)),
             });
             // A host joins: the planner must plan it through the fault.
@@ -230,12 +238,15 @@ fn inject(c: &mut TestCluster, probe: &Probe, fault: Fault, n: usize) -> Cost {
     // The data path holds while the fault lasts (no etcd involved).
     c.assert_mesh();
 
+    let campaigns = planner_campaigns(&spec) - campaigns_before;
     let t1 = Instant::now();
     match fault {
         Fault::KillFollower | Fault::KillLeader => c
             .start_etcd_member(victim)
             .expect("the member restarts on its data"),
-        Fault::PartitionLeader => c.heal_etcd_member(victim).expect("link up"),
+        Fault::PartitionLeader | Fault::IsolateFollower => {
+            c.heal_etcd_member(victim).expect("links up")
+        }
     }
     wait_caught_up(&spec, victim, t1);
     let rejoined = t1.elapsed();
@@ -247,7 +258,19 @@ fn inject(c: &mut TestCluster, probe: &Probe, fault: Fault, n: usize) -> Cost {
         mirrored,
         planned,
         rejoined,
+        campaigns,
     }
+}
+
+/// Campaigns won so far by any planner, from their logs.
+fn planner_campaigns(spec: &ClusterSpec) -> usize {
+    (0..spec.planners)
+        .map(|n| {
+            let log = spec.log(&Cluster::planner_role(n));
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            text.matches("became planner leader").count()
+        })
+        .sum()
 }
 
 struct StopOnDrop<'a>(&'a AtomicBool);
@@ -356,12 +379,19 @@ fn wait_caught_up(spec: &ClusterSpec, m: usize, t0: Instant) {
 fn print_costs(costs: &[Cost]) {
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64());
     println!(
-        "\n{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "fault (s from it)", "election", "write", "pod ADD", "mirrored", "planned", "rejoined"
+        "\n{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "fault (s from it)",
+        "election",
+        "write",
+        "pod ADD",
+        "mirrored",
+        "planned",
+        "rejoined",
+        "campaigns"
     );
     for c in costs {
         println!(
-            "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             c.fault,
             c.election.map_or("-".into(), ms),
             ms(c.write),
@@ -369,6 +399,7 @@ fn print_costs(costs: &[Cost]) {
             ms(c.mirrored),
             ms(c.planned),
             ms(c.rejoined),
+            c.campaigns,
         );
     }
     println!();

@@ -12,7 +12,9 @@
 //! real partition (no packet filter: the kernel drops the frames) that leaves
 //! the member reachable by clients: the minority member still accepts their
 //! connections but can serve nothing that needs a leader, the case in which a
-//! client that does not fail over by itself hangs or errors.
+//! client that does not fail over by itself hangs or errors. Taking both of
+//! its links down ([`Cluster::isolate_etcd_member`]) cuts it off from clients
+//! too, silently, as a dead switch port or host would.
 //!
 //! Every namespace, link and process is written to the state file before it
 //! exists, so `down` removes them like the rest of the cluster.
@@ -213,10 +215,22 @@ impl Cluster {
         ip(&["-n", &peers, "link", "set", &format!("p{m}"), "down"]).map(|_| ())
     }
 
-    /// Undoes [`Cluster::partition_etcd_member`].
+    /// Cuts member `m` off from everyone: its peer link and its client link
+    /// go down. Clients' connections to it go silent (no reset): only their
+    /// timeouts tell them.
+    pub fn isolate_etcd_member(&mut self, m: usize) -> Result<()> {
+        self.partition_etcd_member(m)?;
+        let veth = self.spec().etcd_client_veth(m);
+        ip(&["link", "set", &veth, "down"]).map(|_| ())
+    }
+
+    /// Undoes [`Cluster::partition_etcd_member`] and
+    /// [`Cluster::isolate_etcd_member`].
     pub fn heal_etcd_member(&mut self, m: usize) -> Result<()> {
         let peers = self.spec().etcd_peers_ns();
-        ip(&["-n", &peers, "link", "set", &format!("p{m}"), "up"]).map(|_| ())
+        ip(&["-n", &peers, "link", "set", &format!("p{m}"), "up"])?;
+        let veth = self.spec().etcd_client_veth(m);
+        ip(&["link", "set", &veth, "up"]).map(|_| ())
     }
 
     /// Waits until member `m` answers `/health` with true, which etcd says
