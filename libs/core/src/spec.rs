@@ -100,6 +100,9 @@ pub struct DevicesSpec {
     /// Which resources are GPUs; railyard-cni's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_resources: Option<Vec<String>>,
+    /// The kubelet's pod-resources socket, for a kubelet with another root dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_resources_socket: Option<String>,
 }
 
 /// One `spec.chain` entry: a plugin and its settings as strings (converted

@@ -64,6 +64,7 @@ pub fn core_spec(spec: &MultiNicNetworkSpec) -> NetworkSpec {
         devices: spec.devices.as_ref().map(|d| DevicesSpec {
             rail_resources: d.rail_resources.clone(),
             gpu_resources: d.gpu_resources.clone(),
+            pod_resources_socket: d.pod_resources_socket.clone(),
         }),
         chain: spec
             .chain

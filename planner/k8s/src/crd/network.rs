@@ -133,6 +133,12 @@ pub struct DevicesSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
     pub gpu_resources: Option<Vec<String>>,
+    /// The kubelet's pod-resources socket as railyard-cni sees it;
+    /// `/var/lib/kubelet/pod-resources/kubelet.sock` when absent (a kubelet
+    /// with another `--root-dir` needs this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1024), regex(pattern = r"^/"))]
+    pub pod_resources_socket: Option<String>,
 }
 
 /// One `spec.chain` entry.

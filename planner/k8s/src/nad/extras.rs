@@ -61,6 +61,16 @@ pub fn devices(
         }
         out.insert("gpuResources".into(), json!(gpus));
     }
+    if let Some(socket) = &spec.pod_resources_socket {
+        if !socket.starts_with('/') {
+            return Err(CoreError::invalid(
+                "spec.devices.podResourcesSocket",
+                socket,
+                "must be an absolute path",
+            ));
+        }
+        out.insert("podResourcesSocket".into(), Value::from(socket.as_str()));
+    }
     Ok(Some(Value::Object(out)))
 }
 

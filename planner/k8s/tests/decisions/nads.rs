@@ -463,6 +463,7 @@ fn devices_give_each_rail_its_vf_resource() {
         v["spec"]["devices"] = json!({
             "railResources": {"0": "nvidia.com/rail0_vf", "3": " nvidia.com/rail3_vf "},
             "gpuResources": ["nvidia.com/gpu"],
+            "podResourcesSocket": "/var/snap/microk8s/common/var/lib/kubelet/pod-resources/kubelet.sock",
         });
     });
     let plan = plan_of(&net, &["default"]).unwrap();
@@ -471,6 +472,7 @@ fn devices_give_each_rail_its_vf_resource() {
         json!({
             "railResources": {"0": "nvidia.com/rail0_vf", "3": "nvidia.com/rail3_vf"},
             "gpuResources": ["nvidia.com/gpu"],
+            "podResourcesSocket": "/var/snap/microk8s/common/var/lib/kubelet/pod-resources/kubelet.sock",
         })
     );
     assert!(
@@ -501,6 +503,10 @@ fn devices_give_each_rail_its_vf_resource() {
     assert_eq!(
         bad(json!({"gpuResources": ["nvidia.com/gpu", " "]}), "sriov").0,
         "spec.devices.gpuResources[1]"
+    );
+    assert_eq!(
+        bad(json!({"podResourcesSocket": "kubelet.sock"}), "sriov").0,
+        "spec.devices.podResourcesSocket"
     );
     let both = network(|v| {
         v["spec"]["plugin"] = json!({"type": "sriov", "args": {"resourceName": "x/y"}});
