@@ -1,7 +1,8 @@
 //! The planner and format versions, over the in-memory store and the values
 //! the previous release wrote (`fixtures/format-v1/etcd/`): it takes over
-//! that release's plan without rewriting it, and refuses to lead (the
-//! process stops) over a plan written by a newer release, leaving it as it is.
+//! that release's plan without rewriting it, refuses to lead (the process
+//! stops) over a plan written by a newer release, leaving it as it is, and
+//! refuses a `/networks` spec of a newer format as a spec, planning on.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,10 +27,15 @@ fn fixture(file: &str) -> Vec<u8> {
 /// The previous release's network, registration, plan and status, with
 /// `meta` as the plan meta's value.
 async fn seed(meta: Vec<u8>) -> Arc<dyn Store> {
+    seed_with(fixture("network.json"), meta).await
+}
+
+/// [`seed`] with `network` as the `/networks` value.
+async fn seed_with(network: Vec<u8>, meta: Vec<u8>) -> Arc<dyn Store> {
     let store: Arc<dyn Store> = Arc::new(MemStore::new());
     let lease = store.grant(30).await.unwrap();
     for (key, value, lease) in [
-        (keys::network(NET), fixture("network.json"), None),
+        (keys::network(NET), network, None),
         (keys::host(HOST), fixture("host.json"), Some(lease)),
         (keys::plan_meta(NET), meta, None),
         (keys::plan_host(NET, HOST), fixture("plan-host.json"), None),
@@ -123,4 +129,42 @@ async fn a_plan_of_a_newer_release_stops_the_planner_untouched() {
         before_host
     );
     assert_eq!(value(&store, &keys::status(NET)).await, before_status);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_of_a_newer_format_is_refused_as_a_spec_and_planning_goes_on() {
+    let mut network: serde_json::Value = serde_json::from_slice(&fixture("network.json")).unwrap();
+    network["formatVersion"] = 2.into();
+    let store = seed_with(
+        serde_json::to_vec(&network).unwrap(),
+        fixture("plan-meta.json"),
+    )
+    .await;
+    let before_meta = value(&store, &keys::plan_meta(NET)).await;
+    let before_host = value(&store, &keys::plan_host(NET, HOST)).await;
+    let (stop, task) = start(&store);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let error = loop {
+        let status = store.get(&keys::status(NET)).await.unwrap();
+        if let Some(e) = status
+            .and_then(|kv| kv.decode_json::<NetworkStatus>().ok())
+            .and_then(|s| s.last_error)
+        {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no status names the refusal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for part in [keys::network(NET).as_str(), "format version 2", "up to 1"] {
+        assert!(error.contains(part), "{error} lacks {part}");
+    }
+    // The accepted spec stays in force: the plan is kept as it was.
+    assert_eq!(value(&store, &keys::plan_meta(NET)).await, before_meta);
+    assert_eq!(
+        value(&store, &keys::plan_host(NET, HOST)).await,
+        before_host
+    );
+    assert!(!task.is_finished(), "the planner stopped");
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
 }
