@@ -108,7 +108,21 @@ impl Refresher {
             self.wait_until(next).await;
             let sent = Instant::now();
             let store = self.store.clone();
-            let call = store.keep_alive_once(self.lease);
+            // Bounded by the refresh period, not only by the store's request
+            // timeout: a member that hangs must not hold the only refresh until
+            // the lease runs out. The store takes a call given up on this late
+            // as its member's failure and sends the retry to another one.
+            let lease = self.lease;
+            let period = self.period;
+            let call = async move {
+                match tokio::time::timeout(period, store.keep_alive_once(lease)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(StoreError::Unavailable {
+                        endpoint: "etcd".to_string(),
+                        reason: format!("refreshing lease {lease}: no answer within {period:?}"),
+                    }),
+                }
+            };
             tokio::pin!(call);
             let result = loop {
                 let deadline = self.confirmed_until;

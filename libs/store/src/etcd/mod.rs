@@ -76,6 +76,11 @@ struct Members {
     clients: Vec<ec::Client>,
     endpoints: Vec<String>,
     pinned: AtomicUsize,
+    /// Counts the pin's moves. Open watches follow it: a watch on a member the
+    /// pin left ends (`Unavailable`) and its caller opens it again on the new
+    /// one, rather than wait on a silent member until the connection's pings
+    /// give up (15 s).
+    moves: tokio::sync::watch::Sender<u64>,
 }
 
 impl Members {
@@ -86,9 +91,35 @@ impl Members {
     /// Moves calls off member `i`, unless another call already did.
     fn failed(&self, i: usize) {
         let next = (i + 1) % self.clients.len();
-        let _ = self
+        let moved = self
             .pinned
-            .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed);
+            .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if moved && self.clients.len() > 1 {
+            self.moves.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// A call given up by its caller after this long (the future dropped, as a
+/// lease refresh bounded by its TTL does) counts against its member: a
+/// healthy member answers in milliseconds.
+const SLOW_CALL: Duration = Duration::from_secs(1);
+
+/// Moves the pin off member `i` when dropped before `settled`, if the call had
+/// been waiting [`SLOW_CALL`] or longer.
+struct Attempt<'a> {
+    members: &'a Members,
+    i: usize,
+    started: std::time::Instant,
+    settled: bool,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled && self.started.elapsed() >= SLOW_CALL {
+            self.members.failed(self.i);
+        }
     }
 }
 
@@ -149,6 +180,7 @@ impl EtcdStore {
                 clients,
                 endpoints: config.endpoints.clone(),
                 pinned: AtomicUsize::new(0),
+                moves: tokio::sync::watch::channel(0).0,
             }),
             endpoint,
             request_timeout: config.request_timeout,
@@ -196,21 +228,28 @@ impl EtcdStore {
         for _ in 0..members.clients.len() {
             let i = members.pinned();
             let endpoint = &members.endpoints[i];
-            let (error, undelivered) =
-                match tokio::time::timeout(timeout, call(i, members.clients[i].clone())).await {
-                    Ok(Ok(value)) => return Ok(value),
-                    Ok(Err(e)) => {
-                        let undelivered = not_delivered(&e);
-                        (classify(endpoint, what, lease, e), undelivered)
-                    }
-                    Err(_) => (
-                        StoreError::Unavailable {
-                            endpoint: endpoint.clone(),
-                            reason: format!("{what}: no answer within {timeout:?}"),
-                        },
-                        false,
-                    ),
-                };
+            let mut attempt = Attempt {
+                members,
+                i,
+                started: std::time::Instant::now(),
+                settled: false,
+            };
+            let outcome = tokio::time::timeout(timeout, call(i, members.clients[i].clone())).await;
+            attempt.settled = true;
+            let (error, undelivered) = match outcome {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => {
+                    let undelivered = not_delivered(&e);
+                    (classify(endpoint, what, lease, e), undelivered)
+                }
+                Err(_) => (
+                    StoreError::Unavailable {
+                        endpoint: endpoint.clone(),
+                        reason: format!("{what}: no answer within {timeout:?}"),
+                    },
+                    false,
+                ),
+            };
             if !error.is_retryable() {
                 return Err(error);
             }
@@ -239,6 +278,16 @@ impl EtcdStore {
     {
         self.call(what, lease, self.request_timeout, retry, call)
             .await
+    }
+}
+
+/// Resolves once the pin has left `member` (never while it stays).
+async fn left(members: &Members, member: usize, moves: &mut tokio::sync::watch::Receiver<u64>) {
+    while members.pinned() == member {
+        if moves.changed().await.is_err() {
+            // The store is gone; nothing will move the pin again.
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -392,23 +441,32 @@ impl Store for EtcdStore {
             done: false,
         };
         let members = Arc::clone(&self.members);
-        Ok(futures::stream::unfold(watcher, move |mut w| {
-            let members = Arc::clone(&members);
-            async move {
-                if w.done {
-                    return None;
+        let moves = members.moves.subscribe();
+        Ok(
+            futures::stream::unfold((watcher, moves), move |(mut w, mut moves)| {
+                let members = Arc::clone(&members);
+                async move {
+                    if w.done {
+                        return None;
+                    }
+                    let item = tokio::select! {
+                        item = w.next_batch() => item,
+                        () = left(&members, member, &mut moves) => Err(StoreError::Unavailable {
+                            endpoint: w.endpoint.clone(),
+                            reason: format!("{}: calls moved to another member", w.what),
+                        }),
+                    };
+                    // A watch the member ended (it died, or lost its leader) is
+                    // reopened by the caller: on another member.
+                    if matches!(item, Err(StoreError::Unavailable { .. })) {
+                        members.failed(member);
+                    }
+                    w.done = item.is_err();
+                    Some((item, (w, moves)))
                 }
-                let item = w.next_batch().await;
-                // A watch the member ended (it died, or lost its leader) is
-                // reopened by the caller: on another member.
-                if matches!(item, Err(StoreError::Unavailable { .. })) {
-                    members.failed(member);
-                }
-                w.done = item.is_err();
-                Some((item, w))
-            }
-        })
-        .boxed())
+            })
+            .boxed(),
+        )
     }
 
     async fn compact(&self, revision: i64) -> Result<(), StoreError> {
