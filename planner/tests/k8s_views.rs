@@ -138,6 +138,18 @@ fn assert_ours(apply: &Seen, kind: &str, name: &str) {
     );
 }
 
+/// The HostInterface of `h` with its NICs' rails in `plan`.
+fn planned_view(h: &HostInventory, plan: &Plan) -> HostInterfaceSpec {
+    let mut rails: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    for b in plan.hosts.get(&h.name).into_iter().flat_map(|p| &p.blocks) {
+        rails
+            .entry(b.nic.to_string())
+            .or_default()
+            .insert(plan.network.clone(), b.interface);
+    }
+    HostInterfaceSpec::with_rails(h, &rails)
+}
+
 #[tokio::test]
 async fn hosts_and_plans_in_etcd_become_views_by_server_side_apply() {
     let store: Arc<dyn Store> = Arc::new(MemStore::new());
@@ -159,7 +171,7 @@ async fn hosts_and_plans_in_etcd_become_views_by_server_side_apply() {
     assert_ours(hif, "HostInterface", "node-1");
     assert_eq!(
         hif.body["spec"],
-        serde_json::to_value(HostInterfaceSpec::from(&hosts[0])).unwrap()
+        serde_json::to_value(planned_view(&hosts[0], &plan)).unwrap()
     );
     assert_eq!(
         hif.body["spec"]["interfaces"][1]["addresses"],
@@ -200,7 +212,7 @@ async fn nothing_is_sent_when_the_content_did_not_change() {
     let hif = listed(
         "HostInterface",
         "node-1",
-        serde_json::to_value(HostInterfaceSpec::from(&node)).unwrap(),
+        serde_json::to_value(planned_view(&node, &plan)).unwrap(),
         true,
     );
     let cidr = listed(

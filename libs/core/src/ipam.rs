@@ -128,6 +128,17 @@ pub struct NicAllocation {
     pub routes: Vec<PodRoute>,
 }
 
+/// An attachment as the route-daemon mirrors it to etcd
+/// (`/railyard/v1/allocations/<net>/<host>/<containerID>/<ifname>`): what the
+/// CLI, the connection check and the Kubernetes view read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationRecord {
+    pub id: AttachmentId,
+    #[serde(default)]
+    pub pod: PodRef,
+    pub nics: Vec<NicAllocation>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodRoute {
     pub dst: IpNet,

@@ -132,6 +132,17 @@ impl<T> Mirror<T> {
         self.entries.iter()
     }
 
+    /// The entries whose key starts with `prefix`, in key order, without
+    /// scanning the others (a view of one host among thousands).
+    pub fn prefixed<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a T)> {
+        self.entries
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -12,18 +12,11 @@ use std::net::IpAddr;
 
 use petgraph::graphmap::UnGraphMap;
 use petgraph::unionfind::UnionFind;
-use railyard_core::ipam::{AttachmentId, NicAllocation, PodRef};
 use railyard_core::keys;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// An allocation record as mirrored to etcd (`/railyard/v1/allocations/...`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AllocationRecord {
-    pub id: AttachmentId,
-    #[serde(default)]
-    pub pod: PodRef,
-    pub nics: Vec<NicAllocation>,
-}
+pub use railyard_core::ipam::AllocationRecord;
 
 /// One attached pod of the network being checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

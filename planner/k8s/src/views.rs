@@ -18,9 +18,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::warn;
 
-use super::crd::{Cidr, CidrSpec, HostInterface, HostInterfaceSpec};
+use super::crd::{
+    Cidr, CidrSpec, HostInterface, HostInterfaceSpec, IpAllocation, IpAllocationSpec,
+};
 use super::nad::validate_object_name;
 use super::{LABEL_MANAGED_BY, MANAGED_BY};
+use railyard_core::ipam::AllocationRecord;
 
 /// One network's plan as stored: the meta key and one key per host.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,6 +38,8 @@ pub struct Mirror {
     /// By key (`/railyard/v1/hosts/<name>`).
     hosts: KeyedMirror<HostInventory>,
     plans: BTreeMap<String, StoredPlan>,
+    /// By key (`/railyard/v1/allocations/<net>/<host>/<cid>/<ifname>`).
+    allocations: KeyedMirror<AllocationRecord>,
 }
 
 impl Mirror {
@@ -48,6 +53,38 @@ impl Mirror {
         touched
             .iter()
             .filter_map(|key| host_of(key).map(str::to_string))
+            .collect()
+    }
+
+    /// Takes one update of `/railyard/v1/allocations/`; returns the IPAllocation
+    /// names (`<network>.<host>`) it touched.
+    pub fn follow_allocations(&mut self, update: &WatchUpdate) -> BTreeSet<String> {
+        let touched = self.allocations.apply(update, |kv| {
+            allocation_view_name(&kv.key).and_then(|_| decode(kv))
+        });
+        touched
+            .iter()
+            .filter_map(|key| allocation_view_name(key))
+            .collect()
+    }
+
+    /// The IPAllocation `<network>.<host>`: `None` once its last record is gone.
+    pub fn allocation_view(&self, name: &str) -> Option<IpAllocationSpec> {
+        let (network, host) = name.split_once('.')?;
+        let prefix = keys::allocations_of_host(network, host);
+        let mut records = self
+            .allocations
+            .prefixed(&prefix)
+            .map(|(_, r)| r)
+            .peekable();
+        records.peek()?;
+        Some(IpAllocationSpec::of(network, host, records))
+    }
+
+    pub fn allocation_names(&self) -> BTreeSet<String> {
+        self.allocations
+            .keys()
+            .filter_map(|k| allocation_view_name(k))
             .collect()
     }
 
@@ -174,6 +211,16 @@ impl Mirror {
     }
 }
 
+/// `<network>.<host>` of an allocation key. Network names are DNS labels (no
+/// dot), so the first dot splits the name again.
+fn allocation_view_name(key: &str) -> Option<String> {
+    let rest = key.strip_prefix(keys::ALLOCATIONS)?;
+    let mut parts = rest.splitn(3, '/');
+    let (net, host) = (parts.next()?, parts.next()?);
+    (!net.is_empty() && !host.is_empty() && !net.contains('.') && parts.next().is_some())
+        .then(|| format!("{net}.{host}"))
+}
+
 enum PlanPart<'a> {
     Meta,
     Host(&'a str),
@@ -266,6 +313,16 @@ impl View for HostInterface {
         HostInterface::new(name, spec)
     }
     fn spec_of(&self) -> &HostInterfaceSpec {
+        &self.spec
+    }
+}
+
+impl View for IpAllocation {
+    type Spec = IpAllocationSpec;
+    fn with_spec(name: &str, spec: IpAllocationSpec) -> Self {
+        IpAllocation::new(name, spec)
+    }
+    fn spec_of(&self) -> &IpAllocationSpec {
         &self.spec
     }
 }

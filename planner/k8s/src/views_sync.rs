@@ -1,4 +1,4 @@
-//! Keeps the HostInterface and CIDR views in step with etcd (leader only, like the
+//! Keeps the HostInterface, CIDR and IPAllocation views in step with etcd (leader only, like the
 //! rest of the controller).
 //!
 //! The cache of what was applied is seeded by listing our objects (label
@@ -19,7 +19,7 @@ use railyard_store::{watch_or_relist, Store, StoreError, WatchUpdate};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-use super::crd::{Cidr, HostInterface};
+use super::crd::{Cidr, HostInterface, IpAllocation};
 use super::views::{decide, managed_selector, object, Mirror, View};
 use super::{K8sError, FIELD_MANAGER};
 
@@ -153,12 +153,14 @@ impl<V: View> Tracked<V> {
 enum Prefix {
     Hosts,
     Plans,
+    Allocations,
 }
 
 struct Views {
     mirror: Mirror,
     hosts: Tracked<HostInterface>,
     nets: Tracked<Cidr>,
+    allocations: Tracked<IpAllocation>,
 }
 
 impl Views {
@@ -183,6 +185,10 @@ impl Views {
                 self.hosts.touch(hosts, false);
                 self.nets.touch(touched, snapshot);
             }
+            Prefix::Allocations => {
+                let touched = self.mirror.follow_allocations(&update);
+                self.allocations.touch(touched, snapshot);
+            }
         }
     }
 
@@ -190,14 +196,16 @@ impl Views {
     async fn relist(&mut self) -> Result<(), K8sError> {
         let hosts = self.hosts.relist().await;
         let nets = self.nets.relist().await;
-        hosts.and(nets)
+        let allocations = self.allocations.relist().await;
+        hosts.and(nets).and(allocations)
     }
 
     async fn flush(&mut self) -> bool {
         let mirror = &self.mirror;
         let hosts = self.hosts.flush(|n| mirror.host_view(n)).await;
         let nets = self.nets.flush(|n| mirror.cidr_view(n)).await;
-        hosts && nets
+        let allocations = self.allocations.flush(|n| mirror.allocation_view(n)).await;
+        hosts && nets && allocations
     }
 }
 
@@ -208,19 +216,27 @@ pub async fn run(client: Client, store: Arc<dyn Store>, coalesce: Duration, resy
     let mut views = Views {
         mirror: Mirror::default(),
         hosts: Tracked::new(Api::all(client.clone())),
-        nets: Tracked::new(Api::all(client)),
+        nets: Tracked::new(Api::all(client.clone())),
+        allocations: Tracked::new(Api::all(client)),
     };
     // Without the listing, "gone from etcd" cannot be told from "never made".
     let mut wait = FIRST_RETRY;
     while let Err(e) = views.relist().await {
-        warn!(error = %e, "cannot list the HostInterface and CIDR views (CRDs installed? RBAC?); retrying");
+        warn!(error = %e, "cannot list the HostInterface, CIDR and IPAllocation views (CRDs installed? RBAC?); retrying");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(MAX_RETRY);
     }
-    let mut updates = stream::select(
-        watch_or_relist(Arc::clone(&store), keys::HOSTS, None).map(|u| (Prefix::Hosts, u)),
-        watch_or_relist(store, keys::PLANS, None).map(|u| (Prefix::Plans, u)),
-    );
+    let mut updates = stream::select_all([
+        watch_or_relist(Arc::clone(&store), keys::HOSTS, None)
+            .map(|u| (Prefix::Hosts, u))
+            .boxed(),
+        watch_or_relist(Arc::clone(&store), keys::PLANS, None)
+            .map(|u| (Prefix::Plans, u))
+            .boxed(),
+        watch_or_relist(store, keys::ALLOCATIONS, None)
+            .map(|u| (Prefix::Allocations, u))
+            .boxed(),
+    ]);
     let mut next_resync = Instant::now() + resync;
     let mut retry: Option<Instant> = None;
     let mut backoff = FIRST_RETRY;
@@ -248,9 +264,11 @@ pub async fn run(client: Client, store: Arc<dyn Store>, coalesce: Duration, resy
                 if let Err(e) = views.relist().await {
                     warn!(error = %e, "re-listing the views failed; comparing with the last known state");
                 }
-                let Views { mirror, hosts, nets } = &mut views;
+                let Views { mirror, hosts, nets, allocations } = &mut views;
                 hosts.touch_all(mirror.host_names());
                 nets.touch_all(mirror.network_names());
+                let names = mirror.allocation_names();
+                allocations.touch_all(names.iter().map(String::as_str));
             }
             () = sleep_until(retry.unwrap_or(next_resync)), if retry.is_some() => {}
         }

@@ -224,6 +224,19 @@ impl Env {
             .expect("delete host registration");
     }
 
+    /// Writes `value` at `key` as JSON (a record a route-daemon would mirror).
+    pub fn etcd_put(&self, key: &str, value: &Value) {
+        self.rt
+            .block_on(self.store.put(key, value.to_string().into_bytes(), None))
+            .expect("etcd put");
+    }
+
+    pub fn etcd_delete(&self, key: &str) {
+        self.rt
+            .block_on(self.store.delete(key))
+            .expect("etcd delete");
+    }
+
     pub fn etcd_get(&self, key: &str) -> Option<Value> {
         let kv = self.rt.block_on(self.store.get(key)).expect("etcd get")?;
         Some(serde_json::from_slice(&kv.value).expect("JSON value in etcd"))

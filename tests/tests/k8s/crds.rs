@@ -8,10 +8,11 @@ use railyard_e2e::kube::identity;
 
 use crate::common::{env, IPAM};
 
-const CRDS: [&str; 4] = [
+const CRDS: [&str; 5] = [
     "multinicnetworks.railyard.dev",
     "hostinterfaces.railyard.dev",
     "cidrs.railyard.dev",
+    "ipallocations.railyard.dev",
     "deviceclasses.railyard.dev",
 ];
 

@@ -167,6 +167,40 @@ fn status_and_views_follow_the_planners_etcd() {
         );
     }
 
+    // IPAllocation: one per network and host, from the records the daemons
+    // mirror; it goes with the host's last record.
+    let record_key = format!(
+        "/railyard/v1/allocations/t-views/{}/c0ffee01/net1",
+        HOSTS[0]
+    );
+    env.etcd_put(
+        &record_key,
+        &serde_json::json!({
+            "id": {"network": "t-views", "containerId": "c0ffee01", "ifname": "net1"},
+            "pod": {"namespace": "t-views", "name": "trainer-0"},
+            "nics": [{"nic": "eth1", "interface": 0, "addresses": ["10.80.0.2/24"],
+                      "gateways": ["10.80.0.1"], "routes": []}],
+        }),
+    );
+    let name = format!("t-views.{}", HOSTS[0]);
+    let alloc = env.wait_for("the IPAllocation", TIMEOUT, || {
+        env.get("ipallocation", &name, None)
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    assert_eq!(alloc["spec"]["pods"], 1, "{alloc}");
+    assert_eq!(
+        alloc["spec"]["allocations"][0],
+        serde_json::json!({"pod": "t-views/trainer-0", "containerID": "c0ffee01", "ifname": "net1",
+                           "rails": [{"rail": 0, "nic": "eth1", "addresses": ["10.80.0.2"]}]})
+    );
+    env.etcd_delete(&record_key);
+    env.wait_for("the IPAllocation to go", TIMEOUT, || {
+        match env.get("ipallocation", &name, None) {
+            None => Ok(()),
+            Some(_) => Err("still there".into()),
+        }
+    });
+
     // A host whose registration goes (its daemon's lease ran out): its
     // HostInterface is deleted; the plan keeps it for the grace period.
     env.unregister_host(HOSTS[2]);

@@ -1,6 +1,7 @@
 //! The custom resources: railyard's own (generated into deploy/kubernetes/crds by
 //! `railyard-crdgen`) and the Multus NetworkAttachmentDefinition railyard writes.
 
+pub mod allocations;
 pub mod device_class;
 pub mod nad;
 pub mod network;
@@ -10,6 +11,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::{Map, Value};
 
+pub use allocations::{IpAllocation, IpAllocationSpec};
 pub use device_class::{DeviceClass, DeviceClassSpec, DeviceMatchSpec};
 pub use nad::{NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec};
 pub use network::{
@@ -28,6 +30,7 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("multinicnetworks.yaml", MultiNicNetwork::crd()),
         ("hostinterfaces.yaml", HostInterface::crd()),
+        ("ipallocations.yaml", IpAllocation::crd()),
         ("cidrs.yaml", Cidr::crd()),
         ("deviceclasses.yaml", DeviceClass::crd()),
     ]

@@ -287,3 +287,57 @@ fn the_host_view_publishes_rails_and_dra_attributes() {
         })
     );
 }
+
+/// IPAllocation: one view per network and host, from the mirrored records;
+/// the last record gone deletes it, and other hosts' views are untouched.
+#[test]
+fn ip_allocations_follow_the_records_per_network_and_host() {
+    let record = |net: &str, host: &str, cid: &str, pod: &str, addr: &str| {
+        let key = format!("{}{net}/{host}/{cid}/net1", keys::ALLOCATIONS);
+        let value = json!({
+            "id": {"network": net, "containerId": cid, "ifname": "net1"},
+            "pod": {"namespace": "ml", "name": pod},
+            "nics": [{"nic": "eth1", "interface": 1, "addresses": [format!("{addr}/24")],
+                      "gateways": ["192.168.64.1"], "routes": []}],
+        });
+        (key, value)
+    };
+    let a = record("rails", "node-1", "bbbb", "trainer-1", "192.168.64.11");
+    let b = record("rails", "node-1", "aaaa", "trainer-0", "192.168.64.10");
+    let c = record("rails", "node-2", "cccc", "trainer-2", "192.168.65.10");
+    let d = record("storage", "node-1", "dddd", "loader", "10.9.0.5");
+    let mut mirror = views::Mirror::default();
+    let touched = mirror.follow_allocations(&snapshot(
+        [&a, &b, &c, &d].iter().map(|(k, v)| put(k, v)).collect(),
+    ));
+    assert_eq!(
+        touched,
+        names(&["rails.node-1", "rails.node-2", "storage.node-1"])
+    );
+    let view = mirror.allocation_view("rails.node-1").unwrap();
+    assert_eq!(
+        (view.network.as_str(), view.host.as_str(), view.pods),
+        ("rails", "node-1", 2)
+    );
+    let pods: Vec<&str> = view.allocations.iter().map(|p| p.pod.as_str()).collect();
+    assert_eq!(pods, ["ml/trainer-0", "ml/trainer-1"], "sorted by pod");
+    assert_eq!(view.allocations[0].rails[0].addresses, ["192.168.64.10"]);
+    assert_eq!(view.allocations[0].rails[0].rail, 1);
+
+    // node-2's last record goes: its view is deleted, node-1's untouched.
+    let applied: BTreeMap<String, _> = ["rails.node-1", "rails.node-2"]
+        .iter()
+        .map(|n| (n.to_string(), mirror.allocation_view(n).unwrap()))
+        .collect();
+    let touched = mirror.follow_allocations(&WatchUpdate::Events(vec![gone(&c.0)]));
+    assert_eq!(touched, names(&["rails.node-2"]));
+    let changes = views::decide(&touched, |n| mirror.allocation_view(n), &applied);
+    assert_eq!(changes.delete, ["rails.node-2"]);
+    assert!(changes.apply.is_empty());
+    // Keys of another shape under the prefix make no view.
+    let stray = mirror.follow_allocations(&WatchUpdate::Events(vec![put(
+        &format!("{}rails", keys::ALLOCATIONS),
+        &json!({}),
+    )]));
+    assert!(stray.is_empty());
+}

@@ -75,6 +75,7 @@ pub const NADS: &str = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions"
 pub const NAMESPACES: &str = "/api/v1/namespaces";
 pub const HOST_INTERFACES: &str = "/apis/railyard.dev/v1/hostinterfaces";
 pub const CIDRS: &str = "/apis/railyard.dev/v1/cidrs";
+pub const IP_ALLOCATIONS: &str = "/apis/railyard.dev/v1/ipallocations";
 pub const DEVICE_CLASSES: &str = "/apis/railyard.dev/v1/deviceclasses";
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -134,6 +135,7 @@ impl Server {
             NAMESPACES,
             HOST_INTERFACES,
             CIDRS,
+            IP_ALLOCATIONS,
             DEVICE_CLASSES,
         ] {
             fake.lists.insert(c, Vec::new());
