@@ -18,7 +18,7 @@
 //! and the runtime's next CNI GC (which lists the live attachments) releases it:
 //! a release is delayed, never turned into a duplicate.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -87,6 +87,10 @@ pub struct AllocDb {
     /// The log held no record at all when opened: a new host, or a state dir
     /// that was lost. The daemon must not trust such an empty state blindly.
     opened_empty: bool,
+    /// When this process opened the log: the last ADD of an attachment that
+    /// came from the log (or etcd) is taken to be this late, since the log
+    /// keeps no times (see [`AllocDb::attachments_added`]).
+    opened_at: Instant,
     _lock: Flock<File>,
 }
 
@@ -103,6 +107,9 @@ struct Inner {
     /// Plan configs that arrived meanwhile; applied on reopen.
     pending_networks: BTreeMap<String, NetworkConfig>,
     last_reopen: Option<Instant>,
+    /// When an ADD last decided each attachment in this process (memory only,
+    /// never logged): what the leak sweep's release checks under the lock.
+    added: HashMap<AttachmentId, Instant>,
 }
 
 impl fmt::Debug for AllocDb {
@@ -144,12 +151,14 @@ impl AllocDb {
                 pending_releases: Vec::new(),
                 pending_networks: BTreeMap::new(),
                 last_reopen: None,
+                added: HashMap::new(),
             }),
             durable: drx,
             durable_tx: dtx,
             counters,
             writer: Mutex::new(None),
             opened_empty,
+            opened_at: Instant::now(),
             _lock: lock,
             opts,
             dir,
@@ -229,7 +238,7 @@ impl AllocDb {
         let (att, lsn) = {
             let mut g = self.lock()?;
             self.ensure_writable(&mut g)?;
-            match g.core.get(&args.attachment) {
+            let decided = match g.core.get(&args.attachment) {
                 // It may be another caller's, still in flight: wait for everything.
                 Some(a) => (a.clone(), g.next_lsn - 1),
                 None => {
@@ -239,7 +248,10 @@ impl AllocDb {
                     g.maybe_compact(&self.opts)?;
                     (a, lsn)
                 }
-            }
+            };
+            // A repeated ADD counts too: its pod is being (re)created now.
+            g.added.insert(args.attachment.clone(), Instant::now());
+            decided
         };
         self.wait(lsn).await?;
         Ok(att.nics.clone())
@@ -266,6 +278,7 @@ impl AllocDb {
             }
             match g.core.release(id) {
                 Some(_) => {
+                    g.added.remove(id);
                     let lsn = g.log(Record::Release(vec![id.clone()]))?;
                     g.push_change(&self.opts, lsn, Change::Released(id.clone()));
                     g.maybe_compact(&self.opts)?;
@@ -306,6 +319,7 @@ impl AllocDb {
             } else {
                 for id in &gone {
                     g.core.release(id);
+                    g.added.remove(id);
                 }
                 let lsn = g.log(Record::Release(gone.clone()))?;
                 let n = gone.len();
@@ -318,6 +332,71 @@ impl AllocDb {
         };
         self.wait(lsn).await?;
         Ok(u32::try_from(released).unwrap_or(u32::MAX))
+    }
+
+    /// Every attachment, durable, with when an ADD last decided it (allocated it,
+    /// or answered a repeated ADD for it) in this process. Attachments replayed
+    /// from the log or adopted from etcd count as added when the log was opened:
+    /// the log keeps no times, and a later time only delays a leak sweep.
+    pub async fn attachments_added(&self) -> Result<Vec<(Arc<Attachment>, Instant)>> {
+        let (all, lsn) = {
+            let g = self.lock()?;
+            let all = g
+                .core
+                .attachments(None)
+                .into_iter()
+                .map(|a| {
+                    let at = g.added.get(&a.id).copied().unwrap_or(self.opened_at);
+                    (a, at)
+                })
+                .collect();
+            (all, g.next_lsn - 1)
+        };
+        self.wait(lsn).await?;
+        Ok(all)
+    }
+
+    /// The leak sweep's release: of `ids`, those still held whose last ADD
+    /// (as [`AllocDb::attachments_added`] tells it) came before `added_before`
+    /// are released in one record, as a GC releases, durable before it
+    /// returns; the released attachments are returned. The check and the
+    /// release happen under the lock every ADD decides under, so an ADD for
+    /// one of them that came after `added_before`, or is deciding right now,
+    /// keeps it; an ADD that comes after the release allocates afresh.
+    pub async fn release_idle(
+        &self,
+        ids: &[AttachmentId],
+        added_before: Instant,
+    ) -> Result<Vec<Arc<Attachment>>> {
+        let (released, lsn) = {
+            let mut g = self.lock()?;
+            self.ensure_writable(&mut g)?;
+            let idle: Vec<AttachmentId> = ids
+                .iter()
+                .filter(|id| g.core.get(id).is_some())
+                .filter(|id| g.added.get(*id).copied().unwrap_or(self.opened_at) < added_before)
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if idle.is_empty() {
+                (Vec::new(), g.next_lsn - 1)
+            } else {
+                let released: Vec<Arc<Attachment>> =
+                    idle.iter().filter_map(|id| g.core.release(id)).collect();
+                for id in &idle {
+                    g.added.remove(id);
+                }
+                let lsn = g.log(Record::Release(idle.clone()))?;
+                for id in idle {
+                    g.push_change(&self.opts, lsn, Change::Released(id));
+                }
+                g.maybe_compact(&self.opts)?;
+                (released, lsn)
+            }
+        };
+        self.wait(lsn).await?;
+        Ok(released)
     }
 
     /// STATUS: whether `network` can allocate now.
