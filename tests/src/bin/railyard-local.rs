@@ -105,6 +105,10 @@ struct ClusterArgs {
     /// etcd's client port (the peer port is the next one).
     #[arg(long, default_value_t = 23790)]
     etcd_port: u16,
+    /// etcd members: 1 (on the loopback, `--etcd-port`), or 3 or 5, each in a
+    /// namespace of its own on the management bridge (docs/design/etcd-faults.md).
+    #[arg(long, default_value_t = 1)]
+    etcd_members: usize,
     /// The management subnet is `10.254.<id>.0/24`; change it to run two clusters.
     #[arg(long, default_value_t = 0)]
     mgmt_id: u8,
@@ -161,6 +165,7 @@ impl ClusterArgs {
         spec.bond = self.bond;
         spec.network.clone_from(&self.network);
         spec.etcd_port = self.etcd_port;
+        spec.etcd_members = self.etcd_members;
         spec.mgmt_id = self.mgmt_id;
         spec.prefix.clone_from(&self.prefix);
         spec.planners = self.planners;

@@ -3,10 +3,10 @@
 //! it, restart it on its data, and cut it off from its peers.
 //!
 //! Each member runs in a namespace of its own with two links:
-//! - `client0` on the management bridge (10.254.<id>.<2+m>), where the
+//! - `client0` on the management bridge (`10.254.<id>.<2+m>`), where the
 //!   planners (root namespace) and the daemons (host namespaces) reach it;
 //! - `peer0` on a bridge of its own in the `<prefix>etcd-peers` namespace
-//!   (10.253.<id>.<2+m>), which carries only raft traffic.
+//!   (`10.253.<id>.<2+m>`), which carries only raft traffic.
 //!
 //! Taking a member's peer link down ([`Cluster::partition_etcd_member`]) is a
 //! real partition (no packet filter: the kernel drops the frames) that leaves

@@ -122,6 +122,13 @@ pub fn stop(record: &ProcRecord, child: Option<&mut Child>, grace: Duration) {
     }
     if let Some(c) = child {
         let _ = c.wait();
+    } else {
+        // Not ours to reap: wait for the kill to land, so a caller checking
+        // right after (`down`) does not count a dying process as running.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while is_alive(record) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
