@@ -29,6 +29,16 @@ pub struct EtcdArgs {
     /// Client key (PEM) for mutual TLS.
     #[arg(long = "etcd-key", env = "RAILYARD_ETCD_KEY", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// Bound on each etcd call, after which the client tries another member.
+    /// A write in flight when etcd's leader is lost fails only then (etcd drops
+    /// it without an answer), so this is most of what a leader loss costs.
+    #[arg(
+        long = "etcd-request-timeout",
+        env = "RAILYARD_ETCD_REQUEST_TIMEOUT",
+        value_parser = parse_duration,
+        default_value = "5s"
+    )]
+    pub request_timeout: Duration,
 }
 
 impl EtcdArgs {
@@ -37,6 +47,7 @@ impl EtcdArgs {
         c.ca.clone_from(&self.ca);
         c.cert.clone_from(&self.cert);
         c.key.clone_from(&self.key);
+        c.request_timeout = self.request_timeout;
         c
     }
 
@@ -71,5 +82,31 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    }
+
+    #[test]
+    fn the_request_timeout_reaches_the_config() {
+        let default = Cli::parse_from(["x"]).etcd.config();
+        assert_eq!(default.request_timeout, Duration::from_secs(5));
+        let args = [
+            "x",
+            "--etcd-endpoints=http://a:2379,http://b:2379",
+            "--etcd-request-timeout=1500ms",
+        ];
+        let config = Cli::parse_from(args).etcd.config();
+        assert_eq!(config.endpoints.len(), 2);
+        assert_eq!(config.request_timeout, Duration::from_millis(1500));
     }
 }
