@@ -2,12 +2,14 @@
 //! [`DaemonConfig`]; here rather than in the binary so the translation is tested.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use railyard_store::cli::EtcdArgs;
+use railyard_store::cli::{parse_duration, EtcdArgs};
 
 use crate::daemon::DaemonConfig;
 use crate::discovery::FilterConfig;
 use crate::kernel::{RoutingMode, DEFAULT_RULE_PRIORITY};
+use crate::sweep::{LeakSweep, Pods};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -57,6 +59,29 @@ pub struct Args {
     /// Where the durable allocation log lives.
     #[arg(long, default_value = "/var/lib/railyard")]
     pub state_dir: PathBuf,
+    /// Release the allocations of pods gone from the Kubernetes API (the
+    /// leak sweep, for runtimes that never send CNI GC). `auto` turns it on
+    /// inside a cluster (KUBERNETES_SERVICE_HOST set, the pod's service
+    /// account) or with --kubeconfig; `--kubernetes` alone means `on`.
+    #[arg(long, value_enum, default_value = "auto", num_args = 0..=1, default_missing_value = "on")]
+    pub kubernetes: KubernetesMode,
+    /// The leak sweep's cluster configuration instead of the in-cluster one.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// How long a pod must be seen gone, and its attachment unused by any
+    /// ADD, before the sweep releases its addresses (e.g. 15m).
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub leak_grace: Duration,
+    /// How often the leak sweep lists this node's pods (e.g. 60s).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub leak_sweep_every: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KubernetesMode {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -90,8 +115,45 @@ impl Args {
             state_dir: self.state_dir.clone(),
             allowed_uid: nix::unistd::geteuid().as_raw(),
         });
+        config.leak_sweep = self.leak_sweep(in_cluster())?;
         Ok(config)
     }
+
+    /// The leak sweep's settings; `in_cluster` is whether the daemon runs in
+    /// a pod (what `auto` goes by).
+    pub fn leak_sweep(&self, in_cluster: bool) -> Result<Option<LeakSweep>, String> {
+        let on = match self.kubernetes {
+            KubernetesMode::Off => false,
+            KubernetesMode::On => true,
+            KubernetesMode::Auto => in_cluster || self.kubeconfig.is_some(),
+        };
+        if !on {
+            return Ok(None);
+        }
+        if self.ipam_socket == "off" {
+            return Err(
+                "--kubernetes: the leak sweep releases IPAM allocations; it needs --ipam-socket"
+                    .into(),
+            );
+        }
+        if self.leak_sweep_every.is_zero() {
+            return Err("--leak-sweep-every must be more than 0s".into());
+        }
+        let pods = match &self.kubeconfig {
+            Some(path) => Pods::Kubeconfig(path.clone()),
+            None => Pods::InCluster,
+        };
+        Ok(Some(LeakSweep {
+            pods,
+            grace: self.leak_grace,
+            every: self.leak_sweep_every,
+        }))
+    }
+}
+
+/// Whether this process runs in a Kubernetes pod.
+fn in_cluster() -> bool {
+    std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
 
 /// The kernel's host name, the usual Kubernetes node name.
@@ -149,6 +211,40 @@ mod tests {
         assert_eq!(c.filter.exclude, ["ens9"]);
         assert!(c.static_inventory.is_some());
         assert_eq!(c.metrics_addr, None);
+    }
+
+    #[test]
+    fn the_leak_sweep_is_off_unless_configured() {
+        let sweep = |args: &[&str], in_cluster: bool| {
+            parse(args)
+                .expect("valid flags")
+                .leak_sweep(in_cluster)
+                .expect("settings")
+        };
+        assert!(sweep(&[], false).is_none(), "off outside a cluster");
+        assert!(sweep(&["--kubernetes=off"], true).is_none());
+        let s = sweep(&[], true).expect("on inside a cluster");
+        assert!(matches!(s.pods, Pods::InCluster));
+        assert_eq!(s.grace, Duration::from_secs(900));
+        assert_eq!(s.every, Duration::from_secs(60));
+        let s = sweep(
+            &[
+                "--kubeconfig=/etc/k.conf",
+                "--leak-grace=2m",
+                "--leak-sweep-every=10s",
+            ],
+            false,
+        )
+        .expect("on with a kubeconfig");
+        assert!(matches!(s.pods, Pods::Kubeconfig(ref p) if p.as_os_str() == "/etc/k.conf"));
+        assert_eq!(s.grace, Duration::from_secs(120));
+        assert_eq!(s.every, Duration::from_secs(10));
+        assert!(sweep(&["--kubernetes"], false).is_some());
+        let err = parse(&["--kubernetes", "--ipam-socket=off"])
+            .expect("parses")
+            .leak_sweep(false)
+            .expect_err("no IPAM, nothing to sweep");
+        assert!(err.contains("--ipam-socket"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod netlink;
 pub mod reconcile;
 pub mod registration;
 mod shutdown;
+pub mod sweep;
 pub mod view;
 pub mod watch;
 

@@ -29,6 +29,9 @@ pub struct DaemonConfig {
     pub timing: Timing,
     /// The allocation service (socket, durable log); `None` runs routes only.
     pub ipam: Option<crate::ipam::IpamConfig>,
+    /// Release the allocations of pods gone from the Kubernetes API (needs
+    /// `ipam`); `None` leaves that to the runtime's CNI DEL and GC.
+    pub leak_sweep: Option<crate::sweep::LeakSweep>,
 }
 
 /// The waits that shape how the daemon batches work. The defaults keep a plan
@@ -67,6 +70,7 @@ impl DaemonConfig {
             metrics_addr: None,
             timing: Timing::default(),
             ipam: None,
+            leak_sweep: None,
         }
     }
 }

@@ -66,6 +66,19 @@ pub async fn run_on(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     check(&config)?;
+    // The Kubernetes client before anything else: a configuration that cannot
+    // work stops the daemon as a bad flag does.
+    let pods = match (&config.leak_sweep, &config.ipam) {
+        (Some(sweep), Some(_)) => Some((
+            sweep.clone(),
+            sweep
+                .pods
+                .connect()
+                .await
+                .map_err(|e| Error::Config(format!("leak sweep: {e}")))?,
+        )),
+        _ => None,
+    };
     let mut ctx = HostContext::start(config, metrics, connector)?;
     let ipam_plans = ctx.config.ipam.clone().map(|ipam| {
         let (plans, rx) = mpsc::unbounded_channel();
@@ -75,6 +88,7 @@ pub async fn run_on(
             links: Arc::clone(&ctx.ipam_links),
             store: ctx.store_slot(),
             plans: rx,
+            sweep: pods,
         };
         let m = Arc::clone(&ctx.metrics.ipam);
         let stop = shutdown.clone();
@@ -144,6 +158,12 @@ fn check(config: &DaemonConfig) -> Result<()> {
     }
     .validate("node name")
     .map_err(|e| Error::Config(e.to_string()))?;
+    if config.leak_sweep.is_some() && config.ipam.is_none() {
+        return Err(Error::Config(
+            "the leak sweep releases IPAM allocations: it needs the IPAM service (--ipam-socket)"
+                .into(),
+        ));
+    }
     if config.lease_ttl_secs < 1 {
         return Err(Error::Config(format!(
             "lease TTL must be at least 1 s, not {}",

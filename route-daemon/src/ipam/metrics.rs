@@ -29,6 +29,11 @@ pub struct BlockLabel {
     pub block: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
 #[derive(Debug)]
 pub struct IpamMetrics {
     pub requests: Family<OpLabel, Counter>,
@@ -36,6 +41,10 @@ pub struct IpamMetrics {
     pub latency: Family<OpLabel, Histogram, fn() -> Histogram>,
     pub free: Family<BlockLabel, Gauge>,
     pub allocated: Family<BlockLabel, Gauge>,
+    /// Attachments the leak sweep released (pods gone from the Kubernetes API).
+    pub leaks_released: Counter,
+    /// The leak sweep's lists of the node's pods, by result (listed, failed).
+    pub leak_observations: Family<ResultLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -50,6 +59,8 @@ impl IpamMetrics {
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             free: Family::default(),
             allocated: Family::default(),
+            leaks_released: Counter::default(),
+            leak_observations: Family::default(),
         };
         registry.register(
             "ipam_requests",
@@ -76,7 +87,25 @@ impl IpamMetrics {
             "Allocated pod addresses per host block",
             m.allocated.clone(),
         );
+        registry.register(
+            "ipam_leaks_released",
+            "Attachments the leak sweep released because their pod was gone from the Kubernetes API for the grace period",
+            m.leaks_released.clone(),
+        );
+        registry.register(
+            "ipam_leak_observations",
+            "Lists of this node's pods made by the leak sweep, by result (a failed one is no observation)",
+            m.leak_observations.clone(),
+        );
         m
+    }
+
+    pub fn leak_observation(&self, result: &str) {
+        self.leak_observations
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     pub fn observe(&self, op: &str, response: &Response, took: Duration) {

@@ -24,6 +24,7 @@ use super::{run_mirror, serve, IpamContext, IpamMetrics, MirrorConfig};
 use crate::daemon::StoreSlot;
 use crate::discovery::InventorySource;
 use crate::error::{Error, Result};
+use crate::sweep::{LeakSweep, PodSource};
 
 /// The service's own settings. The host name, the discovery source and the
 /// etcd connection are the daemon's ([`DaemonConfig`](crate::daemon::DaemonConfig),
@@ -49,6 +50,8 @@ pub struct IpamFeeds {
     pub store: StoreSlot,
     /// This host's share of every plan change (from the reconciler's plan watch).
     pub plans: mpsc::UnboundedReceiver<NetworkConfig>,
+    /// The leak sweep and its connected pod source, when configured.
+    pub sweep: Option<(LeakSweep, Arc<dyn PodSource>)>,
 }
 
 impl std::fmt::Debug for IpamFeeds {
@@ -106,6 +109,17 @@ pub async fn run(
         Arc::clone(&db),
         shutdown.clone(),
     ));
+    if let Some((sweep, pods)) = feeds.sweep {
+        tokio::spawn(crate::sweep::run(
+            sweep,
+            pods,
+            feeds.host.clone(),
+            Arc::clone(&db),
+            trusted.clone(),
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ));
+    }
     let (class_tx, class_rx) = watch::channel(Vec::new());
     tokio::spawn(with_store(
         feeds.store,
