@@ -249,3 +249,27 @@ async fn a_watch_moves_off_a_hung_member() {
     assert!(seen.is_ok(), "no event {took:?} after the member hung");
     println!("the write and its event {took:?} after the member hung");
 }
+
+/// A client whose first endpoint hangs starts on the next one within half a
+/// second, not after its whole connect timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_client_skips_a_hung_first_member() {
+    let mut cluster = start_cluster();
+    let victim = follower(&cluster);
+    let mut order = vec![victim];
+    order.extend((0..cluster.len()).filter(|&m| m != victim));
+    let mut config = cluster.config(&order);
+    config.connect_timeout = Duration::from_secs(3);
+    cluster.pause(victim).expect("SIGSTOP");
+    let started = Instant::now();
+    let connected = EtcdStore::connect(config).await;
+    let took = started.elapsed();
+    let read = match &connected {
+        Ok(store) => store.get("/x").await.map(|_| ()),
+        Err(e) => Err(e.clone()),
+    };
+    cluster.resume(victim).expect("SIGCONT");
+    connected.expect("connects to the members that answer");
+    read.expect("and reads from them");
+    assert!(took < Duration::from_millis(1500), "connect took {took:?}");
+}

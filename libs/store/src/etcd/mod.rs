@@ -175,11 +175,12 @@ impl EtcdStore {
                 .map_err(|e| classify(member, "connecting", None, e))?;
             clients.push(client);
         }
+        let first = first_to_answer(&clients, config.connect_timeout).await;
         let store = EtcdStore {
             members: Arc::new(Members {
                 clients,
                 endpoints: config.endpoints.clone(),
-                pinned: AtomicUsize::new(0),
+                pinned: AtomicUsize::new(first),
                 moves: tokio::sync::watch::channel(0).0,
             }),
             endpoint,
@@ -280,6 +281,29 @@ impl EtcdStore {
             .await
     }
 }
+
+/// With several members: the first, in the configured order, that answers a
+/// status call within [`QUICK_ANSWER`], so that a new client does not spend
+/// its whole connect timeout on a member that hangs. 0 when none does (the
+/// health check in `connect` then waits for them in turn).
+async fn first_to_answer(clients: &[ec::Client], connect_timeout: Duration) -> usize {
+    if clients.len() < 2 {
+        return 0;
+    }
+    let quick = QUICK_ANSWER.min(connect_timeout);
+    for (i, client) in clients.iter().enumerate() {
+        let status = async { client.maintenance_client().status().await };
+        if let Ok(Ok(_)) = tokio::time::timeout(quick, status).await {
+            return i;
+        }
+    }
+    0
+}
+
+/// How long a healthy member may take to answer the first status call (a
+/// connection, a handshake, a local read): milliseconds, so half a second is
+/// generous.
+const QUICK_ANSWER: Duration = Duration::from_millis(500);
 
 /// Resolves once the pin has left `member` (never while it stays).
 async fn left(members: &Members, member: usize, moves: &mut tokio::sync::watch::Receiver<u64>) {
