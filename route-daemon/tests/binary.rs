@@ -25,6 +25,10 @@ fn help_lists_the_flags() {
         "--static-inventory",
         "--metrics-addr",
         "--log-json",
+        "--kubernetes",
+        "--kubeconfig",
+        "--leak-grace",
+        "--leak-sweep-every",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
@@ -72,6 +76,42 @@ fn bad_flags_fail_with_a_readable_message() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no/slashes"), "{err}");
+}
+
+#[test]
+fn a_kubeconfig_that_cannot_be_read_stops_the_daemon() {
+    // The leak sweep's configuration is checked before anything starts, as a
+    // bad flag is: a daemon that silently ran without it would leak.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("ipam.sock");
+    let out = run(&[
+        "--node-name",
+        "h1",
+        "--etcd-endpoints",
+        "http://127.0.0.1:1",
+        "--metrics-addr",
+        "off",
+        "--ipam-socket",
+        socket.to_str().expect("utf-8 path"),
+        "--state-dir",
+        dir.path().to_str().expect("utf-8 path"),
+        "--kubeconfig",
+        "/nonexistent/railyard.kubeconfig",
+    ]);
+    assert!(
+        !out.status.success(),
+        "an unreadable kubeconfig must stop the daemon"
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("leak sweep") && text.contains("/nonexistent/railyard.kubeconfig"),
+        "{text}"
+    );
+    assert!(!socket.exists(), "nothing was served");
 }
 
 fn free_port() -> u16 {

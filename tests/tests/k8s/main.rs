@@ -15,6 +15,7 @@ mod check_in_cluster;
 mod common;
 mod crds;
 mod demo;
+mod leak_sweep;
 mod loud;
 mod multus;
 mod nads;

@@ -145,7 +145,9 @@ fn a_static_pod_is_present_through_its_mirror() {
         ..info("etcd-node1", "api-uid")
     };
     for at in [100, 200, 300] {
-        assert!(sw.observe(&h, &listed(at, std::slice::from_ref(&mirror))).is_empty());
+        assert!(sw
+            .observe(&h, &listed(at, std::slice::from_ref(&mirror)))
+            .is_empty());
     }
 }
 
