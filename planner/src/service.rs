@@ -6,7 +6,7 @@
 //! arrived in it is planned and written together, in transactions of at most 128
 //! operations, each guarded by the leader's election key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -297,8 +297,14 @@ async fn sweep_tombstones(store: &dyn Store, world: &mut World) -> Result<()> {
         return Ok(());
     }
     for name in names {
-        let held = store.range(&keys::allocations_of(&name)).await?.kvs.len();
-        world.tombstone_allocations(&name, held);
+        let prefix = keys::allocations_of(&name);
+        let mut held: BTreeMap<String, usize> = BTreeMap::new();
+        for kv in store.range(&prefix).await?.kvs {
+            let rest = kv.key.strip_prefix(prefix.as_str()).unwrap_or(&kv.key);
+            let host = rest.split('/').next().unwrap_or_default();
+            *held.entry(host.to_string()).or_default() += 1;
+        }
+        world.tombstone_holders(&name, &held, now());
     }
     settle_all(store, world, Vec::new()).await
 }

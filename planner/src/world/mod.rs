@@ -37,6 +37,10 @@ pub struct World {
     orphans: Vec<Op>,
     /// Ranges of deleted networks whose pods still hold addresses.
     tombstones: Tombstones,
+    /// Hosts without a registration that hold records in a deleted network,
+    /// by (network, host): since when they are known gone (see
+    /// [`World::tombstone_holders`]).
+    gone_holders: BTreeMap<(String, String), GoneHolder>,
     /// A range was freed (a network deleted, a tombstone cleared, a subnet
     /// changed): networks refused for overlapping are evaluated again.
     recheck: bool,
@@ -66,6 +70,14 @@ struct NetState {
     /// skipped when the value would not change.
     written: HashMap<String, Vec<u8>>,
     plan_revision: i64,
+}
+
+/// A host without a registration holding records in a deleted network.
+#[derive(Debug, Clone, Copy)]
+struct GoneHolder {
+    since: u64,
+    /// Its records were handed to the store for deletion.
+    released: bool,
 }
 
 /// The spec a network's plan follows, published in the plan's meta key.
@@ -105,6 +117,7 @@ impl World {
             nets: BTreeMap::new(),
             orphans: Vec::new(),
             tombstones: Tombstones::default(),
+            gone_holders: BTreeMap::new(),
             recheck: false,
         }
     }
@@ -267,6 +280,19 @@ impl World {
                 prefix: keys::plan_prefix(name),
             });
             self.orphans.push(Op::delete(keys::status(name)));
+            // Hosts already in their grace period keep its start: the plan
+            // that recorded it goes now.
+            for (host, h) in st.active.iter().flat_map(|p| p.hosts()) {
+                if let Some(since) = h.departed_at {
+                    self.gone_holders.insert(
+                        (name.to_string(), host.clone()),
+                        GoneHolder {
+                            since,
+                            released: false,
+                        },
+                    );
+                }
+            }
             if let Some(a) = st.accepted {
                 self.tombstones.bury(name, a.subnets, now);
             }
@@ -286,6 +312,53 @@ impl World {
     /// Deleted networks whose range is still reserved.
     pub fn tombstones(&self) -> Vec<String> {
         self.tombstones.names()
+    }
+
+    /// What a tombstoned network still holds, as record counts by host. A
+    /// deleted network has no plan, so no plan entry expires to release the
+    /// records of a host that left for good (`release_departed`): a host
+    /// without a registration for the whole grace period (counted from its
+    /// `departedAt` in the plan the network had, else from when this leader
+    /// first found it unregistered) has its records deleted here, the same
+    /// rule. Without it, one host removed without a drain would keep the
+    /// range reserved forever. The rest is counted; at 0 the range frees.
+    pub fn tombstone_holders(&mut self, name: &str, held: &BTreeMap<String, usize>, now: u64) {
+        self.gone_holders
+            .retain(|(net, host), _| net != name || held.contains_key(host));
+        let mut count = 0;
+        for (host, n) in held {
+            let key = (name.to_string(), host.clone());
+            if self.hosts.contains_key(host) {
+                self.gone_holders.remove(&key);
+                count += n;
+                continue;
+            }
+            let gone = self.gone_holders.entry(key).or_insert(GoneHolder {
+                since: now,
+                released: false,
+            });
+            if gone.released {
+                continue;
+            }
+            if now.saturating_sub(gone.since) >= self.grace_secs {
+                gone.released = true;
+                tracing::info!(
+                    network = name,
+                    host = host.as_str(),
+                    records = n,
+                    "deleted network: a host unregistered longer than the grace period holds records there; releasing them"
+                );
+                self.orphans.push(Op::DeletePrefix {
+                    prefix: keys::allocations_of_host(name, host),
+                });
+            } else {
+                count += n;
+            }
+        }
+        self.tombstone_allocations(name, count);
+        if !self.tombstones.names().iter().any(|n| n == name) {
+            self.gone_holders.retain(|(net, _), _| net != name);
+        }
     }
 
     /// How many allocations a tombstoned network still has; at 0 its range frees.
