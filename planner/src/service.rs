@@ -186,7 +186,13 @@ fn apply_hosts(
             // unreadable are deleted, after its puts. An unreadable put in an
             // event keeps the last readable registration.
             let snapshot = update.is_snapshot();
-            let known: BTreeSet<String> = world.host_names().into_iter().collect();
+            // Only a snapshot reads the known hosts: building the set for every
+            // event batch cost O(hosts) each, seconds for a 10,000-host burst.
+            let known: BTreeSet<String> = if snapshot {
+                world.host_names().into_iter().collect()
+            } else {
+                BTreeSet::new()
+            };
             let mut gone = BTreeSet::new();
             for change in update.changes(known.iter().map(|n| keys::host(n))) {
                 let name = keys::last_segment(change.key()).to_string();
