@@ -4,7 +4,12 @@
 //! loop the daemon runs (`railyard_route_daemon::sweep::run`) over a real
 //! allocation log releases the attachment of a pod deleted from the API once
 //! the grace has passed, keeps the live pod's and the pod-less one's, and
-//! does not sweep an ADD whose pod the API does not list yet.
+//! does not sweep an ADD whose pod the API does not list yet. Last, the whole
+//! path through a real `railyard-route-daemon` (root: it runs in a network
+//! namespace with one rail NIC, the planner's etcd and the API server
+//! forwarded in): an ADD on its IPAM socket, mirrored to etcd; the pod deleted
+//! from the API; the etcd record gone after the grace, and the release logged
+//! with the pod and its address.
 //!
 //! Pods are API objects only (no kubelet); they are bound with `nodeName` and
 //! force-deleted, as the kubelet's confirmation never comes.
@@ -335,4 +340,221 @@ fn an_add_for_a_pod_the_api_does_not_list_yet_is_not_swept() {
         assert_eq!(metrics.leaks_released.get(), 1);
         let _ = stop.send(true);
     });
+}
+
+/// Forwards `127.0.0.1:port` inside `ns` to `127.0.0.1:port` here, for the
+/// life of the process: the daemon in its namespace reaches the planner's
+/// etcd and the API server (whose certificate names 127.0.0.1) unchanged. A
+/// socket stays in the namespace it was made in, so the listener is bound
+/// with the thread in `ns` and the relayed connections are opened after it
+/// returned.
+fn forward(ns: &railyard_test_support::NamedNetns, port: u16) {
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::fd::AsFd;
+
+    use nix::sched::{setns, CloneFlags};
+
+    let target = std::fs::File::open(ns.path()).expect("open the namespace");
+    let own = std::fs::File::open("/proc/thread-self/ns/net").expect("own namespace");
+    let listener = std::thread::scope(|s| {
+        s.spawn(|| {
+            setns(target.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+            let l = TcpListener::bind(("127.0.0.1", port));
+            setns(own.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns back");
+            l
+        })
+        .join()
+        .expect("bind thread")
+    })
+    .expect("bind in the namespace");
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(up) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return;
+                };
+                let (mut a, mut b) = (conn.try_clone().unwrap(), up.try_clone().unwrap());
+                let back = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                    let _ = b.shutdown(Shutdown::Write);
+                });
+                let (mut up, mut conn) = (up, conn);
+                let _ = std::io::copy(&mut up, &mut conn);
+                let _ = conn.shutdown(Shutdown::Write);
+                let _ = back.join();
+            });
+        }
+    });
+}
+
+/// The daemon process, killed on drop.
+struct Daemon {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- route-daemon log ---\n{}", self.log());
+        }
+    }
+}
+
+/// One request on the IPAM socket, as railyard-ipam sends it.
+fn ipam_call(
+    socket: &std::path::Path,
+    req: &railyard_core::ipam::Request,
+) -> std::io::Result<railyard_core::ipam::Response> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    let mut answer = String::new();
+    std::io::BufReader::new(s).read_line(&mut answer)?;
+    Ok(serde_json::from_str(&answer)?)
+}
+
+#[test]
+fn a_real_route_daemon_releases_a_deleted_pods_addresses_and_their_etcd_record() {
+    railyard_test_support::require_root("railyard-e2e");
+    let (env, kubeconfig) = setup();
+    let node = "leak-node-3";
+    let net = "leaknet3";
+    add_node(env, node);
+    // The host: a namespace with one rail NIC, the planner's etcd and the API
+    // server forwarded into it.
+    let ns = railyard_test_support::NamedNetns::private("leak");
+    ns.ip_ok(&[
+        "link",
+        "add",
+        "rail0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth-peer0",
+    ]);
+    ns.ip_ok(&["addr", "add", "10.77.0.5/24", "dev", "rail0"]);
+    ns.ip_ok(&["link", "set", "veth-peer0", "up"]);
+    ns.ip_ok(&["link", "set", "rail0", "up"]);
+    let etcd = env
+        .planner()
+        .record
+        .argv
+        .iter()
+        .find_map(|a| a.strip_prefix("--etcd-endpoints=").map(str::to_owned))
+        .expect("the planner's etcd endpoint");
+    let etcd_port: u16 = etcd.rsplit(':').next().unwrap().parse().expect("a port");
+    forward(&ns, etcd_port);
+    forward(&ns, env.plane.state.ports.apiserver);
+    env.apply(&crate::common::network(
+        net,
+        "10.79.0.0/16",
+        crate::common::IPAM,
+        crate::common::IPVLAN,
+        &[NS.to_owned()],
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipam.sock");
+    let log = dir.path().join("route-daemon.log");
+    let bins = railyard_e2e::bins::for_tests().unwrap_or_else(|e| panic!("{e}"));
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .arg(bins.join("railyard-route-daemon"))
+        .args([
+            &format!("--node-name={node}"),
+            &format!("--etcd-endpoints={etcd}"),
+            "--include=rail*",
+            "--lease-ttl=3",
+            "--metrics-addr=off",
+            &format!("--ipam-socket={}", socket.display()),
+            &format!("--state-dir={}", dir.path().join("state").display()),
+            &format!("--kubeconfig={}", kubeconfig.display()),
+            "--leak-grace=3s",
+            "--leak-sweep-every=250ms",
+        ])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap().try_clone().unwrap())
+        .spawn()
+        .expect("start the route-daemon");
+    let mut daemon = Daemon { child, log };
+
+    let uid = create_pod(env, node, "real", "");
+    let add = railyard_core::ipam::Request::Add {
+        attachment: id_in(net, "c-real"),
+        pod: pod_ref("real", &uid),
+        selection: Default::default(),
+        master: None,
+    };
+    // Retried while the daemon starts, registers and gets its block planned.
+    let (added, added_at) = env.wait_for(
+        "an ADD answered with an address",
+        Duration::from_secs(60),
+        || {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("the route-daemon exited ({status}):\n{}", daemon.log());
+            }
+            // Sent before the daemon could decide the ADD: the release must
+            // come at least the grace after this.
+            let sent = Instant::now();
+            match ipam_call(&socket, &add) {
+                Ok(railyard_core::ipam::Response::Added { nics }) => Ok((nics, sent)),
+                other => Err(format!("{other:?}\n{}", daemon.log())),
+            }
+        },
+    );
+    let record = railyard_core::keys::allocation(net, node, "c-real", "net1");
+    env.wait_for("the allocation mirrored to etcd", TIMEOUT_MIRROR, || {
+        env.etcd_get(&record)
+            .map(|_| ())
+            .ok_or_else(|| "no record".to_owned())
+    });
+    delete_pod(env, "real");
+    env.wait_for(
+        "the etcd record deleted after the sweep",
+        Duration::from_secs(20),
+        || match env.etcd_get(&record) {
+            None => Ok(()),
+            Some(_) => Err("still there".to_owned()),
+        },
+    );
+    assert!(
+        added_at.elapsed() >= Duration::from_secs(3),
+        "released before the grace"
+    );
+    let text = daemon.log();
+    let address = added[0].addresses[0].addr().to_string();
+    assert!(
+        text.lines().any(|l| l.contains("leak sweep: released")
+            && l.contains(&format!("{NS}/real"))
+            && l.contains(&address)),
+        "the release is logged with the pod and its address ({address}):\n{text}"
+    );
+    drop(daemon);
+    env.kubectl
+        .run(&["delete", "mnn", net, "--wait=false"])
+        .expect("delete the network");
+}
+
+const TIMEOUT_MIRROR: Duration = Duration::from_secs(10);
+
+fn id_in(network: &str, container: &str) -> AttachmentId {
+    AttachmentId {
+        network: network.into(),
+        container_id: container.into(),
+        ifname: "net1".into(),
+    }
 }
