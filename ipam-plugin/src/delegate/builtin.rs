@@ -68,6 +68,8 @@ pub struct LinkSpec {
     pub master: String,
     pub mode: String,
     pub mtu: Option<u32>,
+    /// `runtimeConfig.mac` (macvlan only): the pod's chosen MAC.
+    pub mac: Option<String>,
     pub addresses: Vec<(IpNet, Option<IpAddr>)>,
     pub routes: Vec<(IpNet, Option<IpAddr>)>,
 }
@@ -126,11 +128,24 @@ impl LinkSpec {
                 format!("= {t:?}: the in-process {kind} takes static IPAM only"),
             ));
         }
+        let mac = conf
+            .runtime_config
+            .as_ref()
+            .and_then(|rc| rc.get("mac"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if mac.is_some() && kind != "macvlan" {
+            return Err(Error::invalid_config(
+                "runtimeConfig.mac",
+                format!("{kind} shares its master's MAC; only macvlan takes one"),
+            ));
+        }
         Ok(LinkSpec {
             kind,
             master,
             mode,
             mtu,
+            mac,
             addresses: pairs(&ipam, "addresses", "address", "gateway")?,
             routes: pairs(&ipam, "routes", "dst", "gw")?,
         })
@@ -383,7 +398,11 @@ pub fn add_all(
         .iter()
         .zip(members)
         .map(|(spec, (ifname, _))| match spec.kind.as_str() {
-            "macvlan" => Some(derived_mac(container_id, ifname)),
+            "macvlan" => Some(
+                spec.mac
+                    .clone()
+                    .unwrap_or_else(|| derived_mac(container_id, ifname)),
+            ),
             _ => master_mac(&spec.master),
         })
         .collect();

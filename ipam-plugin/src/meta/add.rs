@@ -18,6 +18,7 @@ use super::chain;
 use super::devices::{self, PodDevices};
 use super::layout::NicPlan;
 use super::lock::AttachmentLock;
+use super::mac;
 use super::spares::{self, Want};
 use super::state::{Member, State};
 use super::{about_member, concurrently, layout, member_env, routing, via_gateway, Run};
@@ -76,6 +77,9 @@ impl Run {
     pub(super) fn add(&mut self, req: &AttachRequest) -> Result<CniResult, Error> {
         let a = &req.attachment;
         let recorded = self.store.load(&a.container_id, &a.ifname)?;
+        // Checked before anything is allocated (only ADD reads them: a DEL
+        // must not fail on a MAC its ADD refused).
+        let macs = mac::Macs::parse(&req.config, &self.meta.delegate_type)?;
         // Before IPAM: the daemon must know which rails the pod can be
         // served on, so a missing VF allocates nothing.
         let pod_devices = match &self.meta.devices {
@@ -96,7 +100,7 @@ impl Run {
             req,
             &allocated,
             recorded.as_ref(),
-            pod_devices.as_ref(),
+            (pod_devices.as_ref(), &macs),
             &mut spares_lock,
         );
         let planned = match plan {
@@ -132,7 +136,7 @@ impl Run {
         req: &AttachRequest,
         allocated: &CniResult,
         recorded: Option<&State>,
-        pod_devices: Option<&PodDevices>,
+        (pod_devices, macs): (Option<&PodDevices>, &mac::Macs),
         spares_lock: &mut Option<AttachmentLock>,
     ) -> Result<State, Error> {
         let a = &req.attachment;
@@ -143,6 +147,7 @@ impl Run {
             Some(d) => vf_picks(d, &plans)?,
             None => self.pick_devices(req, &plans, recorded, spares_lock)?,
         };
+        let mac_of = macs.assign(&plans)?;
         let gpus = pod_devices.map(|d| d.gpus.as_slice()).unwrap_or_default();
         let cfg = self.meta.devices.as_ref();
         let nic_field = self.meta.nic_field.as_deref();
@@ -150,7 +155,8 @@ impl Run {
             .iter()
             .zip(names)
             .zip(picks)
-            .map(|((plan, ifname), pick)| {
+            .zip(mac_of)
+            .map(|(((plan, ifname), pick), chosen_mac)| {
                 let mut config = layout::delegate_config(
                     &self.meta.delegate,
                     &self.name,
@@ -159,6 +165,7 @@ impl Run {
                     plan,
                 );
                 let device = pick.and_then(|p| p.apply(&mut config));
+                mac::apply(&mut config, chosen_mac);
                 let chain = chain::for_member(&self.meta.chain, &config);
                 Member {
                     ifname,

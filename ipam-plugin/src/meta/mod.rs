@@ -23,6 +23,7 @@ pub mod config;
 pub mod devices;
 pub mod layout;
 pub mod lock;
+pub mod mac;
 pub mod naming;
 pub mod routing;
 pub mod spares;

@@ -182,7 +182,7 @@ fn the_upstream_sample_works_with_only_its_api_version_changed() {
         config,
         serde_json::json!({"cniVersion": "0.3.0", "name": "multi-nic-sample", "type": "railyard-cni",
             "ipam": {"type": "railyard-ipam"}, "delegate": {"type": "ipvlan", "mode": "l3"},
-            "capabilities": {"ips": true}}),
+            "capabilities": {"ips": true, "mac": true}}),
         "{nad}"
     );
     let obj = env.wait_for("the sample to be Ready", TIMEOUT, || {

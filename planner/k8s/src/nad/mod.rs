@@ -198,9 +198,9 @@ pub fn plan(
         "type": META_PLUGIN,
         "ipam": {"type": IPAM_PLUGIN},
         "delegate": delegate,
-        // Multus then passes a network selection element's `ips` as
-        // runtimeConfig.ips: the pod's static addresses.
-        "capabilities": {"ips": true},
+        // Multus then passes a network selection element's `ips` and `mac`
+        // as runtimeConfig.ips and .mac: the pod's static addresses and MAC.
+        "capabilities": {"ips": true, "mac": true},
     });
     if let Some(d) = devices {
         config["devices"] = d;

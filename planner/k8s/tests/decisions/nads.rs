@@ -14,7 +14,7 @@ fn sample_gets_railyard_cni_wrapping_ipvlan_l3() {
             "type": "railyard-cni",
             "ipam": {"type": "railyard-ipam"},
             "delegate": {"type": "ipvlan", "mode": "l3"},
-            "capabilities": {"ips": true},
+            "capabilities": {"ips": true, "mac": true},
         })
     );
     assert_eq!(
