@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::ip;
 use railyard_core::ipam::{AttachmentId, Request, Response};
 use railyard_core::{keys, route_table_for, HostInventory, NetworkManifest, Nic, Planner};
 use railyard_route_daemon::daemon::{self, Connect, DaemonConfig, OnError};
@@ -227,7 +226,12 @@ async fn one_connection_serves_registration_routes_and_ipam() {
     // Routes, from the plan watch.
     let table = route_table_for(NET);
     eventually("routes to h1 on both rails", || async {
-        let out = ip(&ns, &format!("route show table {table}"));
+        // The table exists only once its first route does: until then `ip`
+        // fails ("FIB table does not exist"), which here means "not yet".
+        let table = table.to_string();
+        let out = ns
+            .ip(&["route", "show", "table", &table])
+            .unwrap_or_default();
         out.contains("192.168.1.0/24 via 10.0.1.2 dev rail0")
             && out.contains("192.168.65.0/24 via 10.0.2.2 dev rail1")
     })
