@@ -37,15 +37,20 @@ const NET: &str = "leaknet";
 /// the route-daemon's ServiceAccount (rbac.yaml as shipped).
 fn setup() -> (&'static Env, PathBuf) {
     let env = env();
+    let kubeconfig = prepare(env);
+    (env, kubeconfig)
+}
+
+/// The namespace in `env`'s plane, and the route-daemon's kubeconfig there.
+fn prepare(env: &Env) -> PathBuf {
     env.create_namespaces(&[NS.to_owned()]);
-    let kubeconfig = identity::token_kubeconfig(
+    identity::token_kubeconfig(
         &env.plane,
         identity::NAMESPACE,
         "railyard-route-daemon",
         "route-daemon.kubeconfig",
     )
-    .unwrap_or_else(|e| panic!("a token of the route-daemon's ServiceAccount: {e}"));
-    (env, kubeconfig)
+    .unwrap_or_else(|e| panic!("a token of the route-daemon's ServiceAccount: {e}"))
 }
 
 fn add_node(env: &Env, node: &str) {
@@ -427,7 +432,11 @@ fn ipam_call(
 #[test]
 fn a_real_route_daemon_releases_a_deleted_pods_addresses_and_their_etcd_record() {
     railyard_test_support::require_root("railyard-e2e");
-    let (env, kubeconfig) = setup();
+    // A plane and planner of its own: a registered host would be planned in
+    // the other tests' networks and change their counts.
+    let env = &crate::common::start("k8s-leak-daemon")
+        .unwrap_or_else(|e| panic!("the Kubernetes test environment did not start: {e:#}"));
+    let kubeconfig = prepare(env);
     let node = "leak-node-3";
     let net = "leaknet3";
     add_node(env, node);
