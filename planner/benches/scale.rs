@@ -22,22 +22,19 @@
 //! queued before it (an upper bound for a cluster of real hosts). The route
 //! work per daemon after the decode is `join_bench`'s subject.
 
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use railyard_benches::host;
-use railyard_core::status::NetworkStatus;
 use railyard_core::{keys, HostPlan};
-use railyard_planner::metrics::Metrics;
-use railyard_planner::service::{self, ServiceConfig};
 use railyard_store::testing::EtcdCluster;
 use railyard_store::{Store, WatchEvent};
+use support::{register, status, wait_status, Running, NET, RAILS};
 use tokio::sync::mpsc;
-
-const NET: &str = "bench";
-const RAILS: u32 = 8;
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -58,64 +55,27 @@ fn main() {
 async fn run(hosts: u32, watchers: usize, connections: usize) {
     let cluster = EtcdCluster::start(3).expect("three etcd members (run `make deps`)");
     let store: Arc<dyn Store> = Arc::new(cluster.store().await.expect("connect"));
-    let spec = serde_json::json!({
-        "metadata": {"name": NET},
-        "spec": {"subnet": "10.0.0.0/8", "ipam": "{\"hostBlock\": 14, \"interfaceBlock\": 3}"}
-    });
-    let spec = serde_json::to_vec(&spec).expect("json");
-    store
-        .put(&keys::network(NET), spec, None)
-        .await
-        .expect("put network");
-    let metrics = Arc::new(Metrics::default());
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let cfg = ServiceConfig {
-        identity: "bench".into(),
-        ..ServiceConfig::default()
-    };
-    let planner = tokio::spawn(service::run(store.clone(), cfg, metrics.clone(), rx));
-    wait_status(&*store, |s| s.interfaces == 0).await;
+    let planner = Running::start(&store).await;
+    let metrics = Arc::clone(&planner.metrics);
 
     // 1. The registration burst.
     let lease = store.grant(600).await.expect("lease");
-    let values: Vec<(String, Vec<u8>)> = (0..hosts)
-        .map(|n| {
-            let h = host(n, RAILS, false);
-            (keys::host(&h.name), serde_json::to_vec(&h).expect("json"))
-        })
-        .collect();
     let before = metrics.plan_transactions.get();
     let start = Instant::now();
-    futures::stream::iter(values)
-        .for_each_concurrent(256, |(k, v)| {
-            let store = store.clone();
-            async move {
-                store.put(&k, v, Some(lease)).await.expect("register");
-            }
-        })
-        .await;
+    register(&store, lease, hosts).await;
     let registered = start.elapsed();
     if std::env::var_os("SCALE_TRACE").is_some() {
         // Where the time goes: hosts planned over time after the burst.
         let mut last = usize::MAX;
         while last != hosts as usize {
-            if let Ok(Some(kv)) = store.get(&keys::status(NET)).await {
-                if let Ok(s) = kv.decode_json::<NetworkStatus>() {
-                    if s.hosts_planned != last {
-                        last = s.hosts_planned;
-                        let text = metrics.render();
-                        let sum = text
-                            .lines()
-                            .find(|l| l.contains("plan_write_seconds_sum"))
-                            .and_then(|l| l.rsplit(' ').next())
-                            .unwrap_or("?")
-                            .to_owned();
-                        eprintln!(
-                            "  {:>6.3} s: {last} planned, {} txns, writing took {sum} s so far",
-                            start.elapsed().as_secs_f64(),
-                            metrics.plan_transactions.get() - before,
-                        );
-                    }
+            if let Some(s) = status(store.as_ref()).await {
+                if s.hosts_planned != last {
+                    last = s.hosts_planned;
+                    eprintln!(
+                        "  {:>6.3} s: {last} planned, {} txns",
+                        start.elapsed().as_secs_f64(),
+                        metrics.plan_transactions.get() - before,
+                    );
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -151,7 +111,6 @@ async fn run(hosts: u32, watchers: usize, connections: usize) {
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<Instant>();
     let events = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
-    let mut opened = 0usize;
     let open_start = Instant::now();
     for w in 0..watchers {
         let s = Arc::clone(&stores[w % connections]);
@@ -159,7 +118,6 @@ async fn run(hosts: u32, watchers: usize, connections: usize) {
             .watch(&keys::plan_prefix(NET), from)
             .await
             .expect("open a watch");
-        opened += 1;
         let (tx, key, events, bytes) = (
             seen_tx.clone(),
             newcomer_key.clone(),
@@ -169,7 +127,7 @@ async fn run(hosts: u32, watchers: usize, connections: usize) {
         tokio::spawn(follow(stream, key, tx, events, bytes));
     }
     println!(
-        "scale/watchers: {opened} watches over {connections} connections opened in {:.1} s",
+        "scale/watchers: {watchers} watches over {connections} connections opened in {:.1} s",
         open_start.elapsed().as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -216,8 +174,7 @@ async fn run(hosts: u32, watchers: usize, connections: usize) {
         bytes.load(Ordering::Relaxed) as f64 / 1024.0,
         bytes.load(Ordering::Relaxed) / watchers as u64
     );
-    let _ = stop.send(true);
-    let _ = planner.await;
+    planner.stop().await;
 }
 
 /// One watcher: decodes every plan entry it receives, as a daemon does, and
@@ -239,24 +196,6 @@ async fn follow(
                 }
             }
         }
-    }
-}
-
-async fn wait_status(store: &dyn Store, done: impl Fn(&NetworkStatus) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Ok(Some(kv)) = store.get(&keys::status(NET)).await {
-            if let Ok(s) = kv.decode_json::<NetworkStatus>() {
-                if done(&s) {
-                    return;
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "plan did not converge within 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
