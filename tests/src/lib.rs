@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod error;
 pub mod k8s_demo;
 pub mod kube;
+pub mod soak;
 pub mod vm;
 
 pub use cluster::{Cluster, ClusterSpec, Delegate, Family, IpvlanMode};

@@ -40,13 +40,14 @@ pub fn netconf(spec: &ClusterSpec, host: usize) -> serde_json::Value {
 }
 
 /// A CNI plugin's failure: its error code (0 when it gave none) and text.
-struct CniFailure {
-    code: u64,
-    detail: String,
+#[derive(Debug, Clone)]
+pub struct CniFailure {
+    pub code: u64,
+    pub detail: String,
 }
 
-/// Runs `railyard-cni` in host `host`'s namespace as a runtime would.
-fn exec_cni(
+/// Runs `railyard-cni` in host `host`'s namespace as a runtime would, once.
+pub fn exec_cni(
     spec: &ClusterSpec,
     host: usize,
     env: &[(&str, String)],
@@ -93,7 +94,7 @@ fn exec_cni(
 }
 
 /// CNI "try again later": the daemon is not ready for this network yet.
-const TRY_AGAIN_LATER: u64 = 11;
+pub const TRY_AGAIN_LATER: u64 = 11;
 /// How long an ADD that is told to try again later keeps trying, as a kubelet
 /// would keep retrying the pod sandbox.
 const RETRY_FOR: Duration = Duration::from_secs(15);
@@ -111,16 +112,7 @@ fn cni_with(
     command: &'static str,
     runtime_config: Option<&serde_json::Value>,
 ) -> Result<String> {
-    let env = [
-        ("CNI_COMMAND", command.to_owned()),
-        ("CNI_CONTAINERID", pod.to_owned()),
-        ("CNI_NETNS", format!("/run/netns/{pod}")),
-        ("CNI_IFNAME", "net1".to_owned()),
-        (
-            "CNI_ARGS",
-            format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"),
-        ),
-    ];
+    let env = pod_env(pod, command);
     let mut conf = netconf(spec, host);
     if let Some(rc) = runtime_config {
         conf["runtimeConfig"] = rc.clone();
@@ -142,6 +134,21 @@ fn cni_with(
             }
         }
     }
+}
+
+/// The CNI environment of `command` for pod `pod` (its namespace
+/// `/run/netns/<pod>`, container ID the pod's name, interface `net1`).
+pub fn pod_env(pod: &str, command: &str) -> [(&'static str, String); 5] {
+    [
+        ("CNI_COMMAND", command.to_owned()),
+        ("CNI_CONTAINERID", pod.to_owned()),
+        ("CNI_NETNS", format!("/run/netns/{pod}")),
+        ("CNI_IFNAME", "net1".to_owned()),
+        (
+            "CNI_ARGS",
+            format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"),
+        ),
+    ]
 }
 
 /// Waits until CNI STATUS on host `i` says the network is ready (the daemon
@@ -196,20 +203,24 @@ pub fn attach_with(
         host: spec.host(i),
         detail: format!("result is not JSON ({e}): {out}"),
     })?;
-    let addresses = result["ips"]
+    Ok(PodRecord {
+        name,
+        host: spec.host(i),
+        host_index: i,
+        addresses: result_addresses(&result),
+    })
+}
+
+/// The addresses of a CNI result's `ips`, in its order.
+pub fn result_addresses(result: &serde_json::Value) -> Vec<IpAddr> {
+    result["ips"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|ip| ip["address"].as_str())
         .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
         .map(|n| n.addr())
-        .collect::<Vec<IpAddr>>();
-    Ok(PodRecord {
-        name,
-        host: spec.host(i),
-        host_index: i,
-        addresses,
-    })
+        .collect()
 }
 
 /// CNI DEL (the addresses go back to the host's blocks), then the namespace.

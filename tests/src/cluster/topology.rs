@@ -211,6 +211,22 @@ pub fn kernel_routes(
     out
 }
 
+/// Removes (`"del"`) or re-adds (`"add"`) host `i`'s addresses on its rail
+/// `j` NIC, as a NIC losing its DHCP lease or an operator's mistake would: a
+/// NIC flap as the daemons see it (the NIC drops out of the host's rails).
+pub fn rail_addresses(spec: &ClusterSpec, op: &str, i: usize, j: usize) -> Result<()> {
+    let dev = spec.rail_nic(j);
+    for (addr, len) in spec.rail_addrs(i, j) {
+        let cidr = format!("{addr}/{len}");
+        let mut args = vec!["addr", op, cidr.as_str(), "dev", dev.as_str()];
+        if op == "add" && addr.is_ipv6() {
+            args.push("nodad");
+        }
+        ip_in(&spec.host(i), &args)?;
+    }
+    Ok(())
+}
+
 /// Rail `j`'s NIC(s) on host `i` as node provisioning leaves them, with
 /// their cable(s) into the rail's bridge in the fabric; returns the NIC that
 /// gets the host's rail address. The harness plays provisioning only: the

@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use railyard_core::{route_table_for, HostPlan, Plan};
-use railyard_e2e::cluster::cmd::ip_in;
-use railyard_e2e::cluster::topology::kernel_routes;
+use railyard_e2e::cluster::topology::{self, kernel_routes};
 use railyard_e2e::Cluster;
 
 use crate::common::{spec, TestCluster, CONVERGE};
@@ -17,19 +16,10 @@ use crate::common::{spec, TestCluster, CONVERGE};
 const HOST: usize = 1;
 const RAIL: usize = 1;
 
-/// Removes (`"del"`) or re-adds (`"add"`) host `i`'s addresses on rail `j`, as a
-/// NIC losing its DHCP lease or an operator's mistake would.
+/// Removes (`"del"`) or re-adds (`"add"`) host `i`'s addresses on rail `j`.
 fn rail_addresses(c: &Cluster, op: &str, i: usize, j: usize) {
-    let spec = c.spec();
-    for (addr, len) in spec.rail_addrs(i, j) {
-        let cidr = format!("{addr}/{len}");
-        let dev = format!("rail{j}");
-        let mut args = vec!["addr", op, cidr.as_str(), "dev", dev.as_str()];
-        if op == "add" && addr.is_ipv6() {
-            args.push("nodad");
-        }
-        ip_in(&spec.host(i), &args).unwrap_or_else(|e| panic!("ip addr {op} {cidr}: {e}"));
-    }
+    topology::rail_addresses(c.spec(), op, i, j)
+        .unwrap_or_else(|e| panic!("ip addr {op} on host {i} rail {j}: {e}"));
 }
 
 fn plan(c: &mut Cluster) -> Plan {
