@@ -143,6 +143,12 @@ impl BlockAllocator {
             .is_ok_and(|i| self.used.get(i) && !self.reserved.get(i))
     }
 
+    /// Whether `addr` lies in the addresses this allocator tracks (the whole
+    /// block, or the first [`MAX_TRACKED`] of a larger one).
+    pub fn tracks(&self, addr: IpAddr) -> bool {
+        self.offset_of(addr).is_ok()
+    }
+
     fn offset_of(&self, addr: IpAddr) -> Result<u32> {
         let outside = || CoreError::OutsideBlock {
             addr: addr.to_string(),

@@ -55,11 +55,11 @@ fn planned_blocks(s: &Stats) -> Vec<String> {
 
 /// Whether every pod address lies in exactly one block, its own (the block
 /// its prefix names). Otherwise (blocks of different sizes overlapping, after
-/// a renumbering or in a crafted log) an address can fall beyond the tracked
-/// addresses of a bigger block that contains it and is then not held, and
-/// which block it meets first depends on the replay order: CHECK of that pod
-/// may differ across a compaction (a finding of this target, see
-/// docs/fuzzing.md), so it is not compared there.
+/// a renumbering or in a crafted log) the leftover blocks replay builds depend
+/// on the replay order, and an address can be reserved (a network address) in
+/// one shape and not in another: CHECK of that pod may differ across a
+/// compaction (this target's first finding, see docs/fuzzing.md), so it is not
+/// compared there. (Addresses beyond the tracked window no longer differ.)
 fn own_blocks_only(s: &Stats, atts: &[Arc<Attachment>]) -> bool {
     atts.iter()
         .flat_map(|a| a.nics.iter().flat_map(|n| &n.addresses))
