@@ -40,8 +40,21 @@ pub struct IpAllocationSpec {
     pub host: String,
     /// Attachments (pods) holding addresses.
     pub pods: i64,
+    /// The first [`MAX_LISTED`] of them, by pod; `omitted` says how many
+    /// more there are (`railyard get allocations --host` lists them all).
     #[serde(default)]
     pub allocations: Vec<PodAllocation>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted: i64,
+}
+
+/// Attachments listed per object: a Kubernetes object must stay under etcd's
+/// 1.5 MiB request limit, and a host block can hold tens of thousands of pods.
+/// 2,000 attachments of 8 rails stay around 1 MiB.
+pub const MAX_LISTED: usize = 2_000;
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// One attachment: a pod's interface set on this network.
@@ -98,10 +111,13 @@ impl IpAllocationSpec {
         allocations.sort_by(|a, b| {
             (&a.pod, &a.container_id, &a.ifname).cmp(&(&b.pod, &b.container_id, &b.ifname))
         });
+        let pods = allocations.len();
+        allocations.truncate(MAX_LISTED);
         IpAllocationSpec {
             network: network.to_owned(),
             host: host.to_owned(),
-            pods: i64::try_from(allocations.len()).unwrap_or(i64::MAX),
+            pods: i64::try_from(pods).unwrap_or(i64::MAX),
+            omitted: i64::try_from(pods - allocations.len()).unwrap_or(i64::MAX),
             allocations,
         }
     }

@@ -341,3 +341,26 @@ fn ip_allocations_follow_the_records_per_network_and_host() {
     )]));
     assert!(stray.is_empty());
 }
+
+/// A host with more attachments than one object may list: the first
+/// MAX_LISTED by pod, the count of the rest, and every one counted.
+#[test]
+fn an_ip_allocation_lists_at_most_max_listed_attachments() {
+    use railyard_core::ipam::AllocationRecord;
+    use railyard_k8s::crd::allocations::MAX_LISTED;
+    let records: Vec<AllocationRecord> = (0..MAX_LISTED + 5)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "id": {"network": "rails", "containerId": format!("c{i:05}"), "ifname": "net1"},
+                "pod": {"namespace": "ml", "name": format!("p{i:05}")},
+                "nics": [],
+            }))
+            .unwrap()
+        })
+        .collect();
+    let view = railyard_k8s::crd::IpAllocationSpec::of("rails", "node-1", records.iter());
+    assert_eq!(view.pods, (MAX_LISTED + 5) as i64);
+    assert_eq!(view.allocations.len(), MAX_LISTED);
+    assert_eq!(view.omitted, 5);
+    assert_eq!(view.allocations[0].pod, "ml/p00000");
+}
