@@ -35,6 +35,17 @@ test-upgrade: deps
 	RAILYARD_UPGRADE_FROM=$$(tests/upgrade-base.sh $(UPGRADE_BASE)) \
 		$(CARGO) test -p railyard-e2e --test e2e upgrade:: -- --include-ignored
 
+## The long soak, a benchmark (docs/benchmarks.md, "Soak"): SOAK_CYCLES pod
+## ADD+DEL cycles through railyard-cni on a 3-host cluster with a three-member
+## etcd while daemons, etcd members and NICs fail; the invariants are checked
+## throughout. `make test` runs a 600-cycle version.
+SOAK_CYCLES ?= 3000
+.PHONY: soak
+soak: deps
+	$(CARGO) build --workspace --bins
+	RAILYARD_SOAK_CYCLES=$(SOAK_CYCLES) $(CARGO) test -p railyard-e2e --test soak -- \
+		--ignored --nocapture soak_benchmark
+
 ## fmt, clippy and rustdoc, as the review expects them.
 lint:
 	$(CARGO) fmt --all -- --check

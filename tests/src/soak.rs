@@ -342,8 +342,14 @@ fn chaos(c: &mut Cluster, shared: &Shared, done: &AtomicUsize) -> Result<()> {
                     c.start_daemon(i)?;
                 }
                 Fault::EtcdMemberKilled => {
-                    let m = round % spec.etcd_members;
-                    if c.etcd_leader() == Some(m) {
+                    // The leader every other round (its loss costs writes a
+                    // request timeout), else the members in turn.
+                    let leader = c.etcd_leader();
+                    let m = match leader {
+                        Some(l) if round % 2 == 0 => l,
+                        _ => round % spec.etcd_members,
+                    };
+                    if leader == Some(m) {
                         shared.record(|r| r.leaders_killed += 1);
                     }
                     c.kill_etcd_member(m);

@@ -46,7 +46,7 @@ fn cycles(default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn soak_and_judge(c: &mut TestCluster, config: SoakConfig) -> soak::SoakReport {
+fn soak_and_judge(c: &mut TestCluster, config: SoakConfig) {
     let report = soak::run(c, &config).unwrap_or_else(|e| panic!("the soak stopped: {e}"));
     println!("\n{report}\n");
     assert!(
@@ -56,39 +56,34 @@ fn soak_and_judge(c: &mut TestCluster, config: SoakConfig) -> soak::SoakReport {
         report.violations.join("\n")
     );
     assert_eq!(report.cycles, config.cycles, "every cycle ran");
-    for n in report.faults.values() {
-        assert!(*n > 0);
-    }
     assert_eq!(
         report.faults.len(),
         3,
         "every kind of fault was injected at least once: {:?} (too few cycles?)",
         report.faults
     );
-    report
+}
+
+/// A soak of `cycles` cycles (`RAILYARD_SOAK_CYCLES` overrides it), six
+/// runtimes each keeping two pods, on a cluster of its own.
+fn soak(name: &str, mgmt_id: u8, default_cycles: usize, fault_for: Duration) {
+    let mut c = soak_cluster(name, mgmt_id);
+    let config = SoakConfig {
+        cycles: cycles(default_cycles),
+        workers: 6,
+        hold: 2,
+        fault_for,
+    };
+    soak_and_judge(&mut c, config);
 }
 
 #[test]
 fn a_short_soak_under_chaos_keeps_every_invariant() {
-    let mut c = soak_cluster("soak", 226);
-    let config = SoakConfig {
-        cycles: cycles(600),
-        workers: 6,
-        hold: 2,
-        fault_for: Duration::from_secs(1),
-    };
-    soak_and_judge(&mut c, config);
+    soak("soak", 226, 600, Duration::from_secs(1));
 }
 
 #[test]
 #[ignore = "the long soak, a benchmark: make soak"]
 fn soak_benchmark() {
-    let mut c = soak_cluster("soak-long", 227);
-    let config = SoakConfig {
-        cycles: cycles(3000),
-        workers: 6,
-        hold: 2,
-        fault_for: Duration::from_secs(2),
-    };
-    soak_and_judge(&mut c, config);
+    soak("soak-long", 227, 3000, Duration::from_secs(2));
 }
