@@ -38,7 +38,7 @@ test-upgrade: deps
 ## The long soak, a benchmark (docs/benchmarks.md, "Soak"): SOAK_CYCLES pod
 ## ADD+DEL cycles through railyard-cni on a 3-host cluster with a three-member
 ## etcd while daemons, etcd members and NICs fail; the invariants are checked
-## throughout. `make test` runs a 600-cycle version.
+## throughout. `make test` runs a 500-cycle version.
 SOAK_CYCLES ?= 3000
 .PHONY: soak
 soak: deps

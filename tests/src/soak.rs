@@ -13,9 +13,11 @@
 //!   (the daemon gives no address on a NIC that lacks the address the plan
 //!   routes its block through); a runtime retries that too, and so does the
 //!   soak, counting both;
-//! - at each checkpoint (workers parked between cycles, no fault active) etcd
-//!   holds exactly the live pods' addresses, none twice, and every host's
-//!   routes match the plan;
+//! - at each checkpoint (workers parked between cycles, no fault active)
+//!   every live pod's daemon holds it (IPAM CHECK on its socket: a restarted
+//!   daemon lost nothing) and etcd holds exactly the live pods' addresses,
+//!   none twice;
+//! - after every fault, every host's routes match the plan within a bound;
 //! - at the end, after every pod's DEL and a CNI GC with an empty valid list
 //!   on every host: each daemon holds nothing (a second GC on its socket
 //!   releases nothing) and etcd holds no allocation record.
@@ -32,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use railyard_core::ipam::{Request, Response};
+use railyard_core::ipam::{AttachmentId, Request, Response};
 
 use crate::cluster::cmd::{netns_add, netns_del};
 use crate::cluster::pods::{self, exec_cni, pod_env, result_addresses, TRY_AGAIN_LATER};
@@ -47,8 +49,9 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// railyard's "the NICs asked for cannot be given" (`codes::NO_NIC`).
 const NO_NIC: u64 = 100;
 /// How long after a flapped NIC got its address back its daemon may still
-/// refuse with [`NO_NIC`]: it learns of the address from a netlink event.
-const FLAP_TAIL: Duration = Duration::from_secs(2);
+/// refuse with [`NO_NIC`]: it learns of the address from a netlink event,
+/// which a loaded machine (the CI's) may deliver late.
+const FLAP_TAIL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct SoakConfig {
@@ -125,8 +128,8 @@ struct Shared {
     next: AtomicUsize,
     /// Address to the live pod holding it (ADD answered, DEL not yet sent).
     live: Mutex<BTreeMap<IpAddr, String>>,
-    /// Live pod to its addresses.
-    pods: Mutex<BTreeMap<String, BTreeSet<IpAddr>>>,
+    /// Live pod to its host and addresses.
+    pods: Mutex<BTreeMap<String, (usize, BTreeSet<IpAddr>)>>,
     pause: AtomicBool,
     parked: AtomicUsize,
     /// The host whose NIC is flapping, and when its refusals stop being
@@ -296,7 +299,7 @@ fn add(shared: &Shared, host: usize, pod: &str) -> bool {
                 shared.violation(format!("{a} given to {pod} while {other} holds it"));
             }
         }
-        pods.insert(pod.to_owned(), addresses);
+        pods.insert(pod.to_owned(), (host, addresses));
     }
     shared.record(|r| {
         r.add.push(took);
@@ -309,7 +312,7 @@ fn add(shared: &Shared, host: usize, pod: &str) -> bool {
 /// sent the daemon may give them to the next ADD), then its namespace.
 fn del(shared: &Shared, host: usize, pod: &str) {
     if let (Ok(mut live), Ok(mut pods)) = (shared.live.lock(), shared.pods.lock()) {
-        for a in pods.remove(pod).unwrap_or_default() {
+        for a in pods.remove(pod).unwrap_or_default().1 {
             live.remove(&a);
         }
     }
@@ -394,8 +397,12 @@ fn checkpoint(c: &mut Cluster, shared: &Shared, done: &AtomicUsize) {
     while shared.parked.load(Ordering::SeqCst) < running() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let want = shared.pods.lock().map(|p| p.clone()).unwrap_or_default();
+    let live = shared.pods.lock().map(|p| p.clone()).unwrap_or_default();
     let mut report = SoakReport::default();
+    for (pod, (host, _)) in &live {
+        daemon_holds(&shared.spec, *host, pod, &mut report);
+    }
+    let want = live.into_iter().map(|(pod, (_, a))| (pod, a)).collect();
     let mirrored = wait_etcd(c, &want, &mut report);
     shared.pause.store(false, Ordering::SeqCst);
     eprintln!(
@@ -408,6 +415,38 @@ fn checkpoint(c: &mut Cluster, shared: &Shared, done: &AtomicUsize) {
         r.checks += report.checks;
         r.violations.append(&mut report.violations);
     });
+}
+
+/// Asks host `host`'s daemon whether it holds `pod` (IPAM CHECK on its
+/// socket), retrying while it is not serving yet (restarted by the last fault).
+fn daemon_holds(spec: &ClusterSpec, host: usize, pod: &str, report: &mut SoakReport) {
+    let check = Request::Check {
+        attachment: AttachmentId {
+            network: spec.network.clone(),
+            container_id: pod.to_owned(),
+            ifname: "net1".into(),
+        },
+    };
+    let start = Instant::now();
+    let answer = loop {
+        let answer = daemon_request(spec, host, &check);
+        let retry = match &answer {
+            Err(_) => true,
+            Ok(Response::Error(e)) => u64::from(e.code) == TRY_AGAIN_LATER,
+            Ok(_) => false,
+        };
+        if !retry || start.elapsed() > SETTLE {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    match answer {
+        Ok(Response::Done) => report.checks += 1,
+        other => report.violations.push(format!(
+            "{}'s daemon does not hold live pod {pod}: {other:?}",
+            spec.host(host)
+        )),
+    }
 }
 
 /// Waits until every host's routes match the plan (the route convergence
@@ -517,10 +556,14 @@ fn finish(c: &mut Cluster, report: &mut SoakReport) -> Result<()> {
             host: spec.host(i),
             detail: f.detail,
         })?;
-        match daemon_gc(&spec, i)? {
-            0 => report.checks += 1,
-            n => report.violations.push(format!(
-                "{}'s daemon still held {n} attachments after CNI GC",
+        let gc = Request::Gc {
+            network: spec.network.clone(),
+            valid: Vec::new(),
+        };
+        match daemon_request(&spec, i, &gc)? {
+            Response::Collected { released: 0 } => report.checks += 1,
+            other => report.violations.push(format!(
+                "{}'s daemon still held attachments after CNI GC: a GC on its socket answered {other:?}",
                 spec.host(i)
             )),
         }
@@ -529,16 +572,12 @@ fn finish(c: &mut Cluster, report: &mut SoakReport) -> Result<()> {
     Ok(())
 }
 
-/// Sends GC with an empty valid list straight to host `i`'s daemon and
-/// returns how many attachments it released: after a CNI GC, what it held.
-fn daemon_gc(spec: &ClusterSpec, i: usize) -> Result<u32> {
-    let request = Request::Gc {
-        network: spec.network.clone(),
-        valid: Vec::new(),
-    };
+/// Sends `request` straight to host `i`'s daemon, as `railyard-ipam` does,
+/// and returns its answer.
+fn daemon_request(spec: &ClusterSpec, i: usize, request: &Request) -> Result<Response> {
     let socket = spec.socket(i);
     let failed = |e: String| Error::Refused(format!("GC on {}: {e}", socket.display()));
-    let mut line = serde_json::to_vec(&request).map_err(|e| failed(e.to_string()))?;
+    let mut line = serde_json::to_vec(request).map_err(|e| failed(e.to_string()))?;
     line.push(b'\n');
     let mut conn = UnixStream::connect(&socket).map_err(|e| failed(e.to_string()))?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))
@@ -548,10 +587,7 @@ fn daemon_gc(spec: &ClusterSpec, i: usize) -> Result<u32> {
     BufReader::new(conn)
         .read_line(&mut answer)
         .map_err(|e| failed(e.to_string()))?;
-    match serde_json::from_str::<Response>(&answer) {
-        Ok(Response::Collected { released }) => Ok(released),
-        _ => Err(failed(format!("answered {answer:?}"))),
-    }
+    serde_json::from_str::<Response>(&answer).map_err(|e| failed(format!("{e}: {answer:?}")))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -79,7 +79,7 @@ fn soak(name: &str, mgmt_id: u8, default_cycles: usize, fault_for: Duration) {
 
 #[test]
 fn a_short_soak_under_chaos_keeps_every_invariant() {
-    soak("soak", 226, 600, Duration::from_secs(1));
+    soak("soak", 226, 500, Duration::from_secs(1));
 }
 
 #[test]
