@@ -8,8 +8,9 @@
 //! topology policy can choose the NICs next to them.
 //!
 //! [`PodResources`] is the port: [`Kubelet`] speaks gRPC to the real socket,
-//! [`Memory`] holds a table, and [`conformance`] holds both to one behaviour.
-//! With the `server` feature, [`server::TestServer`] serves a [`Memory`] over
+//! [`Memory`] holds a table, and `conformance` (feature `conformance`) holds
+//! both to one behaviour.
+//! With the `server` feature, `server::TestServer` serves a [`Memory`] over
 //! the kubelet's own protocol, built from the kubelet's own proto: the tests
 //! and the local cluster use it where no kubelet runs.
 
