@@ -160,6 +160,7 @@ impl Shared {
 
 /// Runs the soak on `c` (up, with its hosts planned and no pods of its own).
 pub fn run(c: &mut Cluster, config: &SoakConfig) -> Result<SoakReport> {
+    remove_stale_pods(c.spec());
     let hosts: Vec<usize> = (0..c.spec().hosts).collect();
     c.wait_converged(&hosts, SETTLE)?;
     c.prepare_hosts(&hosts)?;
@@ -194,6 +195,23 @@ pub fn run(c: &mut Cluster, config: &SoakConfig) -> Result<SoakReport> {
     converge(c, &hosts, Instant::now(), &mut report)?;
     finish(c, &mut report)?;
     Ok(report)
+}
+
+/// Removes the pod namespaces a killed earlier run left (`<prefix>s<w>-<n>`):
+/// they are too many and too short-lived to go through the cluster's state
+/// file, so its `down` does not know them.
+fn remove_stale_pods(spec: &ClusterSpec) {
+    let mine = format!("{}s", spec.prefix);
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let worker = name.strip_prefix(&mine).and_then(|r| r.chars().next());
+        if worker.is_some_and(|ch| ch.is_ascii_digit()) {
+            let _ = netns_del(&name);
+        }
+    }
 }
 
 /// One runtime: ADD a pod on the next host, DEL its oldest pod past `hold`;
