@@ -184,22 +184,22 @@ impl Mirror {
         Some(HostInterfaceSpec::with_rails(inventory, &rails))
     }
 
-    /// The hosts whose view a plan update may change: those named by its
-    /// keys, and every host planned in a network it touched.
-    pub fn hosts_of_plans(
-        &self,
-        update: &WatchUpdate,
-        nets: &BTreeSet<String>,
-    ) -> BTreeSet<String> {
-        let named = update.keys().filter_map(|k| match plan_key(k)? {
-            (_, PlanPart::Host(h)) => Some(h.to_string()),
-            (_, PlanPart::Meta) => None,
-        });
-        let planned = nets
-            .iter()
-            .filter_map(|n| self.plans.get(n))
-            .flat_map(|p| p.hosts.keys().cloned());
-        named.chain(planned).collect()
+    /// The hosts whose view a plan update may change. A NIC's rails come from
+    /// its host's own plan entry, so events change only the hosts their keys
+    /// name (a join in a 10,000-host network is one view, not 10,000); a
+    /// snapshot (a re-list, rare) may have dropped any entry, so it touches
+    /// every registered host.
+    pub fn hosts_of_plans(&self, update: &WatchUpdate) -> BTreeSet<String> {
+        if update.is_snapshot() {
+            return self.host_names().map(str::to_string).collect();
+        }
+        update
+            .keys()
+            .filter_map(|k| match plan_key(k)? {
+                (_, PlanPart::Host(h)) => Some(h.to_string()),
+                (_, PlanPart::Meta) => None,
+            })
+            .collect()
     }
 
     /// The CIDR of a planned network: none until the planner wrote its meta key

@@ -181,7 +181,7 @@ impl Views {
             Prefix::Plans => {
                 let touched = self.mirror.follow_plans(&update);
                 // A NIC's rails are in its host's view.
-                let hosts = self.mirror.hosts_of_plans(&update, &touched);
+                let hosts = self.mirror.hosts_of_plans(&update);
                 self.hosts.touch(hosts, false);
                 self.nets.touch(touched, snapshot);
             }

@@ -272,8 +272,18 @@ fn the_host_view_publishes_rails_and_dra_attributes() {
             .map(|(h, p)| put(&keys::plan_host(name, h), p)),
     );
     let update = WatchUpdate::Events(events);
-    let nets = mirror.follow_plans(&update);
-    assert_eq!(mirror.hosts_of_plans(&update, &nets), names(&["node-1"]));
+    mirror.follow_plans(&update);
+    assert_eq!(mirror.hosts_of_plans(&update), names(&["node-1"]));
+    // Another host's plan entry changes only that host's view; a re-list
+    // may change any.
+    mirror.follow_hosts(&WatchUpdate::Events(vec![put(
+        &keys::host("node-2"),
+        &inventory("node-2", 6),
+    )]));
+    let other = WatchUpdate::Events(vec![put(&keys::plan_host(name, "node-2"), &json!({}))]);
+    assert_eq!(mirror.hosts_of_plans(&other), names(&["node-2"]));
+    let relist = snapshot(vec![put(&keys::plan_meta(name), &meta)]);
+    assert_eq!(mirror.hosts_of_plans(&relist), names(&["node-1", "node-2"]));
     let nic = &mirror.host_view("node-1").unwrap().interfaces[0];
     assert_eq!(nic.rails, BTreeMap::from([(name.to_string(), 0)]));
     let attrs = serde_json::to_value(&nic.attributes).unwrap();
