@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use railyard_core::align::{alignment, is_pci_address, pcie_root_of, GpuPlace};
+use railyard_core::align::{alignment, is_pci_address, parse_numa_node, pcie_root_of, GpuPlace};
 use railyard_podresources::{Kubelet, PodDevice, PodResources};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -313,8 +313,7 @@ impl Pci<'_> {
     }
 }
 
-/// -1 (no affinity) and unreadable are both unknown.
+/// Unreadable and -1 (no affinity) are both unknown.
 fn read_numa(path: &Path) -> Option<i32> {
-    let v: i32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
-    (v >= 0).then_some(v)
+    parse_numa_node(&std::fs::read_to_string(path).ok()?)
 }

@@ -99,6 +99,13 @@ fn is_root_complex(s: &str) -> bool {
         && b[5..].iter().all(u8::is_ascii_hexdigit)
 }
 
+/// A sysfs `numa_node` file's content. -1 is the kernel's "no NUMA affinity"
+/// (single-node machines, virtual devices): unknown, like an unreadable one.
+pub fn parse_numa_node(text: &str) -> Option<i32> {
+    let v: i32 = text.trim().parse().ok()?;
+    (v >= 0).then_some(v)
+}
+
 /// Whether `s` is a PCI address (`dddd:bb:dd.f`, hex), as device plugins and
 /// sysfs write them.
 pub fn is_pci_address(s: &str) -> bool {

@@ -139,6 +139,15 @@ pub struct AllocationRecord {
     pub nics: Vec<NicAllocation>,
 }
 
+impl AllocationRecord {
+    /// Every address the attachment holds, rail by rail.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.nics
+            .iter()
+            .flat_map(|n| n.addresses.iter().map(|a| a.addr()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodRoute {
     pub dst: IpNet,

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub use railyard_core::align::parse_numa_node;
 use railyard_core::align::{is_pci_address, pcie_root_of};
 
 /// Reads files below `/sys/class/net/<ifname>/`. A trait so discovery can be
@@ -103,12 +104,6 @@ pub fn parse_speed(text: &str) -> Option<u32> {
     } else {
         u32::try_from(v).ok()
     }
-}
-
-/// -1 is the kernel's "no NUMA affinity" (single node machines, virtual devices).
-pub fn parse_numa_node(text: &str) -> Option<i32> {
-    let v: i32 = text.trim().parse().ok()?;
-    (v >= 0).then_some(v)
 }
 
 /// PCI vendor and device ids as sysfs writes them (`0x15b3`), returned as the

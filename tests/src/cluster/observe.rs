@@ -2,32 +2,15 @@
 //! from the root namespace. The cluster library is synchronous (it mostly runs
 //! commands), so etcd calls go through a runtime of its own.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
-use railyard_core::ipam::{AttachmentId, NicAllocation, PodRef};
 use railyard_core::{keys, Plan, PlanMeta};
 use railyard_store::{EtcdConfig, EtcdStore, LeaseId, Store};
-use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
 /// An allocation record as the daemons mirror it to etcd.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AllocationRecord {
-    pub id: AttachmentId,
-    #[serde(default)]
-    pub pod: PodRef,
-    pub nics: Vec<NicAllocation>,
-}
-
-impl AllocationRecord {
-    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.nics
-            .iter()
-            .flat_map(|n| n.addresses.iter().map(|a| a.addr()))
-    }
-}
+pub use railyard_core::ipam::AllocationRecord;
 
 #[derive(Debug)]
 pub struct Observer {
