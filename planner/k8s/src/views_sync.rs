@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{stream, StreamExt};
+use futures::{stream, FutureExt, StreamExt};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use railyard_core::keys;
@@ -28,6 +28,9 @@ use super::{K8sError, FIELD_MANAGER};
 const CONCURRENT_WRITES: usize = 8;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
+/// How many already-arrived updates a batch takes after its window closes: a
+/// bound, so a flood of events cannot hold a flush back.
+const MAX_DRAIN: usize = 10_000;
 
 /// One kind's objects: what was applied and what must be looked at again.
 struct Tracked<V: View> {
@@ -256,6 +259,16 @@ pub async fn run(client: Client, store: Arc<dyn Store>, coalesce: Duration, resy
                             None => return,
                         },
                         () = sleep_until(deadline) => break,
+                    }
+                }
+                // select! picks at random when both are ready: what has already
+                // arrived belongs to this batch, or a registration and its plan
+                // entry sent together would be applied as two views.
+                for _ in 0..MAX_DRAIN {
+                    match updates.next().now_or_never() {
+                        Some(Some(u)) => views.take(u),
+                        Some(None) => return,
+                        None => break,
                     }
                 }
             }

@@ -126,7 +126,10 @@ pub fn link_del(name: &str) -> Result<()> {
     if link_exists(name) {
         match ip(&["link", "del", name]) {
             Ok(_) => {}
-            Err(Error::Command { output, .. }) if output.contains("Cannot find device") => {}
+            // Gone between the check and the delete: named ("Cannot find
+            // device") or by index ("No such device"), both mean done.
+            Err(Error::Command { output, .. })
+                if output.contains("Cannot find device") || output.contains("No such device") => {}
             Err(e) => return Err(e),
         }
     }
