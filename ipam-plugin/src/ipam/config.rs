@@ -113,6 +113,11 @@ struct RawSelection {
     class: Option<String>,
     numa: Option<i32>,
     ips: Option<Vec<String>>,
+    /// A workload pool of the network (`spec.ipam.pools`).
+    pool: Option<String>,
+    /// Kube-OVN's `ip_pool`: addresses, one free one taken per rail and family.
+    #[serde(rename = "ipPool", alias = "ip_pool")]
+    ip_pool: Option<Vec<String>>,
 }
 
 /// The pod's wishes from `args.cni` (Multus `cni-args`), and its static
@@ -147,6 +152,16 @@ pub fn selection(conf: &NetConf) -> Result<Selection, Error> {
             "must be a NIC name, not empty",
         ));
     }
+    if let Some(p) = raw.pool.as_deref().filter(|p| p.trim().is_empty()) {
+        return Err(Error::invalid_config(
+            "args.cni.pool",
+            format!("= {p:?}: must name a pool of the network"),
+        ));
+    }
+    let pool_ips = static_ips(
+        "args.cni.ipPool",
+        raw.ip_pool.as_deref().unwrap_or_default(),
+    )?;
     let placed: Placed = match conf.extra.get(DEVICES_KEY) {
         None | Some(Value::Null) => Placed::default(),
         Some(v) => decode::typed("network config", DEVICES_KEY, v)?,
@@ -159,6 +174,8 @@ pub fn selection(conf: &NetConf) -> Result<Selection, Error> {
         ips,
         gpus: placed.gpus,
         device_rails: placed.device_rails,
+        pool: raw.pool,
+        pool_ips,
     })
 }
 

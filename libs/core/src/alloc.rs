@@ -27,6 +27,29 @@ pub struct BlockAllocator {
     reserved: Bitmap,
     cursor: u32,
     allocated: u32,
+    /// Workload pools' addresses in this block, when the network has pools.
+    pools: Option<Box<Pooled>>,
+}
+
+/// The pools of one block: which addresses each hands out, and a second
+/// `used` that also marks every pooled address, which the dynamic scan
+/// searches so a pod without the pool never gets one.
+#[derive(Debug, Clone)]
+struct Pooled {
+    members: Vec<(String, Vec<u32>)>,
+    dynamic_used: Bitmap,
+}
+
+/// What [`BlockAllocator::allocate_pooled`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolTake {
+    Taken(IpAddr),
+    /// The pool has addresses in this block, all held.
+    Full {
+        size: u32,
+    },
+    /// The pool has no address in this block (an `ips` pool of other hosts).
+    NotHere,
 }
 
 impl BlockAllocator {
@@ -63,7 +86,83 @@ impl BlockAllocator {
             reserved,
             cursor: 0,
             allocated: 0,
+            pools: None,
         }
+    }
+
+    /// Sets the workload pools (replacing any): their addresses leave the
+    /// dynamic scan and are handed out only by [`Self::allocate_pooled`].
+    /// Held addresses stay held.
+    pub fn set_pools(&mut self, pools: &[crate::pools::Pool]) {
+        let tracked = self.used.len();
+        let members: Vec<(String, Vec<u32>)> = pools
+            .iter()
+            .map(|p| (p.name.clone(), p.offsets_in(self.block, tracked)))
+            .filter(|(_, offs)| !offs.is_empty())
+            .collect();
+        if members.is_empty() {
+            self.pools = None;
+            return;
+        }
+        let mut dynamic_used = self.used.clone();
+        for i in members.iter().flat_map(|(_, o)| o) {
+            dynamic_used.set(*i);
+        }
+        self.pools = Some(Box::new(Pooled {
+            members,
+            dynamic_used,
+        }));
+    }
+
+    /// Whether `addr` belongs to a pool here.
+    pub fn is_pooled(&self, addr: IpAddr) -> bool {
+        let Ok(i) = self.offset_of(addr) else {
+            return false;
+        };
+        self.pools
+            .as_ref()
+            .is_some_and(|p| p.members.iter().any(|(_, o)| o.binary_search(&i).is_ok()))
+    }
+
+    /// The first free address of pool `name` in this block.
+    pub fn allocate_pooled(&mut self, name: &str) -> PoolTake {
+        let Some(offsets) = self
+            .pools
+            .as_ref()
+            .and_then(|p| p.members.iter().find(|(n, _)| n == name))
+            .map(|(_, o)| o)
+        else {
+            return PoolTake::NotHere;
+        };
+        let size = offsets.len() as u32;
+        let Some(i) = offsets
+            .iter()
+            .copied()
+            .find(|i| !self.used.get(*i) && !self.reserved.get(*i))
+        else {
+            return PoolTake::Full { size };
+        };
+        self.mark(i);
+        PoolTake::Taken(self.addr_at(i))
+    }
+
+    /// The first address of `list` in this block that is free (Kube-OVN's
+    /// `ip_pool` annotation), or None.
+    pub fn allocate_listed(&mut self, list: &[IpAddr]) -> Option<IpAddr> {
+        let i = list
+            .iter()
+            .filter_map(|a| self.offset_of(*a).ok())
+            .find(|i| !self.used.get(*i) && !self.reserved.get(*i))?;
+        self.mark(i);
+        Some(self.addr_at(i))
+    }
+
+    fn mark(&mut self, i: u32) {
+        self.used.set(i);
+        if let Some(p) = self.pools.as_mut() {
+            p.dynamic_used.set(i);
+        }
+        self.allocated += 1;
     }
 
     pub fn block(&self) -> IpNet {
@@ -85,10 +184,10 @@ impl BlockAllocator {
 
     /// The next free address after the last one handed out, or None when full.
     pub fn allocate(&mut self) -> Option<IpAddr> {
-        let i = self.used.first_clear_wrapping(self.cursor)?;
-        self.used.set(i);
+        let scan = self.pools.as_ref().map_or(&self.used, |p| &p.dynamic_used);
+        let i = scan.first_clear_wrapping(self.cursor)?;
+        self.mark(i);
         self.cursor = i + 1;
-        self.allocated += 1;
         Some(self.addr_at(i))
     }
 
@@ -121,8 +220,7 @@ impl BlockAllocator {
                 block: self.block.to_string(),
             });
         }
-        self.used.set(i);
-        self.allocated += 1;
+        self.mark(i);
         Ok(())
     }
 
@@ -131,6 +229,11 @@ impl BlockAllocator {
         match self.offset_of(addr) {
             Ok(i) if self.used.get(i) && !self.reserved.get(i) => {
                 self.used.clear(i);
+                if let Some(p) = self.pools.as_mut() {
+                    if !p.members.iter().any(|(_, o)| o.binary_search(&i).is_ok()) {
+                        p.dynamic_used.clear(i);
+                    }
+                }
                 self.allocated -= 1;
                 true
             }

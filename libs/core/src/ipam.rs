@@ -69,6 +69,15 @@ pub struct Selection {
     /// left out, so the pod never gets a rail it has no VF for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_rails: Vec<DeviceRail>,
+    /// A workload pool of the network (`spec.ipam.pools`): every address comes
+    /// from it. From `args.cni.pool`, or the pod's or its namespace's
+    /// `railyard.dev/pool` annotation (read by the daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Kube-OVN's `ip_pool`: on each rail and family, the first free listed
+    /// address of the block the pod gets (and none listed there is an error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pool_ips: Vec<IpAddr>,
 }
 
 /// One rail that needs the pod's own device, and the NICs it holds one on.

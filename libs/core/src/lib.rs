@@ -17,6 +17,7 @@ pub mod inventory;
 pub mod ipam;
 pub mod keys;
 pub mod plan;
+pub mod pools;
 pub mod ranges;
 pub mod routes;
 pub mod spec;

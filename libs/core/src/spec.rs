@@ -155,6 +155,10 @@ pub struct IpamSpec {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub exclude_ips: Vec<String>,
+    /// Workload pools: addresses only the pods selecting them get
+    /// ([`crate::pools`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<crate::pools::PoolSpec>,
     /// Keys railyard does not know. Kept only to be refused by `ipam_spec` with
     /// the key's name: a typo (`excludeCIDR`) silently ignored would plan
     /// without the exclusion the user asked for, while the CNI side refuses it.
@@ -164,13 +168,14 @@ pub struct IpamSpec {
 
 /// The `ipam` keys a MultiNicNetwork may carry: those of multi-nic-cni's own
 /// sample manifests.
-pub const IPAM_KEYS: [&str; 6] = [
+pub const IPAM_KEYS: [&str; 7] = [
     "type",
     "hostBlock",
     "interfaceBlock",
     "vlanMode",
     "excludeCIDRs",
     "excludeIPs",
+    "pools",
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -397,6 +402,7 @@ impl NetworkSpec {
             ));
         }
         self.rail_routes(&subnets, interface_block)?;
+        self.pools(&subnets, interface_block, host_block)?;
         for (i, ns) in self.namespaces.iter().enumerate() {
             validate_dns_label(&format!("spec.namespaces[{i}]"), ns)?;
         }
@@ -412,6 +418,26 @@ impl NetworkSpec {
             policy_target,
             spec: self.clone(),
         })
+    }
+
+    /// `spec.ipam.pools`, checked ([`crate::pools::validate`]).
+    pub fn pools(
+        &self,
+        subnets: &[IpNet],
+        interface_block: u8,
+        host_block: u8,
+    ) -> Result<Vec<crate::pools::Pool>> {
+        let ipam = self.ipam_spec()?;
+        let families: Vec<(IpNet, u128)> = subnets
+            .iter()
+            .map(|s| {
+                let bits = u32::from(s.max_prefix_len())
+                    .saturating_sub(u32::from(s.prefix_len()))
+                    .saturating_sub(u32::from(interface_block) + u32::from(host_block));
+                (*s, 1u128.checked_shl(bits).unwrap_or(u128::MAX))
+            })
+            .collect();
+        crate::pools::validate(&ipam.pools, &families)
     }
 
     /// `spec.routes`, checked: a rail the network can have (below

@@ -39,6 +39,7 @@ fn config(n: usize) -> NetworkConfig {
     };
     NetworkConfig {
         routes: Vec::new(),
+        pools: Vec::new(),
         name: format!("bench{n}"),
         strategy: Strategy::None,
         policy_target: String::new(),

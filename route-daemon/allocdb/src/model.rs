@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use railyard_core::ipam::{AttachmentId, NicAllocation, PodRef, Selection};
+use railyard_core::pools::Pool;
 use railyard_core::spec::RailRoute;
 use railyard_core::{Block, HostPlan, IfName, Interface, Network, Plan, Strategy};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,9 @@ pub struct NetworkConfig {
     /// The network's extra pod routes per rail (`spec.routes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RailRoute>,
+    /// The network's workload pools (`spec.ipam.pools`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<Pool>,
 }
 
 impl NetworkConfig {
@@ -46,6 +50,14 @@ impl NetworkConfig {
             routes: network
                 .spec
                 .rail_routes(&network.subnets, network.interface_block)
+                .unwrap_or_default(),
+            pools: network
+                .spec
+                .pools(
+                    &network.subnets,
+                    network.interface_block,
+                    network.host_block,
+                )
                 .unwrap_or_default(),
         }
     }

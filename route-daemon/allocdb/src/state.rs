@@ -16,9 +16,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use railyard_core::alloc::PoolTake;
 use railyard_core::attach::{select_nics, wanted_class, Candidate, DeviceClass};
 use railyard_core::ipam::{AttachmentId, NicAllocation, PodRoute, Selection};
-use railyard_core::{Block, IfName, Nic};
+use railyard_core::{Block, BlockAllocator, IfName, Nic};
 
 use crate::block::BlockState;
 use crate::error::{DbError, Result};
@@ -53,6 +54,7 @@ impl NetState {
         NetState {
             config: Arc::new(NetworkConfig {
                 routes: Vec::new(),
+                pools: Vec::new(),
                 name: name.to_string(),
                 strategy: Default::default(),
                 policy_target: String::new(),
@@ -190,6 +192,7 @@ impl Core {
             .entry(cfg.name.clone())
             .or_insert_with(|| NetState::empty(&cfg.name));
         let excludes_changed = net.config.excludes != cfg.excludes;
+        let pools_changed = net.config.pools != cfg.pools;
         net.config = cfg.clone();
         for b in &cfg.blocks {
             let family = net.family_of(b);
@@ -202,9 +205,14 @@ impl Core {
                         tracing::warn!(network = %cfg.name, %addr, "address held by a pod is inside a new excludeCIDRs entry; it stays with the pod until released");
                     }
                 }
+                if excludes_changed || pools_changed {
+                    // A pooled address a pod already holds stays with it.
+                    s.alloc.set_pools(&cfg.pools);
+                }
                 continue;
             }
             let mut s = BlockState::new(b.clone(), &cfg.excludes, family);
+            s.alloc.set_pools(&cfg.pools);
             let cidr = s.cidr();
             for a in net.attachments.values() {
                 for addr in addresses(a).filter(|x| cidr.contains(x)) {
@@ -314,6 +322,15 @@ impl Core {
                                 let why = static_refused(want, &e, net.holder_of(want));
                                 undo(net, &taken);
                                 return Err(DbError::Invalid(why));
+                            }
+                        }
+                    }
+                    None if selection.pool.is_some() || !selection.pool_ips.is_empty() => {
+                        match take_pooled(&mut b.alloc, &selection, &c.name, &cfg) {
+                            Ok(addr) => addr,
+                            Err(e) => {
+                                undo(net, &taken);
+                                return Err(e);
                             }
                         }
                     }
@@ -593,6 +610,61 @@ fn effective_selection(args: &AddArgs) -> Result<Selection> {
         sel.masters = vec![m.to_string()];
     }
     Ok(sel)
+}
+
+/// An address from the pod's pool (`selection.pool`) or listed addresses
+/// (`selection.pool_ips`) in one block of a picked NIC, or why not.
+fn take_pooled(
+    alloc: &mut BlockAllocator,
+    selection: &Selection,
+    nic: &str,
+    cfg: &NetworkConfig,
+) -> Result<IpAddr> {
+    let block = alloc.block();
+    if let Some(pool) = &selection.pool {
+        if !cfg.pools.iter().any(|p| &p.name == pool) {
+            let known: Vec<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
+            return Err(DbError::Invalid(format!(
+                "pool {pool:?} is not a pool of network {} (its pools: {})",
+                cfg.name,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        return match alloc.allocate_pooled(pool) {
+            PoolTake::Taken(a) => Ok(a),
+            PoolTake::Full { size } => Err(DbError::Invalid(format!(
+                "pool {pool:?} has no free address in block {block} ({nic}): all {size} are held"
+            ))),
+            PoolTake::NotHere => Err(DbError::Invalid(format!(
+                "pool {pool:?} has no address in block {block} ({nic}), which this pod gets on \
+                 this host; list one there, or select the NICs whose blocks hold the pool's \
+                 addresses (masters)"
+            ))),
+        };
+    }
+    let listed: Vec<String> = selection
+        .pool_ips
+        .iter()
+        .filter(|a| block.contains(*a))
+        .map(ToString::to_string)
+        .collect();
+    alloc.allocate_listed(&selection.pool_ips).ok_or_else(|| {
+        DbError::Invalid(if listed.is_empty() {
+            format!(
+                "ip_pool lists no address in block {block} ({nic}), which this pod gets on \
+                 this host"
+            )
+        } else {
+            format!(
+                "every ip_pool address in block {block} ({nic}) is held or reserved: {}",
+                listed.join(", ")
+            )
+        })
+    })
 }
 
 /// Why a requested (static) address cannot be had, naming it and, when a pod

@@ -156,6 +156,7 @@ mod tests {
     fn two_rails() -> (NetworkConfig, Vec<Nic>) {
         let cfg = NetworkConfig {
             routes: Vec::new(),
+            pools: Vec::new(),
             name: NET.into(),
             strategy: Strategy::None,
             policy_target: String::new(),

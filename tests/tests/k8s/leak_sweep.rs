@@ -156,6 +156,7 @@ fn network() -> (NetworkConfig, Vec<Nic>) {
         policy_target: String::new(),
         excludes: vec![],
         routes: vec![],
+        pools: vec![],
         interfaces: vec![Interface {
             index: 0,
             net_address: "10.0.0.0/24".parse().unwrap(),

@@ -17,6 +17,7 @@ pub fn config(blocks: &[(&str, u32, &str)]) -> NetworkConfig {
     rails.dedup();
     NetworkConfig {
         routes: Vec::new(),
+        pools: Vec::new(),
         name: NET.into(),
         strategy: Strategy::None,
         policy_target: String::new(),
