@@ -208,6 +208,7 @@ async fn start_daemon(dir: &Path) -> PathBuf {
         metrics: Arc::new(IpamMetrics::new(&mut registry)),
         allowed_uid: nix::unistd::geteuid().as_raw(),
         trusted,
+        pods: None,
     });
     let socket = dir.join("ipam.sock");
     let (stop, rx) = watch::channel(false);

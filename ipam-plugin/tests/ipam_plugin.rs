@@ -141,6 +141,7 @@ fn add_sends_attachment_pod_selection_and_standalone_master() {
                 namespace: "ml".into(),
                 name: "pod-c1".into(),
                 uid: "uid-c1".into(),
+                controller: None,
             },
             selection: Selection {
                 nics: Some(1),

@@ -240,6 +240,7 @@ async fn an_empty_log_serves_nothing_until_etcd_was_asked() {
         metrics: Arc::new(IpamMetrics::new(&mut registry)),
         allowed_uid: nix::unistd::geteuid().as_raw(),
         trusted,
+        pods: None,
     });
     let socket = dir.path().join("ipam.sock");
     let (_stop, rx) = watch::channel(false);

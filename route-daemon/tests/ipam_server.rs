@@ -48,6 +48,7 @@ async fn start(dir: &std::path::Path, uid: u32) -> (std::path::PathBuf, watch::S
         metrics: Arc::new(IpamMetrics::new(&mut registry)),
         allowed_uid: uid,
         trusted: watch::channel(true).1,
+        pods: None,
     });
     let socket = dir.join("ipam.sock");
     let (stop, rx) = watch::channel(false);
@@ -83,6 +84,7 @@ fn add(cid: &str) -> Request {
             namespace: "default".into(),
             name: cid.into(),
             uid: String::new(),
+            controller: None,
         },
         selection: Selection::default(),
         master: None,

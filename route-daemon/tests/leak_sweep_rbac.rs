@@ -1,6 +1,6 @@
 //! The leak sweep's permissions as shipped (deploy/kubernetes): exactly what
-//! docs/kubernetes.md and docs/design/leak-sweep.md say (list pods, get
-//! nodes, nothing else), bound to the DaemonSet's account, whose token the
+//! docs/kubernetes.md and docs/design/leak-sweep.md say (get and list pods,
+//! get nodes and namespaces, nothing else), bound to the DaemonSet's account, whose token the
 //! DaemonSet mounts. That they are enough is shown against a real API server
 //! by tests/tests/k8s/leak_sweep.rs.
 
@@ -22,14 +22,14 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 }
 
 #[test]
-fn the_route_daemon_may_list_pods_and_get_nodes_and_nothing_else() {
+fn the_route_daemon_may_read_pods_nodes_and_namespaces_and_nothing_else() {
     let rbac = documents("rbac.yaml");
     let role = find(&rbac, "ClusterRole", "railyard-route-daemon");
     assert_eq!(
         role["rules"],
         json!([
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["nodes", "namespaces"], "verbs": ["get"]},
         ])
     );
     let binding = find(&rbac, "ClusterRoleBinding", "railyard-route-daemon");

@@ -72,6 +72,7 @@ pub fn serve_daemon(dir: &Path) -> Result<(), String> {
             metrics: Arc::new(IpamMetrics::new(&mut registry)),
             allowed_uid: nix::unistd::geteuid().as_raw(),
             trusted,
+            pods: None,
         });
         let leftovers = tokio::net::UnixListener::bind(dir.join("leftovers.sock"))
             .map_err(|e| format!("leftovers.sock: {e}"))?;

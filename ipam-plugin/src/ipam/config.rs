@@ -311,4 +311,29 @@ mod tests {
             codes::INVALID_NETWORK_CONFIG
         );
     }
+
+    #[test]
+    fn pools_are_read_from_cni_args_and_bad_ones_named() {
+        let c = conf(json!({"cniVersion": "1.0.0", "name": "n", "type": "t",
+            "args": {"cni": {"pool": "db", "ip_pool": ["10.0.0.5", "10.0.1.5/24"]}}}));
+        let sel = selection(&c).unwrap();
+        assert_eq!(sel.pool.as_deref(), Some("db"));
+        assert_eq!(
+            sel.pool_ips,
+            [
+                "10.0.0.5".parse::<IpAddr>().unwrap(),
+                "10.0.1.5".parse().unwrap()
+            ]
+        );
+        for (args, needle) in [
+            (json!({"pool": " "}), "args.cni.pool"),
+            (json!({"ipPool": ["10.0.0.x"]}), "args.cni.ipPool[0]"),
+        ] {
+            let c = conf(json!({"cniVersion": "1.0.0", "name": "n", "type": "t",
+                "args": {"cni": args}}));
+            let err = selection(&c).unwrap_err();
+            assert_eq!(err.code(), codes::INVALID_NETWORK_CONFIG, "{err}");
+            assert!(err.to_string().contains(needle), "{err} lacks {needle}");
+        }
+    }
 }

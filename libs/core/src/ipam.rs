@@ -35,6 +35,11 @@ pub struct PodRef {
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
+    /// The kind of the pod's controller (`StatefulSet`), as the daemon read it
+    /// from the API at ADD: a StatefulSet pod's addresses are kept for its name
+    /// after its DEL. Never sent by the plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
 }
 
 /// The pod's wishes, from Multus cni-args (`nics`, `masters`, `class`, `numa`).
@@ -76,7 +81,12 @@ pub struct Selection {
     pub pool: Option<String>,
     /// Kube-OVN's `ip_pool`: on each rail and family, the first free listed
     /// address of the block the pod gets (and none listed there is an error).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ipPool",
+        alias = "ip_pool",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub pool_ips: Vec<IpAddr>,
 }
 
@@ -118,6 +128,44 @@ pub enum Request {
     },
     /// Whether the daemon can allocate on `network` now (CNI STATUS).
     Status { network: String },
+    /// External IPAM (`multiNICIPAM: false`): which NICs the attach policy
+    /// gives the pod and each one's host blocks, by the same rules as `Add`,
+    /// but nothing is allocated or recorded (the external plugin allocates).
+    Choose {
+        attachment: AttachmentId,
+        #[serde(default)]
+        pod: PodRef,
+        #[serde(default)]
+        selection: Selection,
+    },
+}
+
+/// One NIC `Choose` picked: what an external IPAM plugin is told to use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NicChoice {
+    /// The host NIC (the delegate's `master`).
+    pub nic: IfName,
+    /// The rail (interface index) the NIC is on.
+    pub interface: u32,
+    /// This host's blocks on the NIC, one per family, primary family first.
+    pub blocks: Vec<ChosenBlock>,
+    /// Routes the pod needs on this interface, as `Add` gives them.
+    pub routes: Vec<PodRoute>,
+}
+
+/// One host block of a chosen NIC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChosenBlock {
+    pub cidr: IpNet,
+    /// The block's gateway: never a pod's address. None for a network
+    /// whose pods route without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    /// The network's excluded CIDRs that overlap the block: never a pod's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<IpNet>,
 }
 
 /// One selected NIC and what the pod gets on it.
@@ -130,10 +178,14 @@ pub struct NicAllocation {
     pub interface: u32,
     /// Pod addresses with the host block's prefix length, one per family.
     pub addresses: Vec<IpNet>,
-    /// Per address (same order): the block's gateway.
+    /// Per address (same order): the block's gateway. Empty when the
+    /// network has none (`spec.ipam.gateway: none`); a daemon before that
+    /// setting always sent one per address, and `default` reads a
+    /// message without the field as empty.
+    #[serde(default)]
     pub gateways: Vec<IpAddr>,
     /// Routes the pod needs on this interface: the rail's CIDR (every host's block
-    /// on this rail) via the gateway.
+    /// on this rail) via the gateway, or a device route without one.
     pub routes: Vec<PodRoute>,
 }
 
@@ -160,7 +212,11 @@ impl AllocationRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodRoute {
     pub dst: IpNet,
-    pub gw: IpAddr,
+    /// The block's gateway; `None` (left out of the JSON) for a network
+    /// without one (`spec.ipam.gateway: none`): a device route. What every
+    /// earlier daemon sent, a route with a `gw`, reads as `Some`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gw: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +229,10 @@ pub enum Response {
     /// GC: how many attachments were released.
     Collected {
         released: u32,
+    },
+    /// Choose: the NICs and blocks, in the policy's ranking order.
+    Chosen {
+        nics: Vec<NicChoice>,
     },
     Error(ErrorReply),
 }

@@ -29,12 +29,12 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use railyard_core::attach::DeviceClass;
-use railyard_core::ipam::{AttachmentId, NicAllocation};
+use railyard_core::ipam::{AttachmentId, NicAllocation, NicChoice};
 use railyard_core::Nic;
 use tokio::sync::watch;
 
 use crate::error::{DbError, Result};
-use crate::frame::Record;
+use crate::frame::{Record, LOG_FORMAT};
 use crate::model::{
     AddArgs, Adopted, Attachment, Change, ChangeEvent, Changes, NetworkConfig, Stats,
 };
@@ -139,7 +139,8 @@ impl AllocDb {
         });
         let counters = Arc::new(Counters::default());
         let opened_empty = rec.last_lsn == 0;
-        tracing::info!(dir = %dir.display(), attachments = rec.core.live(), records = rec.records, "allocation log recovered");
+        let older = (rec.version < LOG_FORMAT).then_some(rec.version);
+        tracing::info!(dir = %dir.display(), attachments = rec.core.live(), records = rec.records, version = rec.version, "allocation log recovered");
         let db = AllocDb {
             inner: Mutex::new(Inner {
                 core: Core::default(),
@@ -166,7 +167,17 @@ impl AllocDb {
         {
             let mut g = db.lock()?;
             db.start_writer(&mut g, rec, file)?;
-            g.maybe_compact(&db.opts)?;
+            if let Some(found) = older {
+                // A log of an older format is converted at once, by the
+                // compaction path: a snapshot written to a fresh file of
+                // this format, renamed over the old one. It is the first
+                // record queued, so nothing of this format is ever appended
+                // to the old file; a crash leaves the whole old file.
+                tracing::info!(dir = %db.dir.display(), from = found, to = LOG_FORMAT, "allocation log of an older format: converting it");
+                g.compact()?;
+            } else {
+                g.maybe_compact(&db.opts)?;
+            }
         }
         Ok(db)
     }
@@ -242,7 +253,11 @@ impl AllocDb {
                 // It may be another caller's, still in flight: wait for everything.
                 Some(a) => (a.clone(), g.next_lsn - 1),
                 None => {
-                    let a = g.core.allocate(args, nics, classes)?;
+                    let (a, took_over) = g.core.allocate_retained(args, nics, classes)?;
+                    if let Some(old) = took_over {
+                        let lsn = g.log(Record::Release(vec![old.clone()]))?;
+                        g.push_change(&self.opts, lsn, Change::Released(old));
+                    }
                     let lsn = g.log(Record::Add(a.clone()))?;
                     g.push_change(&self.opts, lsn, Change::Added(a.clone()));
                     g.maybe_compact(&self.opts)?;
@@ -255,6 +270,19 @@ impl AllocDb {
         };
         self.wait(lsn).await?;
         Ok(att.nics.clone())
+    }
+
+    /// External IPAM: the NICs an ADD would give the pod and their host
+    /// blocks, by the same attach policy, allocating and logging nothing
+    /// (`choose.rs`). Served while the log cannot be written: it needs none.
+    pub fn choose(
+        &self,
+        args: &AddArgs,
+        nics: &[Nic],
+        classes: &[DeviceClass],
+    ) -> Result<Vec<NicChoice>> {
+        validate(&args.attachment)?;
+        self.lock()?.core.choose(args, nics, classes)
     }
 
     /// DEL: releases the attachment's addresses. An unknown attachment succeeds.
@@ -277,10 +305,19 @@ impl AllocDb {
                 return Ok(());
             }
             match g.core.release(id) {
-                Some(_) => {
+                Some(att) => {
                     g.added.remove(id);
-                    let lsn = g.log(Record::Release(vec![id.clone()]))?;
+                    let mut lsn = g.log(Record::Release(vec![id.clone()]))?;
                     g.push_change(&self.opts, lsn, Change::Released(id.clone()));
+                    // A StatefulSet pod's addresses stay held for its name
+                    // (`retain.rs`). Logged after the release: a crash between
+                    // the two loses the retention, never holds twice.
+                    if crate::retain::keeps(&att) {
+                        let kept = Arc::new(crate::retain::placeholder(&att));
+                        g.core.claim(Arc::clone(&kept));
+                        lsn = g.log(Record::Add(Arc::clone(&kept)))?;
+                        g.push_change(&self.opts, lsn, Change::Added(kept));
+                    }
                     g.maybe_compact(&self.opts)?;
                     lsn
                 }
@@ -312,7 +349,8 @@ impl AllocDb {
                 .core
                 .attachment_ids(network)
                 .into_iter()
-                .filter(|id| !keep.contains(id))
+                // Retained addresses are not the runtime's to collect.
+                .filter(|id| !keep.contains(id) && !crate::retain::is_retained(id))
                 .collect();
             if gone.is_empty() {
                 (0, g.next_lsn - 1)

@@ -20,12 +20,14 @@
 //! No sockets, no etcd and no wire protocol here: the daemon wires those.
 
 mod block;
+mod choose;
 mod crc;
 mod db;
 mod error;
 mod frame;
 mod model;
 mod recover;
+mod retain;
 mod state;
 mod writer;
 
@@ -37,3 +39,4 @@ pub use model::{
     WalStats,
 };
 pub use recover::check_format;
+pub use retain::{is_retained, retained_id, RETAINED_PREFIX, STATEFUL_SET};

@@ -55,6 +55,7 @@ impl NetState {
             config: Arc::new(NetworkConfig {
                 routes: Vec::new(),
                 pools: Vec::new(),
+                gateway: Default::default(),
                 name: name.to_string(),
                 strategy: Default::default(),
                 policy_target: String::new(),
@@ -77,7 +78,7 @@ impl NetState {
             .unwrap_or(usize::from(!b.cidr.addr().is_ipv4()))
     }
 
-    fn rail_cidr(&self, b: &Block) -> Option<IpNet> {
+    pub(crate) fn rail_cidr(&self, b: &Block) -> Option<IpNet> {
         let i = self
             .config
             .interfaces
@@ -191,7 +192,9 @@ impl Core {
             .networks
             .entry(cfg.name.clone())
             .or_insert_with(|| NetState::empty(&cfg.name));
-        let excludes_changed = net.config.excludes != cfg.excludes;
+        // A new gateway reserves another address: rebuilt as for excludes.
+        let excludes_changed =
+            net.config.excludes != cfg.excludes || net.config.gateway != cfg.gateway;
         let pools_changed = net.config.pools != cfg.pools;
         net.config = cfg.clone();
         for b in &cfg.blocks {
@@ -201,8 +204,8 @@ impl Core {
                 s.in_plan = true;
                 s.family = family;
                 if excludes_changed {
-                    for addr in s.rebuild(&cfg.excludes) {
-                        tracing::warn!(network = %cfg.name, %addr, "address held by a pod is inside a new excludeCIDRs entry; it stays with the pod until released");
+                    for addr in s.rebuild(&cfg.excludes, cfg.gateway) {
+                        tracing::warn!(network = %cfg.name, %addr, "address held by a pod is inside a new excludeCIDRs entry, or the new gateway; it stays with the pod until released");
                     }
                 }
                 if excludes_changed || pools_changed {
@@ -211,7 +214,7 @@ impl Core {
                 }
                 continue;
             }
-            let mut s = BlockState::new(b.clone(), &cfg.excludes, family);
+            let mut s = BlockState::new(b.clone(), &cfg.excludes, cfg.gateway, family);
             s.alloc.set_pools(&cfg.pools);
             let cidr = s.cidr();
             for a in net.attachments.values() {
@@ -349,17 +352,18 @@ impl Core {
                     },
                 };
                 taken.push((i, addr));
+                // None for a network without gateways: device routes.
                 let gw = b.alloc.gateway();
                 let prefix = b.cidr().prefix_len();
                 a.addresses
                     .push(IpNet::new(addr, prefix).unwrap_or(b.cidr()));
-                a.gateways.push(gw);
+                a.gateways.extend(gw);
                 if let Some(dst) = net.rail_cidr(&net.blocks[i].block) {
                     a.routes.push(PodRoute { dst, gw });
                 }
                 // The network's own routes for this rail, in this family.
                 for r in cfg.routes.iter().filter(|r| r.rail == c.interface) {
-                    if r.dst.addr().is_ipv4() == gw.is_ipv4() {
+                    if r.dst.addr().is_ipv4() == addr.is_ipv4() {
                         a.routes.push(PodRoute { dst: r.dst, gw });
                     }
                 }
@@ -414,6 +418,46 @@ impl Core {
         Ok(att)
     }
 
+    /// [`Self::allocate`], taking over the addresses retained for a
+    /// StatefulSet pod of this name (`retain.rs`): they become the pod's
+    /// static addresses unless it asks for others. If they cannot be had now
+    /// (the plan moved, the pod selects other NICs) the pod gets fresh ones
+    /// and the retained ones are freed; on any error the retained attachment
+    /// is kept. Returns the retained attachment's ID when it was taken over.
+    pub fn allocate_retained(
+        &mut self,
+        args: &AddArgs,
+        nics: &[Nic],
+        classes: &[DeviceClass],
+    ) -> Result<(Arc<Attachment>, Option<AttachmentId>)> {
+        let Some(kept_id) = crate::retain::for_add(&args.attachment, &args.pod) else {
+            return Ok((self.allocate(args, nics, classes)?, None));
+        };
+        let Some(kept) = self.release(&kept_id) else {
+            return Ok((self.allocate(args, nics, classes)?, None));
+        };
+        let mut again = args.clone();
+        if again.selection.ips.is_empty() {
+            again.selection.ips = addresses(&kept).collect();
+        }
+        let got = match self.allocate(&again, nics, classes) {
+            Ok(a) => Ok(a),
+            Err(e) if again.selection.ips != args.selection.ips => {
+                tracing::warn!(network = %kept_id.network, container = %kept_id.container_id, error = %e,
+                    "the addresses kept for this StatefulSet pod cannot be had now; it gets fresh ones");
+                self.allocate(args, nics, classes)
+            }
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(a) => Ok((a, Some(kept_id))),
+            Err(e) => {
+                self.claim(kept);
+                Err(e)
+            }
+        }
+    }
+
     /// Replays an attachment from the log: its addresses are held again, in a
     /// leftover block if the plan no longer has one containing them.
     pub fn claim(&mut self, att: Arc<Attachment>) {
@@ -437,7 +481,8 @@ impl Core {
                     cidr: a.trunc(),
                 };
                 let family = net.family_of(&block);
-                let mut s = BlockState::new(block, &net.config.excludes, family);
+                let mut s =
+                    BlockState::new(block, &net.config.excludes, net.config.gateway, family);
                 s.in_plan = false;
                 net.blocks.push(s);
                 net.hold(a.addr());
@@ -598,7 +643,7 @@ fn addresses(a: &Attachment) -> impl Iterator<Item = IpAddr> + '_ {
 }
 
 /// Standalone mode's `master` is one more narrowing of the pod's selection.
-fn effective_selection(args: &AddArgs) -> Result<Selection> {
+pub(crate) fn effective_selection(args: &AddArgs) -> Result<Selection> {
     let mut sel = args.selection.clone();
     if let Some(m) = args.master.as_deref().filter(|m| !m.is_empty()) {
         if !sel.masters.is_empty() && !sel.masters.iter().any(|x| x == m) {
@@ -703,7 +748,11 @@ fn static_refused(
 ///
 /// A remembered rail whose NIC is gone from the host is not owed any more: the
 /// NIC was removed, not broken.
-fn candidates(net: &NetState, nics: &[Nic], load: &HashMap<IfName, u32>) -> Vec<Candidate> {
+pub(crate) fn candidates(
+    net: &NetState,
+    nics: &[Nic],
+    load: &HashMap<IfName, u32>,
+) -> Vec<Candidate> {
     let families: BTreeSet<usize> = net.rails_seen.keys().map(|(_, f)| *f).collect();
     let mut rails: BTreeMap<u32, (IfName, bool)> = BTreeMap::new();
     for ((rail, _), nic) in &net.rails_seen {

@@ -4,6 +4,7 @@
 //! It runs inside the daemon's one context (`daemon::HostContext`): the store, the
 //! kernel events, the discovery source and the plan watch are the daemon's.
 
+mod annotations;
 mod follow;
 mod metrics;
 mod mirror;

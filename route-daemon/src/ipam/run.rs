@@ -109,6 +109,7 @@ pub async fn run(
         Arc::clone(&db),
         shutdown.clone(),
     ));
+    let pods = feeds.sweep.as_ref().map(|(_, p)| Arc::clone(p));
     if let Some((sweep, pods)) = feeds.sweep {
         tokio::spawn(crate::sweep::run(
             sweep,
@@ -141,6 +142,7 @@ pub async fn run(
         metrics,
         allowed_uid: cfg.allowed_uid,
         trusted,
+        pods,
     });
     serve(&cfg.socket, ctx, shutdown)
         .await

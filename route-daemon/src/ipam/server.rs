@@ -10,15 +10,17 @@ use std::time::Instant;
 
 use railyard_allocdb::AllocDb;
 use railyard_core::attach::DeviceClass;
-use railyard_core::ipam::{Request, Response};
+use railyard_core::ipam::{codes, ErrorReply, Request, Response};
 use railyard_core::Nic;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::annotations::{self, Applied};
 use super::metrics::IpamMetrics;
 use super::protocol::{self, refuse};
+use crate::sweep::PodSource;
 
 /// A request line longer than this is refused: a real one is a few hundred bytes.
 const MAX_LINE: usize = 64 * 1024;
@@ -39,6 +41,9 @@ pub struct IpamContext {
     /// adopted what etcd holds for this host. Until then nothing is served: an
     /// empty state would hand out addresses live pods hold.
     pub trusted: watch::Receiver<bool>,
+    /// The Kubernetes API, when configured: an ADD reads its pod's
+    /// annotations (static addresses, pools) through it.
+    pub pods: Option<Arc<dyn PodSource>>,
 }
 
 /// Serves `path` until `shutdown` flips. Removes a stale socket first.
@@ -121,13 +126,68 @@ async fn connection(stream: UnixStream, ctx: Arc<IpamContext>) {
     }
 }
 
+/// An ADD completed from its pod in the API, when the API is configured and
+/// the pod is named: the selection from its annotations, and its
+/// controller's kind. A pod the API does not have (yet) is
+/// served as asked; an API that cannot answer fails the ADD (retry later):
+/// a pod with a static address must not start with another one.
+async fn with_annotations(
+    pods: Option<&dyn PodSource>,
+    mut req: Request,
+) -> Result<(Request, Applied), Response> {
+    let (
+        Some(pods),
+        Request::Add {
+            attachment,
+            pod,
+            selection,
+            ..
+        },
+    ) = (pods, &mut req)
+    else {
+        return Ok((req, Applied::default()));
+    };
+    if pod.namespace.is_empty() || pod.name.is_empty() {
+        return Ok((req, Applied::default()));
+    }
+    let facts = match pods.pod(&pod.namespace, &pod.name).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok((req, Applied::default())),
+        Err(e) => {
+            return Err(Response::Error(ErrorReply {
+                code: codes::TRY_AGAIN_LATER,
+                message: format!("{e} (needed for the pod's address annotations)"),
+            }))
+        }
+    };
+    // A StatefulSet pod's addresses are kept for its name after its DEL
+    // (railyard_allocdb's retain.rs); only the API can say it is one.
+    pod.controller = facts.owner_kind.clone();
+    match annotations::apply(&attachment.network, &facts, selection) {
+        Ok(applied) => Ok((req, applied)),
+        Err(message) => Err(Response::Error(ErrorReply {
+            code: codes::INVALID_CONFIG,
+            message,
+        })),
+    }
+}
+
 async fn handle(ctx: &IpamContext, req: Request) -> Response {
     let op = protocol::op_name(&req);
     let started = Instant::now();
     let response = if *ctx.trusted.borrow() {
         let nics = ctx.nics.borrow().clone();
         let classes = ctx.classes.borrow().clone();
-        protocol::dispatch(&ctx.db, req, &nics, &classes).await
+        match with_annotations(ctx.pods.as_deref(), req).await {
+            Ok((req, applied)) => {
+                let mut r = protocol::dispatch(&ctx.db, req, &nics, &classes).await;
+                if let Response::Error(e) = &mut r {
+                    e.message.push_str(&applied.suffix());
+                }
+                r
+            }
+            Err(refused) => refused,
+        }
     } else {
         protocol::untrusted(ctx.db.dir(), op)
     };

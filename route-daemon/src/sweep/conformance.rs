@@ -21,6 +21,17 @@ pub trait PodFixture: Send + Sync {
     async fn create_mirror_pod(&self, node: &str, namespace: &str, name: &str, static_uid: &str);
     /// Gone from the API at once (a forced delete: no kubelet confirms it).
     async fn delete_pod(&self, namespace: &str, name: &str);
+    /// A pod with `annotations`, controlled by an owner of `owner_kind`
+    /// (`StatefulSet`) when given; returns its UID.
+    async fn create_described_pod(
+        &self,
+        node: &str,
+        namespace: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+        owner_kind: Option<&str>,
+    ) -> String;
+    async fn annotate_namespace(&self, namespace: &str, key: &str, value: &str);
 }
 
 /// Runs every case; `tag` makes the node names unique per run, `namespace`
@@ -29,6 +40,65 @@ pub async fn run_all(f: &dyn PodFixture, tag: &str, namespace: &str) {
     lists_only_the_nodes_pods(f, tag, namespace).await;
     an_unknown_node_is_an_error(f, tag).await;
     a_mirror_pod_names_its_static_pod(f, tag, namespace).await;
+    a_pod_is_read_with_its_annotations_and_controller(f, tag, namespace).await;
+}
+
+/// One pod by name: its node, UID, annotations, its namespace's annotations
+/// and its controller's kind; a pod the API does not have is `None`.
+pub async fn a_pod_is_read_with_its_annotations_and_controller(
+    f: &dyn PodFixture,
+    tag: &str,
+    ns: &str,
+) {
+    let node = format!("{tag}-s");
+    f.add_node(&node).await;
+    let key = format!("{tag}.railyard.dev/pool");
+    f.annotate_namespace(ns, &key, "db").await;
+    let name = format!("{tag}-pg-0");
+    let uid = f
+        .create_described_pod(
+            &node,
+            ns,
+            &name,
+            &[("rdma.default.kubernetes.io/ip_address", "192.168.65.7")],
+            Some("StatefulSet"),
+        )
+        .await;
+    let facts = f
+        .source()
+        .pod(ns, &name)
+        .await
+        .expect("get the pod")
+        .expect("the pod exists");
+    assert_eq!(facts.uid, uid);
+    assert_eq!(facts.node, node);
+    assert_eq!(
+        facts
+            .annotations
+            .get("rdma.default.kubernetes.io/ip_address")
+            .map(String::as_str),
+        Some("192.168.65.7")
+    );
+    assert_eq!(
+        facts.namespace_annotations.get(&key).map(String::as_str),
+        Some("db")
+    );
+    assert_eq!(facts.owner_kind.as_deref(), Some("StatefulSet"));
+    let plain = format!("{tag}-plain");
+    f.create_pod(&node, ns, &plain).await;
+    let facts = f
+        .source()
+        .pod(ns, &plain)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(facts.owner_kind, None);
+    assert!(f
+        .source()
+        .pod(ns, &format!("{tag}-nobody"))
+        .await
+        .expect("get a missing pod")
+        .is_none());
 }
 
 fn names(pods: &[PodInfo]) -> Vec<String> {
@@ -125,6 +195,25 @@ impl PodFixture for MemoryPods {
     }
     async fn delete_pod(&self, namespace: &str, name: &str) {
         self.delete(namespace, name);
+    }
+    async fn create_described_pod(
+        &self,
+        node: &str,
+        namespace: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+        owner_kind: Option<&str>,
+    ) -> String {
+        let uid = self.create(node, namespace, name);
+        let map = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.describe(namespace, name, map, owner_kind);
+        uid
+    }
+    async fn annotate_namespace(&self, namespace: &str, key: &str, value: &str) {
+        MemoryPods::annotate_namespace(self, namespace, key, value);
     }
 }
 

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 pub use decide::{is_kubernetes, At, Held, Observation, Present, Sweep};
 pub use kube::KubePods;
-pub use source::{MemoryPods, PodInfo, PodSource, SourceError};
+pub use source::{MemoryPods, PodFacts, PodInfo, PodSource, SourceError};
 
 use crate::ipam::IpamMetrics;
 

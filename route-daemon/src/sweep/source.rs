@@ -21,6 +21,20 @@ pub struct PodInfo {
     pub mirror_of: Option<String>,
 }
 
+/// What an ADD needs of its pod: where it is bound, its annotations and its
+/// namespace's (static addresses, pools), and the kind of its controller
+/// (a StatefulSet pod keeps its addresses when recreated).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodFacts {
+    pub uid: String,
+    /// `spec.nodeName`; empty while unscheduled.
+    pub node: String,
+    pub annotations: BTreeMap<String, String>,
+    pub namespace_annotations: BTreeMap<String, String>,
+    /// The controlling owner reference's kind (`StatefulSet`), if any.
+    pub owner_kind: Option<String>,
+}
+
 /// Why a list says nothing. Every case is "no observation": the sweep never
 /// reads absence into an answer it did not get.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +47,9 @@ pub enum SourceError {
     UnknownNode(String),
     #[error("listing the pods of node {node:?}: {reason}")]
     Api { node: String, reason: String },
+    /// Reading one pod (for an ADD) failed.
+    #[error("reading pod {pod} from the Kubernetes API: {reason}")]
+    Get { pod: String, reason: String },
 }
 
 /// The pods the API server has bound to a node.
@@ -42,6 +59,10 @@ pub trait PodSource: Send + Sync + std::fmt::Debug {
     /// latest state, not a cache that may lag a pod just created), or an
     /// error when the server cannot say.
     async fn pods_on(&self, node: &str) -> Result<Vec<PodInfo>, SourceError>;
+
+    /// One pod by namespace and name, read consistently; `None` when the API
+    /// has no such pod.
+    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodFacts>, SourceError>;
 }
 
 /// An API server in memory: nodes, pods bound to them, and a switch that makes
@@ -57,6 +78,9 @@ struct Memory {
     nodes: BTreeSet<String>,
     /// Keyed by namespace and name, as the API server keys them.
     pods: BTreeMap<(String, String), (String, PodInfo)>,
+    /// Annotations and controller kind per pod, by namespace and name.
+    facts: BTreeMap<(String, String), (BTreeMap<String, String>, Option<String>)>,
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
     down: bool,
 }
 
@@ -105,9 +129,32 @@ impl MemoryPods {
     }
 
     pub fn delete(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut s = self.state();
+        s.pods.remove(&key);
+        s.facts.remove(&key);
+    }
+
+    /// Sets a pod's annotations and controller kind (the pod must exist).
+    pub fn describe(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: BTreeMap<String, String>,
+        owner_kind: Option<&str>,
+    ) {
+        self.state().facts.insert(
+            (namespace.to_owned(), name.to_owned()),
+            (annotations, owner_kind.map(str::to_owned)),
+        );
+    }
+
+    pub fn annotate_namespace(&self, namespace: &str, key: &str, value: &str) {
         self.state()
-            .pods
-            .remove(&(namespace.to_owned(), name.to_owned()));
+            .namespaces
+            .entry(namespace.to_owned())
+            .or_default()
+            .insert(key.to_owned(), value.to_owned());
     }
 
     /// While down, every list fails.
@@ -134,5 +181,27 @@ impl PodSource for MemoryPods {
             .filter(|(n, _)| n == node)
             .map(|(_, p)| p.clone())
             .collect())
+    }
+
+    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodFacts>, SourceError> {
+        let s = self.state();
+        if s.down {
+            return Err(SourceError::Get {
+                pod: format!("{namespace}/{name}"),
+                reason: "the API server is down (MemoryPods::set_down)".into(),
+            });
+        }
+        let key = (namespace.to_owned(), name.to_owned());
+        let Some((node, info)) = s.pods.get(&key) else {
+            return Ok(None);
+        };
+        let (annotations, owner_kind) = s.facts.get(&key).cloned().unwrap_or_default();
+        Ok(Some(PodFacts {
+            uid: info.uid.clone(),
+            node: node.clone(),
+            annotations,
+            namespace_annotations: s.namespaces.get(namespace).cloned().unwrap_or_default(),
+            owner_kind,
+        }))
     }
 }

@@ -307,6 +307,7 @@ async fn write_log() {
             namespace: "default".into(),
             name: format!("pod-{pod}"),
             uid: format!("uid-{i}"),
+            controller: None,
         };
         if i == 1 {
             args.selection.nics = Some(1);
@@ -347,6 +348,7 @@ fn write_protocol() {
                 namespace: "default".into(),
                 name: "pod-0".into(),
                 uid: "1234".into(),
+                controller: None,
             },
             selection: Selection {
                 nics: Some(2),
@@ -390,7 +392,7 @@ fn write_protocol() {
         gateways: vec![format!("192.168.{third}.1").parse().unwrap()],
         routes: vec![PodRoute {
             dst: format!("192.168.{}.0/18", third / 64 * 64).parse().unwrap(),
-            gw: format!("192.168.{third}.1").parse().unwrap(),
+            gw: Some(format!("192.168.{third}.1").parse().unwrap()),
         }],
     };
     let mut dual = nic("eth2", 1, 65);

@@ -188,7 +188,18 @@ pub fn attach_with(
     k: usize,
     runtime_config: Option<&serde_json::Value>,
 ) -> Result<PodRecord> {
-    let name = spec.pod(i, k);
+    attach_named(spec, i, &spec.pod(i, k), runtime_config)
+}
+
+/// [`attach_with`] for a pod of any name on host `i` (a StatefulSet pod
+/// recreated on another host keeps its name).
+pub fn attach_named(
+    spec: &ClusterSpec,
+    i: usize,
+    name: &str,
+    runtime_config: Option<&serde_json::Value>,
+) -> Result<PodRecord> {
+    let name = name.to_owned();
     netns_add(&name)?;
     let out = match cni_with(spec, i, &name, "ADD", runtime_config) {
         Ok(out) => out,

@@ -124,6 +124,12 @@ impl Cluster {
             argv.push(format!("--ipam-socket={}", spec.socket(i).display()));
             argv.push(format!("--state-dir={}", spec.daemon_state(i).display()));
         }
+        if let Some(kubeconfig) = &spec.kubeconfig {
+            super::forward::api_into(&host, kubeconfig)?;
+            argv.push(format!("--kubeconfig={}", kubeconfig.display()));
+            argv.push("--leak-grace=2s".into());
+            argv.push("--leak-sweep-every=1s".into());
+        }
         self.launch(&host, argv, &log_env())
     }
 

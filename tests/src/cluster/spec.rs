@@ -147,6 +147,19 @@ pub struct ClusterSpec {
     /// The network's `spec.routes`: (rail, destination CIDR).
     #[serde(default)]
     pub routes: Vec<(u32, String)>,
+    /// The network's workload pools (`spec.ipam.pools`): (name, offsets).
+    #[serde(default)]
+    pub pools: Vec<(String, String)>,
+    /// The route-daemons talk to this Kubernetes API (`--kubeconfig`, a
+    /// short leak grace): its address must be `127.0.0.1:<port>`, forwarded
+    /// into each host's namespace by the process that starts the daemons
+    /// ([`super::forward`]), so only in-process users (tests) can set it.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The network's `spec.ipam.gateway` as `railyard-local --gateway` takes
+    /// it: `none`, or an offset (`-2`); unset is the default, offset 1.
+    #[serde(default)]
+    pub gateway: Option<String>,
 }
 
 fn default_parallel() -> usize {
@@ -187,6 +200,9 @@ impl ClusterSpec {
             spares: None,
             in_process_delegates: false,
             routes: Vec::new(),
+            pools: Vec::new(),
+            kubeconfig: None,
+            gateway: None,
         }
     }
 
@@ -288,6 +304,12 @@ impl ClusterSpec {
                 "cniVersion": "1.0.0", "type": "host-device",
                 "args": {"spareDevices": SPARE_TEMPLATE},
             }),
+            // Named with its mode where the spec's validation must know it:
+            // `gateway: none` is for ipvlan l3 and l3s only.
+            Delegate::Ipvlan if self.gateway.is_some() => serde_json::json!({
+                "cniVersion": "1.0.0", "type": "ipvlan",
+                "args": {"mode": self.ipvlan_mode.as_str()},
+            }),
             _ => serde_json::json!({"cniVersion": "1.0.0", "type": "railyard-cni"}),
         };
         let mut manifest = serde_json::json!({
@@ -306,6 +328,9 @@ impl ClusterSpec {
                 "attachPolicy": {"strategy": "none"},
             }
         });
+        if let Some(gateway) = self.gateway_value() {
+            manifest["spec"]["ipam"]["gateway"] = gateway;
+        }
         if !self.routes.is_empty() {
             let routes: Vec<serde_json::Value> = self
                 .routes
@@ -313,6 +338,14 @@ impl ClusterSpec {
                 .map(|(rail, dst)| serde_json::json!({"rail": rail, "dst": dst}))
                 .collect();
             manifest["spec"]["routes"] = serde_json::json!(routes);
+        }
+        if !self.pools.is_empty() {
+            let pools: Vec<serde_json::Value> = self
+                .pools
+                .iter()
+                .map(|(name, offsets)| serde_json::json!({"name": name, "offsets": offsets}))
+                .collect();
+            manifest["spec"]["ipam"]["pools"] = serde_json::json!(pools);
         }
         if let Some(ifacer) = self.ifacer() {
             // Each rail's subnet in the primary family (the planner makes a
@@ -500,6 +533,28 @@ impl ClusterSpec {
     /// rail's bridge.
     pub fn spare_port(&self, i: usize, j: usize, k: usize) -> String {
         format!("h{i}r{j}s{k}")
+    }
+}
+
+impl ClusterSpec {
+    /// [`ClusterSpec::gateway`] as the spec writes it: `"none"`, or
+    /// `{"offset": N}` for a number (anything else is passed on as a string,
+    /// for the planner to refuse by name).
+    pub fn gateway_value(&self) -> Option<serde_json::Value> {
+        let g = self.gateway.as_deref()?;
+        Some(match g.parse::<i64>() {
+            Ok(offset) => serde_json::json!({ "offset": offset }),
+            Err(_) => serde_json::json!(g),
+        })
+    }
+
+    /// The gateway of a host block, as the pods and the shims use it (none
+    /// for a network without gateways).
+    pub fn block_gateway(&self, block: ipnet::IpNet) -> Option<std::net::IpAddr> {
+        let gateway = self.gateway_value();
+        railyard_core::Gateway::parse(gateway.as_ref())
+            .unwrap_or_default()
+            .address(block)
     }
 }
 

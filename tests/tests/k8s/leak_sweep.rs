@@ -127,6 +127,42 @@ impl conformance::PodFixture for KubeFixture {
         assert_eq!(namespace, NS);
         delete_pod(self.env, name);
     }
+    async fn create_described_pod(
+        &self,
+        node: &str,
+        namespace: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+        owner_kind: Option<&str>,
+    ) -> String {
+        assert_eq!(namespace, NS);
+        let mut meta = String::new();
+        if !annotations.is_empty() {
+            meta.push_str("  annotations:\n");
+            for (k, v) in annotations {
+                meta.push_str(&format!("    {k}: \"{v}\"\n"));
+            }
+        }
+        // An owner need not exist for the API to record the reference.
+        if let Some(kind) = owner_kind {
+            meta.push_str(&format!(
+                "  ownerReferences:\n  - apiVersion: apps/v1\n    kind: {kind}\n    name: owner-of-{name}\n    uid: 0b5e6a4c-3d2f-4e1a-9b8c-7d6e5f4a3b2c\n    controller: true\n"
+            ));
+        }
+        create_pod(self.env, node, name, &meta)
+    }
+    async fn annotate_namespace(&self, namespace: &str, key: &str, value: &str) {
+        self.env
+            .kubectl
+            .run(&[
+                "annotate",
+                "namespace",
+                namespace,
+                &format!("{key}={value}"),
+                "--overwrite",
+            ])
+            .unwrap_or_else(|e| panic!("annotate namespace {namespace}: {e}"));
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -157,6 +193,7 @@ fn network() -> (NetworkConfig, Vec<Nic>) {
         excludes: vec![],
         routes: vec![],
         pools: vec![],
+        gateway: Default::default(),
         interfaces: vec![Interface {
             index: 0,
             net_address: "10.0.0.0/24".parse().unwrap(),
@@ -198,6 +235,7 @@ fn pod_ref(name: &str, uid: &str) -> PodRef {
         namespace: NS.into(),
         name: name.into(),
         uid: uid.into(),
+        controller: None,
     }
 }
 
@@ -350,47 +388,10 @@ fn an_add_for_a_pod_the_api_does_not_list_yet_is_not_swept() {
 
 /// Forwards `127.0.0.1:port` inside `ns` to `127.0.0.1:port` here, for the
 /// life of the process: the daemon in its namespace reaches the planner's
-/// etcd and the API server (whose certificate names 127.0.0.1) unchanged. A
-/// socket stays in the namespace it was made in, so the listener is bound
-/// with the thread in `ns` and the relayed connections are opened after it
-/// returned.
+/// etcd and the API server (whose certificate names 127.0.0.1) unchanged.
 fn forward(ns: &railyard_test_support::NamedNetns, port: u16) {
-    use std::net::{Shutdown, TcpListener, TcpStream};
-    use std::os::fd::AsFd;
-
-    use nix::sched::{setns, CloneFlags};
-
-    let target = std::fs::File::open(ns.path()).expect("open the namespace");
-    let own = std::fs::File::open("/proc/thread-self/ns/net").expect("own namespace");
-    let listener = std::thread::scope(|s| {
-        s.spawn(|| {
-            setns(target.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
-            let l = TcpListener::bind(("127.0.0.1", port));
-            setns(own.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns back");
-            l
-        })
-        .join()
-        .expect("bind thread")
-    })
-    .expect("bind in the namespace");
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let Ok(up) = TcpStream::connect(("127.0.0.1", port)) else {
-                    return;
-                };
-                let (mut a, mut b) = (conn.try_clone().unwrap(), up.try_clone().unwrap());
-                let back = std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut a, &mut b);
-                    let _ = b.shutdown(Shutdown::Write);
-                });
-                let (mut up, mut conn) = (up, conn);
-                let _ = std::io::copy(&mut up, &mut conn);
-                let _ = conn.shutdown(Shutdown::Write);
-                let _ = back.join();
-            });
-        }
-    });
+    railyard_e2e::cluster::forward::port_into(&ns.path(), port)
+        .unwrap_or_else(|e| panic!("relay port {port} into the namespace: {e}"));
 }
 
 /// The daemon process, killed on drop.

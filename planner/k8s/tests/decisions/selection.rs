@@ -31,13 +31,15 @@ fn selection_uses_exactly_the_documented_names() {
         class: Some("c".into()),
         numa: Some(1),
         ips: vec!["10.0.0.5".parse().unwrap()],
+        pool: Some("db".into()),
+        pool_ips: vec!["10.0.0.6".parse().unwrap()],
         ..Selection::default()
     };
     let v = serde_json::to_value(&full).unwrap();
     let names: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["nics", "masters", "class", "numa", "ips"])
+        BTreeSet::from(["nics", "masters", "class", "numa", "ips", "pool", "ipPool"])
     );
     assert_eq!(
         serde_json::from_value::<Selection>(json!({})).unwrap(),

@@ -23,6 +23,7 @@ fn pod(name: &str, uid: &str) -> PodRef {
         namespace: "ns".into(),
         name: name.into(),
         uid: uid.into(),
+        controller: None,
     }
 }
 

@@ -1,0 +1,280 @@
+//! ADDs completed from the pod in the API, over the real socket and the real
+//! allocation database: Kube-OVN's `ip_address` and `ip_pool` annotations,
+//! railyard's per-network pool annotation (pod or namespace), bad annotations
+//! refused naming them with nothing allocated, an API that cannot answer
+//! failing the ADD (retry later), and a StatefulSet pod recreated under its
+//! name getting its addresses back.
+//!
+//! Simulated: the API server is `MemoryPods`, which passes the same
+//! conformance suite as the kube-rs source does against a real kube-apiserver
+//! (`tests/tests/k8s/leak_sweep.rs`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use railyard_allocdb::{AllocDb, NetworkConfig, Options};
+use railyard_core::ipam::{codes, AttachmentId, PodRef, Request, Response, Selection};
+use railyard_core::{plan, HostInventory, NetworkManifest, Nic};
+use railyard_route_daemon::ipam::{serve, IpamContext, IpamMetrics};
+use railyard_route_daemon::sweep::{MemoryPods, PodSource};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::watch;
+
+const NET: &str = "rails";
+const NODE: &str = "h0";
+
+fn nics() -> Vec<Nic> {
+    (0..2)
+        .map(|k| Nic {
+            name: format!("eth{k}"),
+            addresses: vec![format!("10.0.{k}.1/24").parse().unwrap()],
+            up: true,
+            ..Nic::default()
+        })
+        .collect()
+}
+
+struct Daemon {
+    socket: std::path::PathBuf,
+    api: Arc<MemoryPods>,
+    _stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+/// A daemon for host h0 on network `rails` (two rails, /26 host blocks, a
+/// pool `db` of offsets 10-12) with the in-memory API.
+async fn start() -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest: NetworkManifest = serde_yaml::from_str(&format!(
+        "metadata: {{name: {NET}}}\nspec:\n  subnet: 192.168.0.0/16\n  ipam: '{{\"hostBlock\": 6, \"interfaceBlock\": 2, \"pools\": [{{\"name\": \"db\", \"offsets\": \"10-12\"}}]}}'\n"
+    ))
+    .unwrap();
+    let net = manifest.validate().unwrap();
+    let host = HostInventory {
+        name: NODE.into(),
+        nics: nics(),
+    };
+    let p = plan(&net, &[host], None, 0, 600);
+    let db = AllocDb::open(dir.path().join("db"), Options::default()).unwrap();
+    db.set_network(NetworkConfig::from_plan(&net, &p, NODE))
+        .await
+        .unwrap();
+    let api = Arc::new(MemoryPods::new());
+    api.add_node(NODE);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let ctx = Arc::new(IpamContext {
+        db: Arc::new(db),
+        nics: watch::channel(nics()).1,
+        classes: watch::channel(Vec::new()).1,
+        metrics: Arc::new(IpamMetrics::new(&mut registry)),
+        allowed_uid: nix::unistd::geteuid().as_raw(),
+        trusted: watch::channel(true).1,
+        pods: Some(Arc::clone(&api) as Arc<dyn PodSource>),
+    });
+    let socket = dir.path().join("ipam.sock");
+    let (stop, rx) = watch::channel(false);
+    let s = socket.clone();
+    tokio::spawn(async move { serve(&s, ctx, rx).await });
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Daemon {
+        socket,
+        api,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+impl Daemon {
+    async fn call(&self, req: &Request) -> Response {
+        let mut s = UnixStream::connect(&self.socket).await.unwrap();
+        let mut line = serde_json::to_vec(req).unwrap();
+        line.push(b'\n');
+        s.write_all(&line).await.unwrap();
+        let mut out = String::new();
+        BufReader::new(s).read_line(&mut out).await.unwrap();
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// A pod in the API with `annotations` (and a StatefulSet owner).
+    fn pod(&self, name: &str, annotations: &[(&str, &str)], sts: bool) {
+        self.api.create(NODE, "default", name);
+        let map: BTreeMap<String, String> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.api
+            .describe("default", name, map, sts.then_some("StatefulSet"));
+    }
+
+    async fn add(&self, cid: &str, pod: &str) -> Response {
+        self.call(&Request::Add {
+            attachment: id(cid),
+            pod: PodRef {
+                namespace: "default".into(),
+                name: pod.into(),
+                uid: String::new(),
+                controller: None,
+            },
+            selection: Selection::default(),
+            master: None,
+        })
+        .await
+    }
+}
+
+fn id(cid: &str) -> AttachmentId {
+    AttachmentId {
+        network: NET.into(),
+        container_id: cid.into(),
+        ifname: "net1".into(),
+    }
+}
+
+fn addresses(r: &Response) -> Vec<IpAddr> {
+    match r {
+        Response::Added { nics } => nics
+            .iter()
+            .flat_map(|n| n.addresses.iter().map(|a| a.addr()))
+            .collect(),
+        other => panic!("expected Added, got {other:?}"),
+    }
+}
+
+fn error(r: &Response) -> (u32, String) {
+    match r {
+        Response::Error(e) => (e.code, e.message.clone()),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn annotations_choose_addresses_and_pools() {
+    let d = start().await;
+    // Host h0's blocks: 192.168.0.0/26 on rail 0, 192.168.64.0/26 on rail 1.
+    d.pod(
+        "fixed",
+        &[(
+            "rails.default.kubernetes.io/ip_address",
+            "192.168.0.33,192.168.64.33",
+        )],
+        false,
+    );
+    let got = addresses(&d.add("c1", "fixed").await);
+    assert_eq!(got, [ip("192.168.0.33"), ip("192.168.64.33")]);
+
+    // The pool by the pod's annotation, then by its namespace's.
+    d.pod("pooled", &[("rails.railyard.dev/pool", "db")], false);
+    let got = addresses(&d.add("c2", "pooled").await);
+    assert_eq!(got, [ip("192.168.0.10"), ip("192.168.64.10")]);
+    d.api
+        .annotate_namespace("default", "rails.railyard.dev/pool", "db");
+    d.pod("plain", &[], false);
+    let got = addresses(&d.add("c3", "plain").await);
+    assert_eq!(got, [ip("192.168.0.11"), ip("192.168.64.11")]);
+
+    // Kube-OVN's ip_pool: the first free listed address per rail.
+    d.pod(
+        "listed",
+        &[(
+            "rails.ns.kubernetes.io/ip_pool",
+            "192.168.0.40,192.168.64.40;192.168.0.41,192.168.64.41",
+        )],
+        false,
+    );
+    // The namespace's pool and the pod's list conflict: refused, naming both.
+    let (code, m) = error(&d.add("c4", "listed").await);
+    assert_eq!(code, codes::INVALID_CONFIG);
+    assert!(
+        m.contains("choose one") && m.contains("rails.railyard.dev/pool"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn bad_annotations_and_a_silent_api_allocate_nothing() {
+    let d = start().await;
+    d.pod(
+        "typo",
+        &[("rails.default.kubernetes.io/ip_address", "192.168.0.3x")],
+        false,
+    );
+    let (code, m) = error(&d.add("c1", "typo").await);
+    assert_eq!(code, codes::INVALID_CONFIG);
+    assert!(
+        m.contains("rails.default.kubernetes.io/ip_address") && m.contains("192.168.0.3x"),
+        "{m}"
+    );
+    // An address of another host's block: the engine refuses it, and the
+    // message names the annotation it came from.
+    d.pod(
+        "elsewhere",
+        &[("rails.default.kubernetes.io/ip_address", "192.168.1.7")],
+        false,
+    );
+    let (code, m) = error(&d.add("c2", "elsewhere").await);
+    assert_eq!(code, codes::INVALID_CONFIG);
+    assert!(
+        m.contains("192.168.1.7")
+            && m.contains("from annotation rails.default.kubernetes.io/ip_address"),
+        "{m}"
+    );
+    // An unknown pool, named.
+    d.pod("nopool", &[("rails.railyard.dev/pool", "web")], false);
+    let (_, m) = error(&d.add("c3", "nopool").await);
+    assert!(m.contains("\"web\""), "{m}");
+    // The API down: retry later, nothing allocated.
+    d.pod("later", &[], false);
+    d.api.set_down(true);
+    let (code, m) = error(&d.add("c4", "later").await);
+    assert_eq!(code, codes::TRY_AGAIN_LATER);
+    assert!(m.contains("default/later"), "{m}");
+    d.api.set_down(false);
+    // Nothing of the refused ADDs is held: a GC that keeps only c5 finds
+    // nothing else to release.
+    let got = addresses(&d.add("c5", "later").await);
+    assert_eq!(got.len(), 2);
+    let gc = d
+        .call(&Request::Gc {
+            network: NET.into(),
+            valid: vec![id("c5")],
+        })
+        .await;
+    assert!(matches!(gc, Response::Collected { released: 0 }), "{gc:?}");
+    // A pod the API does not have is served as asked (no annotations).
+    let got = addresses(&d.add("c6", "not-in-the-api").await);
+    assert_eq!(got.len(), 2);
+}
+
+#[tokio::test]
+async fn a_statefulset_pod_gets_its_addresses_back_when_recreated() {
+    let d = start().await;
+    d.pod("pg-0", &[], true);
+    let first = addresses(&d.add("c1", "pg-0").await);
+    assert!(matches!(
+        d.call(&Request::Del {
+            attachment: id("c1")
+        })
+        .await,
+        Response::Done
+    ));
+    // Meanwhile another pod does not get them.
+    d.pod("other", &[], false);
+    let other = addresses(&d.add("c2", "other").await);
+    assert!(!other.iter().any(|a| first.contains(a)), "{other:?}");
+    // Recreated: a new UID, a new container, the same addresses.
+    d.api.delete("default", "pg-0");
+    d.pod("pg-0", &[], true);
+    let again = addresses(&d.add("c3", "pg-0").await);
+    assert_eq!(again, first);
+}
