@@ -19,9 +19,16 @@ use std::time::Duration;
 use railyard_e2e::vm::{self, VmConfig};
 
 /// (name, railyard-local flags) of each cluster the tier brings up.
-const CLUSTERS: [(&str, &str); 4] = [
+const CLUSTERS: [(&str, &str); 5] = [
     // multi-nic-cni's default data path.
     ("ipvlan-l3", "--pods 2 --delegate ipvlan --ipvlan-mode l3"),
+    // ipvlan l3 without gateways (`spec.ipam.gateway: none`): no address of
+    // a block is reserved, the pods get device routes, and the parent's L3
+    // stack routes them all the same. Dual stack: both families without.
+    (
+        "ipvlan-l3-no-gateway",
+        "--pods 2 --delegate ipvlan --ipvlan-mode l3 --gateway none --dual-stack",
+    ),
     // l3s with railyard-cni making the ipvlan links itself, dual stack.
     (
         "ipvlan-l3s",

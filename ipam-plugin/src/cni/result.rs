@@ -97,6 +97,17 @@ pub struct Route {
     /// 1.1.0+
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<u8>,
+    /// railyard's own, like [`Interface::rail`]: the NIC (its index in
+    /// `interfaces`) a route without a gateway belongs to, which nothing
+    /// else in the route says (`spec.ipam.gateway: none`). Only
+    /// railyard-ipam's `reportNics` answer sets it, and railyard-cni takes it
+    /// out when it splits that answer, so it never reaches a runtime.
+    #[serde(
+        default,
+        rename = "railyardNic",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub nic: Option<usize>,
 }
 
 impl Route {
@@ -110,11 +121,15 @@ impl Route {
             priority: None,
             table: None,
             scope: None,
+            nic: None,
         }
     }
 
     fn without_1_1_fields(&self) -> Route {
-        Route::new(self.dst, self.gw)
+        Route {
+            nic: self.nic,
+            ..Route::new(self.dst, self.gw)
+        }
     }
 }
 

@@ -119,9 +119,11 @@ fn validate(nics: &[NicAllocation], master: Option<&str>, socket: &str) -> Resul
         if nic.addresses.is_empty() {
             return Err(bad(format!("`nics[{i}]` ({}) has no address", nic.nic)));
         }
-        if nic.gateways.len() != nic.addresses.len() {
+        // One gateway per address, or none at all (`spec.ipam.gateway: none`).
+        if !nic.gateways.is_empty() && nic.gateways.len() != nic.addresses.len() {
             return Err(bad(format!(
-                "`nics[{i}]` ({}) has {} addresses but {} gateways",
+                "`nics[{i}]` ({}) has {} addresses but {} gateways (one per address, or \
+                 none for a network without gateways)",
                 nic.nic,
                 nic.addresses.len(),
                 nic.gateways.len()
@@ -146,7 +148,10 @@ fn validate(nics: &[NicAllocation], master: Option<&str>, socket: &str) -> Resul
 /// `interfaces` (no sandbox: they are host interfaces), each with its rail
 /// (railyard-cni names the pod interfaces by it), and each IP points at
 /// its NIC; routes stay unattributed, as CNI routes have no interface, and
-/// carry the NIC's gateway, which is what lets a reader attribute them.
+/// carry the NIC's gateway, which is what lets a reader attribute them. A
+/// network without gateways (`spec.ipam.gateway: none`) gets IPs without
+/// `gateway` and device routes (no `gw`); those routes name their NIC by
+/// railyard's own `railyardNic` key, in the `reportNics` answer only.
 pub fn to_result(nics: &[NicAllocation], report_nics: bool) -> CniResult {
     let mut result = CniResult::default();
     for (index, nic) in nics.iter().enumerate() {
@@ -157,15 +162,18 @@ pub fn to_result(nics: &[NicAllocation], report_nics: bool) -> CniResult {
                 ..Interface::default()
             });
         }
-        for (address, gateway) in nic.addresses.iter().zip(&nic.gateways) {
+        for (k, address) in nic.addresses.iter().enumerate() {
             result.ips.push(IpConfig {
                 address: *address,
-                gateway: Some(*gateway),
+                gateway: nic.gateways.get(k).copied(),
                 interface: report_nics.then_some(index),
             });
         }
         for route in &nic.routes {
-            result.routes.push(Route::new(route.dst, Some(route.gw)));
+            result.routes.push(Route {
+                nic: (report_nics && route.gw.is_none()).then_some(index),
+                ..Route::new(route.dst, route.gw)
+            });
         }
     }
     result
@@ -185,12 +193,35 @@ mod tests {
             gateways: vec![format!("192.168.{third}.1").parse().unwrap()],
             routes: vec![PodRoute {
                 dst: format!("192.168.{}.0/18", third / 64 * 64).parse().unwrap(),
-                gw: format!("192.168.{third}.1").parse().unwrap(),
+                gw: Some(format!("192.168.{third}.1").parse().unwrap()),
             }],
         }
     }
 
     #[test]
+    #[test]
+    fn a_network_without_gateways_gets_device_routes() {
+        let mut a = nic("eth1", 3);
+        a.gateways.clear();
+        a.routes[0].gw = None;
+        let nics = [nic("eth0", 67), a];
+        validate(&nics, None, "/s").unwrap();
+        let plain = to_result(&nics, false);
+        assert_eq!(plain.ips[1].gateway, None);
+        assert_eq!(plain.routes[1].gw, None);
+        // A runtime's result carries no railyard key.
+        assert_eq!(plain.routes[1].nic, None);
+        let text = plain.to_value(crate::cni::CniVersion::V1_0_0).to_string();
+        assert!(
+            !text.contains("192.168.3.1") && !text.contains("railyardNic"),
+            "{text}"
+        );
+        // railyard-cni's answer says which NIC each device route is for.
+        let reported = to_result(&nics, true);
+        assert_eq!(reported.routes[1].nic, Some(1));
+        assert_eq!(reported.routes[0].nic, None);
+    }
+
     fn result_lists_every_address_and_route_with_gateways() {
         let nics = [nic("eth1", 3), nic("eth2", 67)];
         let plain = to_result(&nics, false);

@@ -27,8 +27,10 @@ pub struct NicPlan {
 ///
 /// CNI routes name no interface, so each route goes to the NIC whose
 /// gateway it uses (the daemon's contract), or failing that the one NIC
-/// whose subnet holds the gateway; a route that fits no NIC or several is
-/// an error rather than a guess.
+/// whose subnet holds the gateway; a route without a gateway (a network
+/// with `gateway: none`) to the NIC railyard-ipam names in its private
+/// `railyardNic`. A route that fits no NIC or several is an error rather
+/// than a guess.
 pub fn split_by_nic(result: &CniResult, ipam: &str) -> Result<Vec<NicPlan>, Error> {
     let what = format!("result of IPAM plugin {ipam:?}");
     if result.interfaces.is_empty() {
@@ -67,19 +69,24 @@ pub fn split_by_nic(result: &CniResult, ipam: &str) -> Result<Vec<NicPlan>, Erro
         ));
     }
     for (n, route) in result.routes.iter().enumerate() {
-        let owner = route
-            .gw
-            .and_then(|gw| route_owner(&plans, gw))
-            .ok_or_else(|| {
-                Error::decode(
-                    &what,
-                    format!(
-                        "`routes[{n}]` ({} via {:?}) cannot be attributed to exactly one NIC",
-                        route.dst, route.gw
-                    ),
-                )
-            })?;
-        plans[owner].routes.push(route.clone());
+        let owner = match (route.gw, route.nic) {
+            (Some(gw), _) => route_owner(&plans, gw),
+            (None, Some(i)) => (i < plans.len()).then_some(i),
+            (None, None) => None,
+        }
+        .ok_or_else(|| {
+            Error::decode(
+                &what,
+                format!(
+                    "`routes[{n}]` ({} via {:?}) cannot be attributed to exactly one NIC",
+                    route.dst, route.gw
+                ),
+            )
+        })?;
+        plans[owner].routes.push(Route {
+            nic: None,
+            ..route.clone()
+        });
     }
     Ok(plans)
 }
@@ -231,6 +238,43 @@ mod tests {
         r.routes = vec![route("10.0.0.0/8", "192.168.67.254")];
         let plans = split_by_nic(&r, "i").unwrap();
         assert_eq!(plans[1].routes.len(), 1);
+    }
+
+    #[test]
+    fn device_routes_go_to_the_nic_railyard_ipam_names() {
+        let mut r = two_rails();
+        for ip in &mut r.ips {
+            ip.gateway = None;
+        }
+        r.routes = vec![
+            Route {
+                nic: Some(1),
+                ..Route::new("192.168.64.0/18".parse().unwrap(), None)
+            },
+            Route {
+                nic: Some(0),
+                ..Route::new("192.168.0.0/18".parse().unwrap(), None)
+            },
+        ];
+        let plans = split_by_nic(&r, "railyard-ipam").unwrap();
+        assert_eq!(
+            plans[0].routes,
+            vec![Route::new("192.168.0.0/18".parse().unwrap(), None)]
+        );
+        assert_eq!(
+            plans[1].routes,
+            vec![Route::new("192.168.64.0/18".parse().unwrap(), None)]
+        );
+        let conf = delegate_config(&Map::new(), "n", CniVersion::V1_0_0, None, &plans[0]);
+        assert_eq!(
+            conf["ipam"],
+            json!({"type": "static", "addresses": [{"address": "192.168.3.10/24"}],
+                   "routes": [{"dst": "192.168.0.0/18"}]})
+        );
+        // A NIC index that is not listed is not a guess either.
+        r.routes[0].nic = Some(2);
+        let err = split_by_nic(&r, "railyard-ipam").unwrap_err();
+        assert_eq!(err.code(), codes::DECODE_FAILURE, "{err}");
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //!   made on that interface (whatever the plugin made: for macvlan the
 //!   block via its gateway, which [`super::via_gateway`] set up before, a
 //!   /32 gateway route for ptp, and railyard's rail routes),
-//!   and a default route via the interface's gateway, so a reply to a
-//!   peer on another rail (the request crossed rails at the hosts) still
-//!   leaves by this interface;
+//!   and a default route via the interface's gateway (out of the interface
+//!   itself, `default dev`, for a network without gateways: ipvlan l3), so
+//!   a reply to a peer on another rail (the request crossed rails at the
+//!   hosts) still leaves by this interface;
 //! - rule `from <its address> lookup 100 + r`, priority `1000 + r` (before
 //!   `main` at 32766), per address and family;
 //! - `arp_ignore=1` (answer ARP only for an address of the interface it
@@ -136,12 +137,8 @@ pub fn apply(netns: &Path, legs: &[Leg]) -> Result<(), Error> {
                         leg.table()
                     ));
                 }
-                for gw in leg.gateways.iter().filter(|g| family.holds(g)) {
-                    batch.push_str(&format!(
-                        "route replace default via {gw} dev {} table {}\n",
-                        leg.ifname,
-                        leg.table()
-                    ));
+                for line in default_routes(leg, family) {
+                    batch.push_str(&line);
                 }
                 for addr in leg.addresses.iter().filter(|a| family.holds(a)) {
                     batch.push_str(&format!(
@@ -199,6 +196,32 @@ pub fn remove(netns: &Path, legs: &[Leg]) -> Result<(), Error> {
         }
         Ok(())
     })
+}
+
+/// The `ip -batch` lines of `leg`'s table's default route in `family`: via
+/// its gateway, or out of the interface when the network has none
+/// (`spec.ipam.gateway: none`) and the leg has an address of the family.
+fn default_routes(leg: &Leg, family: Family) -> Vec<String> {
+    let mut lines: Vec<String> = leg
+        .gateways
+        .iter()
+        .filter(|g| family.holds(g))
+        .map(|gw| {
+            format!(
+                "route replace default via {gw} dev {} table {}\n",
+                leg.ifname,
+                leg.table()
+            )
+        })
+        .collect();
+    if lines.is_empty() && leg.addresses.iter().any(|a| family.holds(a)) {
+        lines.push(format!(
+            "route replace default dev {} table {}\n",
+            leg.ifname,
+            leg.table()
+        ));
+    }
+    lines
 }
 
 /// `ip -batch` takes no per-line family, so each family is one batch.
@@ -337,6 +360,28 @@ mod tests {
             ]
         );
         assert!(parse_routes("not json").is_empty());
+    }
+
+    #[test]
+    fn a_table_without_a_gateway_routes_out_of_the_interface() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut leg = Leg {
+            ifname: "net1-1".into(),
+            rail: 1,
+            addresses: vec![ip("10.0.1.5"), ip("fd00:1::5")],
+            gateways: vec![ip("10.0.1.1"), ip("fd00:1::1")],
+        };
+        assert_eq!(
+            default_routes(&leg, Family::V6),
+            ["route replace default via fd00:1::1 dev net1-1 table 101\n"]
+        );
+        leg.gateways.clear();
+        assert_eq!(
+            default_routes(&leg, Family::V4),
+            ["route replace default dev net1-1 table 101\n"]
+        );
+        leg.addresses.truncate(1);
+        assert!(default_routes(&leg, Family::V6).is_empty());
     }
 
     #[test]

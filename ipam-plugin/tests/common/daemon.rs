@@ -288,7 +288,7 @@ fn handle(state: &mut Shared, request: Request) -> Response {
                         .iter()
                         .map(|(b, rail)| PodRoute {
                             dst: *rail,
-                            gw: nth(*b, 1),
+                            gw: Some(nth(*b, 1)),
                         })
                         .collect(),
                 })

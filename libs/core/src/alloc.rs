@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use crate::bitmap::Bitmap;
 use crate::error::{CoreError, Result};
+use crate::gateway::Gateway;
 use crate::layout::{from_u128, to_u128};
 use crate::spec::overlaps;
 
@@ -27,6 +28,9 @@ pub struct BlockAllocator {
     reserved: Bitmap,
     cursor: u32,
     allocated: u32,
+    /// The pods' next hop (`spec.ipam.gateway`), never handed to a pod; none
+    /// for a network without one.
+    gateway: Option<IpAddr>,
     /// Workload pools' addresses in this block, when the network has pools.
     pools: Option<Box<Pooled>>,
 }
@@ -54,14 +58,27 @@ pub enum PoolTake {
 
 impl BlockAllocator {
     /// `excludes` may be any CIDRs; only the parts inside `block` matter.
+    /// The gateway is the default one, the block's offset 1.
     pub fn new(block: IpNet, excludes: &[IpNet]) -> Self {
+        Self::with_gateway(block, excludes, Gateway::default())
+    }
+
+    /// [`BlockAllocator::new`] with the network's gateway choice: its address
+    /// is reserved (when it lies in the tracked addresses; beyond them no
+    /// address is ever handed out anyway), and with [`Gateway::None`] no
+    /// address is reserved for one.
+    pub fn with_gateway(block: IpNet, excludes: &[IpNet], gateway: Gateway) -> Self {
         let bits = u32::from(block.max_prefix_len() - block.prefix_len());
         let size = if bits >= 16 { MAX_TRACKED } else { 1 << bits };
         let mut reserved = Bitmap::new(size);
         let base = to_u128(block.network());
-        reserved.set(0); // network address
-        reserved.set(1); // gateway: the host side of the pod's default route
-                         // Broadcast, when the tracked range reaches the block's end (/16 and smaller).
+        // The network address, and the gateway: the host side of the pod's
+        // routes (none for a network without one).
+        reserved.set(0);
+        if let Some(off) = gateway.offset_in(block).filter(|o| *o < u128::from(size)) {
+            reserved.set(off as u32);
+        }
+        // Broadcast, when the tracked range reaches the block's end (/16 and smaller).
         if block.addr().is_ipv4() && bits <= 16 {
             reserved.set(size - 1);
         }
@@ -87,6 +104,7 @@ impl BlockAllocator {
             cursor: 0,
             allocated: 0,
             pools: None,
+            gateway: gateway.address(block),
         }
     }
 
@@ -169,9 +187,10 @@ impl BlockAllocator {
         self.block
     }
 
-    /// The address pods use as next hop; never handed to a pod.
-    pub fn gateway(&self) -> IpAddr {
-        from_u128(self.base + 1, self.block.addr().is_ipv4())
+    /// The address pods use as next hop; never handed to a pod. None when
+    /// the network has no gateway (`spec.ipam.gateway: none`).
+    pub fn gateway(&self) -> Option<IpAddr> {
+        self.gateway
     }
 
     pub fn allocated(&self) -> u32 {

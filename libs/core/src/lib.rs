@@ -12,6 +12,7 @@ mod names;
 pub mod align;
 pub mod alloc;
 pub mod attach;
+pub mod gateway;
 pub mod ifacer;
 pub mod inventory;
 pub mod ipam;
@@ -26,6 +27,7 @@ pub mod stored;
 
 pub use alloc::BlockAllocator;
 pub use error::{CoreError, Result};
+pub use gateway::Gateway;
 pub use ifacer::{Bond, BondMode, BondOptions, Ifacer, IfacerSpec};
 pub use ifname::{IfName, MAX_IFNAME};
 pub use inventory::{HostInventory, InventoryFile, Nic};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::error::{CoreError, Result};
+use crate::gateway::Gateway;
 use crate::ifacer::IfacerSpec;
 use crate::names::validate_dns_label;
 
@@ -159,6 +160,11 @@ pub struct IpamSpec {
     /// ([`crate::pools`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<crate::pools::PoolSpec>,
+    /// Which address of each host block pods route through: `{offset: N}`
+    /// or `none` ([`crate::gateway`]). Kept as written so validation can
+    /// name a bad value; unset means offset 1, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<serde_json::Value>,
     /// Keys railyard does not know. Kept only to be refused by `ipam_spec` with
     /// the key's name: a typo (`excludeCIDR`) silently ignored would plan
     /// without the exclusion the user asked for, while the CNI side refuses it.
@@ -168,7 +174,7 @@ pub struct IpamSpec {
 
 /// The `ipam` keys a MultiNicNetwork may carry: those of multi-nic-cni's own
 /// sample manifests.
-pub const IPAM_KEYS: [&str; 7] = [
+pub const IPAM_KEYS: [&str; 8] = [
     "type",
     "hostBlock",
     "interfaceBlock",
@@ -176,6 +182,7 @@ pub const IPAM_KEYS: [&str; 7] = [
     "excludeCIDRs",
     "excludeIPs",
     "pools",
+    "gateway",
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +273,10 @@ pub struct Network {
     pub master_nets: Vec<IpNet>,
     pub strategy: Strategy,
     pub policy_target: String,
+    /// Each host block's gateway (`spec.ipam.gateway`); left out when it is
+    /// the default, so a plan of a network without it is as it was.
+    #[serde(default, skip_serializing_if = "Gateway::is_default")]
+    pub gateway: Gateway,
     /// The spec as written, for the parts only the CNI side reads (plugin, namespaces).
     pub spec: NetworkSpec,
 }
@@ -403,6 +414,14 @@ impl NetworkSpec {
         }
         self.rail_routes(&subnets, interface_block)?;
         self.pools(&subnets, interface_block, host_block)?;
+        let gateway = self.gateway(
+            &ipam,
+            &subnets,
+            interface_block,
+            host_block,
+            vlan_mode,
+            &excludes,
+        )?;
         for (i, ns) in self.namespaces.iter().enumerate() {
             validate_dns_label(&format!("spec.namespaces[{i}]"), ns)?;
         }
@@ -416,6 +435,7 @@ impl NetworkSpec {
             master_nets,
             strategy,
             policy_target,
+            gateway,
             spec: self.clone(),
         })
     }
@@ -438,6 +458,39 @@ impl NetworkSpec {
             })
             .collect();
         crate::pools::validate(&ipam.pools, &families)
+    }
+
+    /// `spec.ipam.gateway`, parsed and checked against every host block
+    /// ([`Gateway::check`]): the plugin and the ipvlan mode the network runs
+    /// decide whether `none` is possible.
+    fn gateway(
+        &self,
+        ipam: &IpamSpec,
+        subnets: &[IpNet],
+        interface_block: u8,
+        host_block: u8,
+        vlan_mode: VlanMode,
+        excludes: &[IpNet],
+    ) -> Result<Gateway> {
+        let gateway = Gateway::parse(ipam.gateway.as_ref())?;
+        let plugin = self.plugin.as_ref();
+        let kind = plugin.map_or("", |p| p.kind.as_str());
+        let mode = match plugin.and_then(|p| p.args.get("mode")) {
+            Some(m) => m.as_str(),
+            None => match vlan_mode {
+                VlanMode::L2 => "l2",
+                VlanMode::L3 => "l3",
+                VlanMode::L3s => "l3s",
+            },
+        };
+        let pod_bits = |s: &IpNet| {
+            u32::from(s.max_prefix_len())
+                - u32::from(s.prefix_len())
+                - u32::from(interface_block)
+                - u32::from(host_block)
+        };
+        gateway.check(subnets, &pod_bits, excludes, kind, mode)?;
+        Ok(gateway)
     }
 
     /// `spec.routes`, checked: a rail the network can have (below

@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use railyard_core::{BlockAllocator, CoreError};
+use railyard_core::{BlockAllocator, CoreError, Gateway};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -10,7 +10,7 @@ fn ip(s: &str) -> IpAddr {
 #[test]
 fn reserves_network_gateway_and_broadcast() {
     let mut a = BlockAllocator::new("192.168.1.0/29".parse().unwrap(), &[]);
-    assert_eq!(a.gateway(), ip("192.168.1.1"));
+    assert_eq!(a.gateway(), Some(ip("192.168.1.1")));
     let got: Vec<IpAddr> = std::iter::from_fn(|| a.allocate()).collect();
     let want: Vec<IpAddr> = (2..=6).map(|i| ip(&format!("192.168.1.{i}"))).collect();
     assert_eq!(got, want);
@@ -78,7 +78,7 @@ fn specific_allocation_and_release_are_checked() {
 #[test]
 fn large_ipv6_block_tracks_its_first_65536_addresses() {
     let mut a = BlockAllocator::new("fd00::/64".parse().unwrap(), &[]);
-    assert_eq!(a.gateway(), ip("fd00::1"));
+    assert_eq!(a.gateway(), Some(ip("fd00::1")));
     assert_eq!(a.allocate(), Some(ip("fd00::2")));
     assert_eq!(a.free(), 65_536 - 3);
     let mut seen = HashSet::new();
@@ -110,4 +110,41 @@ fn the_cursor_survives_a_restart() {
     let mut restarted = BlockAllocator::new("10.1.0.0/24".parse().unwrap(), &[]);
     restarted.resume_after(last);
     assert_eq!(restarted.allocate(), Some(ip("10.1.0.7")));
+}
+
+#[test]
+fn a_chosen_gateway_is_reserved_and_offset_1_is_then_a_pods() {
+    let block = "192.168.1.0/29".parse().unwrap();
+    let mut a = BlockAllocator::with_gateway(block, &[], Gateway::Offset(-2));
+    assert_eq!(a.gateway(), Some(ip("192.168.1.6")));
+    let got: Vec<IpAddr> = std::iter::from_fn(|| a.allocate()).collect();
+    let want: Vec<IpAddr> = (1..=5).map(|i| ip(&format!("192.168.1.{i}"))).collect();
+    assert_eq!(got, want);
+    assert!(matches!(
+        a.allocate_specific(ip("192.168.1.6")),
+        Err(CoreError::Reserved { .. })
+    ));
+    // The default is today's: offset 1, exactly as `new` does.
+    let d = BlockAllocator::with_gateway(block, &[], Gateway::default());
+    assert_eq!(d.gateway(), BlockAllocator::new(block, &[]).gateway());
+    assert_eq!(d.free(), 5);
+}
+
+#[test]
+fn without_a_gateway_nothing_is_reserved_for_one() {
+    let mut a = BlockAllocator::with_gateway("192.168.1.0/29".parse().unwrap(), &[], Gateway::None);
+    assert_eq!(a.gateway(), None);
+    assert_eq!(a.free(), 6);
+    let got: Vec<IpAddr> = std::iter::from_fn(|| a.allocate()).collect();
+    let want: Vec<IpAddr> = (1..=6).map(|i| ip(&format!("192.168.1.{i}"))).collect();
+    assert_eq!(got, want);
+    let mut v6 = BlockAllocator::with_gateway("fd00::/120".parse().unwrap(), &[], Gateway::None);
+    assert_eq!(v6.allocate(), Some(ip("fd00::1")));
+    // A gateway beyond the tracked addresses of a large IPv6 block is never
+    // handed out either (nothing beyond them is).
+    let mut far =
+        BlockAllocator::with_gateway("fd00::/64".parse().unwrap(), &[], Gateway::Offset(-1));
+    assert_eq!(far.gateway(), Some(ip("fd00::ffff:ffff:ffff:ffff")));
+    assert_eq!(far.allocate(), Some(ip("fd00::1")));
+    assert_eq!(far.free(), 65_536 - 2);
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use proptest::prelude::*;
 use railyard_core::{
-    plan, BlockAllocator, HostInventory, Network, NetworkSpec, Nic, Plan, Planner,
+    plan, BlockAllocator, Gateway, HostInventory, Network, NetworkSpec, Nic, Plan, Planner,
 };
 
 /// A valid network with small bit widths so exhaustion and excludes actually occur.
@@ -182,7 +182,7 @@ proptest! {
                     Some(ip) => {
                         prop_assert!(!live.contains(&ip), "{} handed out twice", ip);
                         prop_assert!(block.contains(&ip));
-                        prop_assert!(ip != a.gateway());
+                        prop_assert!(Some(ip) != a.gateway());
                         live.push(ip);
                     }
                     None => prop_assert_eq!(a.free(), 0),
@@ -192,6 +192,54 @@ proptest! {
                 prop_assert!(a.release(ip));
             }
             prop_assert_eq!(a.allocated() as usize, live.len());
+        }
+    }
+
+    #[test]
+    fn the_gateway_is_never_handed_to_a_pod(
+        prefix in 24u8..=30,
+        choice in prop_oneof![Just(None), (-64i64..64).prop_map(Some)],
+        ops in prop::collection::vec((any::<bool>(), any::<prop::sample::Index>()), 1..300),
+    ) {
+        let block: IpNet = format!("10.9.0.0/{prefix}").parse().unwrap();
+        let size = 1i64 << (32 - prefix);
+        let gateway = match choice {
+            None => Gateway::None,
+            // Offsets validation accepts: inside, not network or broadcast.
+            Some(o) => {
+                let o = o.rem_euclid(size - 2) + 1;
+                Gateway::Offset(if choice.unwrap_or(0) < 0 { o - size } else { o })
+            }
+        };
+        let mut a = BlockAllocator::with_gateway(block, &[], gateway);
+        let gw = a.gateway();
+        prop_assert_eq!(gw.is_none(), gateway == Gateway::None);
+        prop_assert_eq!(a.free() as i64, size - 2 - i64::from(gw.is_some()));
+        let mut live: Vec<IpAddr> = Vec::new();
+        let mut first = None;
+        for (alloc, pick) in ops {
+            if alloc || live.is_empty() {
+                match a.allocate() {
+                    Some(ip) => {
+                        first.get_or_insert(ip);
+                        prop_assert!(Some(ip) != gw, "{} is the gateway", ip);
+                        prop_assert!(!live.contains(&ip));
+                        live.push(ip);
+                    }
+                    None => prop_assert_eq!(a.free(), 0),
+                }
+            } else {
+                let ip = live.swap_remove(pick.index(live.len()));
+                prop_assert!(a.release(ip));
+            }
+        }
+        // Without a gateway, offset 1 is the first address a pod gets.
+        if gateway == Gateway::None {
+            prop_assert_eq!(first, Some("10.9.0.1".parse::<IpAddr>().unwrap()));
+        }
+        if let Some(gw) = gw {
+            prop_assert!(!a.release(gw));
+            prop_assert!(a.allocate_specific(gw).is_err());
         }
     }
 

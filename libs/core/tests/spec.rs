@@ -154,6 +154,8 @@ fn every_ipam_key_of_the_multi_nic_cni_samples_is_accepted() {
                 "excludeCIDRs",
                 // Kube-OVN's excludeIps (ranges), railyard's one addition.
                 "excludeIPs",
+                // Each host block's gateway, or none (railyard's).
+                "gateway",
             ]
             .contains(&key),
             "{key}"

@@ -40,6 +40,7 @@ fn config(n: usize) -> NetworkConfig {
     NetworkConfig {
         routes: Vec::new(),
         pools: Vec::new(),
+        gateway: Default::default(),
         name: format!("bench{n}"),
         strategy: Strategy::None,
         policy_target: String::new(),

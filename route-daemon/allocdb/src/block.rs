@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use railyard_core::alloc::MAX_TRACKED;
-use railyard_core::{Block, BlockAllocator, CoreError};
+use railyard_core::{Block, BlockAllocator, CoreError, Gateway};
 
 #[derive(Debug, Clone)]
 pub(crate) struct BlockState {
@@ -23,9 +23,9 @@ pub(crate) struct BlockState {
 }
 
 impl BlockState {
-    pub fn new(block: Block, excludes: &[IpNet], family: usize) -> Self {
+    pub fn new(block: Block, excludes: &[IpNet], gateway: Gateway, family: usize) -> Self {
         BlockState {
-            alloc: BlockAllocator::new(block.cidr, excludes),
+            alloc: BlockAllocator::with_gateway(block.cidr, excludes, gateway),
             block,
             in_plan: true,
             last: None,
@@ -82,9 +82,10 @@ impl BlockState {
         }
     }
 
-    /// A new allocator for changed excludes, keeping every held address.
-    pub fn rebuild(&mut self, excludes: &[IpNet]) -> Vec<IpAddr> {
-        let mut next = BlockAllocator::new(self.cidr(), excludes);
+    /// A new allocator for changed excludes or gateway, keeping every held
+    /// address; returns the held ones that are reserved now.
+    pub fn rebuild(&mut self, excludes: &[IpNet], gateway: Gateway) -> Vec<IpAddr> {
+        let mut next = BlockAllocator::with_gateway(self.cidr(), excludes, gateway);
         let mut lost = Vec::new();
         for i in 0..tracked(self.cidr()) {
             let a = nth(self.cidr(), i);
@@ -134,7 +135,7 @@ mod tests {
             nic_address: "10.0.0.1".parse().unwrap(),
             cidr,
         };
-        BlockState::new(b, &[], 0)
+        BlockState::new(b, &[], Gateway::default(), 0)
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -171,7 +172,7 @@ mod tests {
         let mut b = block("10.9.0.0/28");
         b.take();
         b.take();
-        let lost = b.rebuild(&["10.9.0.3/32".parse().unwrap()]);
+        let lost = b.rebuild(&["10.9.0.3/32".parse().unwrap()], Gateway::default());
         assert_eq!(lost, [ip("10.9.0.3")]);
         assert!(b.alloc.is_allocated(ip("10.9.0.2")));
         // `last` itself is reserved now, so the cursor lands one free address later.

@@ -16,15 +16,16 @@ use serde::{Deserialize, Serialize};
 use crate::crc;
 use crate::model::{Attachment, NetworkConfig};
 
-/// The file's first 8 bytes: `RYALOG` and the format version as two ASCII
-/// digits. Version 1 is the format every release so far wrote (the digits were
-/// there from the start), so a log written before versions were checked reads
-/// as version 1.
-pub(crate) const MAGIC: &[u8; 8] = b"RYALOG01";
+/// The file's first 8 bytes as this build writes them: `RYALOG` and the
+/// format version as two ASCII digits. Version 1 is the format every release
+/// before the gateway setting wrote (the digits were there from the start,
+/// so a log written before versions were checked reads as version 1);
+/// version 2 adds `gateway` (and `pools`) to a network's config.
+pub(crate) const MAGIC: &[u8; 8] = b"RYALOG02";
 const MAGIC_PREFIX: &[u8; 6] = b"RYALOG";
 /// The version this build writes, and the highest it reads (see
 /// `docs/design/allocation-log.md`, "Format versions").
-pub const LOG_FORMAT: u32 = 1;
+pub const LOG_FORMAT: u32 = 2;
 /// The lowest version this build reads.
 pub const MIN_LOG_FORMAT: u32 = 1;
 const HEADER: usize = 8;
@@ -35,8 +36,9 @@ pub(crate) enum Header {
     /// Empty, or a prefix of the magic: a crash while the file was created,
     /// before anything was acknowledged.
     Unborn,
-    /// A log of a version this build reads.
-    Readable,
+    /// A log of a version this build reads: this one, or an older one that
+    /// is converted on open.
+    Readable(u32),
     /// A railyard log of another version: refused, the file left untouched.
     Version(u32),
     /// Not a railyard log at all.
@@ -59,7 +61,7 @@ pub(crate) fn header(bytes: &[u8]) -> Header {
     }
     let version = u32::from(digits[0] - b'0') * 10 + u32::from(digits[1] - b'0');
     if (MIN_LOG_FORMAT..=LOG_FORMAT).contains(&version) {
-        Header::Readable
+        Header::Readable(version)
     } else {
         Header::Version(version)
     }
@@ -240,9 +242,10 @@ mod tests {
     fn the_header_names_the_version() {
         assert_eq!(header(b""), Header::Unborn);
         assert_eq!(header(b"RYAL"), Header::Unborn);
-        assert_eq!(header(MAGIC), Header::Readable);
-        assert_eq!(header(b"RYALOG01\x05\0\0\0"), Header::Readable);
-        assert_eq!(header(b"RYALOG02"), Header::Version(2));
+        assert_eq!(header(MAGIC), Header::Readable(LOG_FORMAT));
+        assert_eq!(header(b"RYALOG01\x05\0\0\0"), Header::Readable(1));
+        assert_eq!(header(b"RYALOG02"), Header::Readable(2));
+        assert_eq!(header(b"RYALOG03"), Header::Version(3));
         assert_eq!(header(b"RYALOG99rest"), Header::Version(99));
         assert_eq!(header(b"RYALOG00"), Header::Version(0));
         assert_eq!(header(b"RYALOGx1"), Header::Foreign);

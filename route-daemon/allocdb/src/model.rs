@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use railyard_core::ipam::{AttachmentId, NicAllocation, PodRef, Selection};
 use railyard_core::pools::Pool;
 use railyard_core::spec::RailRoute;
-use railyard_core::{Block, HostPlan, IfName, Interface, Network, Plan, Strategy};
+use railyard_core::{Block, Gateway, HostPlan, IfName, Interface, Network, Plan, Strategy};
 use serde::{Deserialize, Serialize};
 
 /// What the engine needs of one network on this host: the attach policy, the
@@ -33,6 +33,11 @@ pub struct NetworkConfig {
     /// The network's workload pools (`spec.ipam.pools`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<Pool>,
+    /// Each block's gateway (`spec.ipam.gateway`): left out when it is the
+    /// default (offset 1), so a network without the setting logs exactly
+    /// what it did before. New in log format version 2.
+    #[serde(default, skip_serializing_if = "Gateway::is_default")]
+    pub gateway: Gateway,
 }
 
 impl NetworkConfig {
@@ -59,6 +64,7 @@ impl NetworkConfig {
                     network.host_block,
                 )
                 .unwrap_or_default(),
+            gateway: network.gateway,
         }
     }
 

@@ -16,6 +16,9 @@ pub(crate) struct Recovered {
     pub last_lsn: u64,
     /// Records since the last snapshot, to decide whether to compact right away.
     pub records: u64,
+    /// The format version of the file read ([`LOG_FORMAT`] for a new one):
+    /// an older one is converted by a snapshot into a fresh file.
+    pub version: u32,
 }
 
 pub(crate) fn recover(dir: &Path, path: &Path) -> Result<Recovered> {
@@ -25,7 +28,7 @@ pub(crate) fn recover(dir: &Path, path: &Path) -> Result<Recovered> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io(e)),
     };
-    match frame::header(&bytes) {
+    let version = match frame::header(&bytes) {
         Header::Unborn => {
             // No log, or a crash while creating it: nothing was ever acknowledged.
             create(dir, path).map_err(io)?;
@@ -33,9 +36,10 @@ pub(crate) fn recover(dir: &Path, path: &Path) -> Result<Recovered> {
                 core: Core::default(),
                 last_lsn: 0,
                 records: 0,
+                version: LOG_FORMAT,
             });
         }
-        Header::Readable => {}
+        Header::Readable(v) => v,
         Header::Version(found) => return Err(version_error(path, found)),
         Header::Foreign => {
             return Err(DbError::Corrupt {
@@ -48,7 +52,7 @@ pub(crate) fn recover(dir: &Path, path: &Path) -> Result<Recovered> {
                 ),
             })
         }
-    }
+    };
     let mut core = Core::default();
     let mut last_lsn = 0;
     let mut records = 0u64;
@@ -98,6 +102,7 @@ pub(crate) fn recover(dir: &Path, path: &Path) -> Result<Recovered> {
         core,
         last_lsn,
         records,
+        version,
     })
 }
 
@@ -123,7 +128,7 @@ pub fn check_format(dir: &Path) -> Result<()> {
     }
     match frame::header(&head) {
         Header::Version(found) => Err(version_error(&path, found)),
-        Header::Unborn | Header::Readable | Header::Foreign => Ok(()),
+        Header::Unborn | Header::Readable(_) | Header::Foreign => Ok(()),
     }
 }
 

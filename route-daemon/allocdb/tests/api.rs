@@ -180,7 +180,7 @@ async fn pod_routes_and_addresses_follow_the_plan() {
     let routes: Vec<String> = got[1]
         .routes
         .iter()
-        .map(|r| format!("{} via {}", r.dst, r.gw))
+        .map(|r| format!("{} via {}", r.dst, r.gw.expect("a gateway")))
         .collect();
     assert_eq!(
         routes,

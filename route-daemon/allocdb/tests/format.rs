@@ -1,5 +1,6 @@
 //! Format versions: logs written by the previous release (committed fixtures,
-//! `fixtures/format-v1/allocations/`) are read, a log of a newer version is
+//! `fixtures/format-v1/allocations/`, format version 1) are read and
+//! converted to this build's version 2 on open, a log of a newer version is
 //! refused with its version named and left byte for byte as it was.
 //!
 //! The fixtures are what the release before versions were checked wrote:
@@ -68,11 +69,58 @@ async fn a_daemon_log_of_the_previous_release_is_read() {
             "fd00:200:0:4000::3/56"
         ]
     );
-    // Replayed, it goes on in the same format: a restart reads both.
+    // Opened, it was converted to this build's format at once: a snapshot
+    // in a fresh file (no leftover), which a restart reads as before.
     drop(db);
+    let log = std::fs::read(dir.path().join(LOG)).unwrap();
+    assert_eq!(&log[..8], b"RYALOG02");
+    assert!(!dir.path().join("allocations.log.tmp").exists());
     let db = AllocDb::open(dir.path(), Options::default()).unwrap();
     assert_eq!(db.stats().attachments, 2);
+    assert_eq!(
+        db.check(&fixture_id("rails", "fxpod-0-0")).await.unwrap(),
+        a
+    );
     assert_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn a_version_1_log_becomes_version_2_with_the_same_state_and_no_new_field() {
+    for name in ["fxhost-0.log", "api-records.log", "api-compacted.log"] {
+        let dir = dir_with(name);
+        assert_eq!(
+            &std::fs::read(dir.path().join(LOG)).unwrap()[..8],
+            b"RYALOG01"
+        );
+        let db = AllocDb::open(dir.path(), Options::default()).unwrap();
+        let before = db.attachments(None).await.unwrap();
+        let stats = db.stats();
+        drop(db);
+        let bytes = std::fs::read(dir.path().join(LOG)).unwrap();
+        assert_eq!(
+            &bytes[..8],
+            format!("RYALOG{LOG_FORMAT:02}").as_bytes(),
+            "{name}"
+        );
+        // The networks of a version-1 log have the default gateway, which
+        // version 2 leaves out: the config reads as it did.
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("\"gateway\":"), "{name}: {text}");
+        let db = AllocDb::open(dir.path(), Options::default()).unwrap();
+        let mut after = db.attachments(None).await.unwrap();
+        let mut before = before;
+        before.sort_by(|a, b| a.id.container_id.cmp(&b.id.container_id));
+        after.sort_by(|a, b| a.id.container_id.cmp(&b.id.container_id));
+        assert_eq!(after, before, "{name}");
+        assert_eq!(db.stats().blocks, stats.blocks, "{name}");
+        // Nothing more to convert: a second open leaves the file as it is.
+        drop(db);
+        assert_eq!(
+            std::fs::read(dir.path().join(LOG)).unwrap(),
+            bytes,
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -128,16 +176,24 @@ fn log_of_version(version: u32) -> tempfile::TempDir {
 
 #[test]
 fn a_newer_log_is_refused_and_left_untouched() {
+    // Version 3: this build writes and reads version 2.
     let version = LOG_FORMAT + 1;
+    assert_eq!(version, 3);
     let dir = log_of_version(version);
     let path = dir.path().join(LOG);
     // A compaction leftover of the newer build is not removed either.
-    std::fs::write(dir.path().join("allocations.log.tmp"), b"RYALOG02").unwrap();
+    std::fs::write(dir.path().join("allocations.log.tmp"), b"RYALOG03").unwrap();
     let before = std::fs::read(&path).unwrap();
     let err = AllocDb::open(dir.path(), Options::default()).unwrap_err();
     assert!(
-        matches!(err, DbError::NewerFormat { found, supported, .. }
-            if found == version && supported == LOG_FORMAT),
+        matches!(
+            err,
+            DbError::NewerFormat {
+                found: 3,
+                supported: 2,
+                ..
+            }
+        ),
         "{err}"
     );
     let text = err.to_string();

@@ -32,7 +32,7 @@ async fn extra_routes_go_to_their_rail_and_family_via_its_gateway() {
             .unwrap()
             .routes
             .iter()
-            .map(|r| format!("{} via {}", r.dst, r.gw))
+            .map(|r| format!("{} via {}", r.dst, r.gw.expect("a gateway")))
             .collect()
     };
     assert_eq!(

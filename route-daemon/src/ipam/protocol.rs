@@ -172,6 +172,7 @@ mod tests {
                 .map(|r| Block {
                     interface: r,
                     nic: format!("eth{r}").parse().unwrap(),
+            gateway: Default::default(),
                     nic_address: format!("10.0.{r}.1").parse().unwrap(),
                     cidr: format!("192.168.{}.0/24", 64 * r + 1).parse().unwrap(),
                 })

@@ -100,6 +100,11 @@ struct ClusterArgs {
     /// Rail NICs as bonds of two links each (needs the bonding module).
     #[arg(long)]
     bond: bool,
+    /// The network's `spec.ipam.gateway`: an offset in each host block
+    /// (`-2`: the last usable IPv4 address), or `none` (ipvlan l3 and l3s
+    /// only). Default: offset 1.
+    #[arg(long, allow_hyphen_values = true)]
+    gateway: Option<String>,
     #[arg(long, default_value = "rails")]
     network: String,
     /// etcd's client port (the peer port is the next one).
@@ -163,6 +168,7 @@ impl ClusterArgs {
         spec.spares = self.spares;
         spec.vlan = self.vlan;
         spec.bond = self.bond;
+        spec.gateway.clone_from(&self.gateway);
         spec.network.clone_from(&self.network);
         spec.etcd_port = self.etcd_port;
         spec.etcd_members = self.etcd_members;

@@ -2,7 +2,6 @@
 //! with every pod holding its own addresses.
 
 use crate::common::{spec, TestCluster};
-use railyard_core::BlockAllocator;
 use railyard_e2e::cluster::cmd::ip_in;
 use railyard_e2e::cluster::topology::gateway_shims;
 use railyard_e2e::{Cluster, Delegate, Error, Family};
@@ -153,7 +152,8 @@ fn ipv6_only_macvlan_pods_are_connected() {
         for b in blocks {
             let gateway = format!(
                 "{}/{}",
-                BlockAllocator::new(b.cidr, &[]).gateway(),
+                s.block_gateway(b.cidr)
+                    .expect("a macvlan network has gateways"),
                 b.cidr.prefix_len()
             );
             let shim = shims.iter().find(|sh| b.nic == sh.parent);

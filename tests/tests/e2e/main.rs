@@ -12,6 +12,7 @@ mod common;
 mod cni_runtime;
 mod connectivity;
 mod failover;
+mod gateway;
 mod host_device;
 mod ipam_crash;
 mod ipam_disk_full;

@@ -18,6 +18,7 @@ pub fn config(blocks: &[(&str, u32, &str)]) -> NetworkConfig {
     NetworkConfig {
         routes: Vec::new(),
         pools: Vec::new(),
+        gateway: Default::default(),
         name: NET.into(),
         strategy: Strategy::None,
         policy_target: String::new(),

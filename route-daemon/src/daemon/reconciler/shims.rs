@@ -1,8 +1,9 @@
 //! The gateway shims of macvlan (and host-device) networks: which this host
 //! needs (pure, unit tested below) and keeping the kernel's equal to them.
 //!
-//! A macvlan pod's gateway is the first address of its host block (the address
-//! IPAM never hands out, `BlockAllocator::gateway`), and a macvlan parent cannot
+//! A macvlan pod's gateway is an address of its host block IPAM never hands
+//! out (`BlockAllocator::gateway`: the first one, or the network's
+//! `spec.ipam.gateway` offset), and a macvlan parent cannot
 //! reach its own children. So on every rail NIC where this host has a block of
 //! such a network, a sibling macvlan holds that gateway: the pods' way to the
 //! host and, through its connected route, the host's way back to the pods.
@@ -10,13 +11,14 @@
 //! the same (see [`needs_shim`]).
 //! Why a shim rather than routes in the pods is in `docs/design/data-paths.md`.
 //!
-//! The plugin comes from the accepted spec in the plan meta (`spec.plugin.type`),
-//! as the planner publishes it; the `/networks` key decides nothing here either.
+//! The plugin and the gateway come from the accepted spec in the plan meta
+//! (`spec.plugin.type`, `spec.ipam.gateway`), as the planner publishes it; the
+//! `/networks` key decides nothing here either.
 
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
-use railyard_core::{BlockAllocator, IfName, Plan, PlanMeta, MAX_IFNAME};
+use railyard_core::{Gateway, IfName, Plan, PlanMeta, MAX_IFNAME};
 use railyard_store::{KeyValue, WatchEvent, WatchUpdate};
 use tracing::{info, warn};
 
@@ -24,10 +26,16 @@ use super::Reconciler;
 use crate::kernel::{Ensured, Kernel, Shim, SHIM_PREFIX};
 use crate::view::{parse_plan_key, PlanKey};
 
-/// The delegate plugin (`spec.plugin.type`, "" when none) of every network whose
-/// plan meta the watch delivered.
+/// The delegate plugin (`spec.plugin.type`, "" when none) and the gateway
+/// (`spec.ipam.gateway`) of every network whose plan meta the watch delivered.
 #[derive(Debug, Default)]
-pub(super) struct Delegates(BTreeMap<String, String>);
+pub(super) struct Delegates(BTreeMap<String, Delegate>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Delegate {
+    kind: String,
+    gateway: Gateway,
+}
 
 impl Delegates {
     /// Folds a plan watch update in; true when some network's plugin changed.
@@ -38,7 +46,7 @@ impl Delegates {
                 let mut now = BTreeMap::new();
                 for kv in &range.kvs {
                     if let Some(PlanKey::Meta { network }) = parse_plan_key(&kv.key) {
-                        let kind = plugin_of(kv).or_else(|| self.0.get(network).cloned());
+                        let kind = delegate_of(kv).or_else(|| self.0.get(network).cloned());
                         now.insert(network.to_owned(), kind.unwrap_or_default());
                     }
                 }
@@ -53,7 +61,7 @@ impl Delegates {
                         continue;
                     };
                     changed |= match event {
-                        WatchEvent::Put(kv) => match plugin_of(kv) {
+                        WatchEvent::Put(kv) => match delegate_of(kv) {
                             Some(kind) => {
                                 self.0.insert(network.to_owned(), kind.clone()) != Some(kind)
                             }
@@ -68,18 +76,29 @@ impl Delegates {
     }
 
     pub(super) fn plugin(&self, network: &str) -> &str {
-        self.0.get(network).map_or("", String::as_str)
+        self.0.get(network).map_or("", |d| d.kind.as_str())
+    }
+
+    /// The network's gateway choice (the default when its meta said none).
+    pub(super) fn gateway(&self, network: &str) -> Gateway {
+        self.0.get(network).map(|d| d.gateway).unwrap_or_default()
     }
 }
 
-fn plugin_of(kv: &KeyValue) -> Option<String> {
+fn delegate_of(kv: &KeyValue) -> Option<Delegate> {
     let meta: PlanMeta = kv.decode_json().ok()?;
-    Some(
-        meta.spec
-            .and_then(|s| s.plugin)
-            .map(|p| p.kind)
-            .unwrap_or_default(),
-    )
+    let spec = meta.spec.unwrap_or_default();
+    // The planner accepted this spec, so its gateway parses; one that does
+    // not (a newer planner's?) is read as the default, as a missing one is.
+    let gateway = spec
+        .ipam_spec()
+        .ok()
+        .and_then(|i| Gateway::parse(i.gateway.as_ref()).ok())
+        .unwrap_or_default();
+    Some(Delegate {
+        kind: spec.plugin.map(|p| p.kind).unwrap_or_default(),
+        gateway,
+    })
 }
 
 /// Whether pods of a network with this delegate plugin need a shim: those that
@@ -144,17 +163,18 @@ pub fn shim_mac(network: &str, nic: &str, addresses: &[IpNet]) -> [u8; 6] {
 }
 
 /// The shims host `me` needs, sorted by name: for every network (name, its
-/// delegate plugin, its plan) whose plugin [`needs_shim`], one per NIC where
-/// `me` has a block, holding the gateway of each of those blocks (one per
-/// family) with the block's prefix length. Two shims hashing to one name (a
-/// 1-in-4-billion chance per rail) keep the first network's; the other is
-/// logged.
+/// delegate plugin, its gateway choice, its plan) whose plugin [`needs_shim`],
+/// one per NIC where `me` has a block, holding the gateway of each of those
+/// blocks (one per family) with the block's prefix length. A network without
+/// gateways gets none (validation refuses `none` for these plugins anyway).
+/// Two shims hashing to one name (a 1-in-4-billion chance per rail) keep the
+/// first network's; the other is logged.
 pub fn wanted_shims<'a>(
     me: &str,
-    networks: impl IntoIterator<Item = (&'a str, &'a str, &'a Plan)>,
+    networks: impl IntoIterator<Item = (&'a str, &'a str, Gateway, &'a Plan)>,
 ) -> Vec<Shim> {
     let mut out: BTreeMap<IfName, Shim> = BTreeMap::new();
-    for (network, plugin, plan) in networks {
+    for (network, plugin, gateway, plan) in networks {
         if !needs_shim(plugin) {
             continue;
         }
@@ -163,7 +183,9 @@ pub fn wanted_shims<'a>(
         };
         let mut per_nic: BTreeMap<IfName, (u32, Vec<IpNet>)> = BTreeMap::new();
         for b in &mine.blocks {
-            let gateway = BlockAllocator::new(b.cidr, &[]).gateway();
+            let Some(gateway) = gateway.address(b.cidr) else {
+                continue;
+            };
             let entry = per_nic.entry(b.nic).or_insert((b.interface, Vec::new()));
             if let Ok(net) = IpNet::new(gateway, b.cidr.prefix_len()) {
                 entry.1.push(net);
@@ -200,10 +222,13 @@ impl<K: Kernel + 'static> Reconciler<K> {
     /// never touched (a conflict, logged on every pass). True when all went
     /// through; a refusal (the parent NIC missing) or an error is retried.
     pub(super) async fn sync_shims(&self) -> bool {
-        let networks: Vec<(&str, &str, &Plan)> = self
+        let networks: Vec<(&str, &str, Gateway, &Plan)> = self
             .view
             .networks()
-            .filter_map(|n| Some((n, self.delegates.plugin(n), self.view.plan(n)?)))
+            .filter_map(|n| {
+                let plan = self.view.plan(n)?;
+                Some((n, self.delegates.plugin(n), self.delegates.gateway(n), plan))
+            })
             .collect();
         let want = wanted_shims(&self.cfg.node_name, networks);
         let owned = match self.kernel.owned_shims().await {
@@ -301,7 +326,7 @@ mod tests {
                 ("peer", vec![block(0, "eth1", "192.168.2.0/24")]),
             ],
         );
-        let shims = wanted_shims("me", [("mv", "macvlan", &p)]);
+        let shims = wanted_shims("me", [("mv", "macvlan", Gateway::default(), &p)]);
         let by_parent: BTreeMap<String, &Shim> =
             shims.iter().map(|s| (s.parent.to_string(), s)).collect();
         assert_eq!(shims.len(), 2, "{shims:?}");
@@ -318,28 +343,79 @@ mod tests {
         // The gateway is the one IPAM hands the pods.
         let cidr = "192.168.1.0/24".parse().expect("cidr");
         assert_eq!(
-            by_parent["eth1"].addresses[0].addr(),
-            BlockAllocator::new(cidr, &[]).gateway()
+            Some(by_parent["eth1"].addresses[0].addr()),
+            railyard_core::BlockAllocator::new(cidr, &[]).gateway()
         );
+    }
+
+    #[test]
+    fn a_chosen_gateway_is_what_the_shim_holds() {
+        let p = plan(
+            "mv",
+            &[(
+                "me",
+                vec![
+                    block(0, "eth1", "192.168.1.0/24"),
+                    block(0, "eth1", "fd00:0:0:1::/64"),
+                ],
+            )],
+        );
+        let shims = wanted_shims("me", [("mv", "macvlan", Gateway::Offset(-2), &p)]);
+        assert_eq!(
+            addrs(&shims[0]),
+            ["192.168.1.254/24", "fd00::1:ffff:ffff:ffff:fffe/64"]
+        );
+        // Same IPAM as the pods': the allocator reserves exactly that address.
+        let cidr = "192.168.1.0/24".parse().expect("cidr");
+        assert_eq!(
+            Some(shims[0].addresses[0].addr()),
+            railyard_core::BlockAllocator::with_gateway(cidr, &[], Gateway::Offset(-2)).gateway()
+        );
+        // Another MAC than the default gateway's shim: a new address, a new shim.
+        let default = wanted_shims("me", [("mv", "macvlan", Gateway::default(), &p)]);
+        assert_eq!(default[0].name, shims[0].name);
+        assert_ne!(default[0].mac, shims[0].mac);
+        assert!(wanted_shims("me", [("mv", "macvlan", Gateway::None, &p)]).is_empty());
+    }
+
+    #[test]
+    fn the_gateway_comes_from_the_accepted_spec_in_the_meta() {
+        let mut d = Delegates::default();
+        let spec = serde_json::json!({
+            "subnet": "10.0.0.0/16",
+            "ipam": {"hostBlock": 8, "interfaceBlock": 0, "gateway": {"offset": 9}},
+            "plugin": {"type": "macvlan"},
+        });
+        let meta = serde_json::json!({"network": "g", "interfaces": [], "spec": spec});
+        let kv = kv(
+            railyard_core::keys::plan_meta("g"),
+            serde_json::to_vec(&meta).expect("json"),
+        );
+        assert!(d.apply(&WatchUpdate::Events(vec![WatchEvent::Put(kv)])));
+        assert_eq!(
+            (d.plugin("g"), d.gateway("g")),
+            ("macvlan", Gateway::Offset(9))
+        );
+        assert_eq!(d.gateway("unknown"), Gateway::default());
     }
 
     #[test]
     fn only_l2_networks_and_only_this_hosts_blocks_get_shims() {
         let p = plan("n", &[("peer", vec![block(0, "eth1", "10.9.0.0/24")])]);
         assert!(
-            wanted_shims("me", [("n", "macvlan", &p)]).is_empty(),
+            wanted_shims("me", [("n", "macvlan", Gateway::default(), &p)]).is_empty(),
             "no block here"
         );
         let mine = plan("n", &[("me", vec![block(0, "eth1", "10.9.1.0/24")])]);
         for plugin in ["", "ipvlan", "ptp", "sriov", "railyard-cni"] {
             assert!(
-                wanted_shims("me", [("n", plugin, &mine)]).is_empty(),
+                wanted_shims("me", [("n", plugin, Gateway::default(), &mine)]).is_empty(),
                 "{plugin}"
             );
         }
         for plugin in ["macvlan", "host-device"] {
             assert_eq!(
-                wanted_shims("me", [("n", plugin, &mine)]).len(),
+                wanted_shims("me", [("n", plugin, Gateway::default(), &mine)]).len(),
                 1,
                 "{plugin}"
             );
@@ -350,7 +426,13 @@ mod tests {
     fn two_networks_on_one_rail_get_two_shims() {
         let a = plan("a", &[("me", vec![block(0, "eth1", "10.1.0.0/24")])]);
         let b = plan("b", &[("me", vec![block(0, "eth1", "10.2.0.0/24")])]);
-        let shims = wanted_shims("me", [("a", "macvlan", &a), ("b", "macvlan", &b)]);
+        let shims = wanted_shims(
+            "me",
+            [
+                ("a", "macvlan", Gateway::default(), &a),
+                ("b", "macvlan", Gateway::default(), &b),
+            ],
+        );
         assert_eq!(shims.len(), 2);
         assert_ne!(shims[0].name, shims[1].name);
         assert!(shims.iter().all(|s| s.parent == "eth1"));
