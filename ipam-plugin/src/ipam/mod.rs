@@ -199,7 +199,6 @@ mod tests {
     }
 
     #[test]
-    #[test]
     fn a_network_without_gateways_gets_device_routes() {
         let mut a = nic("eth1", 3);
         a.gateways.clear();
@@ -222,6 +221,7 @@ mod tests {
         assert_eq!(reported.routes[0].nic, None);
     }
 
+    #[test]
     fn result_lists_every_address_and_route_with_gateways() {
         let nics = [nic("eth1", 3), nic("eth2", 67)];
         let plain = to_result(&nics, false);

@@ -157,6 +157,7 @@ mod tests {
         let cfg = NetworkConfig {
             routes: Vec::new(),
             pools: Vec::new(),
+            gateway: Default::default(),
             name: NET.into(),
             strategy: Strategy::None,
             policy_target: String::new(),
@@ -172,7 +173,6 @@ mod tests {
                 .map(|r| Block {
                     interface: r,
                     nic: format!("eth{r}").parse().unwrap(),
-            gateway: Default::default(),
                     nic_address: format!("10.0.{r}.1").parse().unwrap(),
                     cidr: format!("192.168.{}.0/24", 64 * r + 1).parse().unwrap(),
                 })
