@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-use railyard_core::ipam::{AttachmentId, NicAllocation, PodRef, Request, Response, Selection};
+use railyard_core::ipam::{
+    AttachmentId, NicAllocation, NicChoice, PodRef, Request, Response, Selection,
+};
 
 use crate::Error;
 
@@ -69,6 +71,25 @@ impl Client {
         match self.call(&request)? {
             Response::Added { nics } => Ok(nics),
             other => Err(self.unexpected("added", &other)),
+        }
+    }
+
+    /// External IPAM: the NICs the pod gets and their host blocks, in the
+    /// policy's order; the daemon allocates nothing.
+    pub fn choose(
+        &self,
+        attachment: AttachmentId,
+        pod: PodRef,
+        selection: Selection,
+    ) -> Result<Vec<NicChoice>, Error> {
+        let request = Request::Choose {
+            attachment,
+            pod,
+            selection,
+        };
+        match self.call(&request)? {
+            Response::Chosen { nics } => Ok(nics),
+            other => Err(self.unexpected("chosen", &other)),
         }
     }
 

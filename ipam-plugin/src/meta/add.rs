@@ -86,13 +86,23 @@ impl Run {
             Some(cfg) => devices::lookup(cfg, &req.env, &cfg.kubelet())?,
             None => None,
         };
-        let allocated = match &pod_devices {
-            Some(d) => {
-                let mut conf = self.ipam_conf.clone();
-                conf.insert(devices::IPAM_KEY.into(), d.for_ipam());
-                self.ipam.add(&req.env, &conf)?
+        let (allocated, recorded) = if self.meta.external.is_some() {
+            // The user's IPAM plugin, once per NIC the daemon chooses.
+            match self.external_add(req, recorded, pod_devices.as_ref()) {
+                Ok(done) => done,
+                Err(e) if self.external.is_empty() => return Err(e),
+                Err(e) => return Err(self.rollback(e, None, &req.env)),
             }
-            None => self.ipam.add(&req.env, &self.ipam_conf)?,
+        } else {
+            let allocated = match &pod_devices {
+                Some(d) => {
+                    let mut conf = self.ipam_conf.clone();
+                    conf.insert(devices::IPAM_KEY.into(), d.for_ipam());
+                    self.ipam.add(&req.env, &conf)?
+                }
+                None => self.ipam.add(&req.env, &self.ipam_conf)?,
+            };
+            (allocated, recorded)
         };
         // host-device: held from choosing spares until they are recorded.
         let mut spares_lock = None;
@@ -187,6 +197,7 @@ impl Run {
             netns: a.netns.clone(),
             policy_routing: self.meta.policy_routing,
             members,
+            external_ipam: self.external.clone(),
         })
     }
 
@@ -432,11 +443,21 @@ impl Run {
     /// survived, and keeps the record for the runtime's DEL.
     fn rollback(&mut self, cause: Error, state: Option<&State>, env: &CniEnv) -> Error {
         let mut problem = state.and_then(|s| self.del_members(s, env));
+        let external = std::mem::take(&mut self.external);
         if problem.is_none() {
-            problem = self.ipam.del(env, &self.ipam_conf).err();
+            problem = if external.is_empty() {
+                self.ipam.del(env, &self.ipam_conf).err()
+            } else {
+                self.release_external(&external, env)
+            };
         }
         if let (None, Some(s)) = (&problem, state) {
             problem = self.store.remove(&s.container_id, &s.ifname).err();
+        } else if let (None, None, Some(a)) = (&problem, state, &env.attachment) {
+            // External IPAM recorded its calls before any member existed.
+            if !external.is_empty() {
+                problem = self.store.remove(&a.container_id, &a.ifname).err();
+            }
         }
         match problem {
             None => cause,

@@ -51,6 +51,10 @@ pub struct MetaConfig {
     pub devices: Option<DevicesConfig>,
     /// `chain`: plugins run after each member's delegate ([`super::chain`]).
     pub chain: Vec<Map<String, Value>>,
+    /// `ipam.external`: the user's single-NIC IPAM config, run once per NIC
+    /// with its host block ([`super::external`]). `None`: railyard-ipam
+    /// allocates.
+    pub external: Option<Map<String, Value>>,
 }
 
 impl MetaConfig {
@@ -78,6 +82,7 @@ impl MetaConfig {
                 Error::invalid_config("ipam.type", "is missing (use \"railyard-ipam\")")
             })?
             .to_owned();
+        let external = super::external::parse(conf, &ipam_type)?;
         if let Some(master) = conf.extra.get("master") {
             return Err(Error::UnsupportedField {
                 field: "master".into(),
@@ -225,6 +230,7 @@ impl MetaConfig {
             in_process,
             devices,
             chain: super::chain::parse(conf)?,
+            external,
         })
     }
 }

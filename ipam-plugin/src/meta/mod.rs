@@ -21,6 +21,7 @@ pub mod add;
 pub mod chain;
 pub mod config;
 pub mod devices;
+pub mod external;
 pub mod layout;
 pub mod lock;
 pub mod mac;
@@ -60,6 +61,10 @@ impl Handler for MetaPlugin {
         run.meta.ifname_template.render(&a.ifname, Some(0), 0)?;
         // Fail on a missing delegate before anything is allocated.
         run.delegates.get(&run.meta.delegate_type)?;
+        if let Some(conf) = &run.meta.external {
+            let plugin = external::plugin(conf).to_owned();
+            run.delegates.get(&plugin)?;
+        }
         let lock = run.store.lock(&a.container_id, &a.ifname)?;
         let outcome = run.add(req);
         run.store.unlock(lock, &a.container_id, &a.ifname);
@@ -144,6 +149,10 @@ impl Handler for MetaPlugin {
         run.delegates
             .get(&run.meta.delegate_type)
             .map_err(not_installed)?;
+        if let Some(conf) = &run.meta.external {
+            let plugin = external::plugin(conf).to_owned();
+            run.delegates.get(&plugin).map_err(not_installed)?;
+        }
         run.ipam.status(&req.env, &run.ipam_conf)
     }
 }
@@ -158,6 +167,9 @@ struct Run {
     version: crate::cni::CniVersion,
     name: String,
     delegates: Delegates,
+    /// External IPAM: this ADD's calls of the user's IPAM plugin, for the
+    /// record and for a rollback ([`external`]).
+    external: Vec<state::ExternalIpam>,
 }
 
 impl Run {
@@ -172,6 +184,7 @@ impl Run {
             name: conf.name.clone(),
             delegates: Delegates::new(path, &meta.state_dir, meta.in_process),
             meta,
+            external: Vec::new(),
         })
     }
 
@@ -180,6 +193,12 @@ impl Run {
         let a = &req.attachment;
         if let Some(state) = self.store.load(&a.container_id, &a.ifname)? {
             self.del_members(&state, &req.env).map_or(Ok(()), Err)?;
+            if !state.external_ipam.is_empty() {
+                // The addresses are the external plugin's; the daemon holds none.
+                self.release_external(&state.external_ipam, &req.env)
+                    .map_or(Ok(()), Err)?;
+                return self.store.remove(&a.container_id, &a.ifname);
+            }
         }
         self.ipam.del(&req.env, &self.ipam_conf)?;
         self.store.remove(&a.container_id, &a.ifname)
@@ -197,7 +216,11 @@ impl Run {
             .store
             .load(&a.container_id, &a.ifname)?
             .ok_or_else(unknown)?;
-        self.ipam.check(&req.env, &self.ipam_conf)?;
+        if state.external_ipam.is_empty() {
+            self.ipam.check(&req.env, &self.ipam_conf)?;
+        } else {
+            self.check_external(&state.external_ipam, &req.env)?;
+        }
         for member in &state.members {
             // No result: that ADD never completed, so there is nothing to check against.
             let result = member.result.as_ref().ok_or_else(unknown)?;
@@ -231,6 +254,7 @@ impl Run {
             path: env.path.clone(),
         };
         self.del_members(state, &env)
+            .or_else(|| self.release_external(&state.external_ipam, &env))
             .or_else(|| self.store.remove(&state.container_id, &state.ifname).err())
     }
 
@@ -429,6 +453,8 @@ fn ipam_config(conf: &NetConf) -> Map<String, Value> {
     map.remove("prevResult");
     if let Some(Value::Object(ipam)) = map.get_mut("ipam") {
         ipam.insert("reportNics".into(), Value::Bool(true));
+        // railyard-cni's own: railyard-ipam refuses keys it does not know.
+        ipam.remove(railyard_core::external_ipam::KEY);
     }
     map
 }

@@ -62,6 +62,26 @@ pub struct State {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub policy_routing: bool,
     pub members: Vec<Member>,
+    /// External IPAM (`ipam.external`): one call of the user's IPAM plugin
+    /// per NIC, as ADD made it; DEL and CHECK replay them. Written before
+    /// the first of them runs, so a crash midway leaves what DEL needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_ipam: Vec<ExternalIpam>,
+}
+
+/// One NIC's call of the external IPAM plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalIpam {
+    /// The pod interface (the call's `CNI_IFNAME`).
+    pub ifname: String,
+    pub nic: String,
+    pub rail: u32,
+    /// The exact network config sent (`cniVersion`, `name`, `ipam`).
+    pub config: Map<String, Value>,
+    /// Its ADD result, once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
 }
 
 /// One delegate invocation: the pod interface, its host NIC and the exact
@@ -292,6 +312,7 @@ mod tests {
                 config: Map::new(),
                 result: None,
             }],
+            external_ipam: Vec::new(),
         }
     }
 

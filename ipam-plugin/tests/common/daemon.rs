@@ -19,7 +19,8 @@ use std::thread::JoinHandle;
 use ipnet::IpNet;
 use railyard_core::attach::{select_nics, Candidate};
 use railyard_core::ipam::{
-    codes, AttachmentId, ErrorReply, NicAllocation, PodRoute, Request, Response,
+    codes, AttachmentId, ChosenBlock, ErrorReply, NicAllocation, NicChoice, PodRoute, Request,
+    Response,
 };
 use railyard_core::Strategy;
 
@@ -80,6 +81,8 @@ struct Shared {
     requests: Vec<Request>,
     error: Option<ErrorReply>,
     silent: bool,
+    /// Excluded CIDRs a Choose reports in every block (external IPAM).
+    excludes: Vec<IpNet>,
 }
 
 /// The running stand-in; stops and removes its socket on drop.
@@ -147,6 +150,11 @@ impl TestDaemon {
     }
 
     /// Read requests but never answer (a stalled daemon).
+    /// Excluded CIDRs every block of a Choose answer carries.
+    pub fn set_excludes(&self, excludes: &[&str]) {
+        self.lock().excludes = excludes.iter().map(|e| net(e)).collect();
+    }
+
     pub fn go_silent(&self) {
         self.lock().silent = true;
     }
@@ -229,6 +237,47 @@ fn error(code: u32, message: &str) -> Response {
     })
 }
 
+/// The NICs an ADD (or a Choose) gets: the pod's devices by the real policy
+/// function, else `master`, `masters` or every NIC, cut to `nics`.
+fn chosen_nics(
+    state: &Shared,
+    selection: &railyard_core::ipam::Selection,
+    master: Option<&String>,
+) -> Result<Vec<TestNic>, Response> {
+    let by_devices = !selection.gpus.is_empty() || !selection.device_rails.is_empty();
+    let mut chosen: Vec<TestNic> = match (master, selection.masters.is_empty()) {
+        // What the pod's devices decide, the real daemon's policy
+        // function decides here too (railyard_core::attach).
+        _ if by_devices => match by_policy(&state.nics, selection) {
+            Ok(nics) => nics,
+            Err(e) => return Err(error(e.code(), &e.to_string())),
+        },
+        (Some(m), _) => state
+            .nics
+            .iter()
+            .filter(|n| &n.name == m)
+            .cloned()
+            .collect(),
+        (None, false) => state
+            .nics
+            .iter()
+            .filter(|n| selection.masters.contains(&n.name))
+            .cloned()
+            .collect(),
+        (None, true) => state.nics.clone(),
+    };
+    if let Some(n) = selection.nics.filter(|_| !by_devices) {
+        chosen.truncate(n as usize);
+    }
+    if chosen.is_empty() {
+        return Err(error(
+            codes::NO_NIC,
+            "no NIC on this host matches the selection",
+        ));
+    }
+    Ok(chosen)
+}
+
 fn handle(state: &mut Shared, request: Request) -> Response {
     match request {
         Request::Add {
@@ -242,34 +291,10 @@ fn handle(state: &mut Shared, request: Request) -> Response {
                     nics: known.clone(),
                 };
             }
-            let by_devices = !selection.gpus.is_empty() || !selection.device_rails.is_empty();
-            let mut chosen: Vec<TestNic> = match (&master, selection.masters.is_empty()) {
-                // What the pod's devices decide, the real daemon's policy
-                // function decides here too (railyard_core::attach).
-                _ if by_devices => match by_policy(&state.nics, &selection) {
-                    Ok(nics) => nics,
-                    Err(e) => return error(e.code(), &e.to_string()),
-                },
-                (Some(m), _) => state
-                    .nics
-                    .iter()
-                    .filter(|n| &n.name == m)
-                    .cloned()
-                    .collect(),
-                (None, false) => state
-                    .nics
-                    .iter()
-                    .filter(|n| selection.masters.contains(&n.name))
-                    .cloned()
-                    .collect(),
-                (None, true) => state.nics.clone(),
+            let chosen = match chosen_nics(state, &selection, master.as_ref()) {
+                Ok(nics) => nics,
+                Err(e) => return e,
             };
-            if let Some(n) = selection.nics.filter(|_| !by_devices) {
-                chosen.truncate(n as usize);
-            }
-            if chosen.is_empty() {
-                return error(codes::NO_NIC, "no NIC on this host matches the selection");
-            }
             state.next += 1;
             let host = 9 + state.next;
             let nics: Vec<NicAllocation> = chosen
@@ -314,5 +339,37 @@ fn handle(state: &mut Shared, request: Request) -> Response {
             }
         }
         Request::Status { .. } => Response::Done,
+        // External IPAM: the same NICs, their blocks, nothing allocated.
+        Request::Choose { selection, .. } => {
+            let chosen = match chosen_nics(state, &selection, None) {
+                Ok(nics) => nics,
+                Err(e) => return e,
+            };
+            let nics = chosen
+                .iter()
+                .map(|nic| NicChoice {
+                    nic: railyard_core::IfName::new(&nic.name).expect("test NIC names are valid"),
+                    interface: nic.rail,
+                    blocks: nic
+                        .blocks
+                        .iter()
+                        .map(|(b, _)| ChosenBlock {
+                            cidr: *b,
+                            gateway: Some(nth(*b, 1)),
+                            excludes: state.excludes.clone(),
+                        })
+                        .collect(),
+                    routes: nic
+                        .blocks
+                        .iter()
+                        .map(|(b, rail)| PodRoute {
+                            dst: *rail,
+                            gw: Some(nth(*b, 1)),
+                        })
+                        .collect(),
+                })
+                .collect();
+            Response::Chosen { nics }
+        }
     }
 }

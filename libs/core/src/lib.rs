@@ -12,6 +12,7 @@ mod names;
 pub mod align;
 pub mod alloc;
 pub mod attach;
+pub mod external_ipam;
 pub mod gateway;
 pub mod ifacer;
 pub mod inventory;

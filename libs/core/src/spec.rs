@@ -117,6 +117,8 @@ pub struct ChainPluginSpec {
 }
 
 /// The `ipam` field: a JSON document in a string (multi-nic-cni) or an inline object.
+// Parsed once per spec and never held in bulk: boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum IpamField {
@@ -165,6 +167,11 @@ pub struct IpamSpec {
     /// name a bad value; unset means offset 1, as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<serde_json::Value>,
+    /// External IPAM (`multiNICIPAM: false`): the single-NIC IPAM plugin's
+    /// config (`{"type": "host-local", ...}`), run once per NIC with the NIC's
+    /// host block filled in ([`crate::external_ipam`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<serde_json::Value>,
     /// Keys railyard does not know. Kept only to be refused by `ipam_spec` with
     /// the key's name: a typo (`excludeCIDR`) silently ignored would plan
     /// without the exclusion the user asked for, while the CNI side refuses it.
@@ -174,7 +181,7 @@ pub struct IpamSpec {
 
 /// The `ipam` keys a MultiNicNetwork may carry: those of multi-nic-cni's own
 /// sample manifests.
-pub const IPAM_KEYS: [&str; 8] = [
+pub const IPAM_KEYS: [&str; 9] = [
     "type",
     "hostBlock",
     "interfaceBlock",
@@ -183,6 +190,7 @@ pub const IPAM_KEYS: [&str; 8] = [
     "excludeIPs",
     "pools",
     "gateway",
+    "external",
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,6 +421,7 @@ impl NetworkSpec {
             ));
         }
         self.rail_routes(&subnets, interface_block)?;
+        self.external_ipam()?;
         self.pools(&subnets, interface_block, host_block)?;
         let gateway = self.gateway(
             &ipam,
@@ -491,6 +500,27 @@ impl NetworkSpec {
         };
         gateway.check(subnets, &pod_bits, excludes, kind, mode)?;
         Ok(gateway)
+    }
+
+    /// `spec.ipam.external`, checked ([`crate::external_ipam::check`]):
+    /// `None` when railyard allocates. It needs `multiNICIPAM: false`, as in
+    /// multi-nic-cni, where `true` means the multi-NIC IPAM allocates.
+    pub fn external_ipam(&self) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+        let ipam = self.ipam_spec()?;
+        let Some(value) = &ipam.external else {
+            return Ok(None);
+        };
+        let conf = crate::external_ipam::check("spec.ipam.external", value)
+            .map_err(|p| CoreError::invalid(p.field, p.value, p.reason))?;
+        if self.multi_nic_ipam {
+            return Err(CoreError::invalid(
+                "spec.multiNICIPAM",
+                true,
+                "must be false with spec.ipam.external: true means railyard's IPAM allocates, \
+                 false that the external IPAM does (on the blocks railyard plans)",
+            ));
+        }
+        Ok(Some(conf.clone()))
     }
 
     /// `spec.routes`, checked: a rail the network can have (below

@@ -156,6 +156,8 @@ fn every_ipam_key_of_the_multi_nic_cni_samples_is_accepted() {
                 "excludeIPs",
                 // Each host block's gateway, or none (railyard's).
                 "gateway",
+                // An external IPAM's config (multiNICIPAM: false).
+                "external",
             ]
             .contains(&key),
             "{key}"

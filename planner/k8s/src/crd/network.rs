@@ -76,8 +76,10 @@ pub struct MultiNicNetworkSpec {
     #[serde(default)]
     #[schemars(length(max = 4096))]
     pub ipam: String,
-    /// multi-nic-cni's flag for an IPAM that returns one address per NIC. railyard's
-    /// IPAM always does; accepted so existing manifests load.
+    /// multi-nic-cni's flag for an IPAM that returns one address per NIC (railyard's).
+    /// false with `external` in `ipam` (`"external": {"type": "host-local"}`): that
+    /// single-NIC IPAM allocates, once per NIC, inside the NIC's host block, which
+    /// railyard still plans and routes. Without `external` railyard's IPAM allocates.
     #[serde(default, rename = "multiNICIPAM")]
     pub multi_nic_ipam: bool,
     /// The interface plugin each selected NIC is attached with.

@@ -143,10 +143,17 @@ pub fn plan(
             return Err(CoreError::invalid(
                 "spec.ipam.type",
                 t,
-                "is not railyard's IPAM; railyard allocates with railyard-ipam (write multi-nic-ipam or railyard-ipam)",
+                format!(
+                    "is not railyard's IPAM; railyard allocates with railyard-ipam (write multi-nic-ipam or railyard-ipam), \
+                     or, for another IPAM per NIC, put its config under spec.ipam.external (\"external\": {{\"type\": \"{t}\"}}) \
+                     with multiNICIPAM: false"
+                ),
             ));
         }
     }
+    // multiNICIPAM: false: the user's IPAM, run by railyard-cni per NIC
+    // with the NIC's host block (railyard_core::external_ipam).
+    let external = net.spec.external_ipam()?;
     let name = match annotations.get(ANNOTATION_NAD_NAME) {
         Some(n) => {
             validate_object_name(&annotation_field(ANNOTATION_NAD_NAME), n)?;
@@ -192,11 +199,15 @@ pub fn plan(
         ));
     }
     let delegate = delegate(kind, net.vlan_mode, ipam.vlan_mode.as_deref(), args)?;
+    let mut ipam_section = json!({"type": IPAM_PLUGIN});
+    if let Some(conf) = external {
+        ipam_section[railyard_core::external_ipam::KEY] = Value::Object(conf);
+    }
     let mut config = json!({
         "cniVersion": cni_version,
         "name": net.name,
         "type": META_PLUGIN,
-        "ipam": {"type": IPAM_PLUGIN},
+        "ipam": ipam_section,
         "delegate": delegate,
         // Multus then passes a network selection element's `ips` and `mac`
         // as runtimeConfig.ips and .mac: the pod's static addresses and MAC.

@@ -226,6 +226,74 @@ fn a_foreign_ipam_type_is_invalid_ours_and_multi_nic_ipam_are_not() {
     );
 }
 
+#[test]
+fn an_external_ipam_goes_into_the_nad_and_a_foreign_type_points_to_it() {
+    let external = network(|v| {
+        v["spec"]["ipam"] = json!(
+            r#"{"hostBlock": 6, "interfaceBlock": 2, "external": {"type": "host-local", "dataDir": "/var/lib/cni/rails"}}"#
+        );
+        v["spec"]["multiNICIPAM"] = json!(false);
+    });
+    let plan = plan_of(&external, &["default"]).unwrap();
+    assert_eq!(
+        plan.config["ipam"],
+        json!({"type": "railyard-ipam",
+               "external": {"type": "host-local", "dataDir": "/var/lib/cni/rails"}}),
+        "railyard-cni asks the daemon for the NICs and runs host-local on each block"
+    );
+    assert_eq!(
+        plan.config["delegate"],
+        json!({"type": "ipvlan", "mode": "l3"})
+    );
+    // multiNICIPAM: true means railyard allocates: refused with an external one.
+    let both = network(|v| {
+        v["spec"]["ipam"] =
+            json!(r#"{"hostBlock": 6, "interfaceBlock": 2, "external": {"type": "whereabouts"}}"#);
+        v["spec"]["multiNICIPAM"] = json!(true);
+    });
+    let err = convert::manifest(&both).validate().unwrap_err();
+    assert_eq!(
+        invalid_field(err),
+        ("spec.multiNICIPAM".into(), "true".into())
+    );
+    // A bad external config is Invalid naming the field and value.
+    for (external, field, value) in [
+        (json!({}), "spec.ipam.external.type", ""),
+        (json!({"type": "dhcp"}), "spec.ipam.external.type", "dhcp"),
+        (
+            json!({"type": "multi-nic-ipam"}),
+            "spec.ipam.external.type",
+            "multi-nic-ipam",
+        ),
+        (
+            json!({"type": "whereabouts", "range": "10.0.0.0/8"}),
+            "spec.ipam.external.range",
+            "10.0.0.0/8",
+        ),
+    ] {
+        let net = network(|v| {
+            v["spec"]["ipam"] = json!(json!({"hostBlock": 6, "interfaceBlock": 2,
+                                             "external": external.clone()})
+            .to_string());
+            v["spec"]["multiNICIPAM"] = json!(false);
+        });
+        let err = convert::manifest(&net).validate().unwrap_err();
+        assert_eq!(
+            invalid_field(err),
+            (field.into(), value.into()),
+            "{external}"
+        );
+    }
+    // The old way of naming another IPAM says where it goes now.
+    let foreign = network(|v| {
+        v["spec"]["ipam"] =
+            json!(r#"{"type": "whereabouts", "hostBlock": 6, "interfaceBlock": 2}"#);
+        v["spec"]["multiNICIPAM"] = json!(false);
+    });
+    let err = plan_of(&foreign, &["default"]).unwrap_err();
+    assert!(err.to_string().contains("spec.ipam.external"), "{err}");
+}
+
 // ---------------------------------------------------------------------------
 // Annotations
 
