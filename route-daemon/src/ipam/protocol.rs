@@ -25,6 +25,7 @@ pub fn op_name(req: &Request) -> &'static str {
         Request::Check { .. } => "check",
         Request::Gc { .. } => "gc",
         Request::Status { .. } => "status",
+        Request::Choose { .. } => "choose",
     }
 }
 
@@ -52,6 +53,20 @@ pub async fn dispatch(
             db.add(&args, nics, classes)
                 .await
                 .map(|nics| Response::Added { nics })
+        }
+        Request::Choose {
+            attachment,
+            pod,
+            selection,
+        } => {
+            let args = AddArgs {
+                attachment,
+                pod,
+                selection,
+                master: None,
+            };
+            db.choose(&args, nics, classes)
+                .map(|nics| Response::Chosen { nics })
         }
         Request::Del { attachment } => db.del(&attachment).await.map(|()| Response::Done),
         Request::Check { attachment } => db.check(&attachment).await.map(|_| Response::Done),
@@ -249,6 +264,50 @@ mod tests {
         assert!(matches!(
             dispatch(&db, status("x"), &nics, &[]).await,
             Response::Error(e) if e.code == codes::TRY_AGAIN_LATER
+        ));
+    }
+
+    #[tokio::test]
+    async fn choose_answers_the_nics_and_blocks_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = AllocDb::open(dir.path(), Options::default()).unwrap();
+        let (cfg, nics) = two_rails();
+        db.set_network(cfg).await.unwrap();
+        let choose = |nics: Option<u32>| Request::Choose {
+            attachment: id("c1"),
+            pod: Default::default(),
+            selection: Selection {
+                nics,
+                ..Selection::default()
+            },
+        };
+        assert_eq!(op_name(&choose(None)), "choose");
+        match dispatch(&db, choose(None), &nics, &[]).await {
+            Response::Chosen { nics } => {
+                let got: Vec<(String, String)> = nics
+                    .iter()
+                    .map(|n| (n.nic.to_string(), n.blocks[0].cidr.to_string()))
+                    .collect();
+                assert_eq!(
+                    got,
+                    [
+                        ("eth0".to_string(), "192.168.1.0/24".to_string()),
+                        ("eth1".to_string(), "192.168.65.0/24".to_string())
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match dispatch(&db, choose(Some(3)), &nics, &[]).await {
+            Response::Error(e) => assert_eq!(e.code, codes::NO_NIC, "{}", e.message),
+            other => panic!("{other:?}"),
+        }
+        let check = Request::Check {
+            attachment: id("c1"),
+        };
+        assert!(matches!(
+            dispatch(&db, check, &nics, &[]).await,
+            Response::Error(e) if e.code == codes::UNKNOWN_CONTAINER
         ));
     }
 
