@@ -227,12 +227,14 @@ fn a_downgrade_meets_newer_data_and_refuses_it_untouched() {
     let spec = c.spec().clone();
     let before = addresses(&c);
 
-    // Host 0's log as a newer release would leave it.
+    // Host 0's log as a newer release would leave it (this build writes
+    // and reads allocation log version 2).
     c.stop_daemon(0);
     let log = spec.daemon_state(0).join("allocations/allocations.log");
     let original = std::fs::read(&log).expect("read the log");
+    assert_eq!(&original[..8], b"RYALOG02");
     let mut newer = original.clone();
-    newer[6..8].copy_from_slice(b"02");
+    newer[6..8].copy_from_slice(b"03");
     std::fs::write(&log, &newer).expect("write the log");
     c.start_daemon(0).expect("spawn the daemon");
     let said = wait_exited(&c, &spec.host(0));
@@ -240,7 +242,7 @@ fn a_downgrade_meets_newer_data_and_refuses_it_untouched() {
     assert_says(
         &said,
         "the daemon",
-        &[&path, "format version 2", "versions up to 1"],
+        &[&path, "format version 3", "versions up to 2"],
     );
     assert_eq!(std::fs::read(&log).unwrap(), newer, "the log was touched");
 

@@ -72,6 +72,9 @@ pub struct MultiNicNetworkSpec {
     pub subnet: String,
     /// The IPAM settings as a JSON document in a string (multi-nic-cni's format):
     /// `{"type": "multi-nic-ipam", "hostBlock": 6, "interfaceBlock": 2, "vlanMode": "l3"}`.
+    /// `"gateway"` picks each host block's gateway: `{"offset": N}` (negative from
+    /// the block's end, -2 is the last usable IPv4 address) or `"none"` (ipvlan l3
+    /// and l3s only: no address reserved, device routes); default offset 1.
     /// Checked by the controller (the Invalid condition names the field and value).
     #[serde(default)]
     #[schemars(length(max = 4096))]
