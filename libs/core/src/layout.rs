@@ -18,6 +18,9 @@ pub struct Layout {
     subnets: Vec<IpNet>,
     interface_block: u8,
     host_block: u8,
+    /// Whether each block reserves an address for a gateway (not with
+    /// `spec.ipam.gateway: none`).
+    gateway: bool,
 }
 
 /// Rail and host indexes that excludeCIDRs remove whole. Smaller excludes are left
@@ -34,6 +37,7 @@ impl Layout {
             subnets: net.subnets.clone(),
             interface_block: net.interface_block,
             host_block: net.host_block,
+            gateway: net.gateway != crate::Gateway::None,
         }
     }
 
@@ -61,14 +65,12 @@ impl Layout {
         s.max_prefix_len() - s.prefix_len() - self.interface_block - self.host_block
     }
 
-    /// Usable pod addresses in one host block: all but network, gateway and (IPv4)
-    /// broadcast, which the block allocator reserves.
+    /// Usable pod addresses in one host block: all but network, gateway (unless
+    /// the network has none) and (IPv4) broadcast, which the block allocator
+    /// reserves.
     pub fn pods_per_block(&self, family: usize) -> u128 {
-        let reserved = if self.subnets[family].addr().is_ipv4() {
-            3
-        } else {
-            2
-        };
+        let broadcast = u128::from(self.subnets[family].addr().is_ipv4());
+        let reserved = 1 + u128::from(self.gateway) + broadcast;
         (1u128
             .checked_shl(u32::from(self.pod_bits(family)))
             .unwrap_or(u128::MAX))

@@ -111,3 +111,15 @@ fn bad_offsets_are_refused_naming_the_field_and_value() {
     )
     .unwrap();
 }
+
+#[test]
+fn without_a_gateway_each_block_holds_one_pod_more() {
+    let blocks = format!("{{{BLOCKS}}}");
+    let with = railyard_core::Layout::new(&validate(&blocks, IPVLAN_L3).unwrap());
+    let none = format!("{{{BLOCKS}, gateway: none}}");
+    let without = railyard_core::Layout::new(&validate(&none, IPVLAN_L3).unwrap());
+    // 64 IPv4 addresses: network, broadcast and (with one) the gateway.
+    assert_eq!(with.pods_per_block(0), 61);
+    assert_eq!(without.pods_per_block(0), 62);
+    assert_eq!(without.pods_per_block(1), with.pods_per_block(1) + 1);
+}
