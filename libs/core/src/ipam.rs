@@ -24,6 +24,20 @@ pub struct AttachmentId {
     pub ifname: String,
 }
 
+/// Container IDs of attachments the daemon keeps for a StatefulSet pod's
+/// name between its DEL and its recreation (`retained:<ns>:<name>`): they
+/// hold addresses but are no pod's, so the connection check skips them.
+/// A runtime's container IDs never start so (they are hex, or names
+/// without a colon).
+pub const RETAINED_PREFIX: &str = "retained:";
+
+impl AttachmentId {
+    /// Whether this is a retained attachment ([`RETAINED_PREFIX`]).
+    pub fn is_retained(&self) -> bool {
+        self.container_id.starts_with(RETAINED_PREFIX)
+    }
+}
+
 /// The pod, from CNI_ARGS (K8S_POD_*). Informational: recorded with the allocation
 /// so operators can see who holds an address, never used as the key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,7 +31,9 @@ pub struct Pod {
 pub fn pods_of(network: &str, records: &[(String, AllocationRecord)]) -> Vec<Pod> {
     let mut pods: Vec<Pod> = records
         .iter()
-        .filter(|(_, r)| r.id.network == network)
+        // A retained attachment holds a StatefulSet pod's addresses while
+        // no pod has them: nothing answers there.
+        .filter(|(_, r)| r.id.network == network && !r.id.is_retained())
         .map(|(key, r)| {
             // /railyard/v1/allocations/<net>/<host>/<cid>/<ifname>
             let host = key
@@ -299,6 +301,26 @@ mod tests {
                 .map(|(r, a)| (*r, vec![a.parse().unwrap()]))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn retained_attachments_are_no_pods() {
+        let record = |cid: &str| {
+            let r: AllocationRecord = serde_json::from_value(serde_json::json!({
+                "id": {"network": "n", "containerId": cid, "ifname": "net1"},
+                "pod": {"namespace": "db", "name": "pg-0"},
+                "nics": [{"nic": "eth0", "interface": 0, "addresses": ["10.0.0.3/24"],
+                          "gateways": [], "routes": []}],
+            }))
+            .unwrap();
+            (format!("{}n/h0/{cid}/net1", keys::ALLOCATIONS), r)
+        };
+        let pods = pods_of("n", &[record("c1"), record("retained:db:pg-0")]);
+        assert_eq!(pods.len(), 1);
+        assert_eq!(
+            (pods[0].name.as_str(), pods[0].host.as_str()),
+            ("pg-0", "h0")
+        );
     }
 
     #[test]

@@ -15,13 +15,10 @@
 //! addresses stay with their host's blocks, see docs/design/static-addresses.md).
 //! CNI GC never releases one: the runtime does not know of it.
 
+pub use railyard_core::ipam::RETAINED_PREFIX;
 use railyard_core::ipam::{AttachmentId, PodRef};
 
 use crate::model::Attachment;
-
-/// Container IDs of retained attachments start with this; a runtime's never
-/// do (they are hex, or the runtime's own name scheme without a colon).
-pub const RETAINED_PREFIX: &str = "retained:";
 
 /// The controller kind whose pods keep their addresses.
 pub const STATEFUL_SET: &str = "StatefulSet";
@@ -36,7 +33,7 @@ pub fn retained_id(network: &str, namespace: &str, name: &str, ifname: &str) -> 
 }
 
 pub fn is_retained(id: &AttachmentId) -> bool {
-    id.container_id.starts_with(RETAINED_PREFIX)
+    id.is_retained()
 }
 
 /// Whether a released attachment's addresses are kept for its pod's name.

@@ -43,14 +43,20 @@ pub fn port_into(ns: &Path, port: u16) -> Result<()> {
     Ok(())
 }
 
-/// The port of the kubeconfig's `server: https://127.0.0.1:<port>`.
+/// The port of the kubeconfig's server `https://127.0.0.1:<port>` (in its
+/// YAML or JSON form).
 fn loopback_port(kubeconfig: &Path) -> Result<u16> {
     let text = std::fs::read_to_string(kubeconfig)
         .map_err(|e| Error::io("read the kubeconfig", kubeconfig, e))?;
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("server:"))
-        .filter_map(|s| s.trim().trim_matches('"').strip_prefix("https://127.0.0.1:"))
-        .find_map(|p| p.trim_end_matches('/').parse().ok())
+    const PREFIX: &str = "https://127.0.0.1:";
+    text.match_indices(PREFIX)
+        .map(|(i, _)| {
+            text[i + PREFIX.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .find_map(|p| p.parse().ok())
         .ok_or_else(|| {
             Error::Refused(format!(
                 "{}: its server is not https://127.0.0.1:<port>, which is all a namespace relay serves",

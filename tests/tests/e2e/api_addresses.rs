@@ -84,7 +84,7 @@ fn delete_pod(k: &Kubectl, name: &str) {
 
 #[test]
 fn pools_annotations_and_statefulset_pods_through_the_api_stay_connected() {
-    let mut s = spec("e2e-api-addr", 280);
+    let mut s = spec("e2e-api-addr", 120);
     s.pods = 1;
     s.pools = vec![("db".into(), "10-12".into())];
     let sts = format!("{}pg-0", s.prefix);

@@ -9,8 +9,10 @@
 
 mod common;
 
+mod api_addresses;
 mod cni_runtime;
 mod connectivity;
+mod external_ipam;
 mod failover;
 mod gateway;
 mod host_device;
