@@ -13,6 +13,7 @@ pub mod align;
 pub mod alloc;
 pub mod attach;
 pub mod external_ipam;
+pub mod fabric;
 pub mod gateway;
 pub mod ifacer;
 pub mod inventory;

@@ -80,6 +80,11 @@ pub struct NetworkSpec {
     /// rails (`crate::ifacer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifacer: Option<IfacerSpec>,
+    /// The rails' mode: `l2` (a shared subnet per rail, the default) or
+    /// `routed` (a link per host to each rail's leaf, blocks announced over
+    /// BGP): [`crate::fabric`]. Absent keeps a spec's bytes as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fabric: Option<crate::fabric::FabricSpec>,
     /// The pod's own devices for railyard-cni: an SR-IOV VF resource per rail,
     /// and which resources are GPUs (for GPU-aligned NICs). Read only by the
     /// NAD generator; checked there, where the plugin type is known.
@@ -400,6 +405,7 @@ impl NetworkSpec {
         if let Some(ifacer) = &self.ifacer {
             ifacer.validate(!master_nets.is_empty())?;
         }
+        self.fabric()?;
         let (strategy, policy_target) = match &self.attach_policy {
             None => (Strategy::None, String::new()),
             Some(p) => {

@@ -37,6 +37,9 @@ pub fn core_spec(spec: &MultiNicNetworkSpec) -> NetworkSpec {
         }),
         namespaces: spec.namespaces.clone(),
         master_nets: spec.master_nets.clone(),
+        // Routed rails (spec.fabric) are not in the CRD yet: its structural
+        // schema would prune the field anyway (docs/design/routed-rails.md).
+        fabric: None,
         ifacer: spec.ifacer.as_ref().map(|i| IfacerSpec {
             vlan_id: i.vlan_id,
             bonds: i

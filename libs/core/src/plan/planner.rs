@@ -21,6 +21,10 @@ pub struct Planner {
     network: String,
     layout: Layout,
     master_nets: Vec<IpNet>,
+    /// A routed fabric (`spec.fabric.mode: routed`): a NIC's rail is the
+    /// `masterNets` entry its address lies in, not its own subnet (each host's
+    /// link to a leaf is a subnet of its own). See `rail_net`.
+    routed: bool,
     excluded_rails: Bitmap,
     rails: BTreeMap<u32, Interface>,
     /// Sorted by subnet: a handful of rails make a binary search cheaper than hashing.
@@ -50,6 +54,7 @@ impl Planner {
         let mut p = Planner {
             network: network.name.clone(),
             master_nets: network.master_nets.clone(),
+            routed: network.spec.fabric().is_ok_and(|f| f.is_routed()),
             rail_taken: ex.rails.clone(),
             excluded_rails: ex.rails,
             indexes: HostIndexes::new(layout.host_capacity(), ex.hosts),
@@ -311,6 +316,23 @@ impl Planner {
         })
     }
 
+    /// The subnet that names a NIC's rail: its own (`primary.trunc()`), or on a
+    /// routed fabric the `masterNets` entry holding its address (the NIC's own
+    /// /31 to its leaf names nothing shared). An address outside them keeps its
+    /// own subnet, which matches no rail.
+    fn rail_net(&self, primary: IpNet) -> IpNet {
+        if self.routed {
+            if let Some(net) = self
+                .master_nets
+                .iter()
+                .find(|n| n.contains(&primary.addr()))
+            {
+                return *net;
+            }
+        }
+        primary.trunc()
+    }
+
     /// `rail_for`, remembering the answer per NIC position: NIC k of one host is
     /// almost always on the same subnet as NIC k of the previous one, and an equality
     /// check is far cheaper than the search (this is the hot loop of a full plan).
@@ -372,7 +394,7 @@ impl Planner {
             let Ok(name) = IfName::new(&nic.name) else {
                 continue;
             };
-            let Some(rail) = self.rail_for_position(position, primary.trunc()) else {
+            let Some(rail) = self.rail_for_position(position, self.rail_net(primary)) else {
                 continue;
             };
             // Two NICs on one subnet: the first by name carries the rail.
