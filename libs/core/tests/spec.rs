@@ -158,6 +158,8 @@ fn every_ipam_key_of_the_multi_nic_cni_samples_is_accepted() {
                 "gateway",
                 // An external IPAM's config (multiNICIPAM: false).
                 "external",
+                // Workload pools (railyard's; Kube-OVN's ip_pool on the network).
+                "pools",
             ]
             .contains(&key),
             "{key}"
