@@ -35,6 +35,7 @@ impl Handler for IpamPlugin {
                 namespace: p.namespace.to_owned(),
                 name: p.name.to_owned(),
                 uid: p.uid.unwrap_or_default().to_owned(),
+                controller: None,
             })
             .unwrap_or_default();
         let nics = client.add(
