@@ -228,3 +228,79 @@ fn bad_external_configs_name_the_field_and_reach_nothing() {
     assert!(!world.state_file("c4").exists());
     assert_eq!(held(data.path(), 0), Vec::<IpAddr>::new());
 }
+
+#[test]
+fn gc_releases_forgotten_pods_addresses_and_status_needs_the_plugin() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    world
+        .cni_path
+        .link_upstream(&["ptp", "host-local", "static"]);
+    let data = tempfile::tempdir().unwrap();
+    let mut conf = external_conf(&world, data.path());
+    conf["cniVersion"] = json!("1.1.0");
+    let (kept, forgotten) = (Netns::new("extkeep"), Netns::new("extgone"));
+    let k = addresses(&world.run("ADD", "c5", &kept.path(), &conf).ok());
+    world.run("ADD", "c6", &forgotten.path(), &conf).ok();
+    assert_eq!(held(data.path(), 0).len(), 2);
+
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c5", "ifname": "net1"}]);
+    world.run_plain("GC", &gc).ok();
+    assert_eq!(held(data.path(), 0), vec![k[0].1.addr()], "c6's released");
+    assert_eq!(held(data.path(), 1), vec![k[1].1.addr()]);
+    assert_eq!(forgotten.links(), Vec::<String>::new());
+    assert_eq!(kept.links().len(), 2);
+    assert!(world.state_file("c5").exists() && !world.state_file("c6").exists());
+
+    world.run_plain("STATUS", &conf).ok();
+    // Whereabouts is not in this CNI_PATH: not ready, and an ADD fails on
+    // it before the daemon is asked.
+    let mut missing = conf.clone();
+    missing["ipam"]["external"] = json!({"type": "whereabouts"});
+    let (code, msg) = world.run_plain("STATUS", &missing).err();
+    assert_eq!(code, 50, "{msg}");
+    assert!(msg.contains("whereabouts"), "{msg}");
+    let before = world.daemon.request_count();
+    let (code, msg) = world.run("ADD", "c7", &forgotten.path(), &missing).err();
+    assert_eq!(code, 5, "{msg}");
+    assert!(msg.contains("whereabouts"), "{msg}");
+    assert_eq!(world.daemon.request_count(), before);
+    world.run("DEL", "c5", &kept.path(), &conf).ok();
+    assert_eq!(held(data.path(), 0), Vec::<IpAddr>::new());
+}
+
+#[test]
+fn a_failing_interface_releases_every_rails_external_address() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    world.cni_path.link_upstream(&["host-local", "static"]);
+    let upstream = std::env::var("RAILYARD_UPSTREAM_BIN")
+        .unwrap_or_else(|_| "/opt/railyard-upstream/bin".into());
+    world.cni_path.add_script(
+        "ptp",
+        &format!(
+            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ] && [ \"$CNI_IFNAME\" = net1-1 ]; then\n\
+             echo '{{\"cniVersion\": \"1.0.0\", \"code\": 999, \"msg\": \"no veth today\"}}'\n\
+             exit 1\nfi\nexec {upstream}/ptp\n"
+        ),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let conf = external_conf(&world, data.path());
+    let pod = Netns::new("extptp");
+    let (_, msg) = world.run("ADD", "c8", &pod.path(), &conf).err();
+    assert!(
+        msg.contains("no veth today") && msg.contains("net1-1"),
+        "{msg}"
+    );
+    assert_eq!(
+        held(data.path(), 0),
+        Vec::<IpAddr>::new(),
+        "rail 0 released"
+    );
+    assert_eq!(
+        held(data.path(), 1),
+        Vec::<IpAddr>::new(),
+        "rail 1 released"
+    );
+    assert_eq!(pod.links(), Vec::<String>::new(), "net1-0 removed");
+    assert!(!world.state_file("c8").exists());
+}

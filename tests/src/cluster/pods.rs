@@ -25,7 +25,7 @@ pub fn netconf(spec: &ClusterSpec, host: usize) -> serde_json::Value {
             serde_json::json!({"type": "host-device", "spareDevices": super::spec::SPARE_TEMPLATE})
         }
     };
-    serde_json::json!({
+    let mut conf = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": spec.network,
         "type": "railyard-cni",
@@ -36,7 +36,17 @@ pub fn netconf(spec: &ClusterSpec, host: usize) -> serde_json::Value {
         "delegate": delegate,
         "stateDir": spec.host_cni_state(host),
         "inProcessDelegates": spec.in_process_delegates,
-    })
+    });
+    // What the controller's NAD carries for `spec.ipam.external`; each host
+    // keeps its own host-local records, as separate machines do.
+    if let Some(external) = &spec.external_ipam {
+        let mut external = external.clone();
+        if external["type"] == "host-local" && external.get("dataDir").is_none() {
+            external["dataDir"] = spec.external_ipam_dir(host).display().to_string().into();
+        }
+        conf["ipam"]["external"] = external;
+    }
+    conf
 }
 
 /// A CNI plugin's failure: its error code (0 when it gave none) and text.

@@ -160,6 +160,11 @@ pub struct ClusterSpec {
     /// it: `none`, or an offset (`-2`); unset is the default, offset 1.
     #[serde(default)]
     pub gateway: Option<String>,
+    /// An external IPAM (`spec.ipam.external` with `multiNICIPAM: false`):
+    /// the plugin's config (`{"type": "host-local"}`); railyard-cni runs it
+    /// per rail in the host block (host-local's `dataDir` is set per host).
+    #[serde(default)]
+    pub external_ipam: Option<serde_json::Value>,
 }
 
 fn default_parallel() -> usize {
@@ -203,6 +208,7 @@ impl ClusterSpec {
             pools: Vec::new(),
             kubeconfig: None,
             gateway: None,
+            external_ipam: None,
         }
     }
 
@@ -330,6 +336,10 @@ impl ClusterSpec {
         });
         if let Some(gateway) = self.gateway_value() {
             manifest["spec"]["ipam"]["gateway"] = gateway;
+        }
+        if let Some(external) = &self.external_ipam {
+            manifest["spec"]["ipam"]["external"] = external.clone();
+            manifest["spec"]["multiNICIPAM"] = serde_json::json!(false);
         }
         if !self.routes.is_empty() {
             let routes: Vec<serde_json::Value> = self
@@ -494,6 +504,12 @@ impl ClusterSpec {
 
     pub fn cni_state(&self) -> PathBuf {
         self.state_dir.join("cni")
+    }
+
+    /// Host `i`'s host-local `dataDir` for an external IPAM
+    /// ([`ClusterSpec::external_ipam`]): one per host, as on real machines.
+    pub fn external_ipam_dir(&self, i: usize) -> PathBuf {
+        self.state_dir.join("host-local").join(self.host(i))
     }
 
     /// Host `i`'s railyard-cni `stateDir`. Real hosts each have their own;
