@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(plain.routes[1].nic, None);
         let text = plain.to_value(crate::cni::CniVersion::V1_0_0).to_string();
         assert!(
-            !text.contains("192.168.3.1") && !text.contains("railyardNic"),
+            !text.contains("\"192.168.3.1\"") && !text.contains("railyardNic"),
             "{text}"
         );
         // railyard-cni's answer says which NIC each device route is for.
@@ -241,8 +241,9 @@ mod tests {
 
     #[test]
     fn inconsistent_answers_are_refused() {
+        // One gateway per address, or none; not two for one address.
         let mut odd = nic("eth1", 3);
-        odd.gateways.clear();
+        odd.gateways.push("192.168.3.2".parse().unwrap());
         let cases: [(Vec<NicAllocation>, Option<&str>); 4] = [
             (vec![], None),
             (vec![odd], None),
