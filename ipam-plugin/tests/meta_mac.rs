@@ -58,6 +58,37 @@ fn a_one_rail_pod_gets_the_runtimes_mac_and_rails_get_theirs() {
 }
 
 #[test]
+fn the_daemons_annotated_macs_reach_the_interfaces() {
+    for in_process in [false, true] {
+        let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+        world
+            .daemon
+            .annotate_macs(&[(0, "02:bb:00:00:00:10"), (1, "02:bb:00:00:00:11")]);
+        let pod = Netns::new("macann");
+        let c = conf(&world, in_process);
+        world.run("ADD", "c1", &pod.path(), &c).ok();
+        assert_eq!(
+            mac_of(&pod, "net1-0"),
+            "02:bb:00:00:00:10",
+            "in process: {in_process}"
+        );
+        assert_eq!(mac_of(&pod, "net1-1"), "02:bb:00:00:00:11");
+        world.run("DEL", "c1", &pod.path(), &c).ok();
+        // The pod's own arguments saying another MAC: refused, rolled back.
+        let mut other = conf(&world, in_process);
+        other["args"] = json!({"cni": {"macs": {"1": "02:aa:00:00:00:99"}}});
+        let (code, msg) = world.run("ADD", "c2", &pod.path(), &other).err();
+        assert_eq!(code, 7, "{msg}");
+        assert!(
+            msg.contains("mac_address") && msg.contains("disagrees"),
+            "{msg}"
+        );
+        assert!(world.daemon.allocations().is_empty(), "released");
+        assert_eq!(pod.links(), Vec::<String>::new());
+    }
+}
+
+#[test]
 fn a_mac_that_cannot_be_served_is_refused_and_leaves_nothing() {
     let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
     let pod = Netns::new("macbad");

@@ -17,6 +17,7 @@ fn full_result() -> CniResult {
                 pci_id: Some("0000:3b:00.0".into()),
                 rail: None,
                 choice: None,
+                pod_mac: None,
             },
             Interface {
                 name: "eth1".into(),

@@ -202,6 +202,41 @@ async fn annotations_choose_addresses_and_pools() {
 }
 
 #[tokio::test]
+async fn a_mac_annotation_reaches_the_answer_per_rail() {
+    let d = start().await;
+    let key = "rails.default.kubernetes.io/mac_address";
+    d.pod(
+        "macs",
+        &[(key, "0=02:BB:00:00:00:10,1=02:bb:00:00:00:11")],
+        false,
+    );
+    let macs: Vec<Option<String>> = match d.add("c1", "macs").await {
+        Response::Added { nics } => nics.into_iter().map(|n| n.mac).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        macs,
+        [
+            Some("02:bb:00:00:00:10".to_string()),
+            Some("02:bb:00:00:00:11".to_string())
+        ]
+    );
+    // One MAC for a pod that gets two rails: refused naming the annotation,
+    // nothing held.
+    d.pod("one", &[(key, "02:bb:00:00:00:20")], false);
+    let (code, m) = error(&d.add("c2", "one").await);
+    assert_eq!(code, codes::INVALID_CONFIG);
+    assert!(m.contains("2 rails") && m.contains(key), "{m}");
+    let gc = d
+        .call(&Request::Gc {
+            network: NET.into(),
+            valid: vec![id("c1")],
+        })
+        .await;
+    assert!(matches!(gc, Response::Collected { released: 0 }), "{gc:?}");
+}
+
+#[tokio::test]
 async fn bad_annotations_and_a_silent_api_allocate_nothing() {
     let d = start().await;
     d.pod(

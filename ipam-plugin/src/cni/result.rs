@@ -60,6 +60,15 @@ pub struct Interface {
         skip_serializing_if = "Option::is_none"
     )]
     pub choice: Option<String>,
+    /// railyard's own, on a host NIC of railyard-ipam's `reportNics` answer:
+    /// the MAC the pod's interface on it must have (the pod's `mac_address`
+    /// annotation, read by the daemon). Never in a runtime's result.
+    #[serde(
+        default,
+        rename = "railyardMac",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pod_mac: Option<String>,
 }
 
 /// One address. There is no IP-version field: it is implied by the address,

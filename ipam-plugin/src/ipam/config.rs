@@ -176,6 +176,8 @@ pub fn selection(conf: &NetConf) -> Result<Selection, Error> {
         device_rails: placed.device_rails,
         pool: raw.pool,
         pool_ips,
+        // Only the daemon fills these, from the pod's annotations.
+        ..Selection::default()
     })
 }
 

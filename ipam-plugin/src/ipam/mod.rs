@@ -160,6 +160,7 @@ pub fn to_result(nics: &[NicAllocation], report_nics: bool) -> CniResult {
             result.interfaces.push(Interface {
                 name: nic.nic.to_string(),
                 rail: Some(nic.interface),
+                pod_mac: nic.mac.clone(),
                 ..Interface::default()
             });
         }
@@ -196,6 +197,7 @@ mod tests {
                 dst: format!("192.168.{}.0/18", third / 64 * 64).parse().unwrap(),
                 gw: Some(format!("192.168.{third}.1").parse().unwrap()),
             }],
+            mac: None,
         }
     }
 

@@ -157,7 +157,7 @@ impl Run {
             Some(d) => vf_picks(d, &plans)?,
             None => self.pick_devices(req, &plans, recorded, spares_lock)?,
         };
-        let mac_of = macs.assign(&plans)?;
+        let mac_of = macs.assign(&plans, &self.meta.delegate_type)?;
         let gpus = pod_devices.map(|d| d.gpus.as_slice()).unwrap_or_default();
         let cfg = self.meta.devices.as_ref();
         let nic_field = self.meta.nic_field.as_deref();

@@ -20,6 +20,9 @@ pub struct NicPlan {
     pub rail: Option<u32>,
     pub ips: Vec<IpConfig>,
     pub routes: Vec<Route>,
+    /// The MAC the daemon says the pod's interface must have (its
+    /// `mac_address` annotation).
+    pub mac: Option<String>,
 }
 
 /// Splits railyard-ipam's `reportNics` result (host NICs as `interfaces`,
@@ -48,6 +51,7 @@ pub fn split_by_nic(result: &CniResult, ipam: &str) -> Result<Vec<NicPlan>, Erro
             rail: i.rail,
             ips: Vec::new(),
             routes: Vec::new(),
+            mac: i.pod_mac.clone(),
         })
         .collect();
     for (n, ip) in result.ips.iter().enumerate() {

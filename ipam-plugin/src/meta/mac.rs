@@ -86,8 +86,42 @@ impl Macs {
 
     /// The MAC of each planned interface, once IPAM said which rails the pod
     /// gets: refused when `runtimeConfig.mac` would serve several, or a rail
-    /// of `args.cni.macs` is not the pod's.
-    pub fn assign(&self, plans: &[NicPlan]) -> Result<Vec<Option<String>>, Error> {
+    /// of `args.cni.macs` is not the pod's. A MAC the daemon gives a plan
+    /// (the pod's `mac_address` annotation) is used too; refused when the
+    /// pod's own arguments say another, or `delegate_type` takes none.
+    pub fn assign(
+        &self,
+        plans: &[NicPlan],
+        delegate_type: &str,
+    ) -> Result<Vec<Option<String>>, Error> {
+        let own = self.own(plans)?;
+        plans
+            .iter()
+            .zip(own)
+            .map(|(plan, own)| match (&plan.mac, own) {
+                (None, own) => Ok(own),
+                (Some(_), _) if !TAKES_MAC.contains(&delegate_type) => Err(Error::invalid_config(
+                    "the pod's mac_address annotation",
+                    format!(
+                        "the {delegate_type} delegate cannot take a MAC (only {} make a link \
+                         with its own)",
+                        TAKES_MAC.join(", ")
+                    ),
+                )),
+                (Some(a), Some(o)) if *a != o => Err(Error::invalid_config(
+                    "the pod's mac_address annotation",
+                    format!(
+                        "= {a:?} for {} disagrees with {o:?} from the pod's CNI arguments",
+                        plan.nic
+                    ),
+                )),
+                (Some(a), _) => Ok(Some(a.clone())),
+            })
+            .collect()
+    }
+
+    /// [`Self::assign`] for the pod's own arguments only.
+    fn own(&self, plans: &[NicPlan]) -> Result<Vec<Option<String>>, Error> {
         if let Some(mac) = &self.single {
             if plans.len() != 1 {
                 let nics: Vec<&str> = plans.iter().map(|p| p.nic.as_str()).collect();
@@ -128,42 +162,15 @@ pub fn apply(config: &mut serde_json::Map<String, Value>, mac: Option<String>) {
     }
 }
 
-/// `aa:bb:cc:dd:ee:ff` (or with `-`), lowercase; a unicast, non-zero MAC.
+/// `aa:bb:cc:dd:ee:ff` (or with `-`), lowercase; a unicast, non-zero MAC
+/// (`railyard_core::mac`, which the daemon uses for annotations too).
 fn normalize(field: &str, text: &str) -> Result<String, Error> {
-    let bad = |why: &str| Error::invalid_config(field, format!("= {text:?}: {why}"));
-    let octets: Vec<&str> = text.trim().split([':', '-']).collect();
-    if octets.len() != 6
-        || octets
-            .iter()
-            .any(|o| o.len() != 2 || !o.chars().all(|c| c.is_ascii_hexdigit()))
-    {
-        return Err(bad(
-            "is not a MAC address (six hex pairs, like 02:00:c0:a8:40:05)",
-        ));
-    }
-    let bytes: Vec<u8> = octets
-        .iter()
-        .map(|o| u8::from_str_radix(o, 16).unwrap_or_default())
-        .collect();
-    if bytes[0] & 1 == 1 {
-        return Err(bad(
-            "is a multicast address; an interface needs a unicast one",
-        ));
-    }
-    if bytes.iter().all(|b| *b == 0) {
-        return Err(bad("is all zeros"));
-    }
-    Ok(octets.join(":").to_ascii_lowercase())
+    railyard_core::mac::normalize(text)
+        .map_err(|why| Error::invalid_config(field, format!("= {text:?}: {why}")))
 }
 
 fn duplicate(per_rail: &BTreeMap<u32, String>) -> Option<(u32, u32)> {
-    let entries: Vec<(&u32, &String)> = per_rail.iter().collect();
-    entries.iter().enumerate().find_map(|(i, (ra, ma))| {
-        entries[i + 1..]
-            .iter()
-            .find(|(_, mb)| mb == ma)
-            .map(|(rb, _)| (**ra, **rb))
-    })
+    railyard_core::mac::duplicate(per_rail)
 }
 
 #[cfg(test)]
@@ -194,6 +201,7 @@ mod tests {
             rail: Some(rail),
             ips: Vec::new(),
             routes: Vec::new(),
+            mac: None,
         }
     }
 
@@ -204,11 +212,11 @@ mod tests {
             ..Macs::default()
         };
         assert_eq!(
-            single.assign(&[plan("eth1", 1)]).unwrap(),
+            single.assign(&[plan("eth1", 1)], "macvlan").unwrap(),
             [Some("02:00:00:00:00:01".to_owned())]
         );
         let e = single
-            .assign(&[plan("eth0", 0), plan("eth1", 1)])
+            .assign(&[plan("eth0", 0), plan("eth1", 1)], "macvlan")
             .unwrap_err();
         assert!(e.to_string().contains("2 rails (eth0, eth1)"), "{e}");
         let per_rail = Macs {
@@ -217,11 +225,38 @@ mod tests {
         };
         assert_eq!(
             per_rail
-                .assign(&[plan("eth0", 0), plan("eth1", 1)])
+                .assign(&[plan("eth0", 0), plan("eth1", 1)], "macvlan")
                 .unwrap(),
             [None, Some("02:00:00:00:00:11".to_owned())]
         );
-        let e = per_rail.assign(&[plan("eth0", 0)]).unwrap_err();
+        let e = per_rail.assign(&[plan("eth0", 0)], "macvlan").unwrap_err();
         assert!(e.to_string().contains("args.cni.macs.1"), "{e}");
+    }
+
+    #[test]
+    fn the_daemons_annotated_macs_are_used_unless_they_conflict() {
+        let mut annotated = plan("eth1", 1);
+        annotated.mac = Some("02:00:00:00:00:21".into());
+        let plans = [plan("eth0", 0), annotated];
+        assert_eq!(
+            Macs::default().assign(&plans, "macvlan").unwrap(),
+            [None, Some("02:00:00:00:00:21".to_owned())]
+        );
+        let e = Macs::default().assign(&plans, "ipvlan").unwrap_err();
+        assert!(
+            e.to_string().contains("mac_address") && e.to_string().contains("ipvlan"),
+            "{e}"
+        );
+        let other = Macs {
+            per_rail: BTreeMap::from([(1, "02:00:00:00:00:22".to_owned())]),
+            ..Macs::default()
+        };
+        let e = other.assign(&plans, "macvlan").unwrap_err();
+        assert!(e.to_string().contains("disagrees"), "{e}");
+        let same = Macs {
+            per_rail: BTreeMap::from([(1, "02:00:00:00:00:21".to_owned())]),
+            ..Macs::default()
+        };
+        assert!(same.assign(&plans, "macvlan").is_ok());
     }
 }

@@ -83,6 +83,12 @@ struct Shared {
     silent: bool,
     /// Excluded CIDRs a Choose reports in every block (external IPAM).
     excludes: Vec<IpNet>,
+    /// Per rail, the MAC an ADD answers with, as the real daemon does for a
+    /// pod whose `mac_address` annotation it read from the API.
+    annotated_macs: BTreeMap<u32, String>,
+    /// Answer as for a network with `spec.ipam.gateway: none`: no gateways,
+    /// device routes.
+    no_gateways: bool,
 }
 
 /// The running stand-in; stops and removes its socket on drop.
@@ -149,10 +155,23 @@ impl TestDaemon {
         });
     }
 
-    /// Read requests but never answer (a stalled daemon).
     /// Excluded CIDRs every block of a Choose answer carries.
     pub fn set_excludes(&self, excludes: &[&str]) {
         self.lock().excludes = excludes.iter().map(|e| net(e)).collect();
+    }
+
+    /// Answer ADDs with these MACs per rail (what the real daemon answers
+    /// for a pod annotated `mac_address: "0=..,1=.."`; the API lookup is
+    /// the daemon's own test, `route-daemon/tests/ipam_annotations.rs`).
+    pub fn annotate_macs(&self, macs: &[(u32, &str)]) {
+        self.lock().annotated_macs = macs.iter().map(|(r, m)| (*r, m.to_string())).collect();
+    }
+
+    /// Read requests but never answer (a stalled daemon).
+    /// Answers ADDs as the real daemon does for a network without gateways
+    /// (`spec.ipam.gateway: none`): empty `gateways`, routes without `gw`.
+    pub fn without_gateways(&self) {
+        self.lock().no_gateways = true;
     }
 
     pub fn go_silent(&self) {
@@ -307,15 +326,21 @@ fn handle(state: &mut Shared, request: Request) -> Response {
                         .iter()
                         .map(|(b, _)| IpNet::new(nth(*b, host), b.prefix_len()).unwrap_or(*b))
                         .collect(),
-                    gateways: nic.blocks.iter().map(|(b, _)| nth(*b, 1)).collect(),
+                    gateways: nic
+                        .blocks
+                        .iter()
+                        .filter(|_| !state.no_gateways)
+                        .map(|(b, _)| nth(*b, 1))
+                        .collect(),
                     routes: nic
                         .blocks
                         .iter()
                         .map(|(b, rail)| PodRoute {
                             dst: *rail,
-                            gw: Some(nth(*b, 1)),
+                            gw: (!state.no_gateways).then(|| nth(*b, 1)),
                         })
                         .collect(),
+                    mac: state.annotated_macs.get(&nic.rail).cloned(),
                 })
                 .collect();
             state.allocations.insert(attachment, nics.clone());

@@ -6,6 +6,7 @@
 //! pod name: a pod re-created under the same name is a different attachment, and a
 //! repeated ADD of the same attachment must return the same addresses.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::align::GpuPlace;
@@ -102,6 +103,15 @@ pub struct Selection {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub pool_ips: Vec<IpAddr>,
+    /// A MAC for the pod's only interface, from Kube-OVN's `mac_address`
+    /// annotation (the daemon reads it; `args.cni.macs` and the CNI `mac`
+    /// capability are railyard-cni's own). More than one rail is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotated_mac: Option<String>,
+    /// Per rail, from `mac_address: "0=02:..,1=02:.."`. A rail the pod does
+    /// not get is refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotated_macs: BTreeMap<u32, String>,
 }
 
 /// One rail that needs the pod's own device, and the NICs it holds one on.
@@ -201,6 +211,11 @@ pub struct NicAllocation {
     /// Routes the pod needs on this interface: the rail's CIDR (every host's block
     /// on this rail) via the gateway, or a device route without one.
     pub routes: Vec<PodRoute>,
+    /// The MAC the pod's interface on this NIC must have (Kube-OVN's
+    /// `mac_address` annotation asked for it); railyard-cni gives it to the
+    /// delegate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// An attachment as the route-daemon mirrors it to etcd

@@ -19,6 +19,7 @@ pub mod ifacer;
 pub mod inventory;
 pub mod ipam;
 pub mod keys;
+pub mod mac;
 pub mod plan;
 pub mod pools;
 pub mod ranges;

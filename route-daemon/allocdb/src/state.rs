@@ -309,6 +309,7 @@ impl Core {
                 addresses: Vec::new(),
                 gateways: Vec::new(),
                 routes: Vec::new(),
+                mac: None,
             };
             for i in 0..net.blocks.len() {
                 let b = &mut net.blocks[i];
@@ -397,6 +398,10 @@ impl Core {
                     blocks.join(", ")
                 )
             }));
+        }
+        if let Err(why) = assign_macs(&selection, &mut out) {
+            undo(net, &taken);
+            return Err(DbError::Invalid(why));
         }
         for (i, addr) in taken {
             for (j, b) in net.blocks.iter_mut().enumerate() {
@@ -657,6 +662,42 @@ pub(crate) fn effective_selection(args: &AddArgs) -> Result<Selection> {
     Ok(sel)
 }
 
+/// The MACs the pod's annotation asked for, on the interfaces picked: one
+/// MAC serves a pod with one interface only (interfaces may share an L2),
+/// and a rail's MAC needs the pod to get that rail.
+fn assign_macs(
+    selection: &Selection,
+    out: &mut [NicAllocation],
+) -> std::result::Result<(), String> {
+    let rails = out
+        .iter()
+        .map(|a| format!("{} ({})", a.interface, a.nic))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Some(mac) = &selection.annotated_mac {
+        if out.len() != 1 {
+            return Err(format!(
+                "one MAC {mac} for the pod's only interface, but it gets {} rails ({}); give one \
+                 per rail (\"0=<mac>,1=<mac>\") or select one NIC",
+                out.len(),
+                rails
+            ));
+        }
+        out[0].mac = Some(mac.clone());
+    }
+    for (rail, mac) in &selection.annotated_macs {
+        match out.iter_mut().find(|a| a.interface == *rail) {
+            Some(a) => a.mac = Some(mac.clone()),
+            None => {
+                return Err(format!(
+                    "a MAC ({mac}) for rail {rail}, but the pod gets rails {rails}"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An address from the pod's pool (`selection.pool`) or listed addresses
 /// (`selection.pool_ips`) in one block of a picked NIC, or why not.
 fn take_pooled(
@@ -837,6 +878,7 @@ mod tests {
                 addresses: vec![addr.parse().expect("address")],
                 gateways: Vec::new(),
                 routes: Vec::new(),
+                mac: None,
             }],
         })
     }

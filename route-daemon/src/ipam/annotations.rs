@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `<network>.<ns>.kubernetes.io/ip_address: 192.168.65.7,fd00::7` | `Selection.ips` (each in its rail's block) |
 //! | `<network>.<ns>.kubernetes.io/ip_pool: a,b;c,d` | `Selection.pool_ips` (first free per rail and family) |
+//! | `<network>.<ns>.kubernetes.io/mac_address: 02:..` or `0=02:..,1=02:..` | `Selection.annotated_mac(s)` (the only interface's, or per rail) |
 //! | `<network>.railyard.dev/pool: db` (pod, else its namespace) | `Selection.pool` |
 //!
 //! `<ns>` is the NetworkAttachmentDefinition's namespace, as Kube-OVN's
@@ -27,6 +28,7 @@ use crate::sweep::PodFacts;
 /// Kube-OVN's per-network keys, after `<network>.<namespace>.`.
 const IP_ADDRESS: &str = "kubernetes.io/ip_address";
 const IP_POOL: &str = "kubernetes.io/ip_pool";
+const MAC_ADDRESS: &str = "kubernetes.io/mac_address";
 /// railyard's per-network pool key, after `<network>.`.
 const POOL: &str = "railyard.dev/pool";
 
@@ -75,6 +77,10 @@ pub fn apply(
             ));
         }
         selection.pool_ips = ips;
+        applied.keys.push(key);
+    }
+    if let Some((key, value)) = kube_ovn(network, &facts.annotations, MAC_ADDRESS)? {
+        macs(&key, &value, selection)?;
         applied.keys.push(key);
     }
     let pool_key = format!("{network}.{POOL}");
@@ -145,6 +151,36 @@ fn kube_ovn(
         }
     }
     Ok(found)
+}
+
+/// `02:aa:..` (the pod's only interface) or `0=02:aa:..,1=02:ab:..` (per
+/// rail), each a unicast MAC, none repeated.
+fn macs(key: &str, value: &str, selection: &mut Selection) -> Result<(), String> {
+    let bad = |part: &str, why: String| format!("annotation {key}={value:?}: {part:?} {why}");
+    if !value.contains('=') {
+        let mac = railyard_core::mac::normalize(value).map_err(|why| bad(value, why))?;
+        selection.annotated_mac = Some(mac);
+        return Ok(());
+    }
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (rail, mac) = part
+            .split_once('=')
+            .ok_or_else(|| bad(part, "is not <rail>=<mac>".into()))?;
+        let rail: u32 = rail
+            .trim()
+            .parse()
+            .map_err(|_| bad(part, "does not start with a rail index".into()))?;
+        let mac = railyard_core::mac::normalize(mac).map_err(|why| bad(part, why))?;
+        if selection.annotated_macs.insert(rail, mac).is_some() {
+            return Err(bad(part, format!("names rail {rail} twice")));
+        }
+    }
+    if let Some((a, b)) = railyard_core::mac::duplicate(&selection.annotated_macs) {
+        return Err(format!(
+            "annotation {key}={value:?} gives rails {a} and {b} one MAC: each interface needs its own"
+        ));
+    }
+    Ok(())
 }
 
 /// Addresses separated by commas or semicolons (Kube-OVN separates the
@@ -302,6 +338,43 @@ mod tests {
         for (f, mut sel, needle) in cases {
             let err = apply("rdma", &f, &mut sel).expect_err(needle);
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn mac_annotations_are_one_mac_or_one_per_rail() {
+        let key = "rdma.default.kubernetes.io/mac_address";
+        let mut sel = Selection::default();
+        apply("rdma", &facts(&[(key, "02-AA-00-00-00-10")], &[]), &mut sel).unwrap();
+        assert_eq!(sel.annotated_mac.as_deref(), Some("02:aa:00:00:00:10"));
+        let mut sel = Selection::default();
+        apply(
+            "rdma",
+            &facts(&[(key, "0=02:aa:00:00:00:10, 3=02:aa:00:00:00:13")], &[]),
+            &mut sel,
+        )
+        .unwrap();
+        assert_eq!(sel.annotated_macs.len(), 2);
+        assert_eq!(sel.annotated_macs[&3], "02:aa:00:00:00:13");
+        for (value, needle) in [
+            ("03:00:00:00:00:01", "multicast"),
+            (
+                "0=02:aa:00:00:00:10,1=02:aa:00:00:00:10",
+                "rails 0 and 1 one MAC",
+            ),
+            ("x=02:aa:00:00:00:10", "rail index"),
+            ("0=02:aa:00:00:00:10,0=02:aa:00:00:00:11", "twice"),
+        ] {
+            let err = apply(
+                "rdma",
+                &facts(&[(key, value)], &[]),
+                &mut Selection::default(),
+            )
+            .expect_err(value);
+            assert!(
+                err.contains(key) && err.contains(needle),
+                "{err:?} lacks {needle:?}"
+            );
         }
     }
 

@@ -394,6 +394,7 @@ fn write_protocol() {
             dst: format!("192.168.{}.0/18", third / 64 * 64).parse().unwrap(),
             gw: Some(format!("192.168.{third}.1").parse().unwrap()),
         }],
+        mac: None,
     };
     let mut dual = nic("eth2", 1, 65);
     dual.addresses.push("fd00:1::2/64".parse().unwrap());
