@@ -161,3 +161,46 @@ fn re_add_neither_duplicates_nor_strands_rules() {
     assert_eq!(rules(&pod), Vec::<String>::new(), "flag turned off");
     world.run("DEL", "c1", &pod.path(), &conf).ok();
 }
+
+/// A network without gateways (`spec.ipam.gateway: none`, ipvlan l3 in
+/// production; macvlan here, which this kernel has, for the routes alone):
+/// the pod's rail routes are device routes, nothing is routed through a
+/// gateway, the result names none, and each policy table's default route
+/// leaves by its interface.
+#[test]
+fn without_gateways_the_pod_gets_device_routes() {
+    let daemon = TestDaemon::two_rails("ry-h0a", "ry-h0b");
+    daemon.without_gateways();
+    let world = World::with_host(daemon);
+    let pod = Netns::new("pod");
+    let mut conf = world.conf("1.0.0", json!({"type": "macvlan", "mode": "bridge"}));
+    conf["podPolicyRouting"] = json!(true);
+    let result = world.run("ADD", "c1", &pod.path(), &conf).ok();
+    let text = result.to_string();
+    assert!(
+        !text.contains("gateway") && !text.contains("\"gw\"") && !text.contains("railyardNic"),
+        "{text}"
+    );
+    let main = pod.ip(&["-4", "route", "show"]);
+    for (rail, block, dev) in [
+        ("192.168.0.0/18", "192.168.0.0/24", "net1-0"),
+        ("192.168.64.0/18", "192.168.64.0/24", "net1-1"),
+    ] {
+        assert!(main.contains(&format!("{rail} dev {dev}")), "{main}");
+        // The connected route stays: no gateway to route the block through.
+        assert!(
+            main.contains(&format!("{block} dev {dev} proto kernel")),
+            "{main}"
+        );
+    }
+    assert!(!main.contains("via"), "{main}");
+    let t100 = pod.ip(&["-4", "route", "show", "table", "100"]);
+    assert!(t100.contains("default dev net1-0"), "{t100}");
+    let got = pod.ip(&["route", "get", "192.168.64.77", "from", "192.168.0.10"]);
+    assert!(
+        got.contains("dev net1-0") && got.contains("table 100") && !got.contains("via"),
+        "{got}"
+    );
+    world.run("DEL", "c1", &pod.path(), &conf).ok();
+    assert!(world.daemon.allocations().is_empty());
+}
