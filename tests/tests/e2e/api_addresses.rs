@@ -2,7 +2,8 @@
 //! reading a real kube-apiserver (as their shipped ServiceAccount, relayed
 //! into each host's namespace): a pod annotated with a workload pool gets the
 //! pool's addresses on every rail, a Kube-OVN `ip_address` annotation gets
-//! exactly those, and a StatefulSet pod recreated under its name gets its
+//! exactly those (one naming another host's address is refused, naming it,
+//! with nothing left), and a StatefulSet pod recreated under its name gets its
 //! addresses back on its host, and fresh ones on another host, whose old
 //! ones the first host's leak sweep then frees. Connected after every step,
 //! no address held twice.
@@ -88,7 +89,7 @@ fn pools_annotations_and_statefulset_pods_through_the_api_stay_connected() {
     s.pods = 1;
     s.pools = vec![("db".into(), "10-12".into())];
     let sts = format!("{}pg-0", s.prefix);
-    for name in [s.pod(0, 5), s.pod(1, 5), sts.clone()] {
+    for name in [s.pod(0, 5), s.pod(0, 6), s.pod(1, 5), sts.clone()] {
         let _ = railyard_e2e::cluster::cmd::netns_del(&name);
     }
     let dir = tempfile::Builder::new()
@@ -164,6 +165,38 @@ fn pools_annotations_and_statefulset_pods_through_the_api_stay_connected() {
     let fixed = pods::attach_with(&s, 1, 5, None).expect("annotated pod attaches");
     assert_eq!(fixed.addresses, wanted);
     c.state.pods.push(fixed);
+
+    // An annotation asking for host 1's address on host 0: refused naming the
+    // annotation and the address, nothing left (no namespace, no record).
+    let bad = s.pod(0, 6);
+    let key = format!("{net}.default.kubernetes.io/ip_address");
+    create_pod(
+        &k,
+        &s.host(0),
+        &bad,
+        &[(key.clone(), wanted[0].to_string())],
+        false,
+    );
+    let before = c
+        .observer()
+        .expect("etcd")
+        .allocations(&net)
+        .expect("records")
+        .len();
+    let err = pods::attach_with(&s, 0, 6, None).expect_err("another host's address");
+    let text = err.to_string();
+    assert!(
+        text.contains(&key) && text.contains(&wanted[0].to_string()),
+        "{text}"
+    );
+    assert!(!std::path::Path::new("/run/netns").join(&bad).exists());
+    let after = c
+        .observer()
+        .expect("etcd")
+        .allocations(&net)
+        .expect("records")
+        .len();
+    assert_eq!(after, before, "the refused pod holds nothing");
     c.distinct_addresses();
     c.assert_connected(None);
 
