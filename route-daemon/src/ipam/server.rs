@@ -135,6 +135,8 @@ async fn with_annotations(
     pods: Option<&dyn PodSource>,
     mut req: Request,
 ) -> Result<(Request, Applied), Response> {
+    // Choose (external IPAM) too: an annotation asking for addresses must
+    // be refused there, not ignored.
     let (
         Some(pods),
         Request::Add {
@@ -142,6 +144,11 @@ async fn with_annotations(
             pod,
             selection,
             ..
+        }
+        | Request::Choose {
+            attachment,
+            pod,
+            selection,
         },
     ) = (pods, &mut req)
     else {
