@@ -13,6 +13,7 @@
 //! [`RAILYARD_PROTOCOL`], and nothing with another protocol is ever changed;
 //! a shim is railyard's by its `ry-` name and `railyard:` alias.
 
+pub mod bgp;
 pub mod cli;
 pub mod daemon;
 pub mod discovery;
