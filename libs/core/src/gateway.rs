@@ -128,7 +128,9 @@ impl Gateway {
         }
     }
 
-    /// Checks the choice against the network: an offset lands inside every
+    /// Checks the choice against the network (the caller skips it when the
+    /// spec does not set the field: every release accepted offset 1, even
+    /// inside an exclude): an offset lands inside every
     /// host block of every family (blocks of `pod_bits` host bits), never on
     /// a block's network address or an IPv4 block's broadcast address, and
     /// in no host block inside an exclude; `none` only for ipvlan in l3 or
@@ -146,11 +148,6 @@ impl Gateway {
             Gateway::None => return check_none(plugin, mode),
             Gateway::Offset(off) => off,
         };
-        if self.is_default() {
-            // What every release did: no new refusal for a spec that does
-            // not ask (offset 1 is reserved even inside an exclude).
-            return Ok(());
-        }
         for subnet in subnets {
             let bits = pod_bits(subnet);
             let v4 = subnet.addr().is_ipv4();
@@ -419,16 +416,17 @@ mod tests {
             "",
         )
         .unwrap_err();
-        // The default is never refused for an exclude: every release accepted it.
+        // Asked for explicitly, offset 1 is checked like any other (a spec
+        // without the field is not checked at all: `NetworkSpec::validate`).
         check(
-            Gateway::default(),
+            Gateway::Offset(1),
             &subnets,
             8,
             &["192.168.0.0/24"],
             "macvlan",
             "",
         )
-        .unwrap();
+        .unwrap_err();
     }
 
     #[test]

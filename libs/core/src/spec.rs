@@ -488,6 +488,11 @@ impl NetworkSpec {
         excludes: &[IpNet],
     ) -> Result<Gateway> {
         let gateway = Gateway::parse(ipam.gateway.as_ref())?;
+        if ipam.gateway.is_none() {
+            // Offset 1, as every release had it: nothing new to refuse
+            // (not even offset 1 inside an exclude, which it reserves).
+            return Ok(gateway);
+        }
         let plugin = self.plugin.as_ref();
         let kind = plugin.map_or("", |p| p.kind.as_str());
         let mode = match plugin.and_then(|p| p.args.get("mode")) {

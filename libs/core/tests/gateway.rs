@@ -110,6 +110,19 @@ fn bad_offsets_are_refused_naming_the_field_and_value() {
         MACVLAN,
     )
     .unwrap();
+    // Unset, offset 1 inside an exclude is accepted as every release did;
+    // asked for, it is refused like any offset.
+    let exclude = "excludeCIDRs: [192.168.0.0/30]";
+    validate(&format!("{{{BLOCKS}, {exclude}}}"), MACVLAN).unwrap();
+    let err = validate(
+        &format!("{{{BLOCKS}, {exclude}, gateway: {{offset: 1}}}}"),
+        MACVLAN,
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("spec.ipam.gateway:") && err.contains("192.168.0.1"),
+        "{err}"
+    );
 }
 
 #[test]
