@@ -10,7 +10,7 @@ mod common;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use common::daemon::TestDaemon;
+use common::daemon::{TestDaemon, TestNic};
 use common::netns::Netns;
 use common::world::World;
 use ipnet::IpNet;
@@ -303,4 +303,40 @@ fn a_failing_interface_releases_every_rails_external_address() {
     );
     assert_eq!(pod.links(), Vec::<String>::new(), "net1-0 removed");
     assert!(!world.state_file("c8").exists());
+}
+
+#[test]
+fn dual_stack_rails_get_an_address_per_family_from_one_host_local_call() {
+    let world = World::with_host(TestDaemon::start(vec![
+        TestNic::v4("ry-h0a", 0, "192.168.0.0/24", "192.168.0.0/18")
+            .with_v6("fd00:0:0:100::/120", "fd00::/48"),
+        TestNic::v4("ry-h0b", 1, "192.168.64.0/24", "192.168.64.0/18")
+            .with_v6("fd00:1:0:100::/120", "fd00:1::/48"),
+    ]));
+    world
+        .cni_path
+        .link_upstream(&["ptp", "host-local", "static"]);
+    let data = tempfile::tempdir().unwrap();
+    let conf = external_conf(&world, data.path());
+    let pod = Netns::new("extdual");
+    let result = world.run("ADD", "c9", &pod.path(), &conf).ok();
+    let got = addresses(&result);
+    let blocks: Vec<(&str, IpNet)> = vec![
+        ("net1-0", "192.168.0.0/24".parse().unwrap()),
+        ("net1-0", "fd00:0:0:100::/120".parse().unwrap()),
+        ("net1-1", "192.168.64.0/24".parse().unwrap()),
+        ("net1-1", "fd00:1:0:100::/120".parse().unwrap()),
+    ];
+    assert_eq!(got.len(), 4, "{result}");
+    for ((ifname, addr), (want_if, block)) in got.iter().zip(&blocks) {
+        assert_eq!(ifname, want_if, "{result}");
+        assert!(block.contains(&addr.addr()), "{addr} outside {block}");
+        assert_eq!(addr.prefix_len(), block.prefix_len());
+    }
+    // One call per rail: both families in that rail's directory.
+    assert_eq!(held(data.path(), 0).len(), 2);
+    assert_eq!(held(data.path(), 1).len(), 2);
+    world.run("DEL", "c9", &pod.path(), &conf).ok();
+    assert_eq!(held(data.path(), 0), Vec::<IpAddr>::new());
+    assert_eq!(held(data.path(), 1), Vec::<IpAddr>::new());
 }
