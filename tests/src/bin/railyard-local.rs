@@ -103,7 +103,7 @@ struct ClusterArgs {
     /// The network's `spec.ipam.gateway`: an offset in each host block
     /// (`-2`: the last usable IPv4 address), or `none` (ipvlan l3 and l3s
     /// only). Default: offset 1.
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = gateway_arg)]
     gateway: Option<String>,
     #[arg(long, default_value = "rails")]
     network: String,
@@ -179,6 +179,15 @@ impl ClusterArgs {
         spec.cni_dir.clone_from(&self.cni_dir);
         spec.parallel = self.parallel;
         Ok(spec)
+    }
+}
+
+/// `--gateway`: `none` or an integer offset, refused before anything is made.
+fn gateway_arg(s: &str) -> Result<String, String> {
+    if s == "none" || s.parse::<i64>().is_ok() {
+        Ok(s.to_owned())
+    } else {
+        Err("takes an offset (like -2) or none".into())
     }
 }
 
