@@ -340,3 +340,33 @@ fn dual_stack_rails_get_an_address_per_family_from_one_host_local_call() {
     assert_eq!(held(data.path(), 0), Vec::<IpAddr>::new());
     assert_eq!(held(data.path(), 1), Vec::<IpAddr>::new());
 }
+
+#[test]
+fn a_re_add_that_picks_other_nics_replaces_the_old_addresses() {
+    let world = World::with_host(TestDaemon::two_rails("ry-h0a", "ry-h0b"));
+    world
+        .cni_path
+        .link_upstream(&["ptp", "host-local", "static"]);
+    let data = tempfile::tempdir().unwrap();
+    let conf = external_conf(&world, data.path());
+    let pod = Netns::new("extre");
+    let first = addresses(&world.run("ADD", "c10", &pod.path(), &conf).ok());
+    assert_eq!(first.len(), 2);
+    // The runtime retries with a narrower selection: one NIC now.
+    let mut one = conf.clone();
+    one["args"] = json!({"cni": {"nics": 1}});
+    let again = addresses(&world.run("ADD", "c10", &pod.path(), &one).ok());
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].0, "net1-0");
+    assert_eq!(held(data.path(), 0), vec![again[0].1.addr()]);
+    assert_eq!(
+        held(data.path(), 1),
+        Vec::<IpAddr>::new(),
+        "rail 1 released"
+    );
+    let mut links = pod.links();
+    links.sort();
+    assert_eq!(links, ["net1-0"], "the old interfaces went");
+    world.run("DEL", "c10", &pod.path(), &one).ok();
+    assert_eq!(held(data.path(), 0), Vec::<IpAddr>::new());
+}
