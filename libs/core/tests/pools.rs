@@ -165,7 +165,10 @@ proptest! {
         ];
         let mut a = BlockAllocator::new(block, &[]);
         a.set_pools(&pools);
-        let member = |p: &Pool, addr: IpAddr| p.offsets_in(block, 64).contains(&((u32::from(match addr { IpAddr::V4(v) => v, _ => unreachable!() }) & 63)));
+        let member = |p: &Pool, addr: IpAddr| {
+            let IpAddr::V4(v) = addr else { unreachable!("an IPv4 block") };
+            p.offsets_in(block, 64).contains(&(u32::from(v) & 63))
+        };
         let mut held: BTreeSet<IpAddr> = BTreeSet::new();
         for op in ops {
             match op {

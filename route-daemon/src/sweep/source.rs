@@ -35,6 +35,10 @@ pub struct PodFacts {
     pub owner_kind: Option<String>,
 }
 
+/// A pod's annotations and its controller's kind, as [`MemoryPods::describe`]
+/// set them.
+type Described = (BTreeMap<String, String>, Option<String>);
+
 /// Why a list says nothing. Every case is "no observation": the sweep never
 /// reads absence into an answer it did not get.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +83,7 @@ struct Memory {
     /// Keyed by namespace and name, as the API server keys them.
     pods: BTreeMap<(String, String), (String, PodInfo)>,
     /// Annotations and controller kind per pod, by namespace and name.
-    facts: BTreeMap<(String, String), (BTreeMap<String, String>, Option<String>)>,
+    facts: BTreeMap<(String, String), Described>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
     down: bool,
 }
