@@ -15,12 +15,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
-use railyard_core::{desired_routes, keys, HostPlan, Plan, PlanMeta, Route};
+use railyard_core::fabric::Fabric;
+use railyard_core::{desired_routes, keys, HostPlan, IfName, Plan, PlanMeta, Route};
 use railyard_store::{KeyValue, WatchEvent, WatchUpdate};
 use tracing::{debug, info, warn};
 
 use crate::kernel::{PolicyRule, RoutingMode};
 
+mod routed;
 mod share;
 pub use share::HostShare;
 
@@ -29,6 +31,10 @@ pub struct ClusterView {
     /// Live networks (a plan meta with an accepted spec) and that spec's subnets.
     networks: BTreeMap<String, Vec<IpNet>>,
     plans: BTreeMap<String, Plan>,
+    /// Each live network's rails, l2 or routed (`routed.rs`).
+    fabrics: BTreeMap<String, Fabric>,
+    /// This host's link addresses, for routed networks' next hops (`routed.rs`).
+    addresses: Vec<(IfName, IpNet)>,
     specs_synced: bool,
     plans_synced: bool,
 }
@@ -104,10 +110,10 @@ impl ClusterView {
     }
 
     /// Takes the accepted spec a plan meta publishes; returns whether the
-    /// network's liveness or subnets changed.
+    /// network's liveness, subnets or fabric (l2 or routed) changed.
     fn put_meta(&mut self, network: &str, meta: &PlanMeta) -> bool {
-        let subnets = match meta.spec.as_ref().map(|s| s.validate(network)) {
-            Some(Ok(net)) => net.subnets,
+        let net = match meta.spec.as_ref().map(|s| s.validate(network)) {
+            Some(Ok(net)) => net,
             Some(Err(e)) => {
                 // The planner validated it; a corrupt value must not take routes away.
                 warn!(network, error = %e, "the plan's accepted spec is invalid; keeping what was known");
@@ -118,7 +124,10 @@ impl ClusterView {
                 return self.networks.remove(network).is_some();
             }
         };
-        match self.networks.get_mut(network) {
+        // A network turned routed (or back) changes every route of it.
+        let fabric_changed = self.put_fabric(network, &net);
+        let subnets = net.subnets;
+        let changed = match self.networks.get_mut(network) {
             Some(old) if *old == subnets => false,
             Some(old) => {
                 info!(network, ?subnets, "accepted spec changed");
@@ -130,7 +139,8 @@ impl ClusterView {
                 self.networks.insert(network.to_owned(), subnets);
                 true
             }
-        }
+        };
+        changed || fabric_changed
     }
 
     /// Applies an update of the plan watch; returns what changed. A meta key is
@@ -274,7 +284,7 @@ impl ClusterView {
             .into(),
             ..Plan::default()
         };
-        desired_routes(&pair, me, table)
+        self.via_leaves(network, plan, me, desired_routes(&pair, me, table))
     }
 
     fn plan_mut(&mut self, network: &str) -> &mut Plan {
@@ -303,7 +313,7 @@ impl ClusterView {
         let mut parts = 0;
         for name in self.networks.keys().filter(|n| mode.table(n) == table) {
             if let Some(plan) = self.plans.get(name) {
-                out.extend(desired_routes(plan, me, table));
+                out.extend(self.via_leaves(name, plan, me, desired_routes(plan, me, table)));
                 parts += 1;
             }
         }
