@@ -9,132 +9,25 @@
 //! conformance suite as the kube-rs source does against a real kube-apiserver
 //! (`tests/tests/k8s/leak_sweep.rs`).
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::sync::Arc;
+mod socket;
 
-use railyard_allocdb::{AllocDb, NetworkConfig, Options};
-use railyard_core::ipam::{codes, AttachmentId, PodRef, Request, Response, Selection};
-use railyard_core::{plan, HostInventory, NetworkManifest, Nic};
-use railyard_route_daemon::ipam::{serve, IpamContext, IpamMetrics};
-use railyard_route_daemon::sweep::{MemoryPods, PodSource};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::sync::watch;
+use std::net::IpAddr;
+
+use railyard_core::ipam::{codes, Request, Response};
+use socket::{me, Daemon, Setup};
 
 const NET: &str = "rails";
-const NODE: &str = "h0";
 
-fn nics() -> Vec<Nic> {
-    (0..2)
-        .map(|k| Nic {
-            name: format!("eth{k}"),
-            addresses: vec![format!("10.0.{k}.1/24").parse().unwrap()],
-            up: true,
-            ..Nic::default()
-        })
-        .collect()
-}
-
-struct Daemon {
-    socket: std::path::PathBuf,
-    api: Arc<MemoryPods>,
-    _stop: watch::Sender<bool>,
-    _dir: tempfile::TempDir,
-}
-
-/// A daemon for host h0 on network `rails` (two rails, /26 host blocks, a
+/// A daemon for host h0 on network `rails` (two rails, /24 host blocks, a
 /// pool `db` of offsets 10-12) with the in-memory API.
 async fn start() -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest: NetworkManifest = serde_yaml::from_str(&format!(
-        "metadata: {{name: {NET}}}\nspec:\n  subnet: 192.168.0.0/16\n  ipam: '{{\"hostBlock\": 6, \"interfaceBlock\": 2, \"pools\": [{{\"name\": \"db\", \"offsets\": \"10-12\"}}]}}'\n"
-    ))
-    .unwrap();
-    let net = manifest.validate().unwrap();
-    let host = HostInventory {
-        name: NODE.into(),
-        nics: nics(),
-    };
-    let p = plan(&net, &[host], None, 0, 600);
-    let db = AllocDb::open(dir.path().join("db"), Options::default()).unwrap();
-    db.set_network(NetworkConfig::from_plan(&net, &p, NODE))
-        .await
-        .unwrap();
-    let api = Arc::new(MemoryPods::new());
-    api.add_node(NODE);
-    let mut registry = prometheus_client::registry::Registry::default();
-    let ctx = Arc::new(IpamContext {
-        db: Arc::new(db),
-        nics: watch::channel(nics()).1,
-        classes: watch::channel(Vec::new()).1,
-        metrics: Arc::new(IpamMetrics::new(&mut registry)),
-        allowed_uid: nix::unistd::geteuid().as_raw(),
-        trusted: watch::channel(true).1,
-        pods: Some(Arc::clone(&api) as Arc<dyn PodSource>),
-    });
-    let socket = dir.path().join("ipam.sock");
-    let (stop, rx) = watch::channel(false);
-    let s = socket.clone();
-    tokio::spawn(async move { serve(&s, ctx, rx).await });
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    Daemon {
-        socket,
-        api,
-        _stop: stop,
-        _dir: dir,
-    }
-}
-
-impl Daemon {
-    async fn call(&self, req: &Request) -> Response {
-        let mut s = UnixStream::connect(&self.socket).await.unwrap();
-        let mut line = serde_json::to_vec(req).unwrap();
-        line.push(b'\n');
-        s.write_all(&line).await.unwrap();
-        let mut out = String::new();
-        BufReader::new(s).read_line(&mut out).await.unwrap();
-        serde_json::from_str(&out).unwrap()
-    }
-
-    /// A pod in the API with `annotations` (and a StatefulSet owner).
-    fn pod(&self, name: &str, annotations: &[(&str, &str)], sts: bool) {
-        self.api.create(NODE, "default", name);
-        let map: BTreeMap<String, String> = annotations
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.api
-            .describe("default", name, map, sts.then_some("StatefulSet"));
-    }
-
-    async fn add(&self, cid: &str, pod: &str) -> Response {
-        self.call(&Request::Add {
-            attachment: id(cid),
-            pod: PodRef {
-                namespace: "default".into(),
-                name: pod.into(),
-                uid: String::new(),
-                controller: None,
-            },
-            selection: Selection::default(),
-            master: None,
-        })
-        .await
-    }
-}
-
-fn id(cid: &str) -> AttachmentId {
-    AttachmentId {
-        network: NET.into(),
-        container_id: cid.into(),
-        ifname: "net1".into(),
-    }
+    socket::start(Setup {
+        network: NET,
+        spec: "  subnet: 192.168.0.0/16\n  ipam: '{\"hostBlock\": 6, \"interfaceBlock\": 2, \"pools\": [{\"name\": \"db\", \"offsets\": \"10-12\"}]}'\n",
+        uid: me(),
+        api: true,
+    })
+    .await
 }
 
 fn addresses(r: &Response) -> Vec<IpAddr> {
@@ -178,6 +71,8 @@ async fn annotations_choose_addresses_and_pools() {
     let got = addresses(&d.add("c2", "pooled").await);
     assert_eq!(got, [ip("192.168.0.10"), ip("192.168.64.10")]);
     d.api
+        .as_ref()
+        .unwrap()
         .annotate_namespace("default", "rails.railyard.dev/pool", "db");
     d.pod("plain", &[], false);
     let got = addresses(&d.add("c3", "plain").await);
@@ -230,7 +125,7 @@ async fn a_mac_annotation_reaches_the_answer_per_rail() {
     let gc = d
         .call(&Request::Gc {
             network: NET.into(),
-            valid: vec![id("c1")],
+            valid: vec![d.id("c1")],
         })
         .await;
     assert!(matches!(gc, Response::Collected { released: 0 }), "{gc:?}");
@@ -270,11 +165,11 @@ async fn bad_annotations_and_a_silent_api_allocate_nothing() {
     assert!(m.contains("\"web\""), "{m}");
     // The API down: retry later, nothing allocated.
     d.pod("later", &[], false);
-    d.api.set_down(true);
+    d.api.as_ref().unwrap().set_down(true);
     let (code, m) = error(&d.add("c4", "later").await);
     assert_eq!(code, codes::TRY_AGAIN_LATER);
     assert!(m.contains("default/later"), "{m}");
-    d.api.set_down(false);
+    d.api.as_ref().unwrap().set_down(false);
     // Nothing of the refused ADDs is held: a GC that keeps only c5 finds
     // nothing else to release.
     let got = addresses(&d.add("c5", "later").await);
@@ -282,7 +177,7 @@ async fn bad_annotations_and_a_silent_api_allocate_nothing() {
     let gc = d
         .call(&Request::Gc {
             network: NET.into(),
-            valid: vec![id("c5")],
+            valid: vec![d.id("c5")],
         })
         .await;
     assert!(matches!(gc, Response::Collected { released: 0 }), "{gc:?}");
@@ -298,7 +193,7 @@ async fn a_statefulset_pod_gets_its_addresses_back_when_recreated() {
     let first = addresses(&d.add("c1", "pg-0").await);
     assert!(matches!(
         d.call(&Request::Del {
-            attachment: id("c1")
+            attachment: d.id("c1")
         })
         .await,
         Response::Done
@@ -308,7 +203,7 @@ async fn a_statefulset_pod_gets_its_addresses_back_when_recreated() {
     let other = addresses(&d.add("c2", "other").await);
     assert!(!other.iter().any(|a| first.contains(a)), "{other:?}");
     // Recreated: a new UID, a new container, the same addresses.
-    d.api.delete("default", "pg-0");
+    d.api.as_ref().unwrap().delete("default", "pg-0");
     d.pod("pg-0", &[], true);
     let again = addresses(&d.add("c3", "pg-0").await);
     assert_eq!(again, first);
