@@ -9,6 +9,7 @@
 pub mod cmd;
 pub mod etcd;
 pub mod etcd_members;
+pub mod fabric;
 pub mod forward;
 pub mod kernel_limits;
 mod lifecycle;
