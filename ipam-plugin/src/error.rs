@@ -221,6 +221,25 @@ impl Error {
         }
     }
 
+    /// A delegate's error with its message rewritten by `more` (to say which
+    /// interface or NIC it was about); any other error as it is.
+    pub fn about_delegate(self, more: impl FnOnce(&str) -> String) -> Error {
+        match self {
+            Error::Delegate {
+                plugin,
+                code,
+                msg,
+                details,
+            } => Error::Delegate {
+                plugin,
+                code,
+                msg: more(&msg),
+                details,
+            },
+            other => other,
+        }
+    }
+
     /// The optional long form: what the short message leaves out.
     pub fn details(&self) -> Option<String> {
         match self {

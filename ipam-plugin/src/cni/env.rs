@@ -166,6 +166,18 @@ impl CniArgs {
         )
     }
 
+    /// The pod as the daemon's protocol names it (empty outside Kubernetes).
+    pub fn pod_ref(&self) -> railyard_core::ipam::PodRef {
+        self.pod()
+            .map(|p| railyard_core::ipam::PodRef {
+                namespace: p.namespace.to_owned(),
+                name: p.name.to_owned(),
+                uid: p.uid.unwrap_or_default().to_owned(),
+                ..Default::default()
+            })
+            .unwrap_or_default()
+    }
+
     /// The pod identity, when the runtime is Kubernetes (namespace and name
     /// both set and non-empty).
     pub fn pod(&self) -> Option<PodRef<'_>> {

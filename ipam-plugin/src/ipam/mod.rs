@@ -7,7 +7,7 @@
 
 pub mod config;
 
-use railyard_core::ipam::{AttachmentId, NicAllocation, PodRef};
+use railyard_core::ipam::{AttachmentId, NicAllocation};
 
 use crate::client::Client;
 use crate::cni::{
@@ -27,17 +27,7 @@ impl Handler for IpamPlugin {
         let (ipam, client) = setup(&req.config)?;
         let selection = config::selection(&req.config)?;
         let master = config::standalone_master(&req.config)?;
-        let pod = req
-            .env
-            .args
-            .pod()
-            .map(|p| PodRef {
-                namespace: p.namespace.to_owned(),
-                name: p.name.to_owned(),
-                uid: p.uid.unwrap_or_default().to_owned(),
-                controller: None,
-            })
-            .unwrap_or_default();
+        let pod = req.env.args.pod_ref();
         let nics = client.add(
             attachment_id(&ipam, &req.attachment),
             pod,

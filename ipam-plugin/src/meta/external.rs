@@ -22,7 +22,7 @@
 
 use ipnet::IpNet;
 use railyard_core::external_ipam::{self, Problem};
-use railyard_core::ipam::{AttachmentId, NicChoice, PodRef};
+use railyard_core::ipam::{AttachmentId, NicChoice};
 use serde_json::{json, Map, Value};
 
 use super::devices::{self, PodDevices};
@@ -119,23 +119,12 @@ fn call_config(
 
 /// Says which pod interface and NIC an external IPAM call failed for.
 fn about(e: Error, call: &ExternalIpam) -> Error {
-    match e {
-        Error::Delegate {
-            plugin,
-            code,
-            msg,
-            details,
-        } => Error::Delegate {
-            plugin,
-            code,
-            msg: format!(
-                "{msg} (external IPAM for pod interface {}, NIC {:?}, rail {})",
-                call.ifname, call.nic, call.rail
-            ),
-            details,
-        },
-        other => other,
-    }
+    e.about_delegate(|msg| {
+        format!(
+            "{msg} (external IPAM for pod interface {}, NIC {:?}, rail {})",
+            call.ifname, call.nic, call.rail
+        )
+    })
 }
 
 impl Run {
@@ -244,17 +233,7 @@ impl Run {
                 ),
             ));
         }
-        let pod = req
-            .env
-            .args
-            .pod()
-            .map(|p| PodRef {
-                namespace: p.namespace.to_owned(),
-                name: p.name.to_owned(),
-                uid: p.uid.unwrap_or_default().to_owned(),
-                ..PodRef::default()
-            })
-            .unwrap_or_default();
+        let pod = req.env.args.pod_ref();
         let client = Client::new(&ipam.socket, ipam.timeout);
         let id = AttachmentId {
             network: ipam.network.clone(),

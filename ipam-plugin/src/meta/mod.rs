@@ -492,29 +492,16 @@ fn member_type(member: &Member) -> Result<&str, Error> {
 /// Says which interface and NIC a delegate failed on: reference plugins
 /// report "Link not found" and leave the reader to guess which link.
 fn about_member(e: Error, member: &Member) -> Error {
-    match e {
-        Error::Delegate {
-            plugin,
-            code,
-            msg,
-            details,
-        } => Error::Delegate {
-            plugin,
-            code,
-            msg: match &member.device {
-                Some(device) => format!(
-                    "{msg} (pod interface {}, NIC {:?}, device {device:?})",
-                    member.ifname, member.nic
-                ),
-                None => format!(
-                    "{msg} (pod interface {}, NIC {:?})",
-                    member.ifname, member.nic
-                ),
-            },
-            details,
-        },
-        other => other,
-    }
+    e.about_delegate(|msg| match &member.device {
+        Some(device) => format!(
+            "{msg} (pod interface {}, NIC {:?}, device {device:?})",
+            member.ifname, member.nic
+        ),
+        None => format!(
+            "{msg} (pod interface {}, NIC {:?})",
+            member.ifname, member.nic
+        ),
+    })
 }
 
 /// host-device's DEL opens the pod's netns first and fails when it is gone,
