@@ -9,14 +9,14 @@
 //! no addresses here), and the daemon cannot answer CHECK or GC for them;
 //! railyard-cni asks the external plugin instead.
 
-use railyard_core::attach::{select_nics, wanted_class, DeviceClass};
+use railyard_core::attach::DeviceClass;
 use railyard_core::external_ipam::excludes_in;
-use railyard_core::ipam::{ChosenBlock, NicChoice, PodRoute};
+use railyard_core::ipam::{ChosenBlock, NicChoice};
 use railyard_core::Nic;
 
 use crate::error::{DbError, Result};
 use crate::model::AddArgs;
-use crate::state::{candidates, effective_selection, Core};
+use crate::state::{pick, Core};
 
 impl Core {
     /// The NICs the pod gets, in the policy's ranking order, each with this
@@ -34,7 +34,7 @@ impl Core {
             .get(&id.network)
             .filter(|n| n.blocks.iter().any(|b| b.in_plan))
             .ok_or_else(|| DbError::UnknownNetwork(id.network.clone()))?;
-        let selection = effective_selection(args)?;
+        let (selection, picked) = pick(net, &self.nic_load, args, nics, classes)?;
         let refused = if !selection.ips.is_empty() {
             Some("static addresses (ips)")
         } else if selection.pool.is_some() || !selection.pool_ips.is_empty() {
@@ -50,16 +50,6 @@ impl Core {
             )));
         }
         let cfg = &net.config;
-        let class_name = wanted_class(cfg.strategy, &cfg.policy_target, &selection)?;
-        let class = class_name.and_then(|n| classes.iter().find(|c| c.name == n));
-        let candidates = candidates(net, nics, &self.nic_load);
-        let picked = select_nics(
-            cfg.strategy,
-            &cfg.policy_target,
-            &candidates,
-            &selection,
-            class,
-        )?;
         let mut out = Vec::with_capacity(picked.len());
         for c in picked {
             let mut choice: Option<NicChoice> = None;
@@ -83,15 +73,7 @@ impl Core {
                     gateway: gw,
                     excludes: excludes_in(&cidr, &cfg.excludes),
                 });
-                if let Some(dst) = net.rail_cidr(&b.block) {
-                    n.routes.push(PodRoute { dst, gw });
-                }
-                // The network's own routes for this rail, in this family.
-                for r in cfg.routes.iter().filter(|r| r.rail == c.interface) {
-                    if r.dst.addr().is_ipv4() == cidr.addr().is_ipv4() {
-                        n.routes.push(PodRoute { dst: r.dst, gw });
-                    }
-                }
+                n.routes.extend(net.pod_routes(&b.block, c.interface, gw));
             }
             // Candidates are made from this network's planned blocks.
             out.extend(choice);

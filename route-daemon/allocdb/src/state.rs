@@ -90,6 +90,28 @@ impl NetState {
             .find(|c| c.contains(&b.cidr.network()))
     }
 
+    /// The routes a pod gets on `rail` in `b`'s family: the rail's CIDR and
+    /// the network's own routes for that rail (`spec.routes`), via `gw` (a
+    /// device route when the network has no gateways).
+    pub(crate) fn pod_routes(
+        &self,
+        b: &Block,
+        rail: u32,
+        gw: Option<IpAddr>,
+    ) -> impl Iterator<Item = PodRoute> + '_ {
+        let v4 = b.cidr.addr().is_ipv4();
+        let own = self
+            .config
+            .routes
+            .iter()
+            .filter(move |r| r.rail == rail && r.dst.addr().is_ipv4() == v4)
+            .map(move |r| PodRoute { dst: r.dst, gw });
+        self.rail_cidr(b)
+            .map(|dst| PodRoute { dst, gw })
+            .into_iter()
+            .chain(own)
+    }
+
     /// Marks `addr` in every block containing it; false if no block does.
     fn hold(&mut self, addr: IpAddr) -> bool {
         let mut held = false;
@@ -271,18 +293,8 @@ impl Core {
             .get_mut(&id.network)
             .filter(|n| n.blocks.iter().any(|b| b.in_plan))
             .ok_or_else(|| DbError::UnknownNetwork(id.network.clone()))?;
-        let selection = effective_selection(args)?;
+        let (selection, picked) = pick(net, nic_load, args, nics, classes)?;
         let cfg = net.config.clone();
-        let class_name = wanted_class(cfg.strategy, &cfg.policy_target, &selection)?;
-        let class = class_name.and_then(|n| classes.iter().find(|c| c.name == n));
-        let candidates = candidates(net, nics, nic_load);
-        let picked = select_nics(
-            cfg.strategy,
-            &cfg.policy_target,
-            &candidates,
-            &selection,
-            class,
-        )?;
         let mut taken: Vec<(usize, IpAddr)> = Vec::new();
         let mut out = Vec::with_capacity(picked.len());
         // Static addresses (the pod's `ips`): each must land in a block of a
@@ -359,15 +371,8 @@ impl Core {
                 a.addresses
                     .push(IpNet::new(addr, prefix).unwrap_or(b.cidr()));
                 a.gateways.extend(gw);
-                if let Some(dst) = net.rail_cidr(&net.blocks[i].block) {
-                    a.routes.push(PodRoute { dst, gw });
-                }
-                // The network's own routes for this rail, in this family.
-                for r in cfg.routes.iter().filter(|r| r.rail == c.interface) {
-                    if r.dst.addr().is_ipv4() == addr.is_ipv4() {
-                        a.routes.push(PodRoute { dst: r.dst, gw });
-                    }
-                }
+                a.routes
+                    .extend(net.pod_routes(&net.blocks[i].block, c.interface, gw));
             }
             out.push(a);
         }
@@ -645,6 +650,31 @@ fn addresses(a: &Attachment) -> impl Iterator<Item = IpAddr> + '_ {
     a.nics
         .iter()
         .flat_map(|n| n.addresses.iter().map(|x| x.addr()))
+}
+
+/// The pod's effective selection and the NICs the attach policy picks for
+/// it on `net`, in ranking order: what an ADD allocates on and what external
+/// IPAM's choose names (one rule for both).
+pub(crate) fn pick(
+    net: &NetState,
+    load: &HashMap<IfName, u32>,
+    args: &AddArgs,
+    nics: &[Nic],
+    classes: &[DeviceClass],
+) -> Result<(Selection, Vec<Candidate>)> {
+    let selection = effective_selection(args)?;
+    let cfg = &net.config;
+    let class_name = wanted_class(cfg.strategy, &cfg.policy_target, &selection)?;
+    let class = class_name.and_then(|n| classes.iter().find(|c| c.name == n));
+    let candidates = candidates(net, nics, load);
+    let picked = select_nics(
+        cfg.strategy,
+        &cfg.policy_target,
+        &candidates,
+        &selection,
+        class,
+    )?;
+    Ok((selection, picked.into_iter().cloned().collect()))
 }
 
 /// Standalone mode's `master` is one more narrowing of the pod's selection.
