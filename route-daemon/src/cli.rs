@@ -75,6 +75,14 @@ pub struct Args {
     /// How often the leak sweep lists this node's pods (e.g. 60s).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub leak_sweep_every: Duration,
+    /// The configuration file of the BIRD beside the daemon (its `-c`), which
+    /// the daemon rewrites with this host's announcements for routed
+    /// networks (docs/design/routed-rails.md). Unset: no BGP.
+    #[arg(long, value_name = "FILE", requires = "bird_socket")]
+    pub bird_config: Option<PathBuf>,
+    /// That BIRD's control socket (its `-s`), for `birdc configure`.
+    #[arg(long, value_name = "PATH", requires = "bird_config")]
+    pub bird_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,6 +124,7 @@ impl Args {
             allowed_uid: nix::unistd::geteuid().as_raw(),
         });
         config.leak_sweep = self.leak_sweep(in_cluster())?;
+        config.bird = self.bird_config.clone().zip(self.bird_socket.clone());
         Ok(config)
     }
 
@@ -211,6 +220,31 @@ mod tests {
         assert_eq!(c.filter.exclude, ["ens9"]);
         assert!(c.static_inventory.is_some());
         assert_eq!(c.metrics_addr, None);
+    }
+
+    #[test]
+    fn bird_flags_come_together() {
+        let c = parse(&[
+            "--bird-config=/etc/bird/railyard.conf",
+            "--bird-socket=/run/bird/bird.ctl",
+        ])
+        .expect("both given")
+        .config(|| "h".into())
+        .expect("config");
+        assert_eq!(
+            c.bird,
+            Some((
+                "/etc/bird/railyard.conf".into(),
+                "/run/bird/bird.ctl".into()
+            ))
+        );
+        assert!(parse(&["--bird-config=/etc/bird/railyard.conf"]).is_err());
+        assert!(parse(&["--bird-socket=/run/bird/bird.ctl"]).is_err());
+        let none = parse(&[])
+            .expect("valid")
+            .config(|| "h".into())
+            .expect("config");
+        assert_eq!(none.bird, None);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
-use railyard_core::fabric::Fabric;
+use railyard_core::fabric::{is_source_table, Fabric};
 use railyard_core::{desired_routes, keys, HostPlan, IfName, Plan, PlanMeta, Route};
 use railyard_store::{KeyValue, WatchEvent, WatchUpdate};
 use tracing::{debug, info, warn};
@@ -24,6 +24,7 @@ use crate::kernel::{PolicyRule, RoutingMode};
 
 mod routed;
 mod share;
+pub use routed::{RoutedChange, RoutedHost, SOURCE_ROUTING};
 pub use share::HostShare;
 
 #[derive(Debug, Default)]
@@ -35,6 +36,8 @@ pub struct ClusterView {
     fabrics: BTreeMap<String, Fabric>,
     /// This host's link addresses, for routed networks' next hops (`routed.rs`).
     addresses: Vec<(IfName, IpNet)>,
+    /// What the routed networks asked of this host at the last refresh.
+    routed: RoutedHost,
     specs_synced: bool,
     plans_synced: bool,
 }
@@ -302,6 +305,9 @@ impl ClusterView {
         for name in self.networks.keys() {
             out.entry(mode.table(name)).or_default().push(name);
         }
+        for table in self.source_tables() {
+            out.entry(table).or_default().push(SOURCE_ROUTING);
+        }
         out
     }
 
@@ -309,6 +315,9 @@ impl ClusterView {
     /// network that lives there (several share the main table, and two names may
     /// hash to one table).
     pub fn desired(&self, me: &str, table: u32, mode: RoutingMode) -> Vec<Route> {
+        if is_source_table(table) {
+            return self.source_routes_of(table);
+        }
         let mut out = Vec::new();
         let mut parts = 0;
         for name in self.networks.keys().filter(|n| mode.table(n) == table) {
@@ -323,21 +332,22 @@ impl ClusterView {
         out
     }
 
-    /// The `from <subnet>` rules the networks need (none in main-table mode).
+    /// The `from <subnet>` rules the networks need (none in main-table mode),
+    /// and the routed networks' `from <link address>` source rules (in
+    /// either mode).
     pub fn rules(&self, mode: RoutingMode, priority: u32) -> BTreeSet<PolicyRule> {
+        let mut rules: BTreeSet<PolicyRule> = self.routed.source_rules.clone();
         if !mode.needs_rule() {
-            return BTreeSet::new();
+            return rules;
         }
-        self.networks
-            .iter()
-            .flat_map(|(name, subnets)| {
-                subnets.iter().map(move |&from| PolicyRule {
-                    from,
-                    table: mode.table(name),
-                    priority,
-                })
+        rules.extend(self.networks.iter().flat_map(|(name, subnets)| {
+            subnets.iter().map(move |&from| PolicyRule {
+                from,
+                table: mode.table(name),
+                priority,
             })
-            .collect()
+        }));
+        rules
     }
 
     /// The network whose subnet holds `dst`, for labelling a route in logs and

@@ -32,6 +32,9 @@ pub struct DaemonConfig {
     /// Release the allocations of pods gone from the Kubernetes API (needs
     /// `ipam`); `None` leaves that to the runtime's CNI DEL and GC.
     pub leak_sweep: Option<crate::sweep::LeakSweep>,
+    /// The BIRD to drive for routed networks: its configuration file and
+    /// control socket (`crate::bgp::BirdFile`); `None` announces nothing.
+    pub bird: Option<(PathBuf, PathBuf)>,
 }
 
 /// The waits that shape how the daemon batches work. The defaults keep a plan
@@ -71,6 +74,7 @@ impl DaemonConfig {
             timing: Timing::default(),
             ipam: None,
             leak_sweep: None,
+            bird: None,
         }
     }
 }

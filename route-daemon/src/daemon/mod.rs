@@ -130,6 +130,9 @@ pub async fn run_on(
     if let Some(plans) = ipam_plans {
         reconciler = reconciler.feeding_ipam(plans);
     }
+    if let Some((file, socket)) = &config.bird {
+        reconciler = reconciler.with_bird(Arc::new(crate::bgp::BirdFile::new(file, socket)));
+    }
     let events = ctx
         .take_route_events()
         .ok_or_else(|| Error::Config("the route events were taken twice".into()))?;

@@ -22,8 +22,12 @@ use super::ClusterView;
 use crate::bgp::render;
 use crate::kernel::PolicyRule;
 
+/// The name source tables go by where the loop labels tables by network
+/// (logs, metrics): they belong to no one network.
+pub const SOURCE_ROUTING: &str = "source-routing";
+
 /// What the routed networks ask of this host besides their routes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoutedHost {
     /// The host's links under routed blocks, and the blocks that have none.
     pub links: Vec<RoutedLink>,
@@ -160,6 +164,75 @@ impl ClusterView {
             bird: render(id, &sessions),
             conflicts,
         }
+    }
+}
+
+/// What a [`ClusterView::refresh_routed`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutedChange {
+    /// Source tables whose routes changed (or that are gone).
+    pub tables: BTreeSet<u32>,
+    pub rules: bool,
+    pub bird: bool,
+}
+
+impl ClusterView {
+    /// Recomputes and keeps what the routed networks ask of `me` besides
+    /// their routes (see [`Self::routed_host`]). `owned_rules` are the rules
+    /// of ours just read from the kernel, if they were; otherwise the source
+    /// rules of the last refresh stand for them, so table ids hold between
+    /// reads.
+    pub fn refresh_routed(
+        &mut self,
+        me: &str,
+        owned_rules: Option<&[PolicyRule]>,
+        priority: u32,
+    ) -> RoutedChange {
+        let kept: Vec<PolicyRule> = match owned_rules {
+            Some(rules) => rules.to_vec(),
+            None => self.routed.source_rules.iter().copied().collect(),
+        };
+        let new = self.routed_host(me, &kept, priority);
+        let old = std::mem::replace(&mut self.routed, new);
+        let by_table = |h: &RoutedHost| {
+            let mut m: BTreeMap<u32, Vec<Route>> = BTreeMap::new();
+            for r in &h.source_routes {
+                m.entry(r.table).or_default().push(r.clone());
+            }
+            m
+        };
+        let (before, after) = (by_table(&old), by_table(&self.routed));
+        let tables = before
+            .keys()
+            .chain(after.keys())
+            .filter(|t| before.get(t) != after.get(t))
+            .copied()
+            .collect();
+        RoutedChange {
+            tables,
+            rules: old.source_rules != self.routed.source_rules,
+            bird: old.bird != self.routed.bird,
+        }
+    }
+
+    /// What the last [`Self::refresh_routed`] found.
+    pub fn routed(&self) -> &RoutedHost {
+        &self.routed
+    }
+
+    /// The source tables in use, for the loop's set of managed tables.
+    pub fn source_tables(&self) -> BTreeSet<u32> {
+        self.routed.source_routes.iter().map(|r| r.table).collect()
+    }
+
+    /// What source table `table` should hold.
+    pub(super) fn source_routes_of(&self, table: u32) -> Vec<Route> {
+        self.routed
+            .source_routes
+            .iter()
+            .filter(|r| r.table == table)
+            .cloned()
+            .collect()
     }
 }
 

@@ -41,6 +41,7 @@ use tracing::{debug, info, warn};
 
 mod ifacer;
 mod rail_links;
+mod routed;
 mod rules;
 mod shims;
 mod table;
@@ -117,6 +118,8 @@ pub struct Reconciler<K> {
     retry_at: Option<Instant>,
     /// This host's share of the plans and where it goes (the IPAM side).
     ipam: Option<(HostShare, mpsc::UnboundedSender<NetworkConfig>)>,
+    /// The BIRD announcing routed networks' blocks (`routed.rs`), if any.
+    bird: Option<Arc<dyn crate::bgp::BirdControl>>,
 }
 
 impl<K> std::fmt::Debug for Reconciler<K> {
@@ -149,6 +152,7 @@ impl<K: Kernel + 'static> Reconciler<K> {
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
             retry_at: None,
             ipam: None,
+            bird: None,
         }
     }
 
@@ -319,12 +323,19 @@ impl<K: Kernel + 'static> Reconciler<K> {
         if !self.view.synced() {
             return;
         }
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
         let mut failed = false;
         // Rail interfaces first: the routes go through the links they make.
         if dirty.all || dirty.ifacer {
             failed |= !self.sync_ifacers().await;
         }
+        // Routed networks: next hops follow the links; source tables and
+        // rules join the rest (`routed.rs`).
+        let (routed, recompute, routed_failed) = self.refresh_routed(dirty.all).await;
+        failed |= routed_failed;
+        dirty.plans.extend(recompute);
+        dirty.plans.extend(&routed.tables);
+        dirty.rules |= routed.rules;
         let wanted = self.wanted_tables();
 
         // Our rules name the tables we manage, also those of networks deleted while
@@ -412,6 +423,7 @@ impl<K: Kernel + 'static> Reconciler<K> {
         if dirty.all || dirty.rules || dirty.shims || !dirty.plans.is_empty() {
             failed |= !self.sync_shims().await;
         }
+        failed |= !self.sync_bird().await;
         self.forget_gone_networks(&wanted);
         if failed {
             let wait = self.backoff.next_delay();

@@ -1,0 +1,122 @@
+//! Routed rails in the loop (`docs/design/routed-rails.md`): the host's link
+//! addresses into the view, the source tables and rules with the rest of the
+//! tables and rules, and BIRD's configuration put in force after each pass.
+//!
+//! Nothing here runs for a host without routed networks and without BIRD:
+//! an l2-only daemon does exactly what it did before.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use railyard_core::IfName;
+use tracing::{info, warn};
+
+use super::Reconciler;
+use crate::bgp::{Applied, BirdControl};
+use crate::kernel::Kernel;
+use crate::view::RoutedChange;
+
+impl<K: Kernel + 'static> Reconciler<K> {
+    /// Announces this host's routed blocks through `bird` (the BIRD beside
+    /// the daemon, `--bird-config` and `--bird-socket`).
+    pub fn with_bird(mut self, bird: Arc<dyn BirdControl>) -> Self {
+        self.bird = Some(bird);
+        self
+    }
+
+    fn routed_in_play(&self) -> bool {
+        let r = self.view.routed();
+        self.view.any_routed()
+            || self.bird.is_some()
+            || !r.links.is_empty()
+            || !r.source_rules.is_empty()
+    }
+
+    /// Before a pass: the host's link addresses, which routed networks' next
+    /// hops follow (read on every pass while a network is routed: one link
+    /// dump, and a network turned routed needs them at once, not at the next
+    /// link event); the rules of ours on a pass that looks at everything
+    /// (links changed, an overrun, the first); then what the routed networks
+    /// ask besides routes. Returns what changed, the tables to recompute, and
+    /// whether a read failed (the pass retries).
+    pub(super) async fn refresh_routed(
+        &mut self,
+        all: bool,
+    ) -> (RoutedChange, BTreeSet<u32>, bool) {
+        let mut recompute = BTreeSet::new();
+        if !self.routed_in_play() {
+            return (RoutedChange::default(), recompute, false);
+        }
+        let mut failed = false;
+        let mut owned = None;
+        if all || self.view.any_routed() {
+            match self.kernel.rail_links().await {
+                Ok(links) => {
+                    let addresses: Vec<(IfName, IpNet)> = links
+                        .iter()
+                        .flat_map(|l| l.addresses.iter().map(move |a| (l.name, *a)))
+                        .collect();
+                    if self.view.set_addresses(addresses) {
+                        let routing = self.cfg.routing;
+                        recompute = self
+                            .view
+                            .networks()
+                            .filter(|n| self.view.fabric(n).is_routed())
+                            .map(|n| routing.table(n))
+                            .collect();
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot list links for the routed networks' next hops");
+                    failed = true;
+                }
+            }
+        }
+        if all {
+            match self.kernel.owned_rules().await {
+                Ok(rules) => owned = Some(rules),
+                Err(e) => {
+                    warn!(error = %e, "cannot list policy rules");
+                    failed = true;
+                }
+            }
+        }
+        let change = self.view.refresh_routed(
+            &self.cfg.node_name,
+            owned.as_deref(),
+            self.cfg.rule_priority,
+        );
+        let routed = self.view.routed();
+        for p in &routed.problems {
+            warn!(problem = %p, "routed rail without a usable link");
+        }
+        for c in &routed.conflicts {
+            warn!(network = %c.network, nic = %c.nic, reason = %c.reason, "blocks not announced");
+        }
+        (change, recompute, failed)
+    }
+
+    /// Puts the routed networks' BIRD configuration in force; true when it
+    /// is (or there is no BIRD to drive). A refusal or an unreachable BIRD is
+    /// a failure the pass retries with its backoff.
+    pub(super) async fn sync_bird(&self) -> bool {
+        let Some(bird) = &self.bird else {
+            return true;
+        };
+        match bird.apply(&self.view.routed().bird).await {
+            Ok(Applied::Unchanged) => true,
+            Ok(Applied::Reloaded) => {
+                info!("BIRD reloaded with this host's announcements");
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "BIRD configuration not in force; retrying");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! The loop on a routed network, against `MemStore`, `MemoryRoutes` and
+//! `MemoryBird`: routes through the own leaves, source tables and rules, and
+//! BIRD's configuration following the plan.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use railyard_core::fabric::SOURCE_TABLE_FIRST;
+use railyard_core::{keys, route_table_for, HostInventory, IfName, NetworkManifest, Nic, Planner};
+use railyard_store::{MemStore, Store};
+use tokio::sync::{mpsc, watch};
+
+use super::super::{Reconciler, ReconcilerConfig};
+use crate::bgp::{BirdControl, MemoryBird};
+use crate::kernel::memory::MemoryRoutes;
+use crate::kernel::RoutingMode;
+use crate::metrics::Metrics;
+
+const NET: &str = "routed";
+
+fn manifest() -> NetworkManifest {
+    serde_json::from_str(&format!(
+        r#"{{"metadata":{{"name":"{NET}"}},"spec":{{"subnet":"192.168.0.0/16","ipam":{{"hostBlock":6,"interfaceBlock":2}},"masterNets":["10.10.0.0/16","10.11.0.0/16"],"fabric":{{"mode":"routed","bgp":{{"peerAsn":65000}}}}}}}}"#
+    ))
+    .expect("manifest")
+}
+
+/// Host `n`: `rail<k>` at `10.1k.0.(2n+1)/31`, its leaf the even address.
+fn inventory(name: &str, n: u32) -> HostInventory {
+    HostInventory {
+        name: name.to_owned(),
+        nics: (0..2)
+            .map(|k| Nic {
+                name: format!("rail{k}"),
+                addresses: vec![format!("10.1{k}.0.{}/31", 2 * n + 1).parse().expect("addr")],
+                up: true,
+                ..Nic::default()
+            })
+            .collect(),
+    }
+}
+
+/// The spec and the plan, as the planner writes them; `departed` marks one.
+async fn write_network(store: &MemStore, hosts: &[&str], departed: Option<&str>) {
+    let m = manifest();
+    store
+        .put(
+            &keys::network(NET),
+            serde_json::to_vec(&m).expect("json"),
+            None,
+        )
+        .await
+        .expect("spec");
+    let mut planner = Planner::new(&m.validate().expect("valid"), None);
+    let invs: Vec<HostInventory> = (0u32..).zip(hosts).map(|(n, h)| inventory(h, n)).collect();
+    for inv in &invs {
+        planner.upsert_host(inv);
+    }
+    if let Some(h) = departed {
+        planner.remove_host(h, 1);
+    }
+    let mut meta = planner.meta();
+    meta.spec = Some(m.spec.clone());
+    meta.spec_revision = 1;
+    store
+        .put(
+            &keys::plan_meta(NET),
+            serde_json::to_vec(&meta).expect("json"),
+            None,
+        )
+        .await
+        .expect("meta");
+    for (name, plan) in planner.hosts() {
+        store
+            .put(
+                &keys::plan_host(NET, name),
+                serde_json::to_vec(plan).expect("json"),
+                None,
+            )
+            .await
+            .expect("host");
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn name(s: &str) -> IfName {
+    s.parse().expect("name")
+}
+
+#[tokio::test]
+async fn a_routed_host_routes_through_its_leaves_and_announces_its_blocks() {
+    let store = MemStore::new();
+    let kernel = MemoryRoutes::default();
+    for k in 0..2 {
+        let nic = name(&format!("rail{k}"));
+        kernel.add_device(nic);
+        kernel.add_address(&nic, format!("10.1{k}.0.1/31").parse().expect("addr"));
+    }
+    let kernel = Arc::new(kernel);
+    let bird = Arc::new(MemoryBird::new("router id 0.0.0.1;\n"));
+    let (_events, rx) = mpsc::channel(16);
+    let (stop, shutdown) = watch::channel(false);
+    let cfg = ReconcilerConfig {
+        node_name: "a".into(),
+        routing: RoutingMode::OwnTable,
+        rule_priority: 3000,
+        quiet: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+    };
+    let store_dyn: Arc<dyn Store> = Arc::new(store.clone());
+    let r = Reconciler::new(
+        cfg,
+        store_dyn,
+        Arc::clone(&kernel),
+        Arc::new(Metrics::default()),
+    )
+    .with_bird(Arc::clone(&bird) as Arc<dyn BirdControl>);
+    let task = tokio::spawn(r.run(rx, shutdown));
+
+    write_network(&store, &["a", "b", "c"], None).await;
+    let table = route_table_for(NET);
+    let owned = |t: u32| -> Vec<String> {
+        let mut v: Vec<String> = kernel
+            .snapshot()
+            .into_iter()
+            .filter(|a| a.owned && a.route.table == t)
+            .map(|a| {
+                format!(
+                    "{} via {} dev {}",
+                    a.route.dst, a.route.gateway, a.route.dev
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    eventually("routes to b and c through a's leaves", || {
+        owned(table).len() == 4
+    })
+    .await;
+    for r in owned(table) {
+        let leaf = if r.ends_with("rail0") {
+            "10.10.0.0"
+        } else {
+            "10.11.0.0"
+        };
+        assert!(r.contains(&format!("via {leaf} ")), "{r}");
+    }
+    eventually("a source table per rail NIC", || {
+        owned(SOURCE_TABLE_FIRST) == ["0.0.0.0/0 via 10.10.0.0 dev rail0"]
+            && owned(SOURCE_TABLE_FIRST + 1) == ["0.0.0.0/0 via 10.11.0.0 dev rail1"]
+    })
+    .await;
+    let rules: Vec<String> = kernel.rules().iter().map(ToString::to_string).collect();
+    assert!(
+        rules.contains(&format!(
+            "from 10.10.0.1/32 lookup {SOURCE_TABLE_FIRST} priority 3000"
+        )),
+        "{rules:?}"
+    );
+    assert!(
+        rules.contains(&format!("from 192.168.0.0/16 lookup {table} priority 3000")),
+        "{rules:?}"
+    );
+    let want = [
+        "ry_own_rail0_v4",
+        "ry_own_rail1_v4",
+        "ry_rail0_v4",
+        "ry_rail1_v4",
+    ];
+    let mut protocols = Vec::new();
+    for _ in 0..200 {
+        protocols = bird.protocols().await.expect("bird");
+        if protocols == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(protocols, want);
+    let reloads = bird.reloads();
+
+    // A peer leaving changes neither a's announcements nor its BIRD.
+    write_network(&store, &["a", "b", "c"], Some("c")).await;
+    eventually("the route to c gone", || owned(table).len() == 2).await;
+    assert_eq!(bird.reloads(), reloads);
+
+    // a itself leaving: nothing announced, source rules and tables gone.
+    write_network(&store, &["a", "b", "c"], Some("a")).await;
+    eventually("a's announcements withdrawn", || bird.reloads() > reloads).await;
+    assert!(bird.protocols().await.expect("bird").is_empty());
+    eventually("source tables emptied", || {
+        owned(SOURCE_TABLE_FIRST).is_empty() && owned(SOURCE_TABLE_FIRST + 1).is_empty()
+    })
+    .await;
+    eventually("source rules removed", || {
+        kernel.rules().iter().all(|r| r.table < SOURCE_TABLE_FIRST)
+    })
+    .await;
+
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("loop stops")
+        .expect("no panic");
+}
