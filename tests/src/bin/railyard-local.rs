@@ -100,6 +100,11 @@ struct ClusterArgs {
     /// Rail NICs as bonds of two links each (needs the bonding module).
     #[arg(long)]
     bond: bool,
+    /// `l2`: a bridge per rail, one shared subnet (the default). `routed`: a
+    /// leaf per rail running BIRD, each host NIC on a /31 of its own to it,
+    /// host blocks announced over BGP (docs/design/routed-rails.md).
+    #[arg(long, value_parser = ["l2", "routed"], default_value = "l2")]
+    fabric: String,
     /// The network's `spec.ipam.gateway`: an offset in each host block
     /// (`-2`: the last usable IPv4 address), or `none` (ipvlan l3 and l3s
     /// only). Default: offset 1.
@@ -168,6 +173,7 @@ impl ClusterArgs {
         spec.spares = self.spares;
         spec.vlan = self.vlan;
         spec.bond = self.bond;
+        spec.routed = self.fabric == "routed";
         spec.gateway.clone_from(&self.gateway);
         spec.network.clone_from(&self.network);
         spec.etcd_port = self.etcd_port;

@@ -58,6 +58,9 @@ impl Cluster {
             ));
         };
         c.make_topology()?;
+        if c.spec().routed {
+            c.start_leaves()?;
+        }
         step("namespaces, bridges and NICs made", progress);
         c.start_etcd()?;
         step("etcd ready", progress);
@@ -78,6 +81,10 @@ impl Cluster {
         );
         let timeout = Duration::from_secs(30 + c.spec().hosts as u64);
         c.wait_converged(&all, timeout)?;
+        if c.spec().routed {
+            // Pods reach each other once the leaves learned every block.
+            c.wait_leaves(&all, &[], timeout)?;
+        }
         c.prepare_hosts(&all)?;
         step("every host has its routes", progress);
         if c.spec().pods > 0 {
@@ -133,6 +140,9 @@ impl Cluster {
             )));
         }
         topology::make_host(&mut self.state, i)?;
+        if self.spec().routed {
+            self.configure_leaves()?;
+        }
         self.start_daemon(i)?;
         Ok(i)
     }
@@ -142,6 +152,11 @@ impl Cluster {
     /// now rather than after the lease TTL.
     pub fn leave(&mut self, i: usize) -> Result<()> {
         self.stop_daemon(i);
+        // On a routed fabric the host's BIRD goes with it: its sessions close
+        // and the leaves withdraw its blocks.
+        if self.spec().routed {
+            self.stop_host_bird(i);
+        }
         let host = self.spec().host(i);
         self.observer()?.revoke_registration(&host)?;
         Ok(())

@@ -6,6 +6,7 @@
 //! Everything made is first written to the state file (see `state.rs`), so
 //! `down` can always undo `up`, from another process and after any failure.
 
+mod birds;
 pub mod cmd;
 pub mod etcd;
 pub mod etcd_members;

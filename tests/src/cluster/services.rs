@@ -33,7 +33,7 @@ impl Cluster {
     }
 
     /// SIGTERM, then SIGKILL after a grace period.
-    fn stop_role(&mut self, role: &str) {
+    pub(super) fn stop_role(&mut self, role: &str) {
         if let Some(r) = self.record(role) {
             process::stop(&r, self.children.get_mut(role), STOP_GRACE);
             self.children.remove(role);
@@ -123,6 +123,13 @@ impl Cluster {
             self.mount_state_tmpfs(i)?;
             argv.push(format!("--ipam-socket={}", spec.socket(i).display()));
             argv.push(format!("--state-dir={}", spec.daemon_state(i).display()));
+        }
+        if spec.routed {
+            // The BIRD beside the daemon, whose configuration it writes.
+            self.start_host_bird(i)?;
+            let (config, socket) = spec.bird_files(&host);
+            argv.push(format!("--bird-config={}", config.display()));
+            argv.push(format!("--bird-socket={}", socket.display()));
         }
         if let Some(kubeconfig) = &spec.kubeconfig {
             super::forward::api_into(&host, kubeconfig)?;

@@ -101,6 +101,12 @@ pub struct ClusterSpec {
     /// each route-daemon.
     #[serde(default)]
     pub bond: bool,
+    /// A routed fabric (`--fabric routed`, `fabric.rs`): a leaf namespace
+    /// running BIRD per rail instead of a bridge, each host's rail NIC on a
+    /// /31 (/127) of its own to it, a BIRD per host driven by its daemon, and
+    /// the network's `spec.fabric.mode: routed`.
+    #[serde(default)]
+    pub routed: bool,
     /// The MultiNicNetwork's name.
     pub network: String,
     /// etcd's client port; its peer port is the next one.
@@ -188,6 +194,7 @@ impl ClusterSpec {
             ipvlan_mode: IpvlanMode::default(),
             vlan: None,
             bond: false,
+            routed: false,
             network: "rails".into(),
             etcd_port: 23790,
             etcd_members: 1,
@@ -228,6 +235,12 @@ impl ClusterSpec {
         }
         if !(1..=8).contains(&self.rails) {
             return bad(format!("{} rails: 1 to 8 are supported", self.rails));
+        }
+        if self.routed && (self.vlan.is_some() || self.bond || self.spare_count() > 0) {
+            return bad(
+                "a routed fabric takes plain rail NICs: no --vlan, --bond or host-device spares"
+                    .into(),
+            );
         }
         if self.hosts == 0 || self.hosts > self.max_hosts() {
             return bad(format!(
@@ -357,6 +370,25 @@ impl ClusterSpec {
                 .collect();
             manifest["spec"]["ipam"]["pools"] = serde_json::json!(pools);
         }
+        if self.routed {
+            // Each rail's range of links, in the primary family: the planner
+            // puts a NIC on the rail whose range holds its /31.
+            let masters: Vec<String> = (0..self.rails)
+                .map(|j| match self.family.has_v4() {
+                    true => super::fabric::master_net_v4(j).to_string(),
+                    false => super::fabric::master_net_v6(j).to_string(),
+                })
+                .collect();
+            manifest["spec"]["masterNets"] = serde_json::json!(masters);
+            manifest["spec"]["fabric"] = serde_json::json!({
+                "mode": "routed",
+                "bgp": {
+                    "asn": super::fabric::HOST_ASN,
+                    "peerAsn": super::fabric::LEAF_ASN,
+                    "holdTime": super::fabric::HOLD_TIME,
+                },
+            });
+        }
         if let Some(ifacer) = self.ifacer() {
             // Each rail's subnet in the primary family (the planner makes a
             // rail of every masterNets entry): which addresses are rail
@@ -415,6 +447,21 @@ impl ClusterSpec {
         format!("{}fabric", self.prefix)
     }
 
+    /// Rail `j`'s leaf namespace on a routed fabric.
+    pub fn leaf(&self, j: usize) -> String {
+        format!("{}leaf{j}", self.prefix)
+    }
+
+    /// A BIRD's configuration file and control socket (`role` is a leaf's or
+    /// a host's namespace).
+    pub fn bird_files(&self, role: &str) -> (PathBuf, PathBuf) {
+        let dir = self.state_dir.join("bird");
+        (
+            dir.join(format!("{role}.conf")),
+            dir.join(format!("{role}.ctl")),
+        )
+    }
+
     /// Host `i`'s name, which is also its namespace's name (`railyard check`'s
     /// `--host-netns` default).
     pub fn host(&self, i: usize) -> String {
@@ -456,9 +503,19 @@ impl ClusterSpec {
         Ipv6Addr::new(0xfd00, 0x100, j as u16, 0, 0, 0, 0, u16::from(octet(i)))
     }
 
-    /// Host `i`'s NIC addresses on rail `j` with their prefix lengths.
+    /// Host `i`'s NIC addresses on rail `j` with their prefix lengths: on a
+    /// routed fabric its end of its /31 (/127) to the leaf.
     pub fn rail_addrs(&self, i: usize, j: usize) -> Vec<(IpAddr, u8)> {
         let mut out = Vec::new();
+        if self.routed {
+            if self.family.has_v4() {
+                out.push((IpAddr::V4(super::fabric::link_v4(i, j).0), 31));
+            }
+            if self.family.has_v6() {
+                out.push((IpAddr::V6(super::fabric::link_v6(i, j).0), 127));
+            }
+            return out;
+        }
         if self.family.has_v4() {
             out.push((IpAddr::V4(self.rail_v4(i, j)), 24));
         }

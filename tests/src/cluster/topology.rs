@@ -29,9 +29,30 @@ pub fn make_mgmt(state: &mut State) -> Result<()> {
 }
 
 /// The fabric namespace with one bridge per rail. Multicast snooping is off so
-/// IPv6 neighbour discovery is flooded like on a plain switch.
+/// IPv6 neighbour discovery is flooded like on a plain switch. A routed
+/// fabric has a leaf namespace per rail instead (a router: forwarding on,
+/// its BIRD started by the services), and the hosts cable into it.
 pub fn make_fabric(state: &mut State) -> Result<()> {
     let spec = state.spec.clone();
+    if spec.routed {
+        for j in 0..spec.rails {
+            let leaf = spec.leaf(j);
+            state.add_netns(&leaf);
+            state.save()?;
+            netns_add(&leaf)?;
+            ip_batch(Some(&leaf), &["link set lo up".to_owned()])?;
+            sysctl_in(
+                &leaf,
+                &[
+                    "net.ipv4.ip_forward=1",
+                    "net.ipv6.conf.all.forwarding=1",
+                    "net.ipv4.conf.all.rp_filter=0",
+                    "net.ipv4.conf.default.rp_filter=0",
+                ],
+            )?;
+        }
+        return Ok(());
+    }
     let fabric = spec.fabric();
     state.add_netns(&fabric);
     state.save()?;
@@ -76,6 +97,10 @@ pub fn make_host(state: &mut State, i: usize) -> Result<()> {
     ];
     let mut fabric = Vec::new();
     for j in 0..spec.rails {
+        if spec.routed {
+            routed_link(&spec, i, j, &mut lines)?;
+            continue;
+        }
         let nic = rail_nic(&spec, i, j, &mut lines, &mut fabric);
         for (addr, len) in spec.rail_addrs(i, j) {
             // No DAD: the address must work the moment the daemon registers it.
@@ -86,7 +111,13 @@ pub fn make_host(state: &mut State, i: usize) -> Result<()> {
         spares(&spec, i, j, &mut lines, &mut fabric);
     }
     ip_batch(Some(&host), &lines)?;
-    ip_batch(Some(&spec.fabric()), &fabric)?;
+    if spec.routed {
+        for j in 0..spec.rails {
+            ip_batch(Some(&spec.leaf(j)), &leaf_port(&spec, i, j))?;
+        }
+    } else {
+        ip_batch(Some(&spec.fabric()), &fabric)?;
+    }
     // A host routes between its pods and its rails. rp_filter off: a pod's
     // reply may come back on another rail NIC than the one its request left by.
     sysctl_in(
@@ -98,6 +129,42 @@ pub fn make_host(state: &mut State, i: usize) -> Result<()> {
             "net.ipv4.conf.default.rp_filter=0",
         ],
     )
+}
+
+/// Host `i`'s rail `j` on a routed fabric: `rail<j>`, a veth whose peer
+/// `h<i>` is in the leaf's namespace, with the host's end of the /31 (/127).
+fn routed_link(spec: &ClusterSpec, i: usize, j: usize, host: &mut Vec<String>) -> Result<()> {
+    let port = super::fabric::leaf_port(i);
+    host.push(format!(
+        "link add rail{j} type veth peer name {port} netns {}",
+        spec.leaf(j)
+    ));
+    for (addr, len) in spec.rail_addrs(i, j) {
+        let nodad = if addr.is_ipv6() { " nodad" } else { "" };
+        host.push(format!("addr add {addr}/{len} dev rail{j}{nodad}"));
+    }
+    host.push(format!("link set rail{j} up"));
+    Ok(())
+}
+
+/// The leaf's end of host `i`'s rail-`j` link.
+fn leaf_port(spec: &ClusterSpec, i: usize, j: usize) -> Vec<String> {
+    let port = super::fabric::leaf_port(i);
+    let mut lines = Vec::new();
+    if spec.family.has_v4() {
+        lines.push(format!(
+            "addr add {}/31 dev {port}",
+            super::fabric::link_v4(i, j).1
+        ));
+    }
+    if spec.family.has_v6() {
+        lines.push(format!(
+            "addr add {}/127 dev {port} nodad",
+            super::fabric::link_v6(i, j).1
+        ));
+    }
+    lines.push(format!("link set {port} up"));
+    lines
 }
 
 /// Host `i`'s spare links on rail `j` for host-device pods: veths

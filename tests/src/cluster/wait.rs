@@ -47,7 +47,7 @@ impl Cluster {
                         .iter()
                         .filter_map(|&i| {
                             let host = spec.host(i);
-                            let want: BTreeSet<_> = desired_routes(&plan, &host, table)
+                            let want: BTreeSet<_> = expected_routes(&spec, &plan, i, table)
                                 .into_iter()
                                 .map(|r| {
                                     (r.dst.to_string(), r.gateway.to_string(), r.dev.to_string())
@@ -186,4 +186,34 @@ impl Cluster {
             elapsed: start.elapsed(),
         })
     }
+}
+
+/// What host `i`'s table should hold: `desired_routes`, on a routed fabric
+/// through the host's own leaf on each rail (`railyard_core::fabric`).
+fn expected_routes(
+    spec: &super::ClusterSpec,
+    plan: &Plan,
+    i: usize,
+    table: u32,
+) -> Vec<railyard_core::Route> {
+    let host = spec.host(i);
+    let routes = desired_routes(plan, &host, table);
+    if !spec.routed {
+        return routes;
+    }
+    let addresses: Vec<(railyard_core::IfName, ipnet::IpNet)> = (0..spec.rails)
+        .flat_map(|j| {
+            let nic: railyard_core::IfName = format!("rail{j}").parse().expect("a valid name");
+            spec.rail_addrs(i, j)
+                .into_iter()
+                .filter_map(move |(a, len)| Some((nic, ipnet::IpNet::new(a, len).ok()?)))
+        })
+        .collect();
+    let blocks = plan
+        .hosts
+        .get(&host)
+        .map(|h| h.blocks.as_slice())
+        .unwrap_or_default();
+    let (links, _) = railyard_core::fabric::routed_links(blocks, &addresses);
+    railyard_core::fabric::route_via_leaves(routes, &links).0
 }

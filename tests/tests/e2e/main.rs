@@ -26,6 +26,7 @@ mod nic_flap;
 mod outage;
 mod plugin_exec;
 mod pod_policy_routing;
+mod routed;
 mod spec_safety;
 mod static_addresses;
 mod upgrade;
