@@ -91,6 +91,22 @@ impl Cluster {
         Ok(())
     }
 
+    /// Leaf `j` turns rogue: it announces `routes` (IPv4) to every host on
+    /// top of what it learned (`fabric::offered`).
+    pub fn offer_from_leaf(&mut self, j: usize, routes: &[String]) -> Result<()> {
+        let leaf = self.spec().leaf(j);
+        let (config, socket) = self.spec().bird_files(&leaf);
+        let text = self.leaf_text(j) + &fabric::offered(routes);
+        std::fs::write(&config, text).map_err(|e| Error::io("write", &config, e))?;
+        birdc(&socket, &["configure"]).map(|_| ())
+    }
+
+    /// `birdc` on host `i`'s BIRD.
+    pub fn host_birdc(&self, i: usize, args: &[&str]) -> Result<String> {
+        let (_, socket) = self.spec().bird_files(&self.spec().host(i));
+        birdc(&socket, args)
+    }
+
     /// Leaf `j`'s BIRD killed and started again (a leaf restart).
     pub fn restart_leaf(&mut self, j: usize) -> Result<()> {
         let leaf = self.spec().leaf(j);

@@ -65,7 +65,9 @@ pub fn leaf_port(i: usize) -> String {
 /// Leaf `j`'s BIRD configuration for `hosts` hosts: one session per host and
 /// family, what the hosts announce into the leaf's kernel (so it forwards
 /// between them), and re-announced to every host, as a real leaf does (the
-/// hosts accept only what their filter admits, into BIRD only).
+/// hosts accept only what their filter admits, into BIRD only). A static
+/// protocol named `offered`, if a test adds one ([`offered`]), is announced
+/// to every host too: a rogue or misconfigured leaf.
 pub fn leaf_config(j: usize, hosts: usize, v4: bool, v6: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -92,7 +94,7 @@ pub fn leaf_config(j: usize, hosts: usize, v4: bool, v6: bool) -> String {
   direct;
   hold time {HOLD_TIME}; keepalive time 1;
   connect delay time 1; connect retry time 2; error wait time 1, 10;
-  {channel} {{ import all; export where source = RTS_BGP; next hop self; }};
+  {channel} {{ import all; export where source = RTS_BGP || proto = \"offered\"; next hop self; }};
 }}"
             );
         };
@@ -105,6 +107,17 @@ pub fn leaf_config(j: usize, hosts: usize, v4: bool, v6: bool) -> String {
             session("v6", "ipv6", leaf.to_string(), host.to_string());
         }
     }
+    out
+}
+
+/// A static protocol `offered` holding `routes` (IPv4), which [`leaf_config`]'s
+/// sessions announce to the hosts: what a rogue leaf would send.
+pub fn offered(routes: &[String]) -> String {
+    let mut out = String::from("protocol static offered {\n  ipv4;\n");
+    for r in routes {
+        let _ = writeln!(out, "  route {r} blackhole;");
+    }
+    out.push_str("}\n");
     out
 }
 
@@ -152,7 +165,10 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         for (v4, v6) in [(true, false), (false, true), (true, true)] {
-            let text = leaf_config(1, 3, v4, v6);
+            let mut text = leaf_config(1, 3, v4, v6);
+            if v4 {
+                text.push_str(&offered(&["0.0.0.0/0".into(), "10.99.0.0/16".into()]));
+            }
             let sessions = text.matches("protocol bgp").count();
             assert_eq!(sessions, 3 * (usize::from(v4) + usize::from(v6)));
             let path = dir.path().join("leaf.conf");

@@ -3,13 +3,16 @@
 //! host whose configuration the host's route-daemon writes. Pods on every
 //! host reach pods on every other host on every rail through the leaves; a
 //! leaf restart reconverges; a host leaving is withdrawn from the leaves and
-//! its peers' tables. The times are printed (`--nocapture`).
+//! its peers' tables; IPv6 only and dual stack; a leaf offering routes
+//! that are not railyard's (a rogue or misconfigured one) is refused by the
+//! hosts' filters. The times are printed (`--nocapture`).
 //!
 //!     sudo -E cargo test -p railyard-e2e --test e2e -- routed --nocapture
 
 use std::time::{Duration, Instant};
 
 use railyard_core::route_table_for;
+use railyard_e2e::cluster::Family;
 
 use crate::common::{self, TestCluster};
 
@@ -71,4 +74,103 @@ fn routed_fabric_pods_reach_every_host_through_the_leaves() {
     // The others keep their routes, through their leaves.
     c.wait_converged(&[0, 1], Duration::from_secs(20))
         .expect("the remaining hosts' routes");
+}
+
+/// IPv6 only and dual stack: the links are /127s, one BGP session per link
+/// and family, a source table and rule per NIC address.
+fn pods_reach_every_host(name: &str, mgmt_id: u8, family: Family) {
+    let mut s = common::spec(name, mgmt_id);
+    s.routed = true;
+    s.family = family;
+    let mut c = TestCluster::up(s);
+    c.assert_connected(None);
+    // Every leaf holds every host's blocks of its rail, in each family.
+    for j in 0..c.spec().rails {
+        let learned = c.leaf_routes(j).expect("leaf routes");
+        let want = c.leaf_wants(&[0, 1], j).expect("plan");
+        assert_eq!(want.len(), if family == Family::Dual { 4 } else { 2 });
+        for w in want {
+            assert!(learned.contains(&w), "leaf{j} lacks {w}: {learned}");
+        }
+    }
+}
+
+#[test]
+fn routed_fabric_ipv6_pods_are_connected() {
+    pods_reach_every_host("routed-v6", 28, Family::V6);
+}
+
+#[test]
+fn routed_fabric_dual_stack_pods_are_connected() {
+    pods_reach_every_host("routed-dual", 27, Family::Dual);
+}
+
+/// `Import updates:` of a host's session: received, rejected, filtered,
+/// ignored, accepted.
+fn import_updates(c: &TestCluster, i: usize, protocol: &str) -> [u64; 5] {
+    let out = c
+        .host_birdc(i, &["show", "protocols", "all", protocol])
+        .expect("birdc");
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("Import updates:"))
+        .unwrap_or_else(|| panic!("no import statistics: {out}"));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .skip(2)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    n.try_into().expect("five counters")
+}
+
+#[test]
+fn a_rogue_leafs_routes_are_refused_by_every_host() {
+    let mut s = common::spec("routed-rogue", 26);
+    s.routed = true;
+    let mut c = TestCluster::up(s);
+    let before: Vec<[u64; 5]> = (0..2)
+        .map(|i| import_updates(&c, i, "ry_rail0_v4"))
+        .collect();
+    // Leaf 0 announces a default, a foreign prefix, a /25 inside rail 0's
+    // range, rail 1's range and the whole pod subnet.
+    let rogue: Vec<String> = [
+        "0.0.0.0/0",
+        "10.99.0.0/16",
+        "192.168.0.128/25",
+        "192.168.64.0/18",
+        "192.168.0.0/16",
+    ]
+    .map(String::from)
+    .to_vec();
+    c.offer_from_leaf(0, &rogue).expect("leaf 0 turns rogue");
+    for (i, before) in before.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = import_updates(&c, i, "ry_rail0_v4");
+            if now[2] >= before[2] + rogue.len() as u64 {
+                assert_eq!(
+                    now[4], before[4],
+                    "host {i} accepted a rogue route: {now:?}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "host {i}: {now:?}, before {before:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let host = c.spec().host(i);
+        let bird_routes = railyard_e2e::cluster::cmd::ip_in(
+            &host,
+            &["route", "show", "table", "all", "proto", "bird"],
+        )
+        .expect("ip route");
+        assert_eq!(bird_routes, "", "{host}'s kernel took routes from BIRD");
+        let table = c
+            .host_birdc(i, &["show", "route", "protocol", "ry_rail0_v4"])
+            .expect("birdc");
+        assert!(!table.contains("0.0.0.0/0"), "{host}: {table}");
+    }
+    c.assert_connected(None);
 }
