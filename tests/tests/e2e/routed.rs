@@ -174,3 +174,42 @@ fn a_rogue_leafs_routes_are_refused_by_every_host() {
     }
     c.assert_connected(None);
 }
+
+/// One host joining: the time until every peer routes to its blocks (through
+/// its own leaf on a routed fabric, via the new host's NIC on l2) and, on a
+/// routed fabric, until every leaf learned them. `RAILYARD_JOIN_BENCH_HOSTS`
+/// hosts are up before the join (default 6); `docs/benchmarks.md` has the
+/// figures at the largest size measured.
+fn join(name: &str, mgmt_id: u8, routed: bool, hosts: usize) -> (Duration, Option<Duration>) {
+    let mut s = common::spec(name, mgmt_id);
+    s.routed = routed;
+    s.hosts = hosts;
+    s.pods = 0;
+    let mut c = TestCluster::up(s);
+    let t = Instant::now();
+    let joined = c.add_host().expect("a host joins");
+    let all: Vec<usize> = (0..=joined).collect();
+    c.wait_converged(&all, Duration::from_secs(60))
+        .expect("every peer routes to the new host");
+    let routes = t.elapsed();
+    let leaves = routed.then(|| {
+        c.wait_leaves(&all, &[], Duration::from_secs(60))
+            .expect("every leaf learns the new host's blocks");
+        t.elapsed()
+    });
+    (routes, leaves)
+}
+
+#[test]
+fn a_join_reaches_every_peer_through_the_leaves() {
+    let hosts = std::env::var("RAILYARD_JOIN_BENCH_HOSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let (l2, _) = join("routed-join-l2", 25, false, hosts);
+    let (routed, leaves) = join("routed-join", 24, true, hosts);
+    let leaves = leaves.expect("routed");
+    eprintln!(
+        "join into {hosts} hosts x 2 rails: l2 every peer's route {l2:?}; routed every peer's route through its leaf {routed:?}, every leaf holding the new blocks {leaves:?}"
+    );
+}
