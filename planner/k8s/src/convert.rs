@@ -37,9 +37,19 @@ pub fn core_spec(spec: &MultiNicNetworkSpec) -> NetworkSpec {
         }),
         namespaces: spec.namespaces.clone(),
         master_nets: spec.master_nets.clone(),
-        // Routed rails (spec.fabric) are not in the CRD yet: its structural
-        // schema would prune the field anyway (docs/design/routed-rails.md).
-        fabric: None,
+        fabric: spec
+            .fabric
+            .as_ref()
+            .map(|f| railyard_core::fabric::FabricSpec {
+                mode: f.mode.clone(),
+                bgp: f.bgp.as_ref().map(|b| railyard_core::fabric::BgpSpec {
+                    asn: b.asn,
+                    peer_asn: b.peer_asn,
+                    hold_time: b.hold_time,
+                    unknown: Default::default(),
+                }),
+                unknown: Default::default(),
+            }),
         ifacer: spec.ifacer.as_ref().map(|i| IfacerSpec {
             vlan_id: i.vlan_id,
             bonds: i

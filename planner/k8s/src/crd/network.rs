@@ -108,6 +108,12 @@ pub struct MultiNicNetworkSpec {
     /// masterNets addresses onto them). The rest is checked by the controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifacer: Option<IfacerSpec>,
+    /// The rails' mode: `l2` (one shared subnet per rail, the default) or
+    /// `routed` (each host's NIC on a link of its own to its rail's leaf, the
+    /// host's blocks announced over BGP; needs masterNets). The values are
+    /// checked by the controller (docs/design/routed-rails.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fabric: Option<FabricSpec>,
     /// Extra pod routes per rail: `dst` leaves by the pod's interface on `rail`,
     /// via its gateway. The controller checks rail and CIDR.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -122,6 +128,34 @@ pub struct MultiNicNetworkSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub chain: Vec<ChainPluginSpec>,
+}
+
+/// `spec.fabric`.
+#[derive(KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FabricSpec {
+    /// `l2` or `routed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub mode: Option<String>,
+    /// With `routed`: the BGP sessions to the leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpSpec>,
+}
+
+/// `spec.fabric.bgp`.
+#[derive(KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpSpec {
+    /// Every host's AS; 64512 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<i64>,
+    /// The leaves' AS (required with `routed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_asn: Option<i64>,
+    /// Seconds, 3 to 65535; 9 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_time: Option<i64>,
 }
 
 /// `spec.devices`.

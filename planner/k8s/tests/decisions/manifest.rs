@@ -74,3 +74,35 @@ fn an_invalid_spec_is_refused_with_field_and_value() {
     assert_eq!(condition(&status, "Ready").status, "False");
     assert_eq!(status.nad_name, None, "no NAD for an invalid spec");
 }
+
+#[test]
+fn a_routed_fabric_reaches_the_manifest() {
+    let net = network(|v| {
+        v["spec"]["masterNets"] = json!(["10.110.0.0/16", "10.111.0.0/16"]);
+        v["spec"]["fabric"] =
+            json!({"mode": "routed", "bgp": {"asn": 64512, "peerAsn": 65000, "holdTime": 9}});
+    });
+    let m = convert::manifest(&net);
+    let n = m.validate().expect("valid");
+    assert_eq!(
+        n.spec.fabric().unwrap(),
+        railyard_core::fabric::Fabric::Routed(railyard_core::fabric::Bgp {
+            asn: 64_512,
+            peer_asn: 65_000,
+            hold_time: 9
+        })
+    );
+    // Without it, nothing is added to the stored bytes.
+    let plain = serde_json::to_string(&convert::manifest(&sample())).unwrap();
+    assert!(!plain.contains("fabric"), "{plain}");
+    // The controller refuses a bad value naming it.
+    let bad = network(|v| {
+        v["spec"]["masterNets"] = json!(["10.110.0.0/16"]);
+        v["spec"]["fabric"] = json!({"mode": "routed", "bgp": {"peerAsn": 64512}});
+    });
+    let err = convert::manifest(&bad).validate().unwrap_err();
+    assert_eq!(
+        invalid_field(err),
+        ("spec.fabric.bgp.peerAsn".into(), "64512".into())
+    );
+}
