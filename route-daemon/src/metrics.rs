@@ -68,6 +68,12 @@ pub struct Metrics {
     pub registration: Family<StateLabel, Gauge>,
     pub registrations: Counter,
     pub store_errors: Counter,
+    /// Routed rails (`docs/design/routed-rails.md`): BIRD reloads that went
+    /// through, applies refused or unanswered (retried), and routed blocks
+    /// whose NIC has no usable link to a leaf.
+    pub bird_reloads: Counter,
+    pub bird_failures: Counter,
+    pub routed_links_missing: Gauge,
     /// The allocation service's metrics, on the same endpoint.
     pub ipam: Arc<IpamMetrics>,
 }
@@ -87,6 +93,9 @@ impl Default for Metrics {
             registration: Family::default(),
             registrations: Counter::default(),
             store_errors: Counter::default(),
+            bird_reloads: Counter::default(),
+            bird_failures: Counter::default(),
+            routed_links_missing: Gauge::default(),
             ipam: Arc::new(IpamMetrics::new(&mut registry)),
             registry: Registry::default(),
         };
@@ -145,6 +154,21 @@ impl Default for Metrics {
             "store_errors",
             "Failed etcd calls and interrupted watches (retried)",
             m.store_errors.clone(),
+        );
+        r.register(
+            "bird_reloads",
+            "BIRD configurations put in force (routed rails: this host's announcements)",
+            m.bird_reloads.clone(),
+        );
+        r.register(
+            "bird_failures",
+            "BIRD configurations refused or BIRD not answering; retried with backoff",
+            m.bird_failures.clone(),
+        );
+        r.register(
+            "routed_links_missing",
+            "Routed blocks of this host whose NIC has no usable link to its leaf",
+            m.routed_links_missing.clone(),
         );
         let m = Metrics { registry, ..m };
         m.set_registration(RegistrationState::Unregistered);

@@ -88,6 +88,9 @@ impl<K: Kernel + 'static> Reconciler<K> {
             self.cfg.rule_priority,
         );
         let routed = self.view.routed();
+        self.metrics
+            .routed_links_missing
+            .set(i64::try_from(routed.problems.len()).unwrap_or(i64::MAX));
         for p in &routed.problems {
             warn!(problem = %p, "routed rail without a usable link");
         }
@@ -108,10 +111,12 @@ impl<K: Kernel + 'static> Reconciler<K> {
             Ok(Applied::Unchanged) => true,
             Ok(Applied::Reloaded) => {
                 info!("BIRD reloaded with this host's announcements");
+                self.metrics.bird_reloads.inc();
                 true
             }
             Err(e) => {
                 warn!(error = %e, "BIRD configuration not in force; retrying");
+                self.metrics.bird_failures.inc();
                 false
             }
         }

@@ -118,13 +118,9 @@ async fn a_routed_host_routes_through_its_leaves_and_announces_its_blocks() {
         max_delay: Duration::from_millis(50),
     };
     let store_dyn: Arc<dyn Store> = Arc::new(store.clone());
-    let r = Reconciler::new(
-        cfg,
-        store_dyn,
-        Arc::clone(&kernel),
-        Arc::new(Metrics::default()),
-    )
-    .with_bird(Arc::clone(&bird) as Arc<dyn BirdControl>);
+    let metrics = Arc::new(Metrics::default());
+    let r = Reconciler::new(cfg, store_dyn, Arc::clone(&kernel), Arc::clone(&metrics))
+        .with_bird(Arc::clone(&bird) as Arc<dyn BirdControl>);
     let task = tokio::spawn(r.run(rx, shutdown));
 
     write_network(&store, &["a", "b", "c"], None).await;
@@ -188,15 +184,24 @@ async fn a_routed_host_routes_through_its_leaves_and_announces_its_blocks() {
     }
     assert_eq!(protocols, want);
     let reloads = bird.reloads();
+    assert_eq!(metrics.bird_reloads.get(), reloads);
+    assert_eq!(metrics.bird_failures.get(), 0);
+    assert_eq!(metrics.routed_links_missing.get(), 0);
 
     // A peer leaving changes neither a's announcements nor its BIRD.
     write_network(&store, &["a", "b", "c"], Some("c")).await;
     eventually("the route to c gone", || owned(table).len() == 2).await;
     assert_eq!(bird.reloads(), reloads);
 
-    // a itself leaving: nothing announced, source rules and tables gone.
+    // a itself leaving, while its BIRD does not answer: the failure is
+    // counted and retried; once BIRD is back nothing is announced, and the
+    // source rules and tables are gone.
+    bird.stop();
     write_network(&store, &["a", "b", "c"], Some("a")).await;
+    eventually("a failure counted", || metrics.bird_failures.get() > 0).await;
+    bird.start();
     eventually("a's announcements withdrawn", || bird.reloads() > reloads).await;
+    assert_eq!(metrics.bird_reloads.get(), bird.reloads());
     assert!(bird.protocols().await.expect("bird").is_empty());
     eventually("source tables emptied", || {
         owned(SOURCE_TABLE_FIRST).is_empty() && owned(SOURCE_TABLE_FIRST + 1).is_empty()
