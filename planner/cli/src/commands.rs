@@ -7,8 +7,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use railyard_core::spec::overlaps;
 use railyard_core::{
-    desired_routes, keys, route_table_for, HostInventory, HostPlan, Layout, NetworkManifest, Plan,
-    PlanMeta, Tombstone,
+    keys, route_table_for, HostInventory, HostPlan, Layout, NetworkManifest, Plan, PlanMeta,
+    Tombstone,
 };
 use railyard_store::Store;
 use serde::Serialize;
@@ -441,7 +441,27 @@ pub async fn describe_host(store: &dyn Store, name: &str) -> Result<String> {
                 b.nic_address
             );
         }
-        let routes = desired_routes(p, name, route_table_for(&p.network));
+        // A routed network's routes go through the host's own leaves: the
+        // accepted spec says which, the registration where the links are.
+        let fabric = match store.get(&keys::plan_meta(&p.network)).await? {
+            Some(kv) => kv
+                .decode_json::<PlanMeta>()?
+                .spec
+                .map(|s| s.fabric().unwrap_or_default())
+                .unwrap_or_default(),
+            None => railyard_core::fabric::Fabric::L2,
+        };
+        let addresses = inventory
+            .as_ref()
+            .map(railyard_core::fabric::inventory_addresses)
+            .unwrap_or_default();
+        let routes = railyard_core::fabric::host_routes(
+            p,
+            fabric,
+            name,
+            route_table_for(&p.network),
+            &addresses,
+        );
         let _ = writeln!(
             out,
             "  expected routes: {} (table {})",

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use railyard_core::fabric::{host_routes, inventory_addresses};
 use railyard_core::{
-    desired_routes, plan, route_table_for, HostInventory, InventoryFile, Network, NetworkManifest,
-    Plan,
+    plan, route_table_for, HostInventory, InventoryFile, Network, NetworkManifest, Plan,
 };
 use serde::{Deserialize, Serialize};
 
@@ -183,11 +183,24 @@ impl std::str::FromStr for TableChoice {
     }
 }
 
-/// `host`'s routes across all networks, in the route-daemon's order.
-pub fn routes_output(plans: &[Plan], host: &str, table: TableChoice) -> Result<Vec<RouteOutput>> {
+/// `host`'s routes across all networks, in the route-daemon's order: on a
+/// routed network (`spec.fabric`) through the host's own leaf on each rail,
+/// the other end of its link in `hosts` (`plans` are `networks`' plans).
+pub fn routes_output(
+    plans: &[Plan],
+    networks: &[Network],
+    hosts: &[HostInventory],
+    host: &str,
+    table: TableChoice,
+) -> Result<Vec<RouteOutput>> {
     let mut known = false;
     let mut out = Vec::new();
-    for p in plans {
+    let addresses = hosts
+        .iter()
+        .find(|h| h.name == host)
+        .map(inventory_addresses)
+        .unwrap_or_default();
+    for (p, n) in plans.iter().zip(networks) {
         if let Some(u) = p.unplanned.iter().find(|u| u.host == host) {
             return Err(CliError::Usage(format!(
                 "--routes: host {host:?} is unplanned in network {}: {}",
@@ -199,7 +212,9 @@ pub fn routes_output(plans: &[Plan], host: &str, table: TableChoice) -> Result<V
             TableChoice::PerNetwork => route_table_for(&p.network),
             TableChoice::Fixed(t) => t,
         };
-        out.extend(desired_routes(p, host, t).into_iter().map(|r| RouteOutput {
+        let fabric = n.spec.fabric().unwrap_or_default();
+        let routes = host_routes(p, fabric, host, t, &addresses);
+        out.extend(routes.into_iter().map(|r| RouteOutput {
             dst: r.dst.to_string(),
             gateway: r.gateway.to_string(),
             dev: r.dev.to_string(),

@@ -26,7 +26,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             let plans = offline::plan_all(&networks, &hosts);
             match routes {
-                Some(host) => print(output, &offline::routes_output(&plans, &host, table)?, None),
+                Some(host) => print(
+                    output,
+                    &offline::routes_output(&plans, &networks, &hosts, &host, table)?,
+                    None,
+                ),
                 None => print(output, &offline::plan_output(&plans), None),
             }
         }

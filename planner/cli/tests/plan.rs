@@ -189,3 +189,74 @@ fn capacity_shows_the_host_block_trade_off() {
         "{text}"
     );
 }
+
+#[test]
+fn a_routed_networks_routes_go_through_the_hosts_own_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = write(
+        &dir,
+        "net.yaml",
+        r#"
+metadata: {name: routed}
+spec:
+  subnet: "192.168.0.0/16"
+  ipam: {hostBlock: 6, interfaceBlock: 2}
+  masterNets: [10.110.0.0/16, 10.111.0.0/16]
+  fabric: {mode: routed, bgp: {peerAsn: 65000}}
+"#,
+    );
+    let hosts = write(
+        &dir,
+        "hosts.yaml",
+        r#"
+hosts:
+- name: a
+  nics:
+  - {name: rail0, addresses: [10.110.0.1/31]}
+  - {name: rail1, addresses: [10.111.0.1/31]}
+- name: b
+  nics:
+  - {name: rail0, addresses: [10.110.0.3/31]}
+  - {name: rail1, addresses: [10.111.0.3/31]}
+"#,
+    );
+    let out = railyard(&[
+        "plan",
+        "-f",
+        &net,
+        "--inventory",
+        &hosts,
+        "--routes",
+        "a",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} via {} dev {}",
+                r["dst"].as_str().unwrap(),
+                r["gateway"].as_str().unwrap(),
+                r["dev"].as_str().unwrap()
+            )
+        })
+        .collect();
+    // b's blocks, each through a's own leaf on the rail (the other end of
+    // a's /31), not via b's NIC address, which is not on-link for a.
+    assert_eq!(
+        shown,
+        [
+            "192.168.1.0/24 via 10.110.0.0 dev rail0",
+            "192.168.65.0/24 via 10.111.0.0 dev rail1"
+        ]
+    );
+}

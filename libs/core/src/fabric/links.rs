@@ -13,9 +13,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
+use super::Fabric;
 use crate::ifname::IfName;
-use crate::plan::Block;
-use crate::routes::Route;
+use crate::inventory::HostInventory;
+use crate::plan::{Block, Plan};
+use crate::routes::{desired_routes, Route};
 
 /// One of the host's links to a leaf: the NIC, the host's address on the
 /// link (with the link's prefix) and the leaf's.
@@ -164,4 +166,38 @@ pub fn route_via_leaves(routes: Vec<Route>, links: &[RoutedLink]) -> (Vec<Route>
         }
     }
     (kept, dropped)
+}
+
+/// Every address of a host's NICs with its prefix, as [`routed_links`]
+/// takes them. Names the kernel would refuse are left out.
+pub fn inventory_addresses(host: &HostInventory) -> Vec<(IfName, IpNet)> {
+    host.nics
+        .iter()
+        .filter_map(|n| Some((IfName::new(&n.name).ok()?, &n.addresses)))
+        .flat_map(|(name, addrs)| addrs.iter().map(move |a| (name, *a)))
+        .collect()
+}
+
+/// The routes host `me` holds for a network of `fabric` in `table`:
+/// `desired_routes`, and on a routed fabric through the host's own leaves
+/// (its link addresses in `addresses`; a rail without one has no route).
+/// What the route-daemon programs, for displays and checks outside it.
+pub fn host_routes(
+    plan: &Plan,
+    fabric: Fabric,
+    me: &str,
+    table: u32,
+    addresses: &[(IfName, IpNet)],
+) -> Vec<Route> {
+    let routes = desired_routes(plan, me, table);
+    if !fabric.is_routed() {
+        return routes;
+    }
+    let mine = plan
+        .hosts
+        .get(me)
+        .map(|h| h.blocks.as_slice())
+        .unwrap_or_default();
+    let (links, _) = routed_links(mine, addresses);
+    route_via_leaves(routes, &links).0
 }

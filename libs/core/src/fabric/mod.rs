@@ -20,7 +20,10 @@ pub mod links;
 pub mod sessions;
 pub mod source;
 
-pub use links::{leaf_gateway, route_via_leaves, routed_links, LinkProblem, RoutedLink};
+pub use links::{
+    host_routes, inventory_addresses, leaf_gateway, route_via_leaves, routed_links, LinkProblem,
+    RoutedLink,
+};
 pub use sessions::{
     bird_safe, router_id, sessions, AcceptRange, RoutedNetwork, Session, SessionConflict,
 };
