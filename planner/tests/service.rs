@@ -202,3 +202,70 @@ async fn a_renumbering_spec_change_is_refused_while_hosts_hold_pods_unless_force
     assert_eq!(status.hosts_unplanned.len(), 1, "{status:?}");
     planner.shutdown().await;
 }
+
+/// A moved gateway is an address pods may hold (the daemons' shims would
+/// take it from them): refused while any host holds pods, unless forced.
+#[tokio::test]
+async fn a_gateway_change_is_refused_while_pods_hold_addresses_unless_forced() {
+    let c = Cluster::start().await;
+    c.apply("rails", IPAM, "").await;
+    let planner = c.planner(fast_config("p1", Duration::from_secs(600)));
+    for n in 0..2 {
+        c.register(&host(&format!("h{n}"), n, 2), 30).await;
+    }
+    // Applied: the status has seen this very spec write and says Ready.
+    let applied = |what: &'static str| {
+        let c = &c;
+        async move {
+            let rev = c
+                .store
+                .get(&keys::network("rails"))
+                .await
+                .unwrap()
+                .expect("the spec")
+                .mod_revision;
+            wait_for(Duration::from_secs(10), what, || async {
+                c.status("rails")
+                    .await
+                    .filter(|s| s.condition == Condition::Ready && s.applied_revision >= rev)
+            })
+            .await
+        }
+    };
+    applied("planned").await;
+    // No pods yet: the gateway moves freely.
+    let moved = r#"{"hostBlock": 6, "interfaceBlock": 2, "gateway": {"offset": 5}}"#;
+    c.apply("rails", moved, "").await;
+    applied("moved gateway applied").await;
+    c.store
+        .put(
+            &keys::allocation("rails", "h1", "c1", "net1"),
+            b"{}".to_vec(),
+            None,
+        )
+        .await
+        .unwrap();
+    let again = r#"{"hostBlock": 6, "interfaceBlock": 2, "gateway": {"offset": 7}}"#;
+    c.apply("rails", again, "").await;
+    let status = wait_for(Duration::from_secs(10), "refusal in status", || async {
+        c.status("rails")
+            .await
+            .filter(|s| s.condition == Condition::Invalid)
+    })
+    .await;
+    let err = status.last_error.unwrap();
+    assert!(
+        err.contains("spec.ipam.gateway") && err.contains("{offset: 5}") && err.contains("refused"),
+        "{err}"
+    );
+    // Forced: applied.
+    c.apply_yaml(
+        "rails",
+        &format!(
+            "metadata:\n  name: rails\n  annotations: {{railyard.dev/allow-renumber: \"true\"}}\nspec:\n  subnet: 192.168.0.0/16\n  ipam: '{again}'\n"
+        ),
+    )
+    .await;
+    applied("forced gateway applied").await;
+    planner.shutdown().await;
+}

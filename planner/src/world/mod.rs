@@ -179,10 +179,28 @@ impl World {
             None => st.loaded.clone(),
         };
         let planner = Planner::new(&net, previous.as_ref());
-        if !planner.renumbered().is_empty() && !forced {
+        let mut renumbered = planner.renumbered().to_vec();
+        // A moved gateway is an address every host's pods may hold: the
+        // daemons' gateway shims would take it from them.
+        let old_gateway = st
+            .accepted
+            .as_ref()
+            .and_then(|a| a.spec.validate(name).ok())
+            .map(|n| n.gateway);
+        if let Some(old) = old_gateway.filter(|g| *g != net.gateway) {
+            renumbered.push(Renumber {
+                subject: "every host block's gateway".into(),
+                old_index: 0,
+                reason: format!(
+                    "spec.ipam.gateway moves it from {old} to {}, an address a pod may hold",
+                    net.gateway
+                ),
+            });
+        }
+        if !renumbered.is_empty() && !forced {
             return SpecOutcome::NeedsApproval(Box::new(PendingChange {
                 network: name.to_string(),
-                renumbered: planner.renumbered().to_vec(),
+                renumbered,
                 planner,
                 accepted,
             }));
