@@ -6,7 +6,7 @@
 //!
 //! This module is the spec field and its validation; the decisions a routed
 //! host makes from the plan are in [`links`] (the leaf gateway and the routes
-//! through it), [`sessions`] (what BGP announces and accepts on each link) and
+//! through it), [`sessions`](mod@sessions) (what BGP announces and accepts on each link) and
 //! [`source`] (the per-NIC source routing tables).
 
 use std::collections::BTreeMap;
