@@ -20,5 +20,6 @@ mod loud;
 mod multus;
 mod nads;
 mod rbac;
+mod routed_rails;
 mod scale;
 mod status_views;
