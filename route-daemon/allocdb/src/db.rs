@@ -310,9 +310,12 @@ impl AllocDb {
                     let mut lsn = g.log(Record::Release(vec![id.clone()]))?;
                     g.push_change(&self.opts, lsn, Change::Released(id.clone()));
                     // A StatefulSet pod's addresses stay held for its name
-                    // (`retain.rs`). Logged after the release: a crash between
-                    // the two loses the retention, never holds twice.
-                    if crate::retain::keeps(&att) {
+                    // (`retain.rs`), unless its successor is already attached
+                    // (the runtime added the new sandbox before it deleted the
+                    // old one): nobody would take them over. Logged after the
+                    // release: a crash between the two loses the retention,
+                    // never holds twice.
+                    if crate::retain::keeps(&att) && !g.core.has_successor(&att) {
                         let kept = Arc::new(crate::retain::placeholder(&att));
                         g.core.claim(Arc::clone(&kept));
                         lsn = g.log(Record::Add(Arc::clone(&kept)))?;

@@ -557,6 +557,21 @@ impl Core {
             .collect()
     }
 
+    /// Whether another attachment of `att`'s pod (by namespace and name) on
+    /// the same network and interface is held here: a StatefulSet pod's
+    /// successor that was added before its predecessor's DEL.
+    pub fn has_successor(&self, att: &Attachment) -> bool {
+        self.networks.get(&att.id.network).is_some_and(|n| {
+            n.attachments.values().any(|a| {
+                a.id != att.id
+                    && a.id.ifname == att.id.ifname
+                    && !a.id.is_retained()
+                    && a.pod.namespace == att.pod.namespace
+                    && a.pod.name == att.pod.name
+            })
+        })
+    }
+
     pub fn live(&self) -> usize {
         self.networks.values().map(|n| n.attachments.len()).sum()
     }

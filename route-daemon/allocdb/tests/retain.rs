@@ -86,6 +86,23 @@ async fn other_pods_free_on_del_and_another_name_does_not_take_them() {
 }
 
 #[tokio::test]
+async fn a_successor_added_before_the_old_pods_del_leaves_nothing_retained() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_with(dir.path(), two_rails()).await;
+    let two = nics(&["eth0", "eth1"]);
+    let old = addrs(&db.add(&sts_pod("c1", "pg-0"), &two, &[]).await.unwrap());
+    // The runtime adds the new sandbox first: fresh addresses.
+    let new = addrs(&db.add(&sts_pod("c2", "pg-0"), &two, &[]).await.unwrap());
+    assert!(!new.iter().any(|a| old.contains(a)));
+    // The old one's DEL then frees its addresses: nobody would take them over.
+    db.del(&id("c1")).await.unwrap();
+    let all = db.attachments(None).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].id.container_id, "c2");
+    assert_consistent(&db).await;
+}
+
+#[tokio::test]
 async fn retained_addresses_the_pod_cannot_have_now_are_freed_for_fresh_ones() {
     let dir = tempfile::tempdir().unwrap();
     let db = open_with(dir.path(), two_rails()).await;
