@@ -241,19 +241,7 @@ impl CniEnv {
                 reason: format!("expected one of {}", command_list()),
             })?,
         };
-        let missing: Vec<&'static str> = command
-            .required()
-            .iter()
-            .copied()
-            .filter(|name| get(name).is_none())
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::MissingEnv {
-                command,
-                names: missing,
-            });
-        }
-        let path = get(CNI_PATH)
+        let path: Vec<PathBuf> = get(CNI_PATH)
             .map(|p| {
                 p.split(':')
                     .filter(|s| !s.is_empty())
@@ -261,6 +249,22 @@ impl CniEnv {
                     .collect()
             })
             .unwrap_or_default();
+        // A CNI_PATH of separators only (":") names no directory: missing,
+        // as an empty one is (found by the cni_invocation fuzz target: such
+        // a GC was accepted, but the environment handed to a delegate then
+        // had no CNI_PATH and was refused).
+        let missing: Vec<&'static str> = command
+            .required()
+            .iter()
+            .copied()
+            .filter(|name| get(name).is_none() || (*name == CNI_PATH && path.is_empty()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::MissingEnv {
+                command,
+                names: missing,
+            });
+        }
         if !command.is_attachment() {
             // GC, STATUS and VERSION concern no attachment; whatever else the
             // runtime left in the environment is not ours to judge.
@@ -503,6 +507,12 @@ mod tests {
         let parsed = CniEnv::from_map(&m).unwrap();
         assert_eq!(parsed.attachment, None);
         assert_eq!(parsed.path.len(), 2);
+        // A CNI_PATH naming no directory is missing, as an empty one is.
+        m.insert(CNI_PATH.into(), ":".into());
+        assert!(matches!(
+            CniEnv::from_map(&m),
+            Err(Error::MissingEnv { names, .. }) if names == [CNI_PATH]
+        ));
     }
 
     #[test]
