@@ -3,7 +3,7 @@
 //! the daemon never gets as far as the kernel.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -115,10 +115,7 @@ fn a_kubeconfig_that_cannot_be_read_stops_the_daemon() {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    railyard_test_support::free_port()
 }
 
 fn scrape(port: u16) -> Option<String> {

@@ -214,9 +214,7 @@ mod tests {
         let c: Counter = Counter::default();
         registry.register("scrapes_seen", "A test counter", c.clone());
         c.inc_by(3);
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        let addr = probe.local_addr().expect("addr");
-        drop(probe);
+        let addr = ([127, 0, 0, 1], railyard_test_support::free_port()).into();
         let server = tokio::spawn(serve(addr, Arc::new(One(registry))));
         let mut conn = loop {
             match tokio::net::TcpStream::connect(addr).await {
@@ -239,9 +237,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_never_sends_its_head_is_dropped() {
         let timeout = std::time::Duration::from_millis(200);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        let addr = listener.local_addr().expect("addr");
-        drop(listener);
+        let addr = ([127, 0, 0, 1], railyard_test_support::free_port()).into();
         let server = tokio::spawn(serve_with_timeout(
             addr,
             Arc::new(One(Registry::default())),

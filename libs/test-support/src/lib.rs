@@ -3,8 +3,10 @@
 //! network namespaces with `ip` run in them. A dev-dependency only.
 
 pub mod netns;
+pub mod ports;
 
 pub use netns::{ip, run_in_netns, NamedNetns, NetnsError};
+pub use ports::{free_port, free_ports};
 
 /// Fails (never skips) when not root: a green run without root would claim
 /// kernel behaviour nobody checked. `package` goes into the hint

@@ -82,15 +82,10 @@ fn healthy(addr: SocketAddr) -> bool {
     body.contains("\"health\":\"true\"")
 }
 
-/// A port pair (client, client + 1) nobody listens on right now, for tests that
-/// run clusters side by side.
+/// A port pair (client, client + 1) nobody listens on, for tests that run
+/// clusters side by side: below the ephemeral range, so that no test's
+/// outgoing connection takes the peer port before etcd binds it
+/// ([`railyard_test_support::ports`]).
 pub fn free_port_pair() -> Option<u16> {
-    for _ in 0..50 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
-        let port = l.local_addr().ok()?.port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return Some(port);
-        }
-    }
-    None
+    railyard_test_support::ports::try_free_ports(2)
 }

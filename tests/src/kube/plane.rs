@@ -4,7 +4,7 @@
 //! process too) can always stop it.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -359,11 +359,15 @@ fn stop_all(processes: &[ProcRecord], children: &mut [Child]) {
     }
 }
 
+/// A port below the ephemeral range ([`railyard_test_support::ports`]).
 fn free_port() -> Result<u16> {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| Error::io("pick a free port", "127.0.0.1:0", e))
+    railyard_test_support::ports::try_free_ports(1).ok_or_else(|| {
+        Error::io(
+            "pick a free port",
+            "127.0.0.1",
+            std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free loopback port"),
+        )
+    })
 }
 
 fn etcd_healthy(addr: SocketAddr) -> bool {

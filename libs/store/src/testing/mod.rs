@@ -15,7 +15,7 @@ pub use cluster::EtcdCluster;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -275,11 +275,11 @@ pub(crate) fn harness_error(bin: &Path, message: String) -> StoreError {
     }
 }
 
+/// A port below the ephemeral range, so that no outgoing connection takes it
+/// before etcd binds it ([`railyard_test_support::ports`]).
 fn free_port(bin: &Path) -> Result<u16, StoreError> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| harness_error(bin, format!("no free port: {e}")))
+    railyard_test_support::ports::try_free_ports(1)
+        .ok_or_else(|| harness_error(bin, "no free loopback port".into()))
 }
 
 /// etcd serves `/health` on its metrics port in plain HTTP; it reports healthy only
