@@ -7,6 +7,7 @@
 //! order, each starting from where the previous one left BIRD.
 
 use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use railyard_core::fabric::{AcceptRange, Bgp, Session};
@@ -74,6 +75,9 @@ pub async fn run_all<F: BirdFixture>(f: &F) {
     let (a, b) = (text(1), text(2));
     let port = f.port();
 
+    let case = "no beat yet: none is reported";
+    assert_eq!(port.last_beat().await, Ok(None), "{case}");
+
     let case = "a new text is written and reloaded";
     assert_eq!(port.apply(&a).await, Ok(Applied::Reloaded), "{case}");
     in_force::<F>(port, &a, case).await;
@@ -109,4 +113,21 @@ pub async fn run_all<F: BirdFixture>(f: &F) {
     assert_eq!(fresh.apply(&a).await, Ok(Applied::Reloaded), "{case}");
     assert_eq!(fresh.apply(&a).await, Ok(Applied::Unchanged), "{case}");
     in_force::<F>(&fresh, &a, case).await;
+
+    let case = "a beat is seen by every port, and a later beat is later";
+    let before = SystemTime::now() - Duration::from_secs(2);
+    port.beat().await.expect(case);
+    let first = fresh.last_beat().await.expect(case).expect(case);
+    let after = SystemTime::now() + Duration::from_secs(2);
+    assert!(before <= first && first <= after, "{case}: {first:?}");
+    // File times may be as coarse as the kernel's tick: wait past it.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fresh.beat().await.expect(case);
+    let second = port.last_beat().await.expect(case).expect(case);
+    assert!(second > first, "{case}: {first:?} then {second:?}");
+
+    let case = "BIRD down or up, beats go on (the guard starts BIRD on them)";
+    f.stop_bird().await;
+    port.beat().await.expect(case);
+    f.start_bird().await;
 }

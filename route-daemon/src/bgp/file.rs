@@ -10,11 +10,12 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use tokio::process::Command;
 
-use super::port::{Applied, BirdControl, BirdError};
+use super::port::{heartbeat_path, Applied, BirdControl, BirdError};
 
 /// Debian's paths (`bird2`).
 pub const BIRD: &str = "/usr/sbin/bird";
@@ -129,5 +130,27 @@ impl BirdControl for BirdFile {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// Rewrites `<config>.alive`; its modification time is the beat (the
+    /// text, seconds since the epoch, is for people reading the directory).
+    async fn beat(&self) -> Result<(), BirdError> {
+        let path = heartbeat_path(&self.config);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        tokio::fs::write(&path, format!("{now}\n"))
+            .await
+            .map_err(|e| BirdError::Io(format!("{}: {e}", path.display())))
+    }
+
+    async fn last_beat(&self) -> Result<Option<SystemTime>, BirdError> {
+        let path = heartbeat_path(&self.config);
+        match tokio::fs::metadata(&path).await.and_then(|m| m.modified()) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BirdError::Io(format!("{}: {e}", path.display()))),
+        }
     }
 }

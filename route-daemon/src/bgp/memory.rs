@@ -9,6 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
@@ -22,6 +23,7 @@ struct World {
     running: Option<String>,
     down: bool,
     reloads: u64,
+    beat: Option<SystemTime>,
 }
 
 #[derive(Debug)]
@@ -76,6 +78,11 @@ impl MemoryBird {
         }
     }
 
+    /// What the file holds now.
+    pub fn file(&self) -> Option<String> {
+        self.lock().file.clone()
+    }
+
     /// How many reloads went through, through any port.
     pub fn reloads(&self) -> u64 {
         self.lock().reloads
@@ -128,5 +135,14 @@ impl BirdControl for MemoryBird {
             Some(text) => Ok(declared_protocols(text)),
             None => Err(BirdError::Unreachable("no BIRD on the socket".into())),
         }
+    }
+
+    async fn beat(&self) -> Result<(), BirdError> {
+        self.lock().beat = Some(SystemTime::now());
+        Ok(())
+    }
+
+    async fn last_beat(&self) -> Result<Option<SystemTime>, BirdError> {
+        Ok(self.lock().beat)
     }
 }

@@ -11,10 +11,11 @@ pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod file;
+pub mod guard;
 pub mod memory;
 pub mod port;
 
 pub use config::render;
 pub use file::BirdFile;
 pub use memory::MemoryBird;
-pub use port::{declared_protocols, Applied, BirdControl, BirdError};
+pub use port::{declared_protocols, heartbeat_path, Applied, BirdControl, BirdError};

@@ -5,6 +5,9 @@
 //! tested on; both pass one suite (`super::conformance`, feature
 //! `conformance`).
 
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 
 /// What [`BirdControl::apply`] did.
@@ -44,6 +47,25 @@ pub trait BirdControl: Send + Sync {
 
     /// The railyard protocols (names starting `ry_`) BIRD runs now, sorted.
     async fn protocols(&self) -> Result<Vec<String>, BirdError>;
+
+    /// Says the daemon is alive and follows the plan. The BIRD guard
+    /// (`railyard-bird-guard`, [`super::guard`]) stops BIRD, and so withdraws
+    /// this host's blocks from its leaves, once the daemon has been silent
+    /// for the planner's grace period: after that the planner may give the
+    /// blocks to another host.
+    async fn beat(&self) -> Result<(), BirdError>;
+
+    /// When the daemon last beat, through any port on this BIRD; `None`
+    /// when it never did.
+    async fn last_beat(&self) -> Result<Option<SystemTime>, BirdError>;
+}
+
+/// The heartbeat file beside a BIRD configuration file (`<config>.alive`):
+/// the one place the daemon and the guard agree on it.
+pub fn heartbeat_path(config: &Path) -> PathBuf {
+    let mut path = config.as_os_str().to_owned();
+    path.push(".alive");
+    PathBuf::from(path)
 }
 
 /// The railyard protocol names a configuration text declares, sorted: what

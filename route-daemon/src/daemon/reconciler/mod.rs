@@ -120,6 +120,8 @@ pub struct Reconciler<K> {
     ipam: Option<(HostShare, mpsc::UnboundedSender<NetworkConfig>)>,
     /// The BIRD announcing routed networks' blocks (`routed.rs`), if any.
     bird: Option<Arc<dyn crate::bgp::BirdControl>>,
+    /// The heartbeat the BIRD guard watches (`routed.rs`).
+    beat: routed::BeatState,
 }
 
 impl<K> std::fmt::Debug for Reconciler<K> {
@@ -153,6 +155,7 @@ impl<K: Kernel + 'static> Reconciler<K> {
             retry_at: None,
             ipam: None,
             bird: None,
+            beat: routed::BeatState::default(),
         }
     }
 
@@ -176,6 +179,8 @@ impl<K: Kernel + 'static> Reconciler<K> {
         let mut plans = Follow::new(Arc::clone(&self.store), keys::PLANS);
         let mut events_open = true;
         let mut window: Option<(Instant, Instant)> = None;
+        let mut beat = tokio::time::interval(routed::BEAT_EVERY);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = window.map(|(_, d)| d);
             let touched = tokio::select! {
@@ -199,6 +204,10 @@ impl<K: Kernel + 'static> Reconciler<K> {
                     self.retry_at = None;
                     self.dirty.all = true;
                     true
+                }
+                _ = beat.tick(), if self.bird.is_some() => {
+                    self.beat().await;
+                    false
                 }
             };
             if touched && self.dirty.any() && self.view.synced() {

@@ -7,15 +7,29 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use railyard_core::IfName;
 use tracing::{info, warn};
 
 use super::Reconciler;
-use crate::bgp::{Applied, BirdControl};
+use crate::bgp::{Applied, BirdControl, BirdError};
 use crate::kernel::Kernel;
 use crate::view::RoutedChange;
+
+/// How often the daemon beats while it runs (the BIRD guard stops BIRD after
+/// `--silent-after`, minutes, without a beat).
+pub(super) const BEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// The heartbeat's state: no beat before a pass has put BIRD's file in place
+/// (a BIRD the guard starts reads it, so it must be this daemon's, not one a
+/// previous run left), and a failing beat logged once, not every second.
+#[derive(Debug, Default)]
+pub(super) struct BeatState {
+    file_written: bool,
+    failing: bool,
+}
 
 impl<K: Kernel + 'static> Reconciler<K> {
     /// Announces this host's routed blocks through `bird` (the BIRD beside
@@ -100,14 +114,45 @@ impl<K: Kernel + 'static> Reconciler<K> {
         (change, recompute, failed)
     }
 
+    /// Tells the BIRD guard this daemon is alive, once BIRD's file is this
+    /// run's. The beat follows the loop, not etcd: an etcd outage keeps
+    /// every host beating (a withdrawal on every host would cut every pod
+    /// off), while a daemon that is gone, hangs, or crash-loops before its
+    /// first pass stops.
+    pub(super) async fn beat(&mut self) {
+        let Some(bird) = &self.bird else {
+            return;
+        };
+        if !self.beat.file_written {
+            return;
+        }
+        match bird.beat().await {
+            Ok(()) if self.beat.failing => {
+                info!("heartbeat for the BIRD guard written again");
+                self.beat.failing = false;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !self.beat.failing {
+                    warn!(error = %e, "cannot write the heartbeat: the BIRD guard will stop BIRD if this lasts");
+                }
+                self.beat.failing = true;
+                self.metrics.bird_failures.inc();
+            }
+        }
+    }
+
     /// Puts the routed networks' BIRD configuration in force; true when it
     /// is (or there is no BIRD to drive). A refusal or an unreachable BIRD is
     /// a failure the pass retries with its backoff.
-    pub(super) async fn sync_bird(&self) -> bool {
+    pub(super) async fn sync_bird(&mut self) -> bool {
         let Some(bird) = &self.bird else {
             return true;
         };
-        match bird.apply(&self.view.routed().bird).await {
+        let applied = bird.apply(&self.view.routed().bird).await;
+        // Unreachable: the file holds the text; BIRD reads it when it starts.
+        self.beat.file_written |= matches!(applied, Ok(_) | Err(BirdError::Unreachable(_)));
+        match applied {
             Ok(Applied::Unchanged) => true,
             Ok(Applied::Reloaded) => {
                 info!("BIRD reloaded with this host's announcements");

@@ -11,6 +11,7 @@ use railyard_store::{MemStore, Store};
 use tokio::sync::{mpsc, watch};
 
 use super::super::{Reconciler, ReconcilerConfig};
+use super::BEAT_EVERY;
 use crate::bgp::{BirdControl, MemoryBird};
 use crate::kernel::memory::MemoryRoutes;
 use crate::kernel::RoutingMode;
@@ -97,9 +98,17 @@ fn name(s: &str) -> IfName {
     s.parse().expect("name")
 }
 
-#[tokio::test]
-async fn a_routed_host_routes_through_its_leaves_and_announces_its_blocks() {
-    let store = MemStore::new();
+/// Host a's daemon loop on `store`, with rail NICs `rail0` and `rail1` on
+/// their /31s and `bird`; stopped through the sender.
+struct Daemon {
+    kernel: Arc<MemoryRoutes>,
+    metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    _events: mpsc::Sender<crate::watch::KernelEvent>,
+}
+
+fn spawn_daemon(store: &MemStore, bird: &Arc<MemoryBird>) -> Daemon {
     let kernel = MemoryRoutes::default();
     for k in 0..2 {
         let nic = name(&format!("rail{k}"));
@@ -107,8 +116,7 @@ async fn a_routed_host_routes_through_its_leaves_and_announces_its_blocks() {
         kernel.add_address(&nic, format!("10.1{k}.0.1/31").parse().expect("addr"));
     }
     let kernel = Arc::new(kernel);
-    let bird = Arc::new(MemoryBird::new("router id 0.0.0.1;\n"));
-    let (_events, rx) = mpsc::channel(16);
+    let (events, rx) = mpsc::channel(16);
     let (stop, shutdown) = watch::channel(false);
     let cfg = ReconcilerConfig {
         node_name: "a".into(),
@@ -120,8 +128,33 @@ async fn a_routed_host_routes_through_its_leaves_and_announces_its_blocks() {
     let store_dyn: Arc<dyn Store> = Arc::new(store.clone());
     let metrics = Arc::new(Metrics::default());
     let r = Reconciler::new(cfg, store_dyn, Arc::clone(&kernel), Arc::clone(&metrics))
-        .with_bird(Arc::clone(&bird) as Arc<dyn BirdControl>);
+        .with_bird(Arc::clone(bird) as Arc<dyn BirdControl>);
     let task = tokio::spawn(r.run(rx, shutdown));
+    Daemon {
+        kernel,
+        metrics,
+        stop,
+        task,
+        _events: events,
+    }
+}
+
+impl Daemon {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(2), self.task)
+            .await
+            .expect("loop stops")
+            .expect("no panic");
+    }
+}
+
+#[tokio::test]
+async fn a_routed_host_routes_through_its_leaves_and_announces_its_blocks() {
+    let store = MemStore::new();
+    let bird = Arc::new(MemoryBird::new("router id 0.0.0.1;\n"));
+    let daemon = spawn_daemon(&store, &bird);
+    let (kernel, metrics) = (Arc::clone(&daemon.kernel), Arc::clone(&daemon.metrics));
 
     write_network(&store, &["a", "b", "c"], None).await;
     let table = route_table_for(NET);
@@ -212,9 +245,39 @@ async fn a_routed_host_routes_through_its_leaves_and_announces_its_blocks() {
     })
     .await;
 
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(2), task)
-        .await
-        .expect("loop stops")
-        .expect("no panic");
+    daemon.stop().await;
+}
+
+/// The heartbeat the BIRD guard watches (`bgp::guard`): none before a pass
+/// has written BIRD's file (a BIRD the guard started then would read a file
+/// a previous run left), then every second, also while BIRD is down (the
+/// guard starts BIRD on the beats), and none once the daemon stops.
+#[tokio::test]
+async fn the_daemon_beats_once_birds_file_is_its_own_and_until_it_stops() {
+    let store = MemStore::new();
+    write_network(&store, &["a", "b"], None).await;
+    let previous = "router id 0.0.0.1;\n";
+    let bird = Arc::new(MemoryBird::new(previous));
+    bird.stop(); // the guard starts BIRD only on beats
+    let daemon = spawn_daemon(&store, &bird);
+    let beat = || async { bird.last_beat().await.expect("memory") };
+
+    let deadline = tokio::time::Instant::now() + BEAT_EVERY * 3;
+    while beat().await.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "no beat after the first pass");
+        // Polled faster than the loop beats: the file must already be this run's.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let file = bird.file().expect("a file");
+    assert!(file != previous && file.contains("ry_rail0_v4"), "beat on a file not its own: {file}");
+    assert!(daemon.metrics.bird_failures.get() > 0, "BIRD is down: the apply failed");
+    let first = beat().await;
+    tokio::time::sleep(BEAT_EVERY + Duration::from_millis(300)).await;
+    let second = beat().await;
+    assert!(second > first, "beats go on while BIRD is down: {first:?}, {second:?}");
+
+    daemon.stop().await;
+    let last = beat().await;
+    tokio::time::sleep(BEAT_EVERY + Duration::from_millis(300)).await;
+    assert_eq!(beat().await, last, "a stopped daemon beat");
 }
