@@ -300,15 +300,10 @@ fn import_updates(bird: &Bird, protocol: &str) -> Option<[u64; 5]> {
     n.try_into().ok()
 }
 
-#[test]
-fn a_host_announces_its_blocks_per_rail_and_refuses_a_rogue_leaf() {
-    require_root("railyard-route-daemon");
-    require_bird();
-    let hold = 3;
-    let (p, inv, bgp) = routed(3, false, hold);
-    let (text, s) = host_config(&p, &inv, bgp, "h0");
-    let dir = tempfile::tempdir().unwrap();
-    let host = NamedNetns::private("bgp-host");
+/// A host namespace and a leaf namespace per rail: the host's `rail<k>` is
+/// `10.1k.0.1/31`, the leaf's end (`h0`) `10.1k.0.0/31`.
+fn fabric(name: &str) -> (NamedNetns, [NamedNetns; 2]) {
+    let host = NamedNetns::private(name);
     let leaves = [NamedNetns::private("leaf0"), NamedNetns::private("leaf1")];
     for (k, leaf) in leaves.iter().enumerate() {
         let nic = format!("rail{k}");
@@ -329,14 +324,29 @@ fn a_host_announces_its_blocks_per_rail_and_refuses_a_rogue_leaf() {
         leaf.ip_ok(&["addr", "add", &format!("10.1{k}.0.0/31"), "dev", "h0"]);
         leaf.ip_ok(&["link", "set", "h0", "up"]);
     }
-    let block = |h: &str, k: u32| {
-        p.hosts[h]
-            .blocks
-            .iter()
-            .find(|b| b.interface == k && b.cidr.addr().is_ipv4())
-            .unwrap()
-            .cidr
-    };
+    (host, leaves)
+}
+
+/// Host `h`'s IPv4 block on rail `k`.
+fn block_of(p: &Plan, h: &str, k: u32) -> IpNet {
+    p.hosts[h]
+        .blocks
+        .iter()
+        .find(|b| b.interface == k && b.cidr.addr().is_ipv4())
+        .unwrap()
+        .cidr
+}
+
+#[test]
+fn a_host_announces_its_blocks_per_rail_and_refuses_a_rogue_leaf() {
+    require_root("railyard-route-daemon");
+    require_bird();
+    let hold = 3;
+    let (p, inv, bgp) = routed(3, false, hold);
+    let (text, s) = host_config(&p, &inv, bgp, "h0");
+    let dir = tempfile::tempdir().unwrap();
+    let (host, leaves) = fabric("bgp-host");
+    let block = |h: &str, k: u32| block_of(&p, h, k);
     let rail = |k: u32| p.interfaces.iter().find(|i| i.index == k).unwrap().cidrs[0];
     let mut leaf_birds = Vec::new();
     for (k, leaf) in leaves.iter().enumerate() {
@@ -496,4 +506,174 @@ fn a_host_announces_its_blocks_per_rail_and_refuses_a_rogue_leaf() {
         t.elapsed()
     );
     host_bird.check_alive();
+}
+
+/// The guard (`railyard-bird-guard`) in a host namespace, the route-daemon's
+/// heartbeat written by the test (what the daemon's loop writes every
+/// second, `BirdControl::beat`), two real leaves. Checked: no BIRD and
+/// nothing announced before a beat; beats start BIRD and the leaves learn
+/// the host's blocks; beats stopping withdraw them once `--silent-after` has
+/// passed, not before; beats again announce them again; a BIRD that dies is
+/// started again; the guard stopped stops BIRD and the leaves withdraw. The
+/// times are printed (`--nocapture`).
+#[test]
+fn the_guard_withdraws_a_silent_daemons_blocks_and_announces_them_when_it_beats_again() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    require_root("railyard-route-daemon");
+    require_bird();
+    let silent_after = Duration::from_secs(3);
+    let (p, inv, bgp) = routed(2, false, 3);
+    let (text, _) = host_config(&p, &inv, bgp, "h0");
+    let dir = tempfile::tempdir().unwrap();
+    let (host, leaves) = fabric("guard-host");
+    let _leaf_birds: Vec<Bird> = leaves
+        .iter()
+        .enumerate()
+        .map(|(k, leaf)| {
+            let cfg = leaf_config(
+                format!("10.1{k}.0.0").parse().unwrap(),
+                format!("10.1{k}.0.1").parse().unwrap(),
+                3,
+                &[],
+            );
+            Bird::start(leaf, dir.path(), &format!("leaf{k}"), &cfg)
+        })
+        .collect();
+    let config = dir.path().join("host.conf");
+    let socket = dir.path().join("host.ctl");
+    std::fs::write(&config, &text).unwrap();
+    let heartbeat = railyard_route_daemon::bgp::heartbeat_path(&config);
+    let mut guard = Command::new("ip")
+        .args(["netns", "exec", host.name()])
+        .arg(env!("CARGO_BIN_EXE_railyard-bird-guard"))
+        .arg("--bird-config")
+        .arg(&config)
+        .arg("--bird-socket")
+        .arg(&socket)
+        .arg(format!("--silent-after={}s", silent_after.as_secs()))
+        .arg("--poll=100ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let beating = Arc::new(AtomicBool::new(false));
+    let beater = {
+        let (beating, heartbeat) = (Arc::clone(&beating), heartbeat.clone());
+        std::thread::spawn(move || loop {
+            if beating.load(Ordering::SeqCst) {
+                std::fs::write(&heartbeat, "beat\n").unwrap();
+            }
+            if Arc::strong_count(&beating) == 1 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        })
+    };
+    let announced = |leaf: &NamedNetns, k: u32| {
+        bird_routes(leaf).contains(&format!("{} via 10.1{k}.0.1", block_of(&p, "h0", k)))
+    };
+    let leaves = &leaves;
+    let announced = &announced;
+    let all = |on: bool| {
+        move || {
+            leaves
+                .iter()
+                .enumerate()
+                .all(|(k, l)| announced(l, k as u32) == on)
+        }
+    };
+    let bird_answers = || {
+        Command::new(BIRDC)
+            .arg("-s")
+            .arg(&socket)
+            .args(["show", "status"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!bird_answers(), "BIRD started before the daemon beat");
+    assert!(all(false)(), "announced before the daemon beat");
+
+    beating.store(true, Ordering::SeqCst);
+    let t = wait_for(
+        "announced on the first beats",
+        Duration::from_secs(20),
+        all(true),
+    );
+    eprintln!("guard: both leaves hold the host's blocks {t:?} after the daemon began to beat");
+
+    beating.store(false, Ordering::SeqCst);
+    let silent_from = std::fs::metadata(&heartbeat).unwrap().modified().unwrap();
+    std::thread::sleep(silent_after - Duration::from_millis(1200));
+    assert!(all(true)(), "withdrawn before --silent-after passed");
+    let t = wait_for("withdrawn once silent", Duration::from_secs(10), all(false));
+    let silent = silent_from.elapsed().unwrap();
+    eprintln!("guard: both leaves lost the blocks {silent:?} after the last beat (--silent-after {silent_after:?})");
+    assert!(silent >= silent_after, "{silent:?}");
+    assert!(
+        silent <= silent_after + Duration::from_secs(2),
+        "{silent:?} ({t:?} of waiting)"
+    );
+    assert!(!bird_answers(), "BIRD still runs");
+
+    beating.store(true, Ordering::SeqCst);
+    let t = wait_for(
+        "announced again on beats",
+        Duration::from_secs(20),
+        all(true),
+    );
+    eprintln!("guard: both leaves hold the blocks again {t:?} after the daemon beat again");
+
+    // BIRD dies on its own while the daemon beats: started again.
+    let pid = bird_pid(guard.id()).expect("the guard runs BIRD");
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("BIRD gone", Duration::from_secs(5), || !bird_answers());
+    let t = wait_for("BIRD started again", Duration::from_secs(10), bird_answers);
+    assert_ne!(bird_pid(guard.id()), Some(pid), "the same BIRD");
+    wait_for(
+        "announced after the restart",
+        Duration::from_secs(20),
+        all(true),
+    );
+    eprintln!("guard: a killed BIRD was started again {t:?} later");
+
+    // The guard stopped (its pod deleted): BIRD stops, the leaves withdraw.
+    let t = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &guard.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = guard.wait().unwrap();
+    assert!(status.success(), "guard exited with {status}");
+    wait_for(
+        "withdrawn after the guard stopped",
+        Duration::from_secs(5),
+        all(false),
+    );
+    eprintln!(
+        "guard: stopped; both leaves lost the blocks {:?} later",
+        t.elapsed()
+    );
+    assert!(!bird_answers(), "BIRD outlived its guard");
+    drop(beating);
+    beater.join().unwrap();
+}
+
+/// The pid of the guard's BIRD: its child (`ip netns exec` runs the guard
+/// in place, so the guard's pid is the spawned one).
+fn bird_pid(guard: u32) -> Option<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{guard}/task")).ok()?;
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .next()
 }

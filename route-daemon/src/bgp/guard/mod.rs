@@ -90,7 +90,10 @@ impl Guard {
     /// the next start waits for the backoff, which doubles unless BIRD had
     /// run for [`STEADY`]. Returns the wait.
     pub fn exited(&mut self, now: Instant) -> Duration {
-        let ran = self.started.take().map(|s| now.saturating_duration_since(s));
+        let ran = self
+            .started
+            .take()
+            .map(|s| now.saturating_duration_since(s));
         if ran.is_some_and(|r| r >= STEADY) {
             self.backoff = MIN_BACKOFF;
         }

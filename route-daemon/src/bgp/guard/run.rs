@@ -9,8 +9,8 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{kill, Signal};
-use railyard_store::cli::parse_duration;
 use nix::unistd::Pid;
+use railyard_store::cli::parse_duration;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -73,7 +73,9 @@ impl GuardArgs {
     pub fn config(&self) -> Result<GuardConfig> {
         for (flag, value) in [("--silent-after", self.silent_after), ("--poll", self.poll)] {
             if value.is_zero() {
-                return Err(Error::Config(format!("{flag}: {value:?} must be more than 0")));
+                return Err(Error::Config(format!(
+                    "{flag}: {value:?} must be more than 0"
+                )));
             }
         }
         Ok(GuardConfig {
@@ -202,7 +204,10 @@ async fn stop(mut child: Child) {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
-    if tokio::time::timeout(STOP_TIMEOUT, child.wait()).await.is_err() {
+    if tokio::time::timeout(STOP_TIMEOUT, child.wait())
+        .await
+        .is_err()
+    {
         warn!("BIRD did not stop within {STOP_TIMEOUT:?} of SIGTERM; killing it");
         let _ = child.kill().await;
     }
@@ -220,12 +225,19 @@ mod tests {
             .config()
     }
 
-    const PATHS: [&str; 2] = ["--bird-config=/run/b/bird.conf", "--bird-socket=/run/b/bird.ctl"];
+    const PATHS: [&str; 2] = [
+        "--bird-config=/run/b/bird.conf",
+        "--bird-socket=/run/b/bird.ctl",
+    ];
 
     #[test]
     fn defaults_follow_the_planner_and_debian() {
         let c = parse(&PATHS).expect("paths are enough");
-        assert_eq!(c.silent_after, Duration::from_secs(600), "the planner's --grace");
+        assert_eq!(
+            c.silent_after,
+            Duration::from_secs(600),
+            "the planner's --grace"
+        );
         assert_eq!(c.poll, Duration::from_secs(1));
         assert_eq!(c.bird, PathBuf::from("/usr/sbin/bird"));
         assert_eq!(c.config, PathBuf::from("/run/b/bird.conf"));
@@ -238,6 +250,9 @@ mod tests {
         let zero = parse(&[PATHS[0], PATHS[1], "--silent-after=0s"]).expect_err("zero");
         assert!(zero.to_string().contains("--silent-after"), "{zero}");
         let c = parse(&[PATHS[0], PATHS[1], "--silent-after=5s", "--poll=200ms"]).expect("ok");
-        assert_eq!((c.silent_after, c.poll), (Duration::from_secs(5), Duration::from_millis(200)));
+        assert_eq!(
+            (c.silent_after, c.poll),
+            (Duration::from_secs(5), Duration::from_millis(200))
+        );
     }
 }

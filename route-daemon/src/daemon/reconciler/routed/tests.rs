@@ -264,17 +264,29 @@ async fn the_daemon_beats_once_birds_file_is_its_own_and_until_it_stops() {
 
     let deadline = tokio::time::Instant::now() + BEAT_EVERY * 3;
     while beat().await.is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "no beat after the first pass");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no beat after the first pass"
+        );
         // Polled faster than the loop beats: the file must already be this run's.
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let file = bird.file().expect("a file");
-    assert!(file != previous && file.contains("ry_rail0_v4"), "beat on a file not its own: {file}");
-    assert!(daemon.metrics.bird_failures.get() > 0, "BIRD is down: the apply failed");
+    assert!(
+        file != previous && file.contains("ry_rail0_v4"),
+        "beat on a file not its own: {file}"
+    );
+    assert!(
+        daemon.metrics.bird_failures.get() > 0,
+        "BIRD is down: the apply failed"
+    );
     let first = beat().await;
     tokio::time::sleep(BEAT_EVERY + Duration::from_millis(300)).await;
     let second = beat().await;
-    assert!(second > first, "beats go on while BIRD is down: {first:?}, {second:?}");
+    assert!(
+        second > first,
+        "beats go on while BIRD is down: {first:?}, {second:?}"
+    );
 
     daemon.stop().await;
     let last = beat().await;
