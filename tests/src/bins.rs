@@ -90,7 +90,7 @@ pub fn for_tests() -> Result<PathBuf> {
 
 /// The source directories (relative to the workspace) each binary is built
 /// from, for the staleness check.
-const SOURCES: [(&str, &[&str]); 5] = [
+const SOURCES: [(&str, &[&str]); 6] = [
     (
         "railyard",
         &["planner/cli/src", "libs/core/src", "libs/store/src"],
@@ -112,6 +112,11 @@ const SOURCES: [(&str, &[&str]); 5] = [
             "libs/core/src",
             "libs/store/src",
         ],
+    ),
+    // Routed fabrics only (not in REQUIRED: older releases lack it).
+    (
+        "railyard-bird-guard",
+        &["route-daemon/src", "libs/store/src"],
     ),
     ("railyard-cni", &["ipam-plugin/src", "libs/core/src"]),
     ("railyard-ipam", &["ipam-plugin/src", "libs/core/src"]),

@@ -1,6 +1,9 @@
 //! The BIRDs of a routed fabric (`fabric.rs`): one per leaf, with the
 //! harness's configuration, and one per host beside its route-daemon, whose
-//! configuration the daemon writes (`--bird-config`, `--bird-socket`).
+//! configuration the daemon writes (`--bird-config`, `--bird-socket`). A
+//! host's BIRD runs under `railyard-bird-guard`, as in the Kubernetes
+//! component: started once the daemon beats, stopped when it has been
+//! silent for the planner's grace.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,6 +14,8 @@ use crate::error::{Error, Result};
 
 /// Debian's bird2.
 const BIRD: &str = "/usr/sbin/bird";
+/// The guard a host's BIRD runs under, from the bin dir.
+pub const GUARD: &str = "railyard-bird-guard";
 const BIRDC: &str = "/usr/sbin/birdc";
 
 impl Cluster {
@@ -115,20 +120,44 @@ impl Cluster {
         self.start_bird(&leaf, &text)
     }
 
-    /// Host `i`'s BIRD, unless it runs: a placeholder configuration its
-    /// daemon replaces at once.
+    /// Host `i`'s BIRD guard, unless it runs, with `--silent-after` the
+    /// planner's grace. The guard starts BIRD once the daemon has written
+    /// its configuration and beats (`route-daemon/src/bgp/guard`).
     pub(super) fn start_host_bird(&mut self, i: usize) -> Result<()> {
-        let host = self.spec().host(i);
+        let spec = self.spec().clone();
+        let host = spec.host(i);
         let role = Cluster::bird_role(&host);
         if self.state.process(&role).is_some_and(process::is_alive) {
             return Ok(());
         }
-        let id = std::net::Ipv4Addr::from_bits(i as u32 + 1);
-        self.start_bird(&host, &format!("router id {id};\nprotocol device {{ }}\n"))
+        let guard = spec.bin_dir.join(GUARD);
+        if !guard.exists() || !Path::new(BIRD).exists() {
+            return Err(Error::Refused(format!(
+                "a routed fabric needs {} (`cargo build --bins`) and BIRD 2 ({BIRD}, `make deps`)",
+                guard.display()
+            )));
+        }
+        let (config, socket) = spec.bird_files(&host);
+        if let Some(dir) = config.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("make", dir, e))?;
+        }
+        let argv = vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            host,
+            guard.display().to_string(),
+            format!("--bird-config={}", config.display()),
+            format!("--bird-socket={}", socket.display()),
+            format!("--silent-after={}", spec.grace),
+            "--poll=200ms".into(),
+        ];
+        self.launch(&role, argv, &super::services::log_env())
     }
 
-    /// Host `i`'s BIRD stopped (SIGTERM: it closes its sessions, so the
-    /// leaves withdraw its blocks at once), as when the host goes away.
+    /// Host `i`'s BIRD guard stopped, and with it BIRD (SIGTERM: it closes
+    /// its sessions, so the leaves withdraw its blocks at once), as when the
+    /// host goes away.
     pub fn stop_host_bird(&mut self, i: usize) {
         let role = Cluster::bird_role(&self.spec().host(i));
         self.stop_role(&role);

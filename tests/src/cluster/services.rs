@@ -171,7 +171,7 @@ impl Cluster {
 
 /// The services' logging: `RUST_LOG` if set, else info; no colour codes in
 /// the log files.
-fn log_env() -> [(&'static str, String); 2] {
+pub(super) fn log_env() -> [(&'static str, String); 2] {
     [
         (
             "RUST_LOG",

@@ -213,3 +213,74 @@ fn a_join_reaches_every_peer_through_the_leaves() {
         "join into {hosts} hosts x 2 rails: l2 every peer's route {l2:?}; routed every peer's route through its leaf {routed:?}, every leaf holding the new blocks {leaves:?}"
     );
 }
+
+/// A route-daemon that dies while its BIRD lives (the BIRD guard's case,
+/// `route-daemon/src/bgp/guard`): a daemon restart (an upgrade) withdraws
+/// nothing from the leaves; a daemon dead for the planner's grace has its
+/// blocks withdrawn by its guard then, not before (after the grace the
+/// planner may give them to another host); the daemon back announces them
+/// again.
+#[test]
+fn a_dead_daemons_blocks_leave_the_leaves_when_the_grace_ends() {
+    let grace = Duration::from_secs(6);
+    let mut s = common::spec("routed-guard", 23);
+    s.routed = true;
+    s.grace = format!("{}s", grace.as_secs());
+    let mut c = TestCluster::up(s);
+    c.assert_connected(None);
+    let rails = c.spec().rails;
+    let blocks: Vec<(usize, String)> = (0..rails)
+        .flat_map(|j| {
+            let want = c.leaf_wants(&[1], j).expect("plan");
+            want.into_iter().map(move |w| (j, w))
+        })
+        .collect();
+    assert_eq!(blocks.len(), rails, "one block of host 1 per rail");
+    let held = |c: &TestCluster| {
+        blocks
+            .iter()
+            .filter(|(j, w)| c.leaf_routes(*j).unwrap_or_default().contains(w.as_str()))
+            .count()
+    };
+    assert_eq!(held(&c), blocks.len());
+
+    // A restart withdraws nothing: BIRD and its sessions stay.
+    c.stop_daemon(1);
+    c.start_daemon(1).expect("daemon back");
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(held(&c), blocks.len(), "a daemon restart withdrew a block");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Dead for good: announced through half the grace, withdrawn after it.
+    let t = Instant::now();
+    c.crash_daemon(1);
+    std::thread::sleep(grace / 2);
+    assert_eq!(held(&c), blocks.len(), "withdrawn before the grace ended");
+    let deadline = t + grace + Duration::from_secs(10);
+    while held(&c) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the leaves still hold the dead daemon's blocks {:?} after it died (grace {grace:?})",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone = t.elapsed();
+    eprintln!(
+        "dead daemon: the leaves withdrew its blocks {gone:?} after it died (grace {grace:?})"
+    );
+    // The last beat may be up to a second before the kill.
+    assert!(gone >= grace - Duration::from_secs(1), "{gone:?}");
+
+    // The daemon back: its guard starts BIRD, the leaves learn its blocks.
+    let t = Instant::now();
+    c.start_daemon(1).expect("daemon back");
+    c.wait_leaves(&[0, 1], &[], Duration::from_secs(60))
+        .expect("announced again");
+    eprintln!(
+        "daemon back: every leaf holds its blocks again {:?} after it started",
+        t.elapsed()
+    );
+}
