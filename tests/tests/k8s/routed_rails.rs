@@ -69,10 +69,48 @@ fn the_component_runs_bird_beside_the_daemon_on_the_paths_it_is_told() {
     let (config, socket) = (flag("bird-config"), flag("bird-socket"));
     // The shipped flags are kept.
     assert!(args.contains(&"--leak-grace=15m"), "{args:?}");
-    let script = bird["command"][2].as_str().expect("the bird script");
+    // BIRD runs under its guard, on the daemon's paths, silent for at most
+    // the planner's grace (10m: the shipped planner does not set --grace).
+    let command: Vec<&str> = bird["command"]
+        .as_array()
+        .expect("the bird command")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        command,
+        [
+            "railyard-bird-guard",
+            &format!("--bird-config={config}"),
+            &format!("--bird-socket={socket}"),
+            "--silent-after=10m",
+        ]
+    );
+    let planner = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/planner.yaml"),
+    )
+    .expect("planner.yaml");
+    assert!(!planner.contains("--grace"), "the planner sets --grace: keep --silent-after at most it");
+    let bins = railyard_e2e::bins::for_tests().unwrap_or_else(|e| panic!("{e}"));
+    let help = std::process::Command::new(bins.join("railyard-planner"))
+        .arg("--help")
+        .output()
+        .expect("railyard-planner --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let grace = help
+        .split("--grace")
+        .nth(1)
+        .and_then(|h| h.split("--").next())
+        .unwrap_or_default();
+    assert!(grace.contains("[default: 10m]"), "the planner's --grace default moved: {grace}");
+    // The image holds the guard (deploy/Dockerfile copies it).
+    let dockerfile = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/Dockerfile"),
+    )
+    .expect("Dockerfile");
     assert!(
-        script.contains(&format!("exec bird -f -c {config} -s {socket}")),
-        "{script}"
+        dockerfile.contains("/src/target/release/railyard-bird-guard"),
+        "deploy/Dockerfile does not copy railyard-bird-guard"
     );
     // One emptyDir, mounted where both paths live, in both containers.
     let dir = std::path::Path::new(config).parent().expect("a directory");
