@@ -151,7 +151,13 @@ impl<K: Kernel + 'static> Reconciler<K> {
         };
         let applied = bird.apply(&self.view.routed().bird).await;
         // Unreachable: the file holds the text; BIRD reads it when it starts.
-        self.beat.file_written |= matches!(applied, Ok(_) | Err(BirdError::Unreachable(_)));
+        let written = matches!(applied, Ok(_) | Err(BirdError::Unreachable(_)));
+        if written && !self.beat.file_written {
+            // The first beat at once: the guard starts BIRD on it, and a
+            // joining host's blocks wait for that.
+            self.beat.file_written = true;
+            self.beat().await;
+        }
         match applied {
             Ok(Applied::Unchanged) => true,
             Ok(Applied::Reloaded) => {
