@@ -5,7 +5,9 @@
 //! leaf restart reconverges; a host leaving is withdrawn from the leaves and
 //! its peers' tables; IPv6 only and dual stack; a leaf offering routes
 //! that are not railyard's (a rogue or misconfigured one) is refused by the
-//! hosts' filters. The times are printed (`--nocapture`).
+//! hosts' filters; a dead daemon's blocks are withdrawn by its BIRD guard
+//! when the grace ends, and a restarted one's are not. The times are
+//! printed (`--nocapture`).
 //!
 //!     sudo -E cargo test -p railyard-e2e --test e2e -- routed --nocapture
 
