@@ -90,7 +90,10 @@ fn the_component_runs_bird_beside_the_daemon_on_the_paths_it_is_told() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/planner.yaml"),
     )
     .expect("planner.yaml");
-    assert!(!planner.contains("--grace"), "the planner sets --grace: keep --silent-after at most it");
+    assert!(
+        !planner.contains("--grace"),
+        "the planner sets --grace: keep --silent-after at most it"
+    );
     let bins = railyard_e2e::bins::for_tests().unwrap_or_else(|e| panic!("{e}"));
     let help = std::process::Command::new(bins.join("railyard-planner"))
         .arg("--help")
@@ -102,7 +105,10 @@ fn the_component_runs_bird_beside_the_daemon_on_the_paths_it_is_told() {
         .nth(1)
         .and_then(|h| h.split("--").next())
         .unwrap_or_default();
-    assert!(grace.contains("[default: 10m]"), "the planner's --grace default moved: {grace}");
+    assert!(
+        grace.contains("[default: 10m]"),
+        "the planner's --grace default moved: {grace}"
+    );
     // The image holds the guard (deploy/Dockerfile copies it).
     let dockerfile = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/Dockerfile"),
