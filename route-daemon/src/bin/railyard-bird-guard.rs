@@ -10,21 +10,19 @@ use railyard_route_daemon::bgp::guard::run::{run, GuardArgs};
 async fn main() -> ExitCode {
     let args = GuardArgs::parse();
     railyard_telemetry::init_logging(args.log_json);
-    let config = match args.config() {
-        Ok(c) => c,
+    let started = args.config().map_err(|e| e.to_string()).and_then(|config| {
+        railyard_telemetry::shutdown_on_signals()
+            .map(|shutdown| (config, shutdown))
+            .map_err(|e| format!("cannot handle SIGTERM/SIGINT: {e}"))
+    });
+    let result = match started {
+        Ok((config, shutdown)) => run(config, shutdown).await,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = match railyard_telemetry::shutdown_on_signals() {
-        Ok(rx) => rx,
-        Err(e) => {
-            eprintln!("error: cannot handle SIGTERM/SIGINT: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match run(config, shutdown).await {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "BIRD guard stopped");
