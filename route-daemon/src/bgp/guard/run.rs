@@ -73,9 +73,7 @@ impl GuardArgs {
     pub fn config(&self) -> Result<GuardConfig> {
         for (flag, value) in [("--silent-after", self.silent_after), ("--poll", self.poll)] {
             if value.is_zero() {
-                return Err(Error::Config(format!(
-                    "{flag}: {value:?} must be more than 0"
-                )));
+                return Err(Error::Config(format!("{flag}: must be more than 0s")));
             }
         }
         Ok(GuardConfig {
