@@ -273,8 +273,9 @@ fn a_dead_daemons_blocks_leave_the_leaves_when_the_grace_ends() {
     eprintln!(
         "dead daemon: the leaves withdrew its blocks {gone:?} after it died (grace {grace:?})"
     );
-    // The last beat may be up to a second before the kill.
-    assert!(gone >= grace - Duration::from_secs(1), "{gone:?}");
+    // The last beat is about a second before the kill (more if the loop
+    // was starved of CPU); "held at half the grace" above is the real check.
+    assert!(gone >= grace - Duration::from_secs(2), "{gone:?}");
 
     // The daemon back: its guard starts BIRD, the leaves learn its blocks.
     let t = Instant::now();
