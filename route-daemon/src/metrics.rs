@@ -162,7 +162,7 @@ impl Default for Metrics {
         );
         r.register(
             "bird_failures",
-            "BIRD configurations refused or BIRD not answering; retried with backoff",
+            "BIRD configurations refused or BIRD not answering (retried with backoff), or the BIRD guard's heartbeat not written",
             m.bird_failures.clone(),
         );
         r.register(

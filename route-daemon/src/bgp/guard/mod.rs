@@ -103,7 +103,7 @@ impl Guard {
         wait
     }
 
-    /// BIRD was stopped by the guard at `now` (the daemon went silent): the
+    /// BIRD was stopped by the guard (the daemon went silent): the
     /// next start may come at once, when the daemon beats again.
     pub fn stopped(&mut self) {
         self.started = None;
@@ -118,9 +118,8 @@ mod tests {
 
     const SILENT: Duration = Duration::from_secs(60);
 
-    #[allow(non_snake_case)]
-    fn S(secs: u64) -> Duration {
-        Duration::from_secs(secs)
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
     }
 
     #[test]
@@ -128,11 +127,11 @@ mod tests {
         let g = Guard::new(SILENT);
         let now = Instant::now();
         assert_eq!(g.decide(now, false, None), Action::Wait, "never beat");
-        assert_eq!(g.decide(now, false, Some(S(1))), Action::Start);
-        assert_eq!(g.decide(now, true, Some(S(59))), Action::Wait);
-        assert_eq!(g.decide(now, true, Some(S(60))), Action::Stop, "silent");
+        assert_eq!(g.decide(now, false, Some(secs(1))), Action::Start);
+        assert_eq!(g.decide(now, true, Some(secs(59))), Action::Wait);
+        assert_eq!(g.decide(now, true, Some(secs(60))), Action::Stop, "silent");
         assert_eq!(g.decide(now, true, None), Action::Stop, "beat file gone");
-        assert_eq!(g.decide(now, false, Some(S(600))), Action::Wait);
+        assert_eq!(g.decide(now, false, Some(secs(600))), Action::Wait);
     }
 
     #[test]
@@ -146,15 +145,15 @@ mod tests {
     fn a_crashing_bird_is_started_again_after_a_doubling_backoff() {
         let mut g = Guard::new(SILENT);
         let t0 = Instant::now();
-        let beat = Some(S(1));
+        let beat = Some(secs(1));
         let mut now = t0;
         let mut waits = Vec::new();
         for _ in 0..7 {
             assert_eq!(g.decide(now, false, beat), Action::Start);
             g.started(now);
-            let wait = g.exited(now + S(1));
+            let wait = g.exited(now + secs(1));
             waits.push(wait.as_secs());
-            now += S(1);
+            now += secs(1);
             assert_eq!(g.decide(now, false, beat), Action::Wait, "backing off");
             now += wait;
         }
@@ -172,6 +171,6 @@ mod tests {
         g.started(now);
         let _ = g.exited(now);
         g.stopped();
-        assert_eq!(g.decide(now, false, Some(S(1))), Action::Start);
+        assert_eq!(g.decide(now, false, Some(secs(1))), Action::Start);
     }
 }
