@@ -40,9 +40,7 @@ pub fn start(name: &str) -> anyhow::Result<Env> {
 /// Like [`start`], with `rbac_yaml` applied instead of deploy/kubernetes/rbac.yaml.
 pub fn start_with_rbac(name: &str, rbac_yaml: Option<&str>) -> anyhow::Result<Env> {
     let bins = railyard_e2e::bins::for_tests()?;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("railyard-{name}-"))
-        .tempdir()?;
+    let dir = process_dir(name)?;
     let manifests = identity::manifests_dir();
     let started = Instant::now();
     let plane = ControlPlane::up(&PlaneOptions {
@@ -84,6 +82,31 @@ pub fn start_with_rbac(name: &str, rbac_yaml: Option<&str>) -> anyhow::Result<En
     };
     env.wait_for_controller(name)?;
     Ok(env)
+}
+
+/// A temporary directory `railyard-<name>-<pid>-*`. The shared environment
+/// lives in a static and is never dropped, so its directory (the control
+/// plane's and the planner's data, tens of MB) outlives the run: the
+/// directories of processes that are gone are removed here first, so runs do
+/// not pile them up.
+fn process_dir(name: &str) -> anyhow::Result<tempfile::TempDir> {
+    let tmp = std::env::temp_dir();
+    let prefix = format!("railyard-{name}-");
+    for entry in std::fs::read_dir(&tmp)?.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(tempfile::Builder::new()
+        .prefix(&format!("{prefix}{}-", std::process::id()))
+        .tempdir_in(tmp)?)
 }
 
 impl Env {
