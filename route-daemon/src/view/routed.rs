@@ -97,16 +97,9 @@ impl ClusterView {
         me: &str,
         routes: Vec<Route>,
     ) -> Vec<Route> {
-        if !self.fabric(network).is_routed() {
-            return routes;
-        }
-        let mine = plan
-            .hosts
-            .get(me)
-            .map(|h| h.blocks.as_slice())
-            .unwrap_or_default();
-        let (links, _) = routed_links(mine, &self.addresses);
-        let (via, dropped) = railyard_core::fabric::route_via_leaves(routes, &links);
+        let fabric = self.fabric(network);
+        let (via, dropped) =
+            railyard_core::fabric::own_leaf_routes(plan, fabric, me, routes, &self.addresses);
         if !dropped.is_empty() {
             // Logged on every pass, as conflicts are: until the NIC holds a
             // usable link address, this rail reaches no peer from here.

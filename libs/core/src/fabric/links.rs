@@ -189,9 +189,22 @@ pub fn host_routes(
     table: u32,
     addresses: &[(IfName, IpNet)],
 ) -> Vec<Route> {
-    let routes = desired_routes(plan, me, table);
+    own_leaf_routes(plan, fabric, me, desired_routes(plan, me, table), addresses).0
+}
+
+/// `routes` of host `me` (from `desired_routes` on `plan`) as it sends them:
+/// unchanged on an l2 fabric; on a routed one through its own leaf, over the
+/// links its `addresses` give its blocks' NICs. Second: the routes left out
+/// because their NIC has no usable link (none on l2).
+pub fn own_leaf_routes(
+    plan: &Plan,
+    fabric: Fabric,
+    me: &str,
+    routes: Vec<Route>,
+    addresses: &[(IfName, IpNet)],
+) -> (Vec<Route>, Vec<Route>) {
     if !fabric.is_routed() {
-        return routes;
+        return (routes, Vec::new());
     }
     let mine = plan
         .hosts
@@ -199,5 +212,5 @@ pub fn host_routes(
         .map(|h| h.blocks.as_slice())
         .unwrap_or_default();
     let (links, _) = routed_links(mine, addresses);
-    route_via_leaves(routes, &links).0
+    route_via_leaves(routes, &links)
 }

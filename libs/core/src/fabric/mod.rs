@@ -21,8 +21,8 @@ pub mod sessions;
 pub mod source;
 
 pub use links::{
-    host_routes, inventory_addresses, leaf_gateway, route_via_leaves, routed_links, LinkProblem,
-    RoutedLink,
+    host_routes, inventory_addresses, leaf_gateway, own_leaf_routes, route_via_leaves,
+    routed_links, LinkProblem, RoutedLink,
 };
 pub use sessions::{
     bird_safe, router_id, sessions, AcceptRange, RoutedNetwork, Session, SessionConflict,
